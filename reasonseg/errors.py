@@ -1,0 +1,17 @@
+"""Error types that callers (CLI, nodes) turn into one clear log line."""
+
+
+class ReasonSegError(Exception):
+    """Base class: the message is meant to be shown to a user as one line."""
+
+
+class InputError(ReasonSegError, ValueError):
+    """A malformed image or instruction: drop it, keep serving."""
+
+
+class ModelCacheError(ReasonSegError, FileNotFoundError):
+    """A model file is missing or corrupt in the cache: run the set-up step."""
+
+
+class ConfigError(ReasonSegError, ValueError):
+    """A parameter is unknown, of the wrong type or out of range."""

@@ -1,0 +1,68 @@
+"""Raw camera buffers <-> numpy, honouring encoding, step and endianness.
+
+ROS `cv_bridge` is not available everywhere we run, and a node must never
+crash on a malformed frame: every check here raises `InputError` with one line.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+# encoding -> (channels, dtype, channel order to reach RGB)
+_ENCODINGS: dict[str, tuple[int, np.dtype, tuple[int, ...] | None]] = {
+    "rgb8": (3, np.dtype(np.uint8), None),
+    "bgr8": (3, np.dtype(np.uint8), (2, 1, 0)),
+    "rgba8": (4, np.dtype(np.uint8), (0, 1, 2)),
+    "bgra8": (4, np.dtype(np.uint8), (2, 1, 0)),
+    "mono8": (1, np.dtype(np.uint8), None),
+    "8UC1": (1, np.dtype(np.uint8), None),
+    "8UC3": (3, np.dtype(np.uint8), (2, 1, 0)),  # OpenCV convention: BGR
+    "mono16": (1, np.dtype(np.uint16), None),
+}
+SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
+
+
+def decode_image(
+    encoding: str,
+    height: int,
+    width: int,
+    step: int,
+    data: bytes | bytearray | memoryview | np.ndarray,
+    *,
+    is_bigendian: bool = False,
+    max_pixels: int = 4096 * 4096,
+) -> np.ndarray:
+    """Return an HxWx3 uint8 RGB copy of a raw image buffer or raise InputError."""
+    if encoding not in _ENCODINGS:
+        raise InputError(f"unsupported image encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+    if height <= 0 or width <= 0:
+        raise InputError(f"empty image {width}x{height}")
+    if height * width > max_pixels:
+        raise InputError(f"image {width}x{height} exceeds max_image_pixels={max_pixels}")
+    channels, dtype, order = _ENCODINGS[encoding]
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise InputError(f"step {step} < width*channels*bytes ({row_bytes}) for {encoding} {width}x{height}")
+    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
+    if buf.size < step * height:
+        raise InputError(f"image data has {buf.size} bytes, expected step*height = {step * height}")
+    rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
+    pixels = rows.copy().view(dtype.newbyteorder(">" if is_bigendian else "<") if dtype.itemsize > 1 else dtype)
+    pixels = pixels.reshape(height, width, channels)
+    if dtype.itemsize > 1:  # mono16 -> 8 bit by the top byte: display-grade, enough for detection
+        pixels = (pixels.astype(np.uint16) >> 8).astype(np.uint8)
+    if channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if order is not None:
+        pixels = pixels[:, :, list(order)]
+    return np.ascontiguousarray(pixels[:, :, :3])
+
+
+def validate_rgb(image: np.ndarray) -> np.ndarray:
+    """Check an in-memory image is HxWx3 uint8 (what every model here takes)."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise InputError("image must be an HxWx3 uint8 RGB array")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError("image has zero size")
+    return image

@@ -1,0 +1,116 @@
+"""Chat client for any OpenAI-compatible endpoint, with strict answer validation.
+
+Configured the standard way (OPENAI_BASE_URL, OPENAI_API_KEY); the model name
+comes from settings. Every failure mode — endpoint down, slow past the timeout,
+non-JSON, labels outside the allowed list — raises `LlmError` so the caller
+falls back to the local resolver and records why. The key is never logged.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from . import prompts
+
+_MAX_ANSWER_CHARS = 20_000
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
+
+
+class LlmError(RuntimeError):
+    """The LLM could not give a usable answer; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class PreRefinement:
+    labels: tuple[str, ...]
+    reference_labels: tuple[str, ...]
+
+
+def endpoint_from_env(env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    env = os.environ if env is None else env
+    return env.get("OPENAI_BASE_URL") or None, env.get("OPENAI_API_KEY") or None
+
+
+class ChatLlm:
+    def __init__(self, model: str, *, base_url: str | None, api_key: str | None, timeout_s: float,
+                 max_tokens: int = 256) -> None:
+        import openai
+
+        # A local server (vLLM, Ollama) often needs no key, but the client insists on one.
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=0)
+        self._openai = openai
+        self.model = model
+        self.max_tokens = max_tokens
+        self.endpoint = base_url or "api.openai.com"
+
+    @classmethod
+    def from_env(cls, model: str, *, timeout_s: float, max_tokens: int = 256) -> "ChatLlm | None":
+        base_url, api_key = endpoint_from_env()
+        if not base_url and not api_key:
+            return None
+        return cls(model, base_url=base_url, api_key=api_key, timeout_s=timeout_s, max_tokens=max_tokens)
+
+    def complete(self, system: str, user: str) -> str:
+        try:
+            resp = self._client.chat.completions.create(
+                model=self.model, temperature=0, max_tokens=self.max_tokens,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+            )
+        except self._openai.APITimeoutError:
+            raise LlmError(f"LLM timed out ({self._client.timeout}s)") from None
+        except self._openai.APIConnectionError:
+            raise LlmError(f"LLM endpoint unreachable ({self.endpoint})") from None
+        except self._openai.APIStatusError as exc:
+            raise LlmError(f"LLM endpoint answered HTTP {exc.status_code}") from None
+        except (self._openai.OpenAIError, ValueError) as exc:  # malformed envelope, bad JSON body
+            raise LlmError(f"LLM answer unusable: {type(exc).__name__}") from None
+        try:
+            content = resp.choices[0].message.content
+        except (AttributeError, IndexError, TypeError):
+            raise LlmError("LLM answer has no message content") from None
+        if not isinstance(content, str) or not content.strip():
+            raise LlmError("LLM answer is empty")
+        return content
+
+    def pre_refine(self, instruction: str, tags: Sequence[str], allowed: Sequence[str]) -> PreRefinement:
+        answer = parse_json_object(self.complete(prompts.pre_refinement_system(allowed),
+                                                 prompts.pre_refinement_user(instruction, tags)))
+        labels = validate_labels(answer.get("labels"), allowed, "labels")
+        refs = validate_labels(answer.get("reference_labels", []), allowed, "reference_labels")
+        return PreRefinement(labels, refs)
+
+    def post_refine(self, phrase: str, allowed: Sequence[str]) -> str:
+        answer = parse_json_object(self.complete(prompts.post_refinement_system(allowed), json.dumps({"phrase": phrase})))
+        labels = validate_labels([answer.get("label")], allowed, "label")
+        return labels[0]
+
+
+def parse_json_object(text: str) -> dict:
+    """Parse the one JSON object an answer must be; never eval anything."""
+    if len(text) > _MAX_ANSWER_CHARS:
+        raise LlmError(f"LLM answer too long ({len(text)} chars)")
+    body = _FENCE.sub("", text.strip())
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        raise LlmError("LLM answer is not JSON") from None
+    if not isinstance(value, dict):
+        raise LlmError("LLM answer is not a JSON object")
+    return value
+
+
+def validate_labels(value: object, allowed: Sequence[str], field: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LlmError(f"LLM field {field!r} is not a list of strings")
+    allowed_set = {a.lower(): a for a in allowed}
+    out = []
+    for v in value:
+        key = v.strip().lower()
+        if key not in allowed_set:
+            raise LlmError(f"LLM returned label {v[:40]!r} outside the allowed list")
+        if allowed_set[key] not in out:
+            out.append(allowed_set[key])
+    return tuple(out)

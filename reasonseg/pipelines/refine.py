@@ -1,0 +1,160 @@
+"""`refine`: training-free grounding with LLM refinement (Huang et al., training_free_llm_refinement.txt).
+
+recognition (detector classes present = tags; no captioner on the embedded default)
+ -> pre-refinement (§3.3.1: instruction + tags -> target labels from L, LLM or local resolver)
+ -> detection (COCO CenterNet) -> post-refinement (§3.3.2: detector phrase -> label in L)
+ -> instance choice (colour / space / relation / count rules)
+ -> SAM-family mask from the box + top-n point prompts (§3.4, n_p = 20 by default).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from ..config import Settings
+from ..llm.client import ChatLlm, LlmError
+from ..label_resolver import LabelResolver
+from ..query import parse_query
+from ..selection import box_iou, select_instances
+from .base import Box, FrameResult, Grounding, Pipeline, Timer
+
+log = logging.getLogger(__name__)
+
+
+class RefinePipeline(Pipeline):
+    name = "refine"
+
+    def __init__(self, detector, segmenter, resolver: LabelResolver, settings: Settings,
+                 llm: ChatLlm | None = None) -> None:
+        self.detector = detector
+        self.segmenter = segmenter
+        self.resolver = resolver
+        self.settings = settings
+        self.llm = llm
+        self.labels: tuple[str, ...] = resolver.labels
+        self._post_cache: dict[str, str | None] = {}
+        self._post_lock = threading.Lock()
+
+    # -- per-frame perception -------------------------------------------------------------------
+    def analyse(self, image_rgb: np.ndarray, timer: Timer) -> list:
+        d = self.settings.detector
+        with timer.stage("detector"):
+            dets = self.detector.detect(image_rgb, score_floor=d.score_floor, max_detections=d.max_detections,
+                                        num_points=self.settings.segmenter.num_points)
+        with timer.stage("post_refine"):
+            return self._post_refine(dets)
+
+    def _post_refine(self, dets: list) -> list:
+        """§3.3.2: map detector phrases onto the allowed list L (identity for a closed-set COCO detector)."""
+        out = []
+        for det in dets:
+            if det.label in self.labels:
+                out.append(det)
+                continue
+            label = self._canonical(det.label)
+            if label is not None:
+                out.append(dataclasses.replace(det, label=label))
+        return out
+
+    def _canonical(self, phrase: str) -> str | None:
+        with self._post_lock:
+            if phrase in self._post_cache:
+                return self._post_cache[phrase]
+        label = None
+        if self.llm is not None:
+            try:
+                label = self.llm.post_refine(phrase, self.labels)
+            except LlmError as exc:
+                log.warning("post-refinement of %r fell back to the local resolver: %s", phrase, exc)
+        if label is None:
+            match = self.resolver.nearest_label(phrase)
+            label = match.label if match else None
+        with self._post_lock:
+            self._post_cache[phrase] = label
+        return label
+
+    # -- grounding (slow) ------------------------------------------------------------------------
+    def ground(self, image_rgb: np.ndarray, instruction: str, analysis=None) -> Grounding:
+        timer = Timer()
+        dets = analysis if analysis is not None else self.analyse(image_rgb, timer)
+        query = parse_query(instruction)
+        tags = sorted({d.label for d in dets})
+        with timer.stage("pre_refine"):
+            labels, refs, source = self._pre_refine(instruction, query, tags)
+        with timer.stage("select"):
+            sel = select_instances(image_rgb, dets, labels, query,
+                                   label_similarity=self.resolver.label_similarity,
+                                   sibling_similarity=self.settings.resolver.sibling_similarity,
+                                   reference_labels=refs)
+        chosen = [dets[i] for i in sel.indices]
+        return Grounding(instruction=instruction, query=query, labels=labels, reference_labels=refs,
+                         boxes=tuple(d.box for d in chosen), scores=tuple(d.score for d in chosen),
+                         reasoning=sel.reasoning, source=source, pipeline=self.name, timings_ms=timer.ms)
+
+    def _pre_refine(self, instruction: str, query, tags: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+        """§3.3.1: instruction + tags -> target labels, by the LLM when configured, else locally."""
+        fallback_reason = ""
+        if self.llm is not None:
+            try:
+                answer = self.llm.pre_refine(instruction, tags, self.labels)
+                return answer.labels, answer.reference_labels, "llm"
+            except LlmError as exc:
+                fallback_reason = str(exc)
+                log.warning("LLM pre-refinement failed, using the local resolver: %s", exc)
+        matches = self.resolver.resolve(query.phrase, top_k=1)
+        labels = tuple(m.label for m in matches if m.how == "category") or tuple(m.label for m in matches[:1])
+        refs: tuple[str, ...] = ()
+        if query.relation is not None:
+            refs = tuple(m.label for m in self.resolver.resolve(query.relation.reference, top_k=1))
+        return labels, refs, f"local_fallback: {fallback_reason}" if fallback_reason else "local"
+
+    # -- per-frame segmentation (fast) -----------------------------------------------------------
+    def segment(self, image_rgb: np.ndarray, grounding: Grounding, track: tuple[Box, ...] = (),
+                analysis=None) -> FrameResult:
+        timer = Timer()
+        dets = analysis if analysis is not None else self.analyse(image_rgb, timer)
+        chosen, note = self._follow(image_rgb, dets, grounding, track)
+        h, w = image_rgb.shape[:2]
+        mask = np.zeros((h, w), bool)
+        if not chosen:
+            return FrameResult(mask, False, grounding.labels, (), 0.0, grounding, timer.ms, note)
+        with timer.stage("sam_encoder"):
+            emb = self.segmenter.encode(image_rgb)
+        with timer.stage("sam_decoder"):
+            for det in chosen:
+                points = np.asarray(det.points[: self.settings.segmenter.num_points], np.float32).reshape(-1, 2)
+                labels = np.ones(len(points), np.int64) if len(points) else None
+                m, _ = self.segmenter.decode(emb, det.box, points if len(points) else None, labels)
+                mask |= m
+        return FrameResult(mask, True, self._as_targets(chosen, grounding.labels), tuple(d.box for d in chosen),
+                           float(max(d.score for d in chosen)), grounding, timer.ms, note)
+
+    def _as_targets(self, chosen: list, targets: tuple[str, ...]) -> tuple[str, ...]:
+        """Report the target label a sibling-class box stood for (a truck scored as car is still the truck)."""
+        sim = self.resolver.label_similarity
+        return tuple(dict.fromkeys(d.label if d.label in targets else max(targets, key=lambda t: sim(d.label, t))
+                                   for d in chosen))
+
+    def _follow(self, image_rgb: np.ndarray, dets: list, grounding: Grounding, track: tuple[Box, ...]):
+        """Keep the grounded instance(s) between groundings: IoU association, else the same rules again."""
+        if not grounding.labels:
+            return [], "instruction names no known class"
+        sim = self.resolver.label_similarity
+        sib = self.settings.resolver.sibling_similarity
+        pool = [d for d in dets if max(sim(d.label, t) for t in grounding.labels) >= sib]
+        chosen = []
+        for box in track:
+            best = max(pool, key=lambda d: box_iou(d.box, box), default=None)
+            if best is not None and box_iou(best.box, box) >= self.settings.runtime.track_min_iou and best not in chosen:
+                chosen.append(best)
+        if chosen and len(chosen) == len(track):
+            return chosen, "tracked"
+        sel = select_instances(image_rgb, dets, grounding.labels, grounding.query, label_similarity=sim,
+                               sibling_similarity=sib, reference_labels=grounding.reference_labels)
+        if sel.indices:
+            return [dets[i] for i in sel.indices], "re-acquired by rules"
+        return [], "target lost"

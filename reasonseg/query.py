@@ -1,0 +1,138 @@
+"""Parse a referring instruction into a target phrase and the cues that pick an instance.
+
+Deliberately rule-based and conservative: it extracts what the local resolver
+can act on (noun phrase, colour, spatial superlatives, ordinals, a relation to
+a reference object, plurality). Anything else is left to the LLM, when one is
+configured; nothing in the text is ever executed.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+COLOURS = ("white", "black", "gray", "grey", "silver", "red", "orange", "yellow", "green", "blue",
+           "purple", "pink", "brown")
+
+# superlative / positional word -> canonical cue
+SPATIAL = {
+    "left": "left", "leftmost": "left", "right": "right", "rightmost": "right",
+    "nearest": "nearest", "closest": "nearest", "near": "nearest", "front": "nearest",
+    "biggest": "biggest", "largest": "biggest", "big": "biggest", "large": "biggest",
+    "smallest": "smallest", "small": "smallest", "little": "smallest", "tiny": "smallest",
+    "farthest": "farthest", "furthest": "farthest", "far": "farthest", "distant": "farthest",
+    "middle": "middle", "center": "middle", "centre": "middle", "central": "middle",
+    "top": "top", "upper": "top", "highest": "top", "bottom": "bottom", "lower": "bottom", "lowest": "bottom",
+}
+ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5}
+
+# relation marker -> relation kind; longest markers first so "to the left of" wins over "left"
+_RELATIONS = [
+    ("to the left of", "left_of"), ("left of", "left_of"), ("to the right of", "right_of"), ("right of", "right_of"),
+    ("in front of", "in_front_of"), ("behind", "behind"), ("next to", "near"), ("beside", "near"), ("near", "near"),
+    ("close to", "near"), ("on top of", "on"), ("riding", "on"), ("on", "on"), ("above", "on"), ("under", "under"),
+    ("below", "under"), ("beneath", "under"), ("holding", "near"), ("with", "near"),
+]
+# words that end the target phrase without naming a reference we can use
+_CLAUSE_BREAKS = ("that", "which", "who", "whose", "about", "parked", "standing", "sitting", "walking", "crossing",
+                  "waiting", "going", "coming", "moving", "driving", "running", "lying", "looking", "wearing",
+                  "in", "at", "by", "from", "of", "and", "is", "are", "to", "for", "as", "while", "where")
+_LEAD = re.compile(
+    r"^(?:(?:please|kindly|now|then|ok|okay|hey)\s+)*"
+    r"(?:(?:can|could|would|will)\s+you\s+)?"
+    r"(?:segment|find|show(?:\s+me)?|highlight|track|follow|locate|mask|detect|select|get|give\s+me|point\s+(?:at|to)|"
+    r"where\s+(?:is|are)|watch|look\s+(?:at|for)|keep\s+an\s+eye\s+on|mark|outline|identify)?\s*",
+)
+_ARTICLES = {"the", "a", "an", "this", "that", "these", "those", "my", "our", "your", "its", "one", "ones", "some",
+             "any", "each", "every", "all", "both", "most", "only", "other", "another", "one's", "please"}
+_PLURAL_CUES = {"all", "every", "each", "both", "these", "those", "two", "three", "four", "five", "several", "many"}
+_FROM_SIDE = re.compile(r"\bfrom\s+the\s+(left|right|top|bottom)\b")
+# references that are places, not objects: "parked on the street" constrains nothing we detect
+_SCENE_WORDS = {"street", "road", "sidewalk", "pavement", "ground", "grass", "field", "sky", "water", "lane", "crossing",
+                "crosswalk", "floor", "beach", "snow", "sand", "background", "foreground", "picture", "image", "scene",
+                "frame", "camera", "way", "highway", "intersection", "corner", "parking", "lot", "area", "side"}
+_WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
+
+
+@dataclass(frozen=True)
+class Relation:
+    kind: str            # left_of, right_of, near, on, under, behind, in_front_of
+    reference: str       # noun phrase of the reference object
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str                                   # the sanitised instruction
+    phrase: str                                 # target noun phrase, cues removed ("truck")
+    colours: tuple[str, ...] = ()
+    spatial: tuple[str, ...] = ()               # canonical cues in reading order
+    ordinal: int | None = None
+    plural: bool = False
+    relation: Relation | None = None
+    extras: tuple[str, ...] = field(default=())  # words we dropped, kept for the LLM / logs
+
+
+def parse_query(text: str) -> Query:
+    lowered = text.lower().replace("’", "'")
+    words = _WORD.findall(_LEAD.sub("", lowered.strip(" .!?"), count=1))
+    if not words:
+        return Query(text=text, phrase="")
+    target_words, relation, extras = _split_relation(words)
+    plural = any(w in _PLURAL_CUES for w in target_words)
+    colours, spatial, keep = [], [], []
+    ordinal = None
+    for w in target_words:
+        if w in _ARTICLES or w in _PLURAL_CUES:
+            continue
+        if w in COLOURS:
+            colours.append("gray" if w == "grey" else w)
+        elif w in SPATIAL:
+            spatial.append(SPATIAL[w])
+        elif w in ORDINALS:
+            ordinal = ORDINALS[w]
+        elif w.isdigit():
+            plural = plural or int(w) > 1
+        else:
+            keep.append(w)
+    spatial += [SPATIAL[m] for m in _FROM_SIDE.findall(lowered)]  # "second car from the left"
+    phrase = " ".join(keep)
+    plural = plural or _looks_plural(keep)
+    return Query(text=text, phrase=phrase, colours=tuple(colours), spatial=tuple(spatial), ordinal=ordinal,
+                 plural=plural, relation=relation, extras=tuple(extras))
+
+
+def _split_relation(words: list[str]) -> tuple[list[str], Relation | None, list[str]]:
+    joined = " " + " ".join(words) + " "
+    best: tuple[int, str, str] | None = None
+    for marker, kind in _RELATIONS:
+        idx = joined.find(f" {marker} ")
+        if idx >= 0 and idx > 0 and (best is None or idx < best[0] or (idx == best[0] and len(marker) > len(best[1]))):
+            best = (idx, marker, kind)
+    cut = len(words)
+    for i, w in enumerate(words):
+        if i > 0 and w in _CLAUSE_BREAKS:
+            cut = i
+            break
+    if best is not None:
+        rel_start = len(joined[: best[0]].split())
+        if rel_start <= cut + 1:  # "the person standing next to the horse"
+            ref_words = joined[best[0] + len(best[1]) + 2:].split()
+            ref_keep = []
+            for w in ref_words:
+                if w in _CLAUSE_BREAKS and ref_keep:
+                    break
+                if w not in _ARTICLES and w not in COLOURS and w not in SPATIAL:
+                    ref_keep.append(w)
+            target = words[:min(rel_start, cut)]
+            if ref_keep and target and ref_keep[-1] not in _SCENE_WORDS:
+                return target, Relation(best[2], " ".join(ref_keep)), words[rel_start:]
+    return words[:cut], None, words[cut:]
+
+
+def _looks_plural(words: list[str]) -> bool:
+    if not words:
+        return False
+    head = words[-1]
+    if head in {"people", "persons", "pedestrians", "children", "men", "women", "cars", "vehicles"}:
+        return True
+    return head.endswith("s") and not head.endswith(("ss", "us", "is", "bus")) and len(head) > 3 and head not in {
+        "glasses", "scissors", "skis", "pants", "jeans", "clothes"}

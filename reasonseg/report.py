@@ -1,0 +1,20 @@
+"""Latency tables: medians per instruction and per stage, as Markdown and JSON."""
+from __future__ import annotations
+
+from statistics import median
+from typing import Iterable, Mapping
+
+
+def median_table(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Column-wise medians over dict rows (missing keys skipped)."""
+    cols: dict[str, list[float]] = {}
+    for row in rows:
+        for k, v in row.items():
+            cols.setdefault(k, []).append(float(v))
+    return {k: round(median(v), 1) for k, v in cols.items()}
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Runtime: frame gate, asynchronous grounding, per-frame segmentation (DESIGN §3)."""

@@ -1,0 +1,299 @@
+"""Box / point prompted segmentation with LiteSAM (LiteMedSAM weights), torch or onnxruntime backend.
+
+Both backends share the MedSAM-Lite pre/post-processing implemented here:
+
+* image: HxWx3 RGB (or HxW grey) -> longest side resized to ``S`` (=256) with ``cv2.INTER_AREA``
+  (new side = ``int(side * S / max(H, W) + 0.5)``), min-max normalised to [0, 1] over the resized image,
+  zero-padded bottom/right to SxS, NCHW float32.  No mean/std normalisation.
+* prompts (source pixels) are scaled by ``S / max(H, W)``; a box becomes two corner points with labels 2 / 3,
+  user points keep labels 1 (positive) / 0 (negative); with no box a padding point (0, 0, label -1) is
+  appended (SAM convention).
+* output: single-mask low-res logits (SxS) cropped to the resized (unpadded) region, bilinearly resized to
+  the source size (half-pixel centres, like ``F.interpolate(align_corners=False)``), mask = logits > 0;
+  the score is the predicted IoU of that mask.
+
+The image embedding is a plain numpy array, so it can be cached and shared between backends.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:
+    from reasonseg.models.lite_sam import LiteSam, LiteSamConfig
+
+__all__ = [
+    "ImageEmbedding",
+    "PromptSegmenter",
+    "TorchLiteSam",
+    "OnnxLiteSam",
+    "export_lite_sam_onnx",
+    "preprocess_image",
+    "build_prompt",
+    "postprocess_logits",
+]
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    embedding: np.ndarray  # (1, C, E, E) float32
+    original_size: tuple[int, int]  # (H, W) of the source image
+    resized_size: tuple[int, int]  # (h, w) after longest-side resize, before padding
+    input_size: int  # square model input side S
+
+
+@runtime_checkable
+class PromptSegmenter(Protocol):
+    def encode(self, image_rgb: np.ndarray) -> ImageEmbedding: ...
+
+    def decode(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
+               point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """-> (bool mask HxW in source pixels, predicted IoU)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# shared pre/post-processing
+
+
+def preprocess_image(image_rgb: np.ndarray, input_size: int = 256) -> tuple[np.ndarray, tuple[int, int]]:
+    """-> ((1, 3, S, S) float32 in [0, 1], (h, w) of the resized image inside the padded square)."""
+    if not isinstance(image_rgb, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image_rgb).__name__}")
+    img = image_rgb
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
+        raise ValueError(f"image must be HxWx3 RGB or HxW grey, got shape {image_rgb.shape}")
+    if img.shape[0] < 1 or img.shape[1] < 1:
+        raise ValueError(f"image is empty: shape {image_rgb.shape}")
+    if img.dtype == np.bool_ or not np.issubdtype(img.dtype, np.number) or np.iscomplexobj(img):
+        raise ValueError(f"image dtype {img.dtype} is not a real numeric type")
+    if img.dtype != np.uint8:
+        img = img.astype(np.float32)
+        if not np.isfinite(img).all():
+            raise ValueError("image contains NaN or infinite values")
+    h0, w0 = img.shape[:2]
+    scale = input_size / max(h0, w0)
+    h, w = max(1, int(h0 * scale + 0.5)), max(1, int(w0 * scale + 0.5))
+    resized = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    lo, hi = float(resized.min()), float(resized.max())
+    resized = (resized - lo) / max(hi - lo, 1e-8)
+    out = np.zeros((1, 3, input_size, input_size), np.float32)
+    out[0, :, :h, :w] = resized[None] if resized.ndim == 2 else resized.transpose(2, 0, 1)
+    return out, (h, w)
+
+
+def build_prompt(emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
+                 point_labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Source-pixel box / points -> SAM ONNX prompt: coords (1, N, 2) float32 in model input pixels,
+    labels (1, N) float32 (1 pos, 0 neg, 2/3 box corners, -1 padding).  ``point_labels`` defaults to all 1."""
+    H, W = emb.original_size
+    scale = emb.input_size / max(H, W)
+    coords: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    if points is not None:
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
+            raise ValueError(f"points must be a finite (N, 2) array of x, y, got shape {pts.shape}")
+        lab = np.ones(len(pts)) if point_labels is None else np.asarray(point_labels, dtype=np.float64)
+        if lab.shape != (len(pts),) or not np.isin(lab, (0, 1)).all():
+            raise ValueError("point_labels must be an (N,) array of 0 (negative) / 1 (positive)")
+        coords.append(pts * scale)
+        labels.append(lab)
+    if box is not None:
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+        if b.shape != (4,) or not np.isfinite(b).all():
+            raise ValueError(f"box must be 4 finite numbers x0, y0, x1, y1, got {box!r}")
+        b = np.clip(b, 0, [W, H, W, H])
+        if b[2] <= b[0] or b[3] <= b[1]:
+            raise ValueError(f"box {box!r} is empty inside the {W}x{H} image")
+        coords.append(b.reshape(2, 2) * scale)
+        labels.append(np.array([2.0, 3.0]))
+    if not any(len(c) for c in coords):
+        raise ValueError("need a box or at least one point")
+    if box is None:
+        coords.append(np.zeros((1, 2)))
+        labels.append(np.array([-1.0]))
+    return (np.concatenate(coords)[None].astype(np.float32), np.concatenate(labels)[None].astype(np.float32))
+
+
+def postprocess_logits(low_res: np.ndarray, emb: ImageEmbedding) -> np.ndarray:
+    """(M, M) low-res logits over the padded input -> bool mask (H, W) in source pixels."""
+    m = low_res.shape[-1]
+    h, w = emb.resized_size
+    if m != emb.input_size:  # mask grid differs from input grid: crop proportionally
+        h, w = max(1, round(h * m / emb.input_size)), max(1, round(w * m / emb.input_size))
+    H, W = emb.original_size
+    crop = np.ascontiguousarray(low_res[:h, :w], dtype=np.float32)
+    return cv2.resize(crop, (W, H), interpolation=cv2.INTER_LINEAR) > 0
+
+
+def _check_embedding(emb: ImageEmbedding, input_size: int) -> None:
+    if emb.input_size != input_size:
+        raise ValueError(f"embedding was made for input size {emb.input_size}, model expects {input_size}")
+
+
+# --------------------------------------------------------------------------------------------------
+# torch backend
+
+
+class TorchLiteSam(PromptSegmenter):
+    """LiteSAM in torch (``torch.inference_mode``).  ``num_threads`` sets torch's *process-wide* intra-op
+    thread count."""
+
+    def __init__(self, weights: Path | str | LiteSam, cfg: LiteSamConfig | None = None, *,
+                 num_threads: int | None = None, device: str = "cpu") -> None:
+        import torch
+
+        from reasonseg.models.lite_sam import LiteSam, LiteSamConfig, load_lite_sam
+
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        model = weights if isinstance(weights, LiteSam) else load_lite_sam(Path(weights), cfg or LiteSamConfig())
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.input_size = self.model.cfg.img_size
+
+    def encode(self, image_rgb: np.ndarray) -> ImageEmbedding:
+        import torch
+
+        x, resized = preprocess_image(image_rgb, self.input_size)
+        with torch.inference_mode():
+            e = self.model.encode(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+        return ImageEmbedding(e, (image_rgb.shape[0], image_rgb.shape[1]), resized, self.input_size)
+
+    def decode(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
+               point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        import torch
+
+        _check_embedding(emb, self.input_size)
+        coords, labels = build_prompt(emb, box, points, point_labels)
+        with torch.inference_mode():
+            logits, iou = self.model.decode(
+                torch.from_numpy(emb.embedding).to(self.device),
+                torch.from_numpy(coords).to(self.device),
+                torch.from_numpy(labels).to(self.device),
+            )
+        return postprocess_logits(logits[0, 0].float().cpu().numpy(), emb), float(iou[0, 0])
+
+
+# --------------------------------------------------------------------------------------------------
+# onnxruntime backend
+
+
+ENCODER_INPUTS, ENCODER_OUTPUTS = ["image"], ["image_embeddings"]
+DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels"]
+DECODER_OUTPUTS = ["low_res_masks", "iou_predictions"]
+
+
+class OnnxLiteSam(PromptSegmenter):
+    """LiteSAM via onnxruntime sessions of ``encoder.onnx`` and ``decoder.onnx`` (see
+    :func:`export_lite_sam_onnx`)."""
+
+    def __init__(self, encoder: Path | str, decoder: Path | str, *, num_threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if num_threads:
+            opts.intra_op_num_threads = num_threads
+            opts.inter_op_num_threads = 1
+        sessions = []
+        for path in (Path(encoder), Path(decoder)):
+            if not path.is_file():
+                raise FileNotFoundError(f"ONNX model not found: {path}")
+            try:
+                sessions.append(ort.InferenceSession(str(path), opts,
+                                                     providers=providers or ["CPUExecutionProvider"]))
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+                raise ValueError(f"{path}: cannot load ONNX model: {' '.join(str(exc).split())[:300]}") from None
+        self.encoder, self.decoder = sessions
+        shape = self.encoder.get_inputs()[0].shape
+        if len(shape) != 4 or not isinstance(shape[-1], int):
+            raise ValueError(f"{encoder}: expected a static [1, 3, S, S] image input, got {shape}")
+        self.input_size = int(shape[-1])
+
+    @classmethod
+    def from_dir(cls, directory: Path | str, **kwargs: object) -> OnnxLiteSam:
+        d = Path(directory)
+        return cls(d / "encoder.onnx", d / "decoder.onnx", **kwargs)  # type: ignore[arg-type]
+
+    def encode(self, image_rgb: np.ndarray) -> ImageEmbedding:
+        x, resized = preprocess_image(image_rgb, self.input_size)
+        (e,) = self.encoder.run(ENCODER_OUTPUTS, {ENCODER_INPUTS[0]: x})
+        return ImageEmbedding(e, (image_rgb.shape[0], image_rgb.shape[1]), resized, self.input_size)
+
+    def decode(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
+               point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        _check_embedding(emb, self.input_size)
+        coords, labels = build_prompt(emb, box, points, point_labels)
+        logits, iou = self.decoder.run(
+            DECODER_OUTPUTS,
+            dict(zip(DECODER_INPUTS, (np.ascontiguousarray(emb.embedding, np.float32), coords, labels))),
+        )
+        return postprocess_logits(logits[0, 0], emb), float(iou[0, 0])
+
+
+# --------------------------------------------------------------------------------------------------
+# export
+
+
+def export_lite_sam_onnx(model: LiteSam, out_dir: Path, *, opset: int = 17) -> tuple[Path, Path]:
+    """Write ``encoder.onnx`` (image [1,3,S,S] -> image_embeddings [1,C,E,E]) and ``decoder.onnx``
+    (image_embeddings, point_coords [1,N,2], point_labels [1,N] -> low_res_masks [1,1,S,S],
+    iou_predictions [1,1]; N dynamic) into ``out_dir``, each via an atomic rename.  Uses the TorchScript
+    exporter (no onnxscript dependency)."""
+    import onnx
+    import torch
+
+    class _Decoder(torch.nn.Module):
+        def __init__(self, m: LiteSam) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, emb: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor):  # noqa: ANN202
+            return self.m.decode(emb, coords, labels, multimask_output=False)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s, e, c = model.cfg.img_size, model.cfg.embedding_size, model.cfg.prompt_dim
+    was_training = model.training
+    model.eval()
+    jobs = [
+        ("encoder.onnx", model.image_encoder, (torch.rand(1, 3, s, s),), ENCODER_INPUTS, ENCODER_OUTPUTS, None),
+        ("decoder.onnx", _Decoder(model),
+         (torch.randn(1, c, e, e), torch.tensor([[[s * 0.25, s * 0.25], [s * 0.75, s * 0.75]]]),
+          torch.tensor([[2.0, 3.0]])),
+         DECODER_INPUTS, DECODER_OUTPUTS,
+         {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}),
+    ]
+    paths = []
+    try:
+        for name, module, args, inputs, outputs, dyn in jobs:
+            final = out_dir / name
+            tmp = out_dir / f".{name}.tmp-{os.getpid()}"
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(module, args, str(tmp), dynamo=False, opset_version=opset,
+                                      input_names=inputs, output_names=outputs, dynamic_axes=dyn,
+                                      do_constant_folding=True)
+                onnx.checker.check_model(str(tmp))
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+            paths.append(final)
+    finally:
+        model.train(was_training)
+    return paths[0], paths[1]

@@ -1,0 +1,175 @@
+"""Pick the referred instance(s) among detections: class, colour, space, relation, count."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from .query import Query
+
+Box = tuple[float, float, float, float]
+
+
+class DetectionLike(Protocol):
+    box: Box
+    score: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    indices: tuple[int, ...]        # into the detection list, best first
+    reasoning: str
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = _area(a) + _area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _area(b: Box) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _centre(b: Box) -> tuple[float, float]:
+    return (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+
+
+# HSV ranges (OpenCV: H 0-179, S/V 0-255) for colour words.
+_HUES = {"red": [(0, 10), (170, 180)], "orange": [(10, 22)], "yellow": [(22, 35)], "green": [(35, 85)],
+         "blue": [(85, 130)], "purple": [(130, 160)], "pink": [(160, 170)], "brown": [(5, 22)]}
+
+
+def colour_fraction(image_rgb: np.ndarray, box: Box, colour: str) -> float:
+    """Share of pixels in the central half of `box` that look like `colour`."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    cx0, cy0 = int(max(0, x0 + w / 4)), int(max(0, y0 + h / 4))
+    cx1, cy1 = int(min(image_rgb.shape[1], x1 - w / 4)), int(min(image_rgb.shape[0], y1 - h / 4))
+    if cx1 <= cx0 or cy1 <= cy0:
+        return 0.0
+    hsv = cv2.cvtColor(image_rgb[cy0:cy1, cx0:cx1], cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.int32)
+    hue, sat, val = hsv[:, 0], hsv[:, 1], hsv[:, 2]
+    if colour == "white":
+        hit = (sat < 50) & (val > 170)
+    elif colour == "black":
+        hit = val < 60
+    elif colour in ("gray", "silver"):
+        hit = (sat < 40) & (val >= 60) & (val <= 200)
+    else:
+        ranges = _HUES.get(colour, [])
+        hit = np.zeros(len(hue), bool)
+        for lo, hi in ranges:
+            hit |= (hue >= lo) & (hue < hi)
+        hit &= (sat > 70) & (val > 50)
+        if colour == "brown":
+            hit &= val < 170
+    return float(hit.mean()) if hit.size else 0.0
+
+
+def select_instances(
+    image_rgb: np.ndarray,
+    detections: Sequence[DetectionLike],
+    target_labels: Sequence[str],
+    query: Query,
+    *,
+    label_similarity: Callable[[str, str], float],
+    sibling_similarity: float,
+    reference_labels: Sequence[str] = (),
+) -> Selection:
+    """Choose the detection(s) the instruction refers to, with a reason a person can read."""
+    if not target_labels:
+        return Selection((), "no allowed label matches the instruction")
+    # Class-similarity-aware candidates: a sibling class (sheep for horse) may carry the right box.
+    weight = {}
+    for i, det in enumerate(detections):
+        w = max(label_similarity(det.label, t) for t in target_labels)
+        if det.label in target_labels or w >= sibling_similarity:
+            weight[i] = 1.0 if det.label in target_labels else w
+    cand = _dedupe([i for i in weight], detections, weight)
+    if not cand:
+        return Selection((), f"no {'/'.join(target_labels)} detected")
+    eff = {i: detections[i].score * weight[i] for i in cand}
+    reasons = [f"{len(cand)} candidate(s) for {'/'.join(target_labels)}"]
+
+    kept_by_relation = False  # a relation orders candidates by distance to the reference
+    if query.relation is not None and reference_labels:
+        refs = [j for j, d in enumerate(detections) if d.label in reference_labels and j not in cand]
+        if refs:
+            ref = max(refs, key=lambda j: detections[j].score)
+            kept = _relate(cand, detections, detections[ref].box, query.relation.kind)
+            if kept:
+                cand, kept_by_relation = kept, True
+                reasons.append(f"{query.relation.kind.replace('_', ' ')} the {detections[ref].label}")
+    if query.colours:  # a filter, not a ranking: a white bin must not beat a white truck's score
+        frac = {i: min(colour_fraction(image_rgb, detections[i].box, c) for c in query.colours) for i in cand}
+        best = max(frac.values())
+        if best > 0.05:
+            cand = [i for i in cand if frac[i] >= 0.5 * best]
+            reasons.append(f"{'/'.join(query.colours)}")
+    if query.spatial:
+        cue = query.spatial[0]
+        cand = sorted(cand, key=_spatial_key(cue, detections, image_rgb.shape[1]))
+        n = (query.ordinal or 1) - 1
+        chosen = cand[n:n + 1] if n < len(cand) else cand[-1:]
+        reasons.append(f"{_ordinal_word(query.ordinal)}{cue} of {len(cand)}")
+        return Selection(tuple(chosen), "; ".join(reasons))
+    if query.plural:
+        ordered = sorted(cand, key=lambda i: -eff[i])
+        reasons.append(f"all {len(ordered)} instance(s)")
+        return Selection(tuple(ordered), "; ".join(reasons))
+    if not kept_by_relation:
+        cand = sorted(cand, key=lambda i: -eff[i])
+        reasons.append(f"highest score {eff[cand[0]]:.2f}")
+    return Selection((cand[0],), "; ".join(reasons))
+
+
+def _dedupe(idx: list[int], dets: Sequence[DetectionLike], weight: dict[int, float]) -> list[int]:
+    """One candidate per object: boxes of sibling classes on the same object collapse to the best."""
+    keep: list[int] = []
+    for i in sorted(idx, key=lambda i: -dets[i].score * weight[i]):
+        if all(box_iou(dets[i].box, dets[k].box) < 0.7 for k in keep):
+            keep.append(i)
+    return keep
+
+
+def _relate(cand: list[int], dets: Sequence[DetectionLike], ref: Box, kind: str) -> list[int]:
+    rx, ry = _centre(ref)
+    dist = {i: float(np.hypot(*np.subtract(_centre(dets[i].box), (rx, ry)))) for i in cand}
+    if kind == "left_of":
+        kept = [i for i in cand if _centre(dets[i].box)[0] < rx]
+    elif kind == "right_of":
+        kept = [i for i in cand if _centre(dets[i].box)[0] > rx]
+    elif kind == "on":
+        kept = [i for i in cand if _centre(dets[i].box)[1] < ry and ref[0] <= _centre(dets[i].box)[0] <= ref[2]]
+    elif kind == "under":
+        kept = [i for i in cand if _centre(dets[i].box)[1] > ry]
+    elif kind == "behind":
+        kept = [i for i in cand if dets[i].box[3] < ref[3]]
+    elif kind == "in_front_of":
+        kept = [i for i in cand if dets[i].box[3] > ref[3]]
+    else:
+        kept = list(cand)
+    return sorted(kept, key=lambda i: dist[i])
+
+
+def _spatial_key(cue: str, dets: Sequence[DetectionLike], width: int) -> Callable[[int], float]:
+    def key(i: int) -> float:
+        b = dets[i].box
+        cx, cy = _centre(b)
+        return {
+            "left": cx, "right": -cx, "top": cy, "bottom": -cy,
+            "biggest": -_area(b), "smallest": _area(b), "farthest": _area(b),
+            "nearest": -_area(b) - b[3],  # larger and lower in the frame = closer to the camera
+            "middle": abs(cx - width / 2),
+        }[cue]
+    return key
+
+
+def _ordinal_word(n: int | None) -> str:
+    return "" if not n or n == 1 else {2: "2nd ", 3: "3rd "}.get(n, f"{n}th ")

@@ -1,0 +1,1 @@
+"""rclpy adapters over the reasonseg library; all logic lives in `reasonseg`."""

@@ -1,0 +1,173 @@
+"""reasonseg_demo: replay the sample drive through reasonseg_node and write what it saw.
+
+Starts the node exactly as `reasonseg bringup` / driving.launch.py do, replays the
+bag in a second process, records mask / overlay / result here, and writes under
+--out: masks/, overlays/, contact_sheet.png, latency.md and latency.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from reasonseg.bringup import node_command, ros_environment
+from reasonseg.config import resolve_cache_dir
+from reasonseg.image_codec import decode_image
+from reasonseg.render import contact_sheet
+from reasonseg.report import markdown_table, median_table
+from reasonseg_interfaces.msg import SegmentationResult
+
+NS = "/perception"
+
+
+def _stamp(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class Recorder(Node):
+    def __init__(self) -> None:
+        super().__init__("reasonseg_demo_recorder")
+        self.lock = threading.Lock()
+        self.frames: dict[int, np.ndarray] = {}
+        self.masks: dict[int, np.ndarray] = {}
+        self.overlays: dict[int, np.ndarray] = {}
+        self.results: list[dict] = []
+        self.create_subscription(Image, "/camera/image_raw", self._frame, qos_profile_sensor_data)
+        self.create_subscription(Image, f"{NS}/mask", self._mask, 10)
+        self.create_subscription(Image, f"{NS}/overlay", self._overlay, 10)
+        self.create_subscription(SegmentationResult, f"{NS}/result", self._result, 10)
+
+    def _img(self, msg: Image) -> np.ndarray:
+        return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+
+    def _frame(self, msg: Image) -> None:
+        with self.lock:
+            self.frames[_stamp(msg.header)] = self._img(msg)
+            for old in sorted(self.frames)[:-300]:  # bounded: keep the last 30 s at 10 Hz
+                del self.frames[old]
+
+    def _mask(self, msg: Image) -> None:
+        with self.lock:
+            self.masks[_stamp(msg.header)] = self._img(msg)[:, :, 0] > 127
+
+    def _overlay(self, msg: Image) -> None:
+        with self.lock:
+            self.overlays[_stamp(msg.header)] = self._img(msg)
+
+    def _result(self, msg: SegmentationResult) -> None:
+        with self.lock:
+            self.results.append({
+                "stamp_ns": _stamp(msg.header), "instruction": msg.instruction, "labels": list(msg.labels),
+                "valid": msg.valid, "score": round(msg.score, 3), "box": [round(v, 1) for v in msg.box],
+                "source": msg.grounding_source, "reasoning": msg.reasoning, "latency_ms": round(msg.latency_ms, 1),
+                "stages_ms": {k: round(v, 1) for k, v in zip(msg.stage_names, msg.stage_ms)}})
+
+
+def _wait(cond, timeout: float, node: Node) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        rclpy.spin_once(node, timeout_sec=0.1)
+    return False
+
+
+def write_outputs(rec: Recorder, out: Path) -> dict:
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    per_instruction: dict[str, list[dict]] = {}
+    for i, r in enumerate(sorted(rec.results, key=lambda r: r["stamp_ns"])):
+        s = r["stamp_ns"]
+        if s in rec.masks:
+            cv2.imwrite(str(out / "masks" / f"{i:04d}.png"), rec.masks[s].astype(np.uint8) * 255)
+        if s in rec.overlays:
+            cv2.imwrite(str(out / "overlays" / f"{i:04d}.png"), rec.overlays[s][:, :, ::-1])
+        per_instruction.setdefault(r["instruction"], []).append(r)
+    rows, sheet = [], []
+    for text, rs in per_instruction.items():
+        med = median_table(r["stages_ms"] for r in rs)
+        lat = median_table({"latency_ms": r["latency_ms"]} for r in rs)["latency_ms"]
+        last = next((r for r in reversed(rs) if r["valid"]), rs[-1])
+        rows.append([text, len(rs), sum(r["valid"] for r in rs), ",".join(last["labels"]), last["source"], lat,
+                     med.get("detector", "-"), med.get("sam_encoder", "-"), med.get("sam_decoder", "-"),
+                     med.get("ros_publish", "-")])
+        s = last["stamp_ns"]
+        if s in rec.frames and s in rec.masks and s in rec.overlays:
+            sheet.append((rec.frames[s], rec.masks[s].astype(np.uint8) * 255, rec.overlays[s],
+                          f"{text}  ->  {','.join(last['labels']) if last['valid'] else 'no target'}"))
+    header = ["instruction", "masks", "valid", "label", "grounding", "median latency ms", "detector ms",
+              "sam encoder ms", "sam decoder ms", "ros publish ms"]
+    table = markdown_table(header, rows)
+    (out / "latency.md").write_text(table)
+    summary = {"results": sorted(rec.results, key=lambda r: r["stamp_ns"]), "table": [dict(zip(header, r)) for r in rows]}
+    (out / "latency.json").write_text(json.dumps(summary, indent=2) + "\n")
+    cv2.imwrite(str(out / "contact_sheet.png"), contact_sheet(sheet)[:, :, ::-1])
+    return {"table": table, "rows": len(rows), "sheet_rows": len(sheet)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="reasonseg_demo")
+    p.add_argument("--bag", type=Path, default=resolve_cache_dir() / "sample_drive")
+    p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.add_argument("--params-file", default=None)
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42")))
+    args = p.parse_args(argv)
+    if not args.bag.exists():
+        print(f"reasonseg_demo: sample drive not found at {args.bag}: run the set-up step", file=sys.stderr)
+        return 2
+    env = ros_environment()
+    env["ROS_DOMAIN_ID"] = str(args.domain_id)
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                                          "FASTDDS_DEFAULT_PROFILES_FILE")})
+    rclpy.init()
+    rec = Recorder()
+    cmd = node_command(camera_topic="/camera/image_raw", params_file=args.params_file, backend=args.backend,
+                       namespace=NS)
+    print("[demo] starting node: " + " ".join(cmd), flush=True)
+    node_proc = subprocess.Popen(cmd, env=env)
+    replay_proc = None
+    try:
+        # The node subscribes once its models are loaded: wait on the graph, not a sleep.
+        if not _wait(lambda: rec.count_publishers(f"{NS}/mask") > 0 or node_proc.poll() is not None, 180, rec) \
+                or node_proc.poll() is not None:
+            print("[demo] reasonseg_node did not come up (see its log above)", file=sys.stderr)
+            return 1
+        print("[demo] node up; replaying the sample drive", flush=True)
+        replay_proc = subprocess.Popen([str(Path(sys.executable).parent / "reasonseg_replay"), str(args.bag),
+                                        "--wait-subscribers", "2"], env=env)
+        while replay_proc.poll() is None:
+            rclpy.spin_once(rec, timeout_sec=0.1)
+        _wait(lambda: False, 6.0, rec)  # the last grounding + mask after the final frame
+    finally:
+        for proc in (replay_proc, node_proc):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    summary = write_outputs(rec, args.out)
+    rec.destroy_node()
+    rclpy.shutdown()
+    print(summary["table"])
+    print(f"[demo] {len(rec.results)} masks; contact sheet with {summary['sheet_rows']} rows: "
+          f"{args.out / 'contact_sheet.png'}")
+    return 0 if summary["sheet_rows"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

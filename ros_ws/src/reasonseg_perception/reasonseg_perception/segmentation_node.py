@@ -1,0 +1,180 @@
+"""reasonseg_node: camera + instruction in, mask / overlay / result out (DESIGN §6)."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import deque
+from statistics import median
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.serialization import deserialize_message
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from reasonseg.config import Settings, field_docs
+from reasonseg.errors import ConfigError, InputError, ReasonSegError
+from reasonseg.pipelines import build_pipeline
+from reasonseg.render import render_overlay
+from reasonseg.runtime.engine import EngineOutput, Frame, PerceptionEngine
+from reasonseg_interfaces.msg import SegmentationResult
+
+from .msg_convert import array_to_image, image_to_rgb
+
+INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class _RosLogHandler(logging.Handler):
+    """Library logs (reasonseg.*) go to the node's ROS logger, one line each."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self._log = node.get_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        level = record.levelno
+        (self._log.error if level >= logging.ERROR else self._log.warning if level >= logging.WARNING
+         else self._log.info if level >= logging.INFO else self._log.debug)(msg)
+
+
+class ReasonSegNode(Node):
+    def __init__(self) -> None:
+        super().__init__("reasonseg")
+        logging.getLogger("reasonseg").addHandler(_RosLogHandler(self))
+        logging.getLogger("reasonseg").setLevel(logging.INFO)
+        self.settings = self._read_parameters()
+        pipeline = build_pipeline(self.settings)
+        self._overhead_ms: deque[float] = deque(maxlen=300)
+        self._latency_ms: deque[float] = deque(maxlen=300)
+        self._stage_ms: dict[str, deque[float]] = {}
+        self._last_warn = ("", 0.0)
+        self.engine = PerceptionEngine(pipeline, self.settings.runtime, self._publish, on_error=self._warn)
+        self.pub_mask = self.create_publisher(Image, "mask", OUTPUT_QOS)
+        self.pub_overlay = self.create_publisher(Image, "overlay", OUTPUT_QOS)
+        self.pub_result = self.create_publisher(SegmentationResult, "result", OUTPUT_QOS)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
+        # raw=True: we deserialize ourselves, so a malformed (e.g. non-UTF-8) sample is dropped, not fatal.
+        self.create_subscription(String, "instruction", self._on_instruction, INSTRUCTION_QOS, raw=True)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.engine.start()
+        self.get_logger().info(f"ready: pipeline={pipeline.name} backend={self.settings.segmenter.backend} "
+                               f"image={self.resolve_topic_name('image')} "
+                               f"instruction={self.resolve_topic_name('instruction')}")
+
+    def _read_parameters(self) -> Settings:
+        docs = field_docs()
+        for name, default in Settings().flat().items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=docs.get(name, ""), read_only=True))
+        values = {name: self.get_parameter(name).value for name in Settings().flat()}
+        return Settings.from_flat(values)  # ConfigError -> main() prints one line and exits 2
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        t0 = time.perf_counter()
+        try:
+            rgb = image_to_rgb(msg, self.settings.runtime.max_image_pixels)
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            self.engine.submit(Frame(rgb, stamp_ns, msg.header.frame_id, msg.header))
+        except InputError as exc:
+            self._warn(f"dropped image: {exc}")
+            return
+        self._overhead_ms.append((time.perf_counter() - t0) * 1e3)
+
+    def _on_instruction(self, raw: bytes) -> None:
+        try:
+            text = deserialize_message(raw, String).data
+        except Exception as exc:  # rclpy raises various types for malformed CDR / invalid UTF-8
+            self._warn(f"dropped instruction: cannot deserialize ({type(exc).__name__}: not valid UTF-8 CDR?)")
+            return
+        try:
+            self.engine.set_instruction(text, self.settings.runtime.max_instruction_chars)
+        except InputError as exc:
+            self._warn(f"dropped instruction: {exc}")
+
+    # -- outputs (called from the engine's worker thread) ----------------------------------------
+    def _publish(self, out: EngineOutput) -> None:
+        t0 = time.perf_counter()
+        result, header = out.result, out.frame.header
+        mask_u8 = result.mask.astype(np.uint8) * 255
+        self.pub_mask.publish(array_to_image(mask_u8, "mono8", header))
+        if self.settings.runtime.publish_overlay:
+            overlay = render_overlay(out.frame.image, result, out.instruction)
+            self.pub_overlay.publish(array_to_image(overlay[:, :, ::-1], "bgr8", header))
+        msg = SegmentationResult(header=header, instruction=out.instruction, labels=list(result.labels),
+                                 score=float(result.score), valid=bool(result.valid), pipeline=self.engine.pipeline.name)
+        msg.box = [float(v) for v in (result.box or (0.0, 0.0, 0.0, 0.0))]
+        g = result.grounding
+        if g is not None:
+            msg.grounding_source = g.source
+            msg.reasoning = f"{g.reasoning}; {result.note}" if result.note else g.reasoning
+        msg.grounding_age_s = float(out.grounding_age_s)
+        publish_overhead = (time.perf_counter() - t0) * 1e3
+        latency = (self.get_clock().now().nanoseconds - out.frame.stamp_ns) / 1e6
+        msg.latency_ms = float(latency)
+        msg.stage_names = list(out.timings_ms) + ["ros_publish"]
+        msg.stage_ms = [float(v) for v in out.timings_ms.values()] + [publish_overhead]
+        self.pub_result.publish(msg)
+        self._overhead_ms.append(publish_overhead)
+        self._latency_ms.append(latency)
+        for k, v in out.timings_ms.items():
+            self._stage_ms.setdefault(k, deque(maxlen=300)).append(v)
+
+    def _publish_diagnostics(self) -> None:
+        stats = self.engine.stats
+        values = {"instruction": self.engine.instruction or "", "frames_in": stats["frames_in"],
+                  "frames_processed": stats["frames_processed"], "frames_dropped_stale": self.engine.frames_dropped,
+                  "groundings": stats["groundings"], "errors": stats["errors"]}
+        for name, series in [("latency_ms", self._latency_ms), ("ros_overhead_ms", self._overhead_ms),
+                             *[(f"stage_{k}_ms", v) for k, v in self._stage_ms.items()]]:
+            if series:
+                values[f"median_{name}"] = round(median(series), 2)
+        status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_name()}: reasonseg pipeline",
+                                  message=f"{stats['frames_processed']} masks", hardware_id=self.get_namespace())
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(arr)
+
+    def _warn(self, text: str) -> None:
+        """One line per problem; repeats of the same line are throttled to one per 2 s."""
+        now = time.monotonic()
+        if text != self._last_warn[0] or now - self._last_warn[1] > 2.0:
+            self.get_logger().warning(text)
+            self._last_warn = (text, now)
+
+    def destroy_node(self) -> None:
+        self.engine.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ReasonSegNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ConfigError, ReasonSegError) as exc:
+        print(f"reasonseg_node: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Shared fixtures: model cache, sample photos, ROS environment for subprocess nodes."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.pop("OPENAI_BASE_URL", None)  # tests choose their own endpoint
+os.environ.pop("OPENAI_API_KEY", None)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    from reasonseg.config import resolve_cache_dir
+
+    cache = resolve_cache_dir()
+    missing = [n for n in ("centernet.onnx", "lite_sam.safetensors", "minilm/config.json", "images/dog.jpg")
+               if not (cache / n).exists()]
+    if missing:
+        pytest.fail(f"model cache {cache} lacks {missing}: run `bash scripts/setup.sh` first")
+    return cache
+
+
+@pytest.fixture(scope="session")
+def photos(cache_dir: Path) -> Path:
+    return cache_dir / "images"
+
+
+@pytest.fixture(scope="session")
+def load_rgb():
+    import cv2
+
+    def load(path: Path):
+        return cv2.imread(str(path))[:, :, ::-1].copy()
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def refine_pipeline(cache_dir: Path):
+    """The embedded-default pipeline, loaded once (a few seconds)."""
+    from reasonseg.config import Settings
+    from reasonseg.pipelines import build_pipeline
+
+    return build_pipeline(Settings(pipeline="refine"))

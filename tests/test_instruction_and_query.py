@@ -1,0 +1,43 @@
+import pytest
+
+from reasonseg.errors import InputError
+from reasonseg.instruction import sanitize_instruction
+from reasonseg.query import parse_query
+
+
+def test_sanitize_instruction_cleans_and_rejects():
+    assert sanitize_instruction("  the\tdog\x00 \n") == "the dog"
+    assert sanitize_instruction("die Straße".encode()) == "die Straße"
+    for bad, match in [("", "empty"), ("   \n\t", "empty"), (b"\xff\xfe the dog", "UTF-8"),
+                       ("x" * 100_000, "characters, limit"),
+                       ("h\ufffd\ufffdllo", "UTF-8")]:
+        with pytest.raises(InputError, match=match):
+            sanitize_instruction(bad, max_chars=500)
+
+
+@pytest.mark.parametrize("text, phrase, cues", [
+    ("the white truck parked on the street", "truck", {"colours": ("white",)}),
+    ("Segment the pedestrian about to cross", "pedestrian", {}),
+    ("the car left of the bus", "car", {"relation": ("left_of", "bus")}),
+    ("segment the person standing next to the horse", "person", {"relation": ("near", "horse")}),
+    ("show me the leftmost dog", "dog", {"spatial": ("left",)}),
+    ("the second car from the left", "car", {"spatial": ("left",), "ordinal": 2}),
+    ("all people", "people", {"plural": True}),
+    ("please find the traffic light", "traffic light", {}),
+    ("the biggest red bus", "bus", {"spatial": ("biggest",), "colours": ("red",)}),
+])
+def test_parse_query(text, phrase, cues):
+    q = parse_query(text)
+    assert q.phrase == phrase
+    if "colours" in cues:
+        assert q.colours == cues["colours"]
+    if "spatial" in cues:
+        assert q.spatial == cues["spatial"]
+    if "ordinal" in cues:
+        assert q.ordinal == cues["ordinal"]
+    if "plural" in cues:
+        assert q.plural is cues["plural"]
+    if "relation" in cues:
+        assert (q.relation.kind, q.relation.reference) == cues["relation"]
+    else:
+        assert q.relation is None
