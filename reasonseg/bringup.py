@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-LAUNCH_DEFAULTS = {"camera_topic": "/camera/image_raw", "backend": "torch", "namespace": "perception"}
+LAUNCH_DEFAULTS = {"camera_topic": "/camera/image_raw", "backend": "onnxruntime", "namespace": "perception"}
 
 
 def bringup_share() -> Path:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .errors import InputError
 
 CAMERA_TOPIC = "/camera/image_raw"
-INSTRUCTION_TOPIC = "/instruction"
+INSTRUCTION_TOPIC = "/perception/instruction"  # the node in the launch default namespace
 FRAME_SIZE = (640, 480)
 SECONDS_PER_INSTRUCTION = 4.0
 

@@ -10,6 +10,7 @@ import numpy as np
 from .query import Query
 
 Box = tuple[float, float, float, float]
+CONFIDENT_SHARE = 0.5  # of the best candidate's score, for positional / plural choices
 
 
 class DetectionLike(Protocol):
@@ -112,6 +113,11 @@ def select_instances(
         if best > 0.05:
             cand = [i for i in cand if frac[i] >= 0.5 * best]
             reasons.append(f"{'/'.join(query.colours)}")
+    if query.spatial or query.plural:
+        # Rank positions among confident instances only: a sliver of a horse cut by the frame edge is
+        # technically leftmost, but not what a person means.
+        top = max(eff[i] for i in cand)
+        cand = [i for i in cand if eff[i] >= CONFIDENT_SHARE * top]
     if query.spatial:
         cue = query.spatial[0]
         cand = sorted(cand, key=_spatial_key(cue, detections, image_rgb.shape[1]))

@@ -124,11 +124,13 @@ def _box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
-def _class_nms(boxes: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy per-class NMS; inputs are sorted by score already."""
+def _class_nms(boxes: np.ndarray, classes: np.ndarray, iou: float, limit: int) -> np.ndarray:
+    """Indices kept by greedy per-class NMS (inputs sorted by score), stopping after `limit` keeps."""
     keep: list[int] = []
     suppressed = np.zeros(len(boxes), bool)
     for i in range(len(boxes)):
+        if len(keep) >= limit:
+            break
         if suppressed[i]:
             continue
         keep.append(i)
@@ -203,10 +205,10 @@ class CenterNetDetector:
         boxes = self._decode_boxes(ys, xs, wh, stride, lb)
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # drops peaks in the padding
         ys, xs, cs, scores, boxes = ys[valid], xs[valid], cs[valid], scores[valid], boxes[valid]
-        if self.class_nms_iou is not None and len(boxes):
-            keep = _class_nms(boxes, cs, self.class_nms_iou)
-            ys, xs, cs, scores, boxes = ys[keep], xs[keep], cs[keep], scores[keep], boxes[keep]
         n = max(0, int(max_detections))
+        if self.class_nms_iou is not None and len(boxes):
+            keep = _class_nms(boxes, cs, self.class_nms_iou, n)
+            ys, xs, cs, scores, boxes = ys[keep], xs[keep], cs[keep], scores[keep], boxes[keep]
         # cell centres in source pixels: cell j covers input pixels [stride*j, stride*(j+1))
         cell_x = lb.x_to_source((np.arange(heat.shape[1]) + 0.5) * stride)
         cell_y = lb.y_to_source((np.arange(heat.shape[0]) + 0.5) * stride)

@@ -23,7 +23,7 @@ import base64
 import json
 import os
 import sys
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -873,9 +873,10 @@ def _with_output_shapes(model: onnx.ModelProto, ranks: dict[str, int | None]) ->
 
 def _write_atomic(data: bytes, out_path: Path) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    # same directory so os.replace is atomic; open(..., "xb") keeps umask permissions (mkstemp forces 0600)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -23,6 +23,8 @@ from ..selection import box_iou, select_instances
 from .base import Box, FrameResult, Grounding, Pipeline, Timer
 
 log = logging.getLogger(__name__)
+OCCLUDER_MIN_SCORE = 0.3  # detector score for an object to be cut out of the target's mask
+MAX_OCCLUDERS = 3         # bounds the extra decoder runs per target
 
 
 class RefinePipeline(Pipeline):
@@ -126,12 +128,43 @@ class RefinePipeline(Pipeline):
             emb = self.segmenter.encode(image_rgb)
         with timer.stage("sam_decoder"):
             for det in chosen:
-                points = np.asarray(det.points[: self.settings.segmenter.num_points], np.float32).reshape(-1, 2)
-                labels = np.ones(len(points), np.int64) if len(points) else None
-                m, _ = self.segmenter.decode(emb, det.box, points if len(points) else None, labels)
+                m = self._decode(emb, det)
+                for other in self._occluders(dets, det, grounding.labels):
+                    m &= ~self._decode(emb, other)
                 mask |= m
         return FrameResult(mask, True, self._as_targets(chosen, grounding.labels), tuple(d.box for d in chosen),
                            float(max(d.score for d in chosen)), grounding, timer.ms, note)
+
+    def _decode(self, emb, det) -> np.ndarray:
+        n = self.settings.segmenter.num_points  # paper §3.4: box + top-n points of the detection
+        points = np.asarray(det.points[:n], np.float32).reshape(-1, 2)
+        labels = np.ones(len(points), np.int64) if len(points) else None
+        return self.segmenter.decode(emb, det.box, points if len(points) else None, labels)[0]
+
+    def _occluders(self, dets: list, target, target_labels: tuple[str, ...]) -> list:
+        """Confident other-class objects lying mostly inside the target's box (the dog in front of the bicycle).
+
+        A box prompt segments everything salient in the box; cutting these out keeps the target alone.
+        """
+        if not self.settings.segmenter.subtract_occluders:
+            return []
+        sim, sib = self.resolver.label_similarity, self.settings.resolver.sibling_similarity
+        tx0, ty0, tx1, ty1 = target.box
+        t_area = (tx1 - tx0) * (ty1 - ty0)
+        out: list = []
+        for d in sorted(dets, key=lambda d: -d.score):
+            if d.score < OCCLUDER_MIN_SCORE or max(sim(d.label, t) for t in target_labels) >= sib:
+                continue
+            x0, y0, x1, y1 = d.box
+            area = (x1 - x0) * (y1 - y0)
+            inter = max(0.0, min(x1, tx1) - max(x0, tx0)) * max(0.0, min(y1, ty1) - max(y0, ty0))
+            if area <= 0 or inter / area < 0.6 or area > 0.8 * t_area or box_iou(d.box, target.box) > 0.7:
+                continue
+            if all(box_iou(d.box, o.box) < 0.7 for o in out):
+                out.append(d)
+            if len(out) == MAX_OCCLUDERS:
+                break
+        return out
 
     def _as_targets(self, chosen: list, targets: tuple[str, ...]) -> tuple[str, ...]:
         """Report the target label a sibling-class box stood for (a truck scored as car is still the truck)."""

@@ -20,7 +20,8 @@ def generate_launch_description():
                               description="sensor_msgs/Image topic to segment"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "driving.yaml"),
                               description="node parameters (YAML)"),
-        DeclareLaunchArgument("backend", default_value="torch", description="segmenter backend: torch | onnxruntime"),
+        DeclareLaunchArgument("backend", default_value="onnxruntime",
+                              description="segmenter backend: onnxruntime | torch"),
         DeclareLaunchArgument("namespace", default_value="perception", description="namespace of the node's topics"),
         # Camera frames exceed UDP fragment sizes: shared memory transport, loopback only.
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",

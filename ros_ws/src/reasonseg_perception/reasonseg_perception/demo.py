@@ -23,7 +23,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from reasonseg.bringup import node_command, ros_environment
+from reasonseg.bringup import LAUNCH_DEFAULTS, node_command, ros_environment
 from reasonseg.config import resolve_cache_dir
 from reasonseg.image_codec import decode_image
 from reasonseg.render import contact_sheet
@@ -71,9 +71,9 @@ class Recorder(Node):
         with self.lock:
             self.results.append({
                 "stamp_ns": _stamp(msg.header), "instruction": msg.instruction, "labels": list(msg.labels),
-                "valid": msg.valid, "score": round(msg.score, 3), "box": [round(v, 1) for v in msg.box],
-                "source": msg.grounding_source, "reasoning": msg.reasoning, "latency_ms": round(msg.latency_ms, 1),
-                "stages_ms": {k: round(v, 1) for k, v in zip(msg.stage_names, msg.stage_ms)}})
+                "valid": msg.valid, "score": round(float(msg.score), 3), "box": [round(float(v), 1) for v in msg.box],
+                "source": msg.grounding_source, "reasoning": msg.reasoning, "latency_ms": round(float(msg.latency_ms), 1),
+                "stages_ms": {k: round(float(v), 1) for k, v in zip(msg.stage_names, msg.stage_ms)}})
 
 
 def _wait(cond, timeout: float, node: Node) -> bool:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bag", type=Path, default=resolve_cache_dir() / "sample_drive")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--params-file", default=None)
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=("torch", "onnxruntime"))
     p.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42")))
     args = p.parse_args(argv)
     if not args.bag.exists():
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("[demo] node up; replaying the sample drive", flush=True)
         replay_proc = subprocess.Popen([str(Path(sys.executable).parent / "reasonseg_replay"), str(args.bag),
-                                        "--wait-subscribers", "2"], env=env)
+                                        "--wait-subscribers", "1", "--restamp"], env=env)
         while replay_proc.poll() is None:
             rclpy.spin_once(rec, timeout_sec=0.1)
         _wait(lambda: False, 6.0, rec)  # the last grounding + mask after the final frame

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import rclpy
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.utilities import remove_ros_args
 
@@ -22,10 +23,12 @@ def get_message(msgtype: str) -> type:
     return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
 
 
+HAS_HEADER = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo"}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def replay(node: Node, bag: Path, *, rate: float, wait_subscribers: int, wait_timeout_s: float) -> int:
+def replay(node: Node, bag: Path, *, rate: float, wait_subscribers: int, wait_timeout_s: float,
+           restamp: bool = False) -> int:
     from rosbags.rosbag2 import Reader
 
     with Reader(bag) as reader:
@@ -49,7 +52,12 @@ def replay(node: Node, bag: Path, *, rate: float, wait_subscribers: int, wait_ti
             delay = (t_ns - start_bag) / 1e9 / rate - (time.monotonic() - start_wall)
             if delay > 0:
                 time.sleep(delay)
-            pubs[conn.topic].publish(bytes(raw))  # serialized CDR straight from the bag
+            if restamp and conn.msgtype in HAS_HEADER:  # live-like stamps, so latency = now - stamp holds
+                msg = deserialize_message(bytes(raw), get_message(conn.msgtype))
+                msg.header.stamp = node.get_clock().now().to_msg()
+                pubs[conn.topic].publish(msg)
+            else:
+                pubs[conn.topic].publish(bytes(raw))  # serialized CDR straight from the bag
             sent += 1
         node.get_logger().info(f"replay done: {sent} messages")
     return sent
@@ -62,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--wait-subscribers", type=int, default=1, help="wait for this many subscribers on each topic")
     p.add_argument("--wait-timeout", type=float, default=60.0)
+    p.add_argument("--restamp", action="store_true", help="set header stamps to the time of publishing")
     args = p.parse_args(argv)
     if not args.bag.exists():
         print(f"reasonseg_replay: bag not found: {args.bag}", file=sys.stderr)
@@ -69,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     node = Node("reasonseg_replay")
     try:
-        replay(node, args.bag, rate=args.rate, wait_subscribers=args.wait_subscribers, wait_timeout_s=args.wait_timeout)
+        replay(node, args.bag, rate=args.rate, wait_subscribers=args.wait_subscribers, wait_timeout_s=args.wait_timeout,
+               restamp=args.restamp)
         time.sleep(0.5)  # let the last samples leave before the publishers go
     except KeyboardInterrupt:
         pass

@@ -11,6 +11,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
@@ -74,7 +75,11 @@ class ReasonSegNode(Node):
     def _read_parameters(self) -> Settings:
         docs = field_docs()
         for name, default in Settings().flat().items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=docs.get(name, ""), read_only=True))
+            try:
+                self.declare_parameter(name, default, ParameterDescriptor(description=docs.get(name, ""),
+                                                                          read_only=True))
+            except ParameterException as exc:  # e.g. a string given for an integer parameter
+                raise ConfigError(f"parameter {name}: {' '.join(str(exc).split())[:200]}") from None
         values = {name: self.get_parameter(name).value for name in Settings().flat()}
         return Settings.from_flat(values)  # ConfigError -> main() prints one line and exits 2
 

@@ -1,0 +1,139 @@
+"""Run reasonseg_node as its own process and talk to it over DDS from the test process."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reasonseg.bringup import node_command, ros_environment
+
+NS = "/t"
+
+
+def unique_domain_id() -> int:
+    return 1 + os.getpid() % 100  # 1..100: distinct per parallel pytest process
+
+
+def start_node(tmp_path: Path, domain_id: int, *extra_params: str, env_extra: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    env = ros_environment()
+    env.update({"ROS_DOMAIN_ID": str(domain_id), "RCUTILS_COLORIZED_OUTPUT": "0", **(env_extra or {})})
+    cmd = node_command(camera_topic="/cam/image", params_file=None, backend="onnxruntime", namespace=NS)
+    for p in extra_params:
+        cmd += ["-p", p]
+    log = tmp_path / f"node-{time.monotonic_ns()}.log"
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def stop_node(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def bgr_image_msg(Image, bgr: np.ndarray, stamp_ns: int, frame_id: str = "cam"):
+    msg = Image()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = bgr.shape[:2]
+    msg.encoding, msg.step = "bgr8", bgr.shape[1] * 3
+    msg.data = bgr.tobytes()
+    return msg
+
+
+class Client:
+    """Test-side rclpy node: publishes camera + instruction, records mask + result."""
+
+    def __init__(self, domain_id: int) -> None:
+        os.environ.update({k: v for k, v in ros_environment().items()
+                           if k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
+        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+
+        from reasonseg_interfaces.msg import SegmentationResult
+
+        self.rclpy, self.Image, self.String = rclpy, Image, String
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("reasonseg_test_client", context=self.context)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_image = self.node.create_publisher(Image, "/cam/image", qos_profile_sensor_data)
+        self.pub_instruction = self.node.create_publisher(String, f"{NS}/instruction", latched)
+        self.lock = threading.Lock()
+        self.masks: list = []     # (recv_monotonic, msg)
+        self.results: list = []
+        self.node.create_subscription(Image, f"{NS}/mask", lambda m: self._rec(self.masks, m), 10)
+        self.node.create_subscription(SegmentationResult, f"{NS}/result", lambda m: self._rec(self.results, m), 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
+        self._running = True
+        self._spin.start()
+
+    def _spin_loop(self) -> None:
+        while self._running:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _rec(self, store: list, msg) -> None:
+        with self.lock:
+            store.append((time.monotonic(), msg))
+
+    def wait_for(self, cond, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def wait_node_ready(self, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+        ok = self.wait_for(lambda: self.pub_image.get_subscription_count() > 0 or proc.poll() is not None, timeout)
+        assert ok and proc.poll() is None, "reasonseg_node did not subscribe to the camera topic"
+        assert self.wait_for(lambda: self.node.count_publishers(f"{NS}/result") > 0, 30)
+
+    def instruct(self, text: str) -> None:
+        self.pub_instruction.publish(self.String(data=text))
+
+    def send(self, bgr: np.ndarray, stamp_ns: int, frame_id: str = "cam"):
+        msg = bgr_image_msg(self.Image, bgr, stamp_ns, frame_id)
+        self.pub_image.publish(msg)
+        return msg
+
+    def clear(self) -> None:
+        with self.lock:
+            self.masks.clear()
+            self.results.clear()
+
+    def close(self) -> None:
+        self._running = False
+        self._spin.join(2)
+        self.node.destroy_node()
+        self.rclpy.shutdown(context=self.context)
+
+
+def stamp_of(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def mask_array(msg) -> np.ndarray:
+    return np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width] > 127
+
+
+def log_lines(log: Path, needle: str) -> list[str]:
+    return [line for line in log.read_text(errors="replace").splitlines() if needle in line]
+
+
+__all__ = ["Client", "start_node", "stop_node", "unique_domain_id", "stamp_of", "mask_array", "log_lines", "sys"]
