@@ -20,6 +20,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .config import load_settings
+    from .image_codec import read_image_file
     from .instruction import sanitize_instruction
     from .pipelines import build_pipeline
     from .render import render_overlay
@@ -28,15 +29,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if args.pipeline:
         settings = dataclasses.replace(settings, pipeline=args.pipeline)
     instruction = sanitize_instruction(args.instruction, max_chars=settings.runtime.max_instruction_chars)
-    image_path = Path(args.image)
-    if not image_path.is_file():
-        raise ReasonSegError(f"image not found: {image_path}")
-    bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise ReasonSegError(f"cannot decode image: {image_path}")
-    if bgr.shape[0] * bgr.shape[1] > settings.runtime.max_image_pixels:
-        raise ReasonSegError(f"image {bgr.shape[1]}x{bgr.shape[0]} exceeds max_image_pixels")
-    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    rgb = read_image_file(args.image, max_pixels=settings.runtime.max_image_pixels)
     t0 = time.perf_counter()
     pipeline = build_pipeline(settings)
     load_ms = (time.perf_counter() - t0) * 1e3

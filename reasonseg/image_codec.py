@@ -5,6 +5,12 @@ crash on a malformed frame: every check here raises `InputError` with one line.
 """
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 import numpy as np
 
 from .errors import InputError
@@ -66,3 +72,37 @@ def validate_rgb(image: np.ndarray) -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError("image has zero size")
     return image
+
+
+def read_image_file(path: str | Path, *, max_pixels: int = 4096 * 4096) -> np.ndarray:
+    """Decode an image file to HxWx3 uint8 RGB, or raise InputError with one line.
+
+    libjpeg writes warnings such as "Premature end of JPEG file" straight to fd 2;
+    they are silenced here so a bad file yields exactly our one error line.
+    """
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"image not found: {p}")
+    data = np.fromfile(p, dtype=np.uint8)
+    with _quiet_stderr():
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None or bgr.size == 0:
+        raise InputError(f"cannot decode image: {p}")
+    if bgr.shape[0] * bgr.shape[1] > max_pixels:
+        raise InputError(f"image {bgr.shape[1]}x{bgr.shape[0]} exceeds max_image_pixels={max_pixels}")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -18,6 +18,9 @@ class TextEmbedder:
     def __init__(self, model_dir: Path) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in node logs
 
         if not (model_dir / "config.json").is_file():
             raise ModelCacheError(f"text model missing at {model_dir}: run the set-up step (scripts/setup.sh)")

@@ -1,0 +1,58 @@
+"""driving.launch.py needs `launch`/`launch_ros` (absent here): parse it and check it against the runner."""
+from __future__ import annotations
+
+import ast
+import configparser
+from pathlib import Path
+
+from reasonseg.bringup import LAUNCH_DEFAULTS, bringup_share, node_command
+from reasonseg.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "ros_ws/src/reasonseg_bringup/launch/driving.launch.py"
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == name]
+
+
+def _kw(call: ast.Call) -> dict[str, ast.AST]:
+    return {k.arg: k.value for k in call.keywords}
+
+
+def test_launch_file_names_real_executables_and_params():
+    tree = ast.parse(LAUNCH.read_text())
+    args = {c.args[0].value: _kw(c)["default_value"] for c in _calls(tree, "DeclareLaunchArgument")}
+    assert set(args) == {"camera_topic", "params_file", "backend", "namespace"}
+    for name in ("camera_topic", "backend", "namespace"):  # the runner mirrors the launch defaults
+        assert args[name].value == LAUNCH_DEFAULTS[name]
+    (node,) = _calls(tree, "Node")
+    kw = _kw(node)
+    assert kw["package"].value == "reasonseg_perception" and kw["name"].value == "reasonseg"
+    executable = kw["executable"].value
+    setup = (ROOT / "ros_ws/src/reasonseg_perception/setup.py").read_text()
+    assert f'"{executable} = reasonseg_perception.segmentation_node:main"' in setup
+    # the params file the launch file defaults to exists and every parameter in it is a declared one
+    params_default = ast.unparse(args["params_file"])
+    assert "'config', 'driving.yaml'" in params_default
+    load_settings(bringup_share() / "config" / "driving.yaml")
+    overrides = ast.unparse(kw["parameters"])
+    assert "segmenter.backend" in overrides
+    assert ("image", "camera_topic") in [(r.elts[0].value, r.elts[1].args[0].value) for r in kw["remappings"].elts]
+    (profile,) = _calls(tree, "SetEnvironmentVariable")
+    assert "fastdds_localhost_shm.xml" in ast.unparse(profile)
+    assert (bringup_share() / "config" / "fastdds_localhost_shm.xml").is_file()
+
+
+def test_runner_command_matches_launch_file():
+    cmd = node_command(camera_topic="/cam", params_file=None, backend="torch", namespace="perception")
+    assert Path(cmd[0]).name == "reasonseg_node"
+    assert "image:=/cam" in cmd and "__ns:=/perception" in cmd and "segmenter.backend:=torch" in cmd
+    assert cmd[cmd.index("--params-file") + 1].endswith("config/driving.yaml")
+
+
+def test_bringup_setup_installs_launch_and_config():
+    setup = (ROOT / "ros_ws/src/reasonseg_bringup/setup.py").read_text()
+    assert 'glob("launch/*.launch.py")' in setup and 'glob("config/*.yaml")' in setup
+    for pkg in ("reasonseg_perception", "reasonseg_bringup", "reasonseg_interfaces"):
+        assert (ROOT / "ros_ws/src" / pkg / "package.xml").is_file()
