@@ -40,19 +40,10 @@ def decode_image(
     max_pixels: int = 4096 * 4096,
 ) -> np.ndarray:
     """Return an HxWx3 uint8 RGB copy of a raw image buffer or raise InputError."""
-    if encoding not in _ENCODINGS:
-        raise InputError(f"unsupported image encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
-    if height <= 0 or width <= 0:
-        raise InputError(f"empty image {width}x{height}")
-    if height * width > max_pixels:
-        raise InputError(f"image {width}x{height} exceeds max_image_pixels={max_pixels}")
+    buf = data.reshape(-1).view(np.uint8) if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
+    check_image_layout(encoding, height, width, step, buf.size, max_pixels=max_pixels)
     channels, dtype, order = _ENCODINGS[encoding]
     row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise InputError(f"step {step} < width*channels*bytes ({row_bytes}) for {encoding} {width}x{height}")
-    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1).view(np.uint8)
-    if buf.size < step * height:
-        raise InputError(f"image data has {buf.size} bytes, expected step*height = {step * height}")
     rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
     pixels = rows.copy().view(dtype.newbyteorder(">" if is_bigendian else "<") if dtype.itemsize > 1 else dtype)
     pixels = pixels.reshape(height, width, channels)
@@ -63,6 +54,23 @@ def decode_image(
     if order is not None:
         pixels = pixels[:, :, list(order)]
     return np.ascontiguousarray(pixels[:, :, :3])
+
+
+def check_image_layout(encoding: str, height: int, width: int, step: int, nbytes: int, *,
+                       max_pixels: int = 4096 * 4096) -> None:
+    """O(1) checks of a raw image's header against its buffer size; raises InputError."""
+    if encoding not in _ENCODINGS:
+        raise InputError(f"unsupported image encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+    if height <= 0 or width <= 0:
+        raise InputError(f"empty image {width}x{height}")
+    if height * width > max_pixels:
+        raise InputError(f"image {width}x{height} exceeds max_image_pixels={max_pixels}")
+    channels, dtype, _ = _ENCODINGS[encoding]
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise InputError(f"step {step} < width*channels*bytes ({row_bytes}) for {encoding} {width}x{height}")
+    if nbytes < step * height:
+        raise InputError(f"image data has {nbytes} bytes, expected step*height = {step * height}")
 
 
 def validate_rgb(image: np.ndarray) -> np.ndarray:

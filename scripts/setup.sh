@@ -16,7 +16,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "creating virtual environment $VENV ($($PY --version))"
   "$PY" -m venv "$VENV"
 fi
-pip_q() { "$VENV/bin/pip" install --progress-bar off "$@" 2>&1 | grep -vE '^(WARNING: Location|Requirement already satisfied)' || true; }
+pip_q() { "$VENV/bin/pip" install -q --progress-bar off "$@" 2>&1 | grep -vE '^(WARNING: Location|Requirement already satisfied)' || true; }
 
 stamp_file=$VENV/.reasonseg-deps
 want=$(cat pyproject.toml requirements-ros.txt ros_ws/src/*/setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)

@@ -29,16 +29,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Frame:
-    image: np.ndarray        # HxWx3 uint8 RGB
+    # HxWx3 uint8 RGB, or a decoder that makes it: most camera frames are superseded before the worker
+    # takes them, so they are only decoded if taken (keeps the image callback O(1)).
+    source: np.ndarray | Callable[[], np.ndarray]
     stamp_ns: int            # source stamp (camera clock)
     frame_id: str = ""
     header: Any = None       # opaque, handed back with the output (a ROS header, say)
     received: float = field(default_factory=time.monotonic)
 
+    def pixels(self) -> np.ndarray:
+        return validate_rgb(self.source() if callable(self.source) else self.source)
+
 
 @dataclass(frozen=True)
 class EngineOutput:
     frame: Frame
+    image: np.ndarray        # the decoded frame
     instruction: str
     result: FrameResult
     grounding_age_s: float
@@ -47,7 +53,7 @@ class EngineOutput:
 
 @dataclass(frozen=True)
 class _GroundRequest:
-    frame: Frame
+    image: np.ndarray
     instruction: str
     generation: int
 
@@ -106,7 +112,8 @@ class PerceptionEngine:
         return self._instruction
 
     def submit(self, frame: Frame) -> None:
-        validate_rgb(frame.image)
+        if not callable(frame.source):
+            validate_rgb(frame.source)
         self.stats["frames_in"] += 1
         self._frames.put(frame)
 
@@ -135,20 +142,21 @@ class PerceptionEngine:
             track = self._track
         if instruction is None:
             return
+        image = frame.pixels()
         timer = Timer()
-        analysis = self.pipeline.analyse(frame.image, timer)
+        analysis = self.pipeline.analyse(image, timer)
         if self._needs_grounding(grounding):
-            self._request_grounding(frame, instruction, gen)
+            self._request_grounding(image, instruction, gen)
         if grounding is None:
             return  # nothing to segment yet; the camera keeps flowing
-        result = self.pipeline.segment(frame.image, grounding, track, analysis)
+        result = self.pipeline.segment(image, grounding, track, analysis)
         with self._lock:
             if gen != self._generation:
                 return  # instruction changed while we worked: this mask answers the old one
             self._track = result.boxes if result.valid else self._track
             self._lost = 0 if result.valid else self._lost + 1
         self.stats["frames_processed"] += 1
-        self._on_output(EngineOutput(frame, instruction, result, time.monotonic() - self._grounded_at,
+        self._on_output(EngineOutput(frame, image, instruction, result, time.monotonic() - self._grounded_at,
                                      {**timer.ms, **result.timings_ms}))
 
     def _needs_grounding(self, grounding: Grounding | None) -> bool:
@@ -162,10 +170,10 @@ class PerceptionEngine:
             period = self.settings.reground_period_s
             return period > 0 and time.monotonic() - self._grounded_at > period
 
-    def _request_grounding(self, frame: Frame, instruction: str, gen: int) -> None:
+    def _request_grounding(self, image: np.ndarray, instruction: str, gen: int) -> None:
         with self._lock:
             self._ground_pending = True
-        self._ground_requests.put(_GroundRequest(frame, instruction, gen))
+        self._ground_requests.put(_GroundRequest(image, instruction, gen))
 
     def _ground_loop(self) -> None:
         while not self._stop.is_set():
@@ -174,7 +182,7 @@ class PerceptionEngine:
                 continue
             grounding = None
             try:
-                grounding = self.pipeline.ground(req.frame.image, req.instruction)
+                grounding = self.pipeline.ground(req.image, req.instruction)
                 self.stats["groundings"] += 1
                 log.info("grounded %r -> %s via %s (%s)", req.instruction, ",".join(grounding.labels) or "-",
                          grounding.source, grounding.reasoning)

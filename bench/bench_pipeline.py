@@ -1,0 +1,185 @@
+"""Benchmark: per-stage medians, end-to-end node latency, throughput, memory and node overhead.
+
+    .venv/bin/python bench/bench_pipeline.py [--duration 600] [--fps 30] [--out bench/results]
+
+Part 1 (in process): medians of detector, LiteSAM encoder/decoder on torch and onnxruntime side by side,
+local resolver, and an LLM round trip against a stub OpenAI server on 127.0.0.1 (client cost only).
+Part 2 (real node over DDS): 640x480 bgr8 at --fps for --duration seconds into reasonseg_node; reports
+frame-stamp -> mask-received latency, masks/s vs frames/s, node RSS over time (flatness), stale-frame
+drops and the node's own overhead (image conversion + publishing) as a share of pipeline compute.
+Prints a table and writes JSON (+ an RSS curve PNG) under --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from statistics import median
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the stub OpenAI server and the node harness live with the tests
+
+
+def _median_ms(fn, n: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return round(median(times), 1)
+
+
+def bench_stages(cache: Path, repeats: int) -> dict:
+    from openai_server import OpenAiServer
+    from reasonseg.config import Settings
+    from reasonseg.label_resolver import LabelResolver
+    from reasonseg.llm.client import ChatLlm
+    from reasonseg.models.centernet import COCO_LABELS, CenterNetDetector
+    from reasonseg.pipelines.registry import build_segmenter
+    from reasonseg.text_embedding import TextEmbedder
+
+    image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))[:, :, ::-1].copy()
+    settings = Settings()
+    det = CenterNetDetector(cache / "centernet.onnx")
+    box = (375.0, 60.0, 565.0, 140.0)
+    out = {"detector": _median_ms(lambda: det.detect(image), repeats)}
+    for backend in ("onnxruntime", "torch"):
+        seg = build_segmenter(Settings(segmenter=type(settings.segmenter)(backend=backend)).segmenter, cache)
+        emb = seg.encode(image)
+        out[f"sam_encoder[{backend}]"] = _median_ms(lambda: seg.encode(image), repeats)
+        out[f"sam_decoder[{backend}]"] = _median_ms(lambda: seg.decode(emb, box), repeats)
+    resolver = LabelResolver(COCO_LABELS, TextEmbedder(cache / "minilm"))
+    words = iter(f"the parked vehicle number {i}" for i in range(10_000))  # uncached phrases
+    out["local_resolver"] = _median_ms(lambda: resolver.resolve(next(words)), repeats)
+    with OpenAiServer() as srv:
+        srv.behaviour = lambda m: '{"labels": ["truck"], "reference_labels": []}'
+        llm = ChatLlm("stub", base_url=srv.base_url, api_key="k", timeout_s=5)
+        out["llm_roundtrip_stub"] = _median_ms(lambda: llm.pre_refine("the white truck", ["truck"], COCO_LABELS),
+                                               repeats)
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_node(cache: Path, duration: float, fps: float, out_dir: Path) -> dict:
+    from rosnode_harness import Client, start_node, stamp_of, stop_node, unique_domain_id
+
+    image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))
+    domain = unique_domain_id()
+    proc, log = start_node(out_dir, domain, "runtime.reground_period_s:=5.0")
+    client = Client(domain)
+    diag: list = []
+    from diagnostic_msgs.msg import DiagnosticArray
+    client.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.append(m), 10)
+    try:
+        client.wait_node_ready(proc)
+        client.instruct("the dog")
+        sent: dict[int, float] = {}
+        rss: list[tuple[float, float]] = []
+        t_start = time.monotonic()
+        next_rss, k = t_start, 0
+        period = 1.0 / fps
+        while (now := time.monotonic()) < t_start + duration:
+            stamp = time.time_ns()
+            client.send(image, stamp)
+            sent[stamp] = now
+            if now >= next_rss:
+                rss.append((round(now - t_start, 1), round(_rss_mb(proc.pid), 1)))
+                next_rss += 10.0
+                if k % 6 == 0:
+                    print(f"  t={now - t_start:5.0f}s  rss={rss[-1][1]:.0f} MB  masks={len(client.masks)}", flush=True)
+                k += 1
+            time.sleep(max(0.0, t_start + len(sent) * period - time.monotonic()))
+        time.sleep(3.0)
+        elapsed = time.monotonic() - t_start
+        with client.lock:
+            masks = [(t, stamp_of(m)) for t, m in client.masks if stamp_of(m) in sent]
+            results = [m for _, m in client.results]
+        lat_e2e = [(t - sent[s]) * 1e3 for t, s in masks]  # stamp (= send time) -> mask received
+        stages: dict[str, list[float]] = {}
+        for r in results:
+            for name, v in zip(r.stage_names, r.stage_ms):
+                stages.setdefault(name, []).append(v)
+        last = {kv.key: kv.value for kv in diag[-1].status[0].values} if diag else {}
+        overhead, compute = float(last.get("ros_overhead_total_s", "nan")), float(last.get("compute_total_s", "nan"))
+        warm = [r for t, r in rss if t >= min(60.0, duration / 5)]
+        first, final = (median(warm[: max(1, len(warm) // 5)]), median(warm[-max(1, len(warm) // 5):])) if warm else (0, 0)
+        return {
+            "duration_s": round(elapsed, 1), "frames_in": len(sent), "frames_per_s": round(len(sent) / elapsed, 2),
+            "masks": len(masks), "masks_per_s": round(len(masks) / elapsed, 3),
+            "frames_dropped_stale": int(last.get("frames_dropped_stale", -1)),
+            "latency_stamp_to_mask_ms_median": round(median(lat_e2e), 1) if lat_e2e else None,
+            "latency_stamp_to_mask_ms_p95": round(float(np.percentile(lat_e2e, 95)), 1) if lat_e2e else None,
+            "node_stage_medians_ms": {k: round(median(v), 1) for k, v in stages.items()},
+            "node_overhead_s": overhead, "node_compute_s": compute,
+            "node_overhead_ratio": round(overhead / compute, 4) if compute else None,
+            "rss_mb_start_median": round(first, 1), "rss_mb_end_median": round(final, 1),
+            "rss_growth_mb": round(final - first, 1), "rss_series": rss,
+        }
+    finally:
+        client.close()
+        stop_node(proc)
+
+
+def main() -> int:
+    from reasonseg.config import resolve_cache_dir
+    from reasonseg.report import markdown_table
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=600.0, help="node soak seconds (acceptance: 600)")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--skip-node", action="store_true")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = resolve_cache_dir()
+    print("[bench] per-stage medians (640x480, in process) ...", flush=True)
+    report = {"stages_ms": bench_stages(cache, args.repeats)}
+    if not args.skip_node:
+        print(f"[bench] node soak: {args.fps:g} Hz for {args.duration:g} s ...", flush=True)
+        report["node"] = bench_node(cache, args.duration, args.fps, args.out)
+    rows = [[k, v] for k, v in report["stages_ms"].items()]
+    print(markdown_table(["stage (median ms)", "value"], rows))
+    if "node" in report:
+        n = report["node"]
+        rows = [[k, v] for k, v in n.items() if k not in ("rss_series", "node_stage_medians_ms")]
+        rows += [[f"node stage {k} (median ms)", v] for k, v in n["node_stage_medians_ms"].items()]
+        print(markdown_table(["node soak", "value"], rows))
+        _plot_rss(n["rss_series"], args.out / "rss.png")
+    path = args.out / "bench.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"[bench] wrote {path}")
+    return 0
+
+
+def _plot_rss(series: list, path: Path) -> None:
+    """A small RSS-over-time curve drawn with OpenCV (no plotting dependency)."""
+    if len(series) < 2:
+        return
+    w, h, pad = 640, 240, 40
+    t = np.array([s[0] for s in series]); r = np.array([s[1] for s in series])
+    img = np.full((h, w, 3), 255, np.uint8)
+    lo, hi = r.min() - 20, r.max() + 20
+    pts = np.stack([pad + (t - t.min()) / max(1e-9, np.ptp(t)) * (w - 2 * pad),
+                    h - pad - (r - lo) / (hi - lo) * (h - 2 * pad)], 1).astype(np.int32)
+    cv2.polylines(img, [pts], False, (200, 60, 0), 2)
+    cv2.putText(img, f"node RSS {lo + 20:.0f}-{hi - 20:.0f} MB over {t.max():.0f} s", (pad, 25),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), img)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""PerceptionEngine without ROS: newest frame only, async grounding, bad frames dropped."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from reasonseg.config import RuntimeSettings
+from reasonseg.errors import InputError
+from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Timer
+from reasonseg.query import parse_query
+from reasonseg.runtime.engine import Frame, PerceptionEngine
+
+
+class TimedPipeline(Pipeline):
+    """A pipeline with set costs: marks the whole frame, so outputs are easy to check."""
+
+    name = "timed"
+
+    def __init__(self, segment_s: float, ground_s: float) -> None:
+        self.segment_s, self.ground_s = segment_s, ground_s
+        self.ground_threads: list[str] = []
+        self.grounded = threading.Event()
+
+    def analyse(self, image, timer: Timer):
+        return None
+
+    def ground(self, image, instruction, analysis=None) -> Grounding:
+        self.ground_threads.append(threading.current_thread().name)
+        time.sleep(self.ground_s)
+        self.grounded.set()
+        h, w = image.shape[:2]
+        return Grounding(instruction, parse_query(instruction), ("thing",), (), ((0, 0, w, h),), (1.0,), "all",
+                         "local", self.name)
+
+    def segment(self, image, grounding, track=(), analysis=None) -> FrameResult:
+        time.sleep(self.segment_s)
+        return FrameResult(np.ones(image.shape[:2], bool), True, grounding.labels, grounding.boxes, 1.0, grounding,
+                           {"segment": self.segment_s * 1e3})
+
+
+def _engine(pipeline, **runtime):
+    outputs, errors = [], []
+    eng = PerceptionEngine(pipeline, RuntimeSettings(**runtime), outputs.append, on_error=errors.append)
+    eng.start()
+    return eng, outputs, errors
+
+
+def _frame(i: int) -> Frame:
+    return Frame(np.full((4, 6, 3), i % 255, np.uint8), stamp_ns=i)
+
+
+def test_newest_frame_only_and_no_output_before_instruction():
+    eng, outputs, errors = _engine(TimedPipeline(0.1, 0.05))
+    try:
+        for i in range(5):
+            eng.submit(_frame(i))
+        time.sleep(0.3)
+        assert outputs == []  # no instruction yet: nothing to answer
+        eng.set_instruction("the thing", max_chars=100)
+        for i in range(5, 200):  # 200 Hz against a 10 Hz pipeline
+            eng.submit(_frame(i))
+            time.sleep(0.005)
+        time.sleep(0.5)
+        stamps = [o.frame.stamp_ns for o in outputs]
+        assert 3 <= len(stamps) < 40 and stamps == sorted(stamps)
+        assert eng.frames_dropped > 100
+    finally:
+        eng.stop()
+    assert not errors
+
+
+def test_slow_grounding_does_not_stall_segmentation():
+    pipe = TimedPipeline(0.02, 1.0)
+    eng, outputs, errors = _engine(pipe, reground_period_s=0.1)
+    try:
+        eng.set_instruction("the thing", max_chars=100)
+        t_end = time.monotonic() + 3.0
+        i = 0
+        while time.monotonic() < t_end:
+            eng.submit(_frame(i))
+            i += 1
+            time.sleep(0.01)
+        # one grounding per second at most, but masks flow at the segmenter's pace in between
+        assert len(outputs) > 40
+        assert set(pipe.ground_threads) == {"reasonseg-ground"}
+    finally:
+        eng.stop()
+
+
+def test_instruction_change_discards_old_answers_and_bad_frames_are_dropped():
+    eng, outputs, errors = _engine(TimedPipeline(0.05, 0.05))
+    try:
+        eng.set_instruction("the thing", max_chars=100)
+
+        def bad() -> np.ndarray:
+            raise InputError("image data has 3 bytes, expected step*height = 72")
+
+        eng.submit(Frame(bad, stamp_ns=1))
+        time.sleep(0.2)
+        assert errors and "frame dropped: image data has 3 bytes" in errors[0]
+        for i in range(2, 10):
+            eng.submit(_frame(i))
+            time.sleep(0.06)
+        eng.set_instruction("the other thing", max_chars=100)
+        for i in range(10, 30):
+            eng.submit(_frame(i))
+            time.sleep(0.06)
+        time.sleep(0.2)
+        after = [o for o in outputs if o.frame.stamp_ns >= 12]
+        assert after and all(o.instruction == "the other thing" for o in after)
+        assert all(o.result.grounding.instruction == o.instruction for o in outputs)
+        with pytest.raises(InputError):
+            eng.set_instruction("", max_chars=100)
+        assert eng.instruction == "the other thing"  # a bad instruction leaves the old one active
+    finally:
+        eng.stop()
