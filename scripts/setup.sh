@@ -16,7 +16,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   say "creating virtual environment $VENV ($($PY --version))"
   "$PY" -m venv "$VENV"
 fi
-pip_q() { "$VENV/bin/pip" install -q --progress-bar off "$@" 2>&1 | grep -vE '^(WARNING: Location|Requirement already satisfied)' || true; }
+PIP_LOG=$VENV/pip-setup.log
+pip_q() {
+  "$VENV/bin/pip" install -q --progress-bar off "$@" >>"$PIP_LOG" 2>&1 \
+    || { tail -n 20 "$PIP_LOG" >&2; echo "[setup] ERROR: pip install $* failed (log: $PIP_LOG)" >&2; exit 1; }
+}
 
 stamp_file=$VENV/.reasonseg-deps
 want=$(cat pyproject.toml requirements-ros.txt ros_ws/src/*/setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)
