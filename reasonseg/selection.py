@@ -11,6 +11,7 @@ from .query import Query
 
 Box = tuple[float, float, float, float]
 CONFIDENT_SHARE = 0.5  # of the best candidate's score, for positional / plural choices
+TRUNCATED_SHARE = 0.25  # border-cut instances smaller than this share of the largest are skipped there
 
 
 class DetectionLike(Protocol):
@@ -35,6 +36,10 @@ def box_iou(a: Box, b: Box) -> float:
 
 def _area(b: Box) -> float:
     return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _touches_border(b: Box, width: int, height: int, margin: float = 2.0) -> bool:
+    return b[0] <= margin or b[1] <= margin or b[2] >= width - margin or b[3] >= height - margin
 
 
 def _centre(b: Box) -> tuple[float, float]:
@@ -118,6 +123,12 @@ def select_instances(
         # technically leftmost, but not what a person means.
         top = max(eff[i] for i in cand)
         cand = [i for i in cand if eff[i] >= CONFIDENT_SHARE * top]
+        # Likewise a small instance cut by the frame border is a poor referent for "leftmost"/"nearest".
+        h, w = image_rgb.shape[:2]
+        big = max(_area(detections[i].box) for i in cand)
+        whole = [i for i in cand if not (_touches_border(detections[i].box, w, h)
+                                         and _area(detections[i].box) < TRUNCATED_SHARE * big)]
+        cand = whole or cand
     if query.spatial:
         cue = query.spatial[0]
         cand = sorted(cand, key=_spatial_key(cue, detections, image_rgb.shape[1]))

@@ -50,5 +50,5 @@ say "(4/5) sample drive (rosbag2 MCAP from real photos)"
 "$VENV/bin/reasonseg" sample-drive
 
 say "(5/5) done in $((SECONDS - t0)) s. Try:"
-echo "    .venv/bin/reasonseg segment ~/.cache/reasonseg/images/dog.jpg \"the dog\" --out out/dog"
+echo "    .venv/bin/reasonseg segment ${REASONSEG_CACHE:-~/.cache/reasonseg}/images/dog.jpg \"the dog\" --out out/dog"
 echo "    .venv/bin/reasonseg_demo --out out/demo"

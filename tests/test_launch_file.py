@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-import configparser
 from pathlib import Path
 
 from reasonseg.bringup import LAUNCH_DEFAULTS, bringup_share, node_command

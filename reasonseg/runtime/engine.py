@@ -136,17 +136,20 @@ class PerceptionEngine:
                 self._error(f"frame dropped: segmentation failed: {type(exc).__name__}: {exc}")
 
     def _process(self, frame: Frame) -> None:
-        with self._lock:
-            instruction, gen = self._instruction, self._generation
-            grounding = self._grounding if self._grounding_gen == gen else None
-            track = self._track
-        if instruction is None:
+        if self._instruction is None:
             return
         image = frame.pixels()
         timer = Timer()
         analysis = self.pipeline.analyse(image, timer)
-        if self._needs_grounding(grounding):
-            self._request_grounding(image, instruction, gen)
+        # Read the grounding state and decide on a new grounding in one step, after the detector ran:
+        # a grounding that finished meanwhile is used, not requested twice.
+        with self._lock:
+            instruction, gen, track = self._instruction, self._generation, self._track
+            grounding = self._grounding if self._grounding_gen == gen else None
+            request = not self._ground_pending and self._grounding_due(grounding)
+            self._ground_pending |= request
+        if request:
+            self._ground_requests.put(_GroundRequest(image, instruction, gen))
         if grounding is None:
             return  # nothing to segment yet; the camera keeps flowing
         result = self.pipeline.segment(image, grounding, track, analysis)
@@ -159,21 +162,12 @@ class PerceptionEngine:
         self._on_output(EngineOutput(frame, image, instruction, result, time.monotonic() - self._grounded_at,
                                      {**timer.ms, **result.timings_ms}))
 
-    def _needs_grounding(self, grounding: Grounding | None) -> bool:
-        with self._lock:
-            if self._ground_pending:
-                return False
-            if grounding is None:
-                return True
-            if self._lost >= self.settings.lost_frames_before_reground:
-                return True
-            period = self.settings.reground_period_s
-            return period > 0 and time.monotonic() - self._grounded_at > period
-
-    def _request_grounding(self, image: np.ndarray, instruction: str, gen: int) -> None:
-        with self._lock:
-            self._ground_pending = True
-        self._ground_requests.put(_GroundRequest(image, instruction, gen))
+    def _grounding_due(self, grounding: Grounding | None) -> bool:
+        """Caller holds the lock."""
+        if grounding is None or self._lost >= self.settings.lost_frames_before_reground:
+            return True
+        period = self.settings.reground_period_s
+        return period > 0 and time.monotonic() - self._grounded_at > period
 
     def _ground_loop(self) -> None:
         while not self._stop.is_set():

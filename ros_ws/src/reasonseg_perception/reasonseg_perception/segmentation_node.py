@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections import deque
 from statistics import median
@@ -62,6 +63,7 @@ class ReasonSegNode(Node):
         # node's own cost (image conversion + publishing) against pipeline compute, for the benchmark
         self._overhead_total_s = 0.0
         self._compute_total_s = 0.0
+        self._stats_lock = threading.Lock()
         self.engine = PerceptionEngine(pipeline, self.settings.runtime, self._publish, on_error=self._warn)
         self.pub_mask = self.create_publisher(Image, "mask", OUTPUT_QOS)
         self.pub_overlay = self.create_publisher(Image, "overlay", OUTPUT_QOS)
@@ -99,8 +101,9 @@ class ReasonSegNode(Node):
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self.engine.submit(Frame(lambda: self._decode(msg, max_pixels), stamp_ns, msg.header.frame_id, msg.header))
         dt = time.perf_counter() - t0
-        self._overhead_ms.append(dt * 1e3)
-        self._overhead_total_s += dt
+        with self._stats_lock:
+            self._overhead_ms.append(dt * 1e3)
+            self._overhead_total_s += dt
 
     def _decode(self, msg: Image, max_pixels: int) -> np.ndarray:
         """Runs on the worker, only for the frame it takes; counted as node overhead."""
@@ -108,7 +111,8 @@ class ReasonSegNode(Node):
         try:
             return image_to_rgb(msg, max_pixels)
         finally:
-            self._overhead_total_s += time.perf_counter() - t0
+            with self._stats_lock:
+                self._overhead_total_s += time.perf_counter() - t0
 
     def _on_instruction(self, raw: bytes) -> None:
         try:
@@ -144,24 +148,27 @@ class ReasonSegNode(Node):
         msg.stage_names = list(out.timings_ms) + ["ros_publish"]
         msg.stage_ms = [float(v) for v in out.timings_ms.values()] + [publish_overhead]
         self.pub_result.publish(msg)
-        self._overhead_ms.append(publish_overhead)
-        self._overhead_total_s += publish_overhead / 1e3
-        self._compute_total_s += sum(out.timings_ms.values()) / 1e3
-        self._latency_ms.append(latency)
-        for k, v in out.timings_ms.items():
-            self._stage_ms.setdefault(k, deque(maxlen=300)).append(v)
+        with self._stats_lock:  # read by the diagnostics timer on the executor thread
+            self._overhead_ms.append(publish_overhead)
+            self._overhead_total_s += publish_overhead / 1e3
+            self._compute_total_s += sum(out.timings_ms.values()) / 1e3
+            self._latency_ms.append(latency)
+            for k, v in out.timings_ms.items():
+                self._stage_ms.setdefault(k, deque(maxlen=300)).append(v)
 
     def _publish_diagnostics(self) -> None:
         stats = self.engine.stats
         values = {"instruction": self.engine.instruction or "", "frames_in": stats["frames_in"],
                   "frames_processed": stats["frames_processed"], "frames_dropped_stale": self.engine.frames_dropped,
-                  "groundings": stats["groundings"], "errors": stats["errors"],
-                  "ros_overhead_total_s": round(self._overhead_total_s, 3),
-                  "compute_total_s": round(self._compute_total_s, 3)}
-        for name, series in [("latency_ms", self._latency_ms), ("ros_overhead_ms", self._overhead_ms),
-                             *[(f"stage_{k}_ms", v) for k, v in self._stage_ms.items()]]:
-            if series:
-                values[f"median_{name}"] = round(median(series), 2)
+                  "groundings": stats["groundings"], "errors": stats["errors"]}
+        with self._stats_lock:
+            series = [("latency_ms", list(self._latency_ms)), ("ros_overhead_ms", list(self._overhead_ms)),
+                      *[(f"stage_{k}_ms", list(v)) for k, v in self._stage_ms.items()]]
+            values["ros_overhead_total_s"] = round(self._overhead_total_s, 3)
+            values["compute_total_s"] = round(self._compute_total_s, 3)
+        for name, data in series:
+            if data:
+                values[f"median_{name}"] = round(median(data), 2)
         status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_name()}: reasonseg pipeline",
                                   message=f"{stats['frames_processed']} masks", hardware_id=self.get_namespace())
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

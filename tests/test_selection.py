@@ -1,0 +1,56 @@
+"""Instance rules on synthetic detections: class siblings, colour, space, relations, count."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from reasonseg.query import parse_query
+from reasonseg.selection import colour_fraction, select_instances
+
+SIMS = {frozenset(("car", "truck")): 0.69, frozenset(("horse", "sheep")): 0.52, frozenset(("horse", "cow")): 0.56}
+
+
+def sim(a, b):
+    return 1.0 if a == b else SIMS.get(frozenset((a, b)), 0.1)
+
+
+@dataclass(frozen=True)
+class Det:
+    box: tuple
+    score: float
+    label: str
+
+
+def pick(image, dets, labels, text, refs=()):
+    return select_instances(image, dets, labels, parse_query(text), label_similarity=sim, sibling_similarity=0.55,
+                            reference_labels=refs)
+
+
+def test_sibling_class_box_counts_once_and_colour_filters_not_ranks():
+    img = np.zeros((200, 300, 3), np.uint8)
+    img[20:60, 200:280] = 255          # a white pickup
+    img[120:190, 10:40] = 250          # a small white bin, wrongly called a car
+    dets = [Det((200, 20, 280, 60), 0.52, "car"), Det((200, 20, 280, 60), 0.29, "truck"),
+            Det((10, 120, 40, 190), 0.18, "car"), Det((60, 80, 140, 150), 0.40, "truck")]
+    sel = pick(img, dets, ("truck",), "the white truck")
+    assert [dets[i].box for i in sel.indices] == [(200, 20, 280, 60)]
+    assert colour_fraction(img, (200, 20, 280, 60), "white") > 0.9
+    assert colour_fraction(img, (60, 80, 140, 150), "white") == 0.0
+
+
+def test_spatial_ordinal_plural_relation():
+    img = np.zeros((200, 400, 3), np.uint8)
+    dets = [Det((10, 50, 60, 150), 0.9, "car"), Det((150, 50, 210, 150), 0.8, "car"),
+            Det((300, 50, 380, 150), 0.7, "car"), Det((220, 40, 290, 160), 0.9, "bus"),
+            Det((0, 60, 8, 70), 0.6, "car")]  # a sliver cut by the left border
+    assert pick(img, dets, ("car",), "the leftmost car").indices == (0,)
+    assert pick(img, dets, ("car",), "the rightmost car").indices == (2,)
+    assert pick(img, dets, ("car",), "the second car from the left").indices == (1,)
+    assert set(pick(img, dets, ("car",), "all cars").indices) == {0, 1, 2}
+    assert pick(img, dets, ("car",), "the car right of the bus", refs=("bus",)).indices == (2,)
+    assert pick(img, dets, ("car",), "the car left of the bus", refs=("bus",)).indices == (1,)
+
+
+def test_no_candidate_is_said():
+    sel = pick(np.zeros((10, 10, 3), np.uint8), [Det((0, 0, 5, 5), 0.9, "dog")], ("horse",), "the horse")
+    assert sel.indices == () and "no horse" in sel.reasoning
+    assert pick(np.zeros((10, 10, 3), np.uint8), [], (), "the thing").indices == ()
