@@ -100,7 +100,8 @@ def test_fast_camera_no_backlog(live):
     gaps = [t_prev - sent[s_next] for (t_prev, _), (_, s_next) in zip(results, results[1:])]
     # The frame taken after publishing result k left the camera just before (frame period + delivery, which
     # can reach a few hundred ms when both cores run the model); a FIFO would hand over one ~1 s old.
-    assert max(gaps) < 0.6, f"stale frame processed: sent {max(gaps):.2f} s before the previous mask"
+    # The median is robust to one delivery hiccup on a loaded machine; a queue makes every gap ~1 s.
+    assert sorted(gaps)[len(gaps) // 2] < 0.3 and max(gaps) < 1.0, f"stale frames processed: gaps {gaps}"
     with client.lock:
         latencies = [m.latency_ms for _, m in client.results if stamp_of(m) in sent]
     assert latencies[-1] < latencies[0] + 1000, f"latency grows: {latencies}"  # a backlog would grow it
