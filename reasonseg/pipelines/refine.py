@@ -4,7 +4,7 @@ recognition (detector classes present = tags; no captioner on the embedded defau
  -> pre-refinement (§3.3.1: instruction + tags -> target labels from L, LLM or local resolver)
  -> detection (COCO CenterNet) -> post-refinement (§3.3.2: detector phrase -> label in L)
  -> instance choice (colour / space / relation / count rules)
- -> SAM-family mask from the box + top-n point prompts (§3.4, n_p = 20 by default).
+ -> SAM-family mask from the box + top-n point prompts (§3.4: n_p = 20; `segmenter.num_points`).
 """
 from __future__ import annotations
 

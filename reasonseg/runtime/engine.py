@@ -54,6 +54,7 @@ class EngineOutput:
 @dataclass(frozen=True)
 class _GroundRequest:
     image: np.ndarray
+    analysis: Any
     instruction: str
     generation: int
 
@@ -148,8 +149,8 @@ class PerceptionEngine:
             grounding = self._grounding if self._grounding_gen == gen else None
             request = not self._ground_pending and self._grounding_due(grounding)
             self._ground_pending |= request
-        if request:
-            self._ground_requests.put(_GroundRequest(image, instruction, gen))
+        if request:  # hand over this frame's analysis: the grounding thread need not detect again
+            self._ground_requests.put(_GroundRequest(image, analysis, instruction, gen))
         if grounding is None:
             return  # nothing to segment yet; the camera keeps flowing
         result = self.pipeline.segment(image, grounding, track, analysis)
@@ -176,7 +177,7 @@ class PerceptionEngine:
                 continue
             grounding = None
             try:
-                grounding = self.pipeline.ground(req.image, req.instruction)
+                grounding = self.pipeline.ground(req.image, req.instruction, req.analysis)
                 self.stats["groundings"] += 1
                 log.info("grounded %r -> %s via %s (%s)", req.instruction, ",".join(grounding.labels) or "-",
                          grounding.source, grounding.reasoning)
