@@ -20,7 +20,7 @@ SPATIAL = {
     "biggest": "biggest", "largest": "biggest", "big": "biggest", "large": "biggest",
     "smallest": "smallest", "small": "smallest", "little": "smallest", "tiny": "smallest",
     "farthest": "farthest", "furthest": "farthest", "far": "farthest", "distant": "farthest",
-    "middle": "middle", "center": "middle", "centre": "middle", "central": "middle",
+    "back": "farthest", "middle": "middle", "center": "middle", "centre": "middle", "central": "middle",
     "top": "top", "upper": "top", "highest": "top", "bottom": "bottom", "lower": "bottom", "lowest": "bottom",
 }
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5}
@@ -45,7 +45,8 @@ _LEAD = re.compile(
 _ARTICLES = {"the", "a", "an", "this", "that", "these", "those", "my", "our", "your", "its", "one", "ones", "some",
              "any", "each", "every", "all", "both", "most", "only", "other", "another", "one's", "please"}
 _PLURAL_CUES = {"all", "every", "each", "both", "these", "those", "two", "three", "four", "five", "several", "many"}
-_FROM_SIDE = re.compile(r"\bfrom\s+the\s+(left|right|top|bottom)\b")
+# "second car from the left", "the dog on the right", "the person in the middle"
+_SIDE_PHRASE = re.compile(r"\b(?:from|on|at|in|to|towards)\s+the\s+(?:far\s+)?(left|right|top|bottom|middle|center|centre|front|back)\b")
 # references that are places, not objects: "parked on the street" constrains nothing we detect
 _SCENE_WORDS = {"street", "road", "sidewalk", "pavement", "ground", "grass", "field", "sky", "water", "lane", "crossing",
                 "crosswalk", "floor", "beach", "snow", "sand", "background", "foreground", "picture", "image", "scene",
@@ -93,7 +94,7 @@ def parse_query(text: str) -> Query:
             plural = plural or int(w) > 1
         else:
             keep.append(w)
-    spatial += [SPATIAL[m] for m in _FROM_SIDE.findall(lowered)]  # "second car from the left"
+    spatial += [SPATIAL[m] for m in _SIDE_PHRASE.findall(lowered) if SPATIAL[m] not in spatial]
     phrase = " ".join(keep)
     plural = plural or _looks_plural(keep)
     return Query(text=text, phrase=phrase, colours=tuple(colours), spatial=tuple(spatial), ordinal=ordinal,
@@ -123,8 +124,10 @@ def _split_relation(words: list[str]) -> tuple[list[str], Relation | None, list[
                 if w not in _ARTICLES and w not in COLOURS and w not in SPATIAL:
                     ref_keep.append(w)
             target = words[:min(rel_start, cut)]
-            if ref_keep and target and ref_keep[-1] not in _SCENE_WORDS:
-                return target, Relation(best[2], " ".join(ref_keep)), words[rel_start:]
+            if target:
+                # "on the beach", "on the left": the phrase ends here, but there is no object to relate to
+                usable = ref_keep and ref_keep[-1] not in _SCENE_WORDS
+                return target, Relation(best[2], " ".join(ref_keep)) if usable else None, words[rel_start:]
     return words[:cut], None, words[cut:]
 
 

@@ -10,8 +10,9 @@ import numpy as np
 from .query import Query
 
 Box = tuple[float, float, float, float]
-CONFIDENT_SHARE = 0.5  # of the best candidate's score, for positional / plural choices
-TRUNCATED_SHARE = 0.25  # border-cut instances smaller than this share of the largest are skipped there
+CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider
+PLURAL_SHARE = 0.3     # "all horses" keeps less certain instances too
+TRUNCATED_SHARE = 0.25  # border-cut instances smaller than this share of the largest are not referents
 
 
 class DetectionLike(Protocol):
@@ -92,16 +93,32 @@ def select_instances(
     if not target_labels:
         return Selection((), "no allowed label matches the instruction")
     # Class-similarity-aware candidates: a sibling class (sheep for horse) may carry the right box.
+    # A category ("animal") already lists its members, and the reference object is never the target.
+    siblings_ok = len(target_labels) == 1
     weight = {}
     for i, det in enumerate(detections):
-        w = max(label_similarity(det.label, t) for t in target_labels)
-        if det.label in target_labels or w >= sibling_similarity:
-            weight[i] = 1.0 if det.label in target_labels else w
+        if det.label in target_labels:
+            weight[i] = 1.0
+        elif siblings_ok and det.label not in reference_labels:
+            w = label_similarity(det.label, target_labels[0])
+            if w >= sibling_similarity:
+                weight[i] = w
     cand = _dedupe([i for i in weight], detections, weight)
     if not cand:
         return Selection((), f"no {'/'.join(target_labels)} detected")
     eff = {i: detections[i].score * weight[i] for i in cand}
     reasons = [f"{len(cand)} candidate(s) for {'/'.join(target_labels)}"]
+    if query.relation is not None or query.colours or query.spatial or query.plural:
+        # Cues choose among confident instances only: a weak fragment box (a dog's head, a horse cut by the
+        # frame edge) is closer, browner or further left, but not what a person refers to.
+        share = PLURAL_SHARE if query.plural and not (query.spatial or query.colours) else CONFIDENT_SHARE
+        top = max(eff.values())
+        cand = [i for i in cand if eff[i] >= share * top]
+        h, w = image_rgb.shape[:2]
+        big = max(_area(detections[i].box) for i in cand)
+        whole = [i for i in cand if not (_touches_border(detections[i].box, w, h)
+                                         and _area(detections[i].box) < TRUNCATED_SHARE * big)]
+        cand = whole or cand
 
     kept_by_relation = False  # a relation orders candidates by distance to the reference
     if query.relation is not None and reference_labels:
@@ -118,17 +135,6 @@ def select_instances(
         if best > 0.05:
             cand = [i for i in cand if frac[i] >= 0.5 * best]
             reasons.append(f"{'/'.join(query.colours)}")
-    if query.spatial or query.plural:
-        # Rank positions among confident instances only: a sliver of a horse cut by the frame edge is
-        # technically leftmost, but not what a person means.
-        top = max(eff[i] for i in cand)
-        cand = [i for i in cand if eff[i] >= CONFIDENT_SHARE * top]
-        # Likewise a small instance cut by the frame border is a poor referent for "leftmost"/"nearest".
-        h, w = image_rgb.shape[:2]
-        big = max(_area(detections[i].box) for i in cand)
-        whole = [i for i in cand if not (_touches_border(detections[i].box, w, h)
-                                         and _area(detections[i].box) < TRUNCATED_SHARE * big)]
-        cand = whole or cand
     if query.spatial:
         cue = query.spatial[0]
         cand = sorted(cand, key=_spatial_key(cue, detections, image_rgb.shape[1]))

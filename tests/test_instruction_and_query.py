@@ -25,6 +25,9 @@ def test_sanitize_instruction_cleans_and_rejects():
     ("all people", "people", {"plural": True}),
     ("please find the traffic light", "traffic light", {}),
     ("the biggest red bus", "bus", {"spatial": ("biggest",), "colours": ("red",)}),
+    ("the people on the beach", "people", {"plural": True}),
+    ("the animal on the left", "animal", {"spatial": ("left",)}),
+    ("the man in the blue jacket", "man", {}),
 ])
 def test_parse_query(text, phrase, cues):
     q = parse_query(text)
