@@ -52,6 +52,9 @@ def test_llm_pre_refinement_drives_the_target(llm_pipeline, photos, load_rgb):
     mask_in_box(res.mask, BOXES[("person.jpg", "horse")])
     tags = user_payload(srv.requests[-1]["body"]["messages"])["caption_tags"]
     assert {"horse", "person"} <= set(tags)  # detector classes serve as the image tags
+    asked = len(srv.requests)
+    again = pipeline.run(load_rgb(photos / "person.jpg"), "the animal grazing on the right")
+    assert again.grounding.source == "llm" and len(srv.requests) == asked  # same scene: answer reused
 
 
 @pytest.mark.parametrize("behaviour, reason", [

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 from . import prompts
 
 _MAX_ANSWER_CHARS = 20_000
+_MAX_MEMO = 256
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
@@ -45,6 +46,7 @@ class ChatLlm:
         self.model = model
         self.max_tokens = max_tokens
         self.endpoint = base_url or "api.openai.com"
+        self._answers: dict[tuple, PreRefinement] = {}
 
     @classmethod
     def from_env(cls, model: str, *, timeout_s: float, max_tokens: int = 256) -> "ChatLlm | None":
@@ -76,6 +78,18 @@ class ChatLlm:
         return content
 
     def pre_refine(self, instruction: str, tags: Sequence[str], allowed: Sequence[str]) -> PreRefinement:
+        """Target labels for an instruction; validated answers are memoised (temperature 0: the same question
+        gets the same answer), so re-grounding an unchanged scene does not call the endpoint again."""
+        key = (instruction, tuple(tags), tuple(allowed))
+        if key in self._answers:
+            return self._answers[key]
+        answer = self._ask_pre_refine(instruction, tags, allowed)
+        if len(self._answers) >= _MAX_MEMO:
+            self._answers.pop(next(iter(self._answers)))
+        self._answers[key] = answer
+        return answer
+
+    def _ask_pre_refine(self, instruction: str, tags: Sequence[str], allowed: Sequence[str]) -> PreRefinement:
         answer = parse_json_object(self.complete(prompts.pre_refinement_system(allowed),
                                                  prompts.pre_refinement_user(instruction, tags)))
         labels = validate_labels(answer.get("labels"), allowed, "labels")
