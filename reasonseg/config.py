@@ -110,12 +110,16 @@ def field_docs() -> dict[str, str]:
     """Dotted name -> description, for ROS parameter descriptors and --help."""
     docs: dict[str, str] = {}
     for f in dataclasses.fields(Settings):
-        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
-            for sub in dataclasses.fields(f.default_factory):
-                docs[f"{f.name}.{sub.name}"] = sub.metadata.get("doc", "")
+        if _is_section(f):
+            docs.update({f"{f.name}.{sub.name}": sub.metadata.get("doc", "")
+                         for sub in dataclasses.fields(f.default_factory)})
         else:
             docs[f.name] = f.metadata.get("doc", "")
     return docs
+
+
+def _is_section(f: dataclasses.Field) -> bool:
+    return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
 
 
 def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
@@ -128,7 +132,7 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         f = known[name]
-        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+        if _is_section(f):
             kwargs[name] = _build(f.default_factory, value or {}, f"{prefix}{name}.")
         else:
             kwargs[name] = _check(f, value, prefix + name)

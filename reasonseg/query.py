@@ -8,7 +8,7 @@ configured; nothing in the text is ever executed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 COLOURS = ("white", "black", "gray", "grey", "silver", "red", "orange", "yellow", "green", "blue",
            "purple", "pink", "brown")
@@ -69,7 +69,6 @@ class Query:
     ordinal: int | None = None
     plural: bool = False
     relation: Relation | None = None
-    extras: tuple[str, ...] = field(default=())  # words we dropped, kept for the LLM / logs
 
 
 def parse_query(text: str) -> Query:
@@ -77,7 +76,7 @@ def parse_query(text: str) -> Query:
     words = _WORD.findall(_LEAD.sub("", lowered.strip(" .!?"), count=1))
     if not words:
         return Query(text=text, phrase="")
-    target_words, relation, extras = _split_relation(words)
+    target_words, relation = _split_relation(words)
     plural = any(w in _PLURAL_CUES for w in target_words)
     colours, spatial, keep = [], [], []
     ordinal = None
@@ -98,10 +97,11 @@ def parse_query(text: str) -> Query:
     phrase = " ".join(keep)
     plural = plural or _looks_plural(keep)
     return Query(text=text, phrase=phrase, colours=tuple(colours), spatial=tuple(spatial), ordinal=ordinal,
-                 plural=plural, relation=relation, extras=tuple(extras))
+                 plural=plural, relation=relation)
 
 
-def _split_relation(words: list[str]) -> tuple[list[str], Relation | None, list[str]]:
+def _split_relation(words: list[str]) -> tuple[list[str], Relation | None]:
+    """Target words (the phrase up to a relation marker or clause) and the relation, if it names an object."""
     joined = " " + " ".join(words) + " "
     best: tuple[int, str, str] | None = None
     for marker, kind in _RELATIONS:
@@ -127,8 +127,8 @@ def _split_relation(words: list[str]) -> tuple[list[str], Relation | None, list[
             if target:
                 # "on the beach", "on the left": the phrase ends here, but there is no object to relate to
                 usable = ref_keep and ref_keep[-1] not in _SCENE_WORDS
-                return target, Relation(best[2], " ".join(ref_keep)) if usable else None, words[rel_start:]
-    return words[:cut], None, words[cut:]
+                return target, Relation(best[2], " ".join(ref_keep)) if usable else None
+    return words[:cut], None
 
 
 def _looks_plural(words: list[str]) -> bool:

@@ -473,21 +473,15 @@ def test_coco_labels() -> None:
 DOG_JPG_LABELS = {"dog": {"dog"}, "truck": {"truck", "car"}, "bicycle": {"bicycle"}}
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def test_real_model_dog_jpg(cache_dir: Path, load_rgb) -> None:
+    from reasonseg.selection import box_iou
     from targets import BOXES
 
     image = load_rgb(cache_dir / "images" / "dog.jpg")
     dets = CenterNetDetector(cache_dir / "centernet.onnx").detect(image, score_floor=0.15)
     for what, labels in DOG_JPG_LABELS.items():
         box = BOXES[("dog.jpg", what)]
-        ious = [_iou(d.box, box) for d in dets if d.label in labels]
+        ious = [box_iou(d.box, box) for d in dets if d.label in labels]
         assert ious and max(ious) >= 0.5, f"{what}: best IoU {max(ious, default=0):.2f} in {dets}"
     for d in dets:
         assert 0 <= d.box[0] < d.box[2] <= 768 and 0 <= d.box[1] < d.box[3] <= 576

@@ -29,10 +29,6 @@ class Grounding:
     pipeline: str
     timings_ms: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def found(self) -> bool:
-        return bool(self.boxes)
-
 
 @dataclass(frozen=True)
 class FrameResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -35,7 +35,6 @@ class Frame:
     stamp_ns: int            # source stamp (camera clock)
     frame_id: str = ""
     header: Any = None       # opaque, handed back with the output (a ROS header, say)
-    received: float = field(default_factory=time.monotonic)
 
     def pixels(self) -> np.ndarray:
         return validate_rgb(self.source() if callable(self.source) else self.source)
