@@ -16,7 +16,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -33,6 +33,8 @@ from .msg_convert import array_to_image, image_to_rgb
 INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+# Sensor data, depth 1: a frame that waits behind a newer one is worthless (DESIGN §6).
+IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
 
 
 class _RosLogHandler(logging.Handler):
@@ -69,7 +71,7 @@ class ReasonSegNode(Node):
         self.pub_overlay = self.create_publisher(Image, "overlay", OUTPUT_QOS)
         self.pub_result = self.create_publisher(SegmentationResult, "result", OUTPUT_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
+        self.create_subscription(Image, "image", self._on_image, IMAGE_QOS)
         # raw=True: we deserialize ourselves, so a malformed (e.g. non-UTF-8) sample is dropped, not fatal.
         self.create_subscription(String, "instruction", self._on_instruction, INSTRUCTION_QOS, raw=True)
         self.create_timer(1.0, self._publish_diagnostics)
