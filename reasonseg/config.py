@@ -26,7 +26,6 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 @dataclass(frozen=True)
 class DetectorSettings:
     score_floor: float = _f(0.12, "minimum detector score for a candidate", lo=0.0, hi=1.0)
-    input_size: int = _f(512, "detector input side in pixels", lo=128, hi=2048)
     max_detections: int = _f(50, "detections kept per frame", lo=1, hi=300)
 
 

@@ -44,7 +44,7 @@ def _build_refine(settings: Settings) -> Pipeline:
 
     cache = settings.cache_path
     onnx = require(cache, "centernet.onnx")
-    detector = _load("CenterNet detector", lambda: CenterNetDetector(onnx, input_size=settings.detector.input_size))
+    detector = _load("CenterNet detector", lambda: CenterNetDetector(onnx))  # input size is fixed by the model
     segmenter = build_segmenter(settings.segmenter, cache)
     resolver = LabelResolver(COCO_LABELS, TextEmbedder(require(cache, "minilm/config.json").parent),
                              min_similarity=settings.resolver.min_similarity)
