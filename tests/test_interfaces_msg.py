@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 rclpy wheels not installed")
 
 try:
     from reasonseg_interfaces.msg import SegmentationResult
