@@ -27,15 +27,17 @@ class Selection:
     reasoning: str
 
 
+def box_intersection(a: Box, b: Box) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def box_iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = _area(a) + _area(b) - inter
+    inter = box_intersection(a, b)
+    union = box_area(a) + box_area(b) - inter
     return inter / union if union > 0 else 0.0
 
 
-def _area(b: Box) -> float:
+def box_area(b: Box) -> float:
     return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
 
@@ -115,9 +117,9 @@ def select_instances(
         top = max(eff.values())
         cand = [i for i in cand if eff[i] >= share * top]
         h, w = image_rgb.shape[:2]
-        big = max(_area(detections[i].box) for i in cand)
+        big = max(box_area(detections[i].box) for i in cand)
         whole = [i for i in cand if not (_touches_border(detections[i].box, w, h)
-                                         and _area(detections[i].box) < TRUNCATED_SHARE * big)]
+                                         and box_area(detections[i].box) < TRUNCATED_SHARE * big)]
         cand = whole or cand
 
     kept_by_relation = False  # a relation orders candidates by distance to the reference
@@ -187,8 +189,8 @@ def _spatial_key(cue: str, dets: Sequence[DetectionLike], width: int) -> Callabl
         cx, cy = _centre(b)
         return {
             "left": cx, "right": -cx, "top": cy, "bottom": -cy,
-            "biggest": -_area(b), "smallest": _area(b), "farthest": _area(b),
-            "nearest": -_area(b) - b[3],  # larger and lower in the frame = closer to the camera
+            "biggest": -box_area(b), "smallest": box_area(b), "farthest": box_area(b),
+            "nearest": -box_area(b) - b[3],  # larger and lower in the frame = closer to the camera
             "middle": abs(cx - width / 2),
         }[cue]
     return key

@@ -19,7 +19,7 @@ from ..config import Settings
 from ..llm.client import ChatLlm, LlmError
 from ..label_resolver import LabelResolver
 from ..query import parse_query
-from ..selection import box_iou, select_instances
+from ..selection import box_area, box_intersection, box_iou, select_instances
 from .base import Box, FrameResult, Grounding, Pipeline, Timer
 
 log = logging.getLogger(__name__)
@@ -149,16 +149,14 @@ class RefinePipeline(Pipeline):
         if not self.settings.segmenter.subtract_occluders:
             return []
         sim, sib = self.resolver.label_similarity, self.settings.resolver.sibling_similarity
-        tx0, ty0, tx1, ty1 = target.box
-        t_area = (tx1 - tx0) * (ty1 - ty0)
+        t_area = box_area(target.box)
         out: list = []
         for d in sorted(dets, key=lambda d: -d.score):
             if d.score < OCCLUDER_MIN_SCORE or max(sim(d.label, t) for t in target_labels) >= sib:
                 continue
-            x0, y0, x1, y1 = d.box
-            area = (x1 - x0) * (y1 - y0)
-            inter = max(0.0, min(x1, tx1) - max(x0, tx0)) * max(0.0, min(y1, ty1) - max(y0, ty0))
-            if area <= 0 or inter / area < 0.6 or area > 0.8 * t_area or box_iou(d.box, target.box) > 0.7:
+            area = box_area(d.box)
+            if (area <= 0 or box_intersection(d.box, target.box) / area < 0.6 or area > 0.8 * t_area
+                    or box_iou(d.box, target.box) > 0.7):
                 continue
             if all(box_iou(d.box, o.box) < 0.7 for o in out):
                 out.append(d)
