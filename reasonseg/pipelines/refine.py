@@ -127,10 +127,13 @@ class RefinePipeline(Pipeline):
         with timer.stage("sam_encoder"):
             emb = self.segmenter.encode(image_rgb)
         with timer.stage("sam_decoder"):
+            occluder_masks: dict[int, np.ndarray] = {}  # "all horses": one occluder may sit in several boxes
             for det in chosen:
                 m = self._decode(emb, det)
                 for other in self._occluders(dets, det, grounding.labels):
-                    m &= ~self._decode(emb, other)
+                    if id(other) not in occluder_masks:
+                        occluder_masks[id(other)] = self._decode(emb, other)
+                    m &= ~occluder_masks[id(other)]
                 mask |= m
         return FrameResult(mask, True, self._as_targets(chosen, grounding.labels), tuple(d.box for d in chosen),
                            float(max(d.score for d in chosen)), grounding, timer.ms, note)
