@@ -104,10 +104,14 @@ def write_outputs(rec: Recorder, out: Path) -> dict:
         rows.append([text, len(rs), sum(r["valid"] for r in rs), ",".join(last["labels"]), last["source"], lat,
                      med.get("detector", "-"), med.get("sam_encoder", "-"), med.get("sam_decoder", "-"),
                      med.get("ros_publish", "-")])
-        s = last["stamp_ns"]
-        if s in rec.frames and s in rec.masks and s in rec.overlays:
+        # The camera topic is best effort: the recorder may have missed a frame, so picture the newest
+        # result (valid first) whose frame, mask and overlay all arrived.
+        pictured = [r for r in sorted(rs, key=lambda r: (r["valid"], r["stamp_ns"]), reverse=True)
+                    if all(r["stamp_ns"] in d for d in (rec.frames, rec.masks, rec.overlays))]
+        if pictured:
+            r, s = pictured[0], pictured[0]["stamp_ns"]
             sheet.append((rec.frames[s], rec.masks[s].astype(np.uint8) * 255, rec.overlays[s],
-                          f"{text}  ->  {','.join(last['labels']) if last['valid'] else 'no target'}"))
+                          f"{text}  ->  {','.join(r['labels']) if r['valid'] else 'no target'}"))
     header = ["instruction", "masks", "valid", "label", "grounding", "median latency ms", "detector ms",
               "sam encoder ms", "sam decoder ms", "ros publish ms"]
     table = markdown_table(header, rows)
