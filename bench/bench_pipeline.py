@@ -73,7 +73,9 @@ def _rss_mb(pid: int) -> float:
 
 
 def bench_node(cache: Path, duration: float, fps: float, out_dir: Path) -> dict:
-    from rosnode_harness import Client, start_node, stamp_of, stop_node, unique_domain_id
+    from rosnode_harness import Client, start_node, stamp_of, stop_node, unique_domain_id, use_ros_transport
+
+    use_ros_transport()
 
     image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))
     domain = unique_domain_id()

@@ -14,6 +14,10 @@ os.environ.pop("OPENAI_API_KEY", None)
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from rosnode_harness import use_ros_transport  # noqa: E402
+
+use_ros_transport()  # before any test creates a DDS participant, whatever the test order
+
 
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:

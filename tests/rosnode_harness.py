@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,15 @@ import numpy as np
 from reasonseg.bringup import node_command, ros_environment
 
 NS = "/t"
+
+
+def use_ros_transport() -> None:
+    """Loopback discovery and the shared-memory profile (camera frames > 512 kB) for this process.
+
+    Fast DDS reads its XML profile once per process, at the first participant, so call this first.
+    """
+    os.environ.update({k: v for k, v in ros_environment().items()
+                       if k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
 
 
 def unique_domain_id() -> int:
@@ -54,9 +62,7 @@ class Client:
     """Test-side rclpy node: publishes camera + instruction, records mask + result."""
 
     def __init__(self, domain_id: int) -> None:
-        os.environ.update({k: v for k, v in ros_environment().items()
-                           if k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
-        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+        os.environ["ROS_DOMAIN_ID"] = str(domain_id)  # transport settings: tests/conftest.py, set at start
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -136,4 +142,5 @@ def log_lines(log: Path, needle: str) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if needle in line]
 
 
-__all__ = ["Client", "start_node", "stop_node", "unique_domain_id", "stamp_of", "mask_array", "log_lines", "sys"]
+__all__ = ["Client", "start_node", "stop_node", "unique_domain_id", "use_ros_transport", "stamp_of", "mask_array",
+           "log_lines"]
