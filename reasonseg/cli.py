@@ -16,12 +16,12 @@ log = logging.getLogger("reasonseg")
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    import cv2
     import numpy as np
 
     from .config import load_settings
     from .image_codec import read_image_file
     from .instruction import sanitize_instruction
+    from .output_files import prepare_output_dir, write_json, write_png
     from .pipelines import build_pipeline
     from .render import render_overlay
 
@@ -29,17 +29,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if args.pipeline:
         settings = dataclasses.replace(settings, pipeline=args.pipeline)
     instruction = sanitize_instruction(args.instruction, max_chars=settings.runtime.max_instruction_chars)
-    rgb = read_image_file(args.image, max_pixels=settings.runtime.max_image_pixels)
+    out = prepare_output_dir(Path(args.out))  # before any model work: a bad --out fails in milliseconds
+    rgb = read_image_file(args.image, max_pixels=settings.runtime.max_image_pixels,
+                          max_aspect=settings.runtime.max_aspect_ratio)
     t0 = time.perf_counter()
     pipeline = build_pipeline(settings)
     load_ms = (time.perf_counter() - t0) * 1e3
     t0 = time.perf_counter()
     result = pipeline.run(rgb, instruction)
     total_ms = (time.perf_counter() - t0) * 1e3
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out / "mask.png"), result.mask.astype(np.uint8) * 255)
-    cv2.imwrite(str(out / "overlay.png"), render_overlay(rgb, result, instruction)[:, :, ::-1])
+    write_png(out / "mask.png", result.mask.astype(np.uint8) * 255)
+    write_png(out / "overlay.png", render_overlay(rgb, result, instruction)[:, :, ::-1])
     g = result.grounding
     record = {
         "instruction": instruction,
@@ -54,7 +54,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         "timings_ms": {**{k: round(v, 1) for k, v in result.timings_ms.items()},
                        "total": round(total_ms, 1), "model_load": round(load_ms, 1)},
     }
-    (out / "result.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "result.json", record)
     status = f"{record['label']} score={record['score']:.2f} box={record['box']}" if result.valid else "no target found"
     print(f"{instruction!r}: {status} [{record['grounding_source']}] -> {out}")
     return 0

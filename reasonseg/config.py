@@ -8,10 +8,12 @@ Each field carries its bounds; `Settings.from_flat` validates a flat mapping
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from difflib import get_close_matches
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -60,7 +62,10 @@ class RuntimeSettings:
     reground_period_s: float = _f(10.0, "re-run grounding this often (0 = only on change / lost track)", lo=0.0, hi=3600.0)
     lost_frames_before_reground: int = _f(3, "frames without the target before grounding again", lo=1, hi=1000)
     track_min_iou: float = _f(0.3, "IoU to keep following the grounded instance between frames", lo=0.0, hi=1.0)
-    max_image_pixels: int = _f(4096 * 4096, "larger frames are dropped with an error", lo=1, hi=1 << 28)
+    max_image_pixels: int = _f(4096 * 4096, "larger frames are dropped with an error", lo=1, hi=1 << 27)
+    # The detector letterboxes to 512 px and LiteSAM to 256 px: at 10:1 the short side is ~25 px there.
+    max_aspect_ratio: float = _f(10.0, "frames longer than this many times their short side are dropped",
+                                 lo=1.0, hi=100.0)
     max_instruction_chars: int = _f(500, "longer instructions are rejected", lo=1, hi=100_000)
     publish_overlay: bool = _f(True, "publish the bgr8 overlay image")
 
@@ -105,6 +110,23 @@ class Settings:
         return _build(cls, values, "")
 
 
+# Parameters any rclpy node may be given besides ours (prefixes end in ".").
+ROS_STANDARD_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
+
+
+def unknown_parameter_warnings(given: Iterable[str], declared: Iterable[str]) -> list[str]:
+    """One line per parameter name given (YAML or -p) that is not a setting: a misspelt name would
+    otherwise be ignored silently and its default used."""
+    known = list(declared)
+    lines = []
+    for name in sorted(set(given) - set(known)):
+        if name in ROS_STANDARD_PARAMETERS or name.startswith(ROS_STANDARD_PARAMETERS[-1]):
+            continue
+        close = get_close_matches(name, known, n=1)
+        lines.append(f"unknown parameter '{name}' ignored" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return lines
+
+
 def field_docs() -> dict[str, str]:
     """Dotted name -> description, for ROS parameter descriptors and --help."""
     docs: dict[str, str] = {}
@@ -144,6 +166,8 @@ def _check(f: dataclasses.Field, value: Any, name: str) -> Any:
         value = float(value)
     if type(value) is not kind:
         raise ConfigError(f"parameter {name} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    if kind is float and not math.isfinite(value):  # NaN passes every range check below
+        raise ConfigError(f"parameter {name}={value!r} must be a finite number")
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"parameter {name}={value!r} not one of {', '.join(meta['choices'])}")
@@ -173,10 +197,55 @@ def load_settings(path: str | Path | None, node_name: str = "reasonseg") -> Sett
     return Settings.from_nested(data)
 
 
+def check_ros_args(argv: list[str]) -> None:
+    """Validate a node command line's parameter sources before rcl reads them; ConfigError on a bad one.
+
+    `--params-file PATH`: exists and is YAML (rcl would refuse it with a traceback-shaped error and
+    an extra log line). `-p name:=value` for one of our settings: of the right type and in range,
+    because rcl silently drops a `-p` whose type differs from the same key in a `/**` params file.
+    """
+    overrides: dict[str, Any] = {}
+    names = Settings().flat()
+    for flag, arg in zip(argv, argv[1:]):
+        if flag == "--params-file":
+            _check_params_file(Path(arg))
+        elif flag in ("-p", "--param"):
+            name, sep, raw = arg.partition(":=")
+            if sep and name in names:
+                overrides[name] = _ros_param_value(name, raw)
+    Settings.from_flat(overrides)
+
+
+def _ros_param_value(name: str, raw: str) -> Any:
+    """A `-p` value as rcl reads it: YAML, with strtod-style floats ("nan", "inf") too."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"parameter {name}: value {raw[:80]!r} is not valid YAML") from None
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _check_params_file(p: Path) -> None:
+    try:
+        yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"params file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"params file {p} cannot be read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"params file {p} is not valid YAML: {' '.join(str(exc).split())[:200]}") from None
+
+
 def _ros_params_section(data: dict, node_name: str) -> dict | None:
-    for key in (node_name, f"/{node_name}", "/**"):
-        section = data.get(key)
-        if isinstance(section, dict) and "ros__parameters" in section:
+    """The `ros__parameters` for `node_name` in any namespace: `/**`, `name`, `/ns/name`, `/**/name`."""
+    for key, section in data.items():
+        matches = key == "/**" or str(key).rsplit("/", 1)[-1] == node_name
+        if matches and isinstance(section, dict) and "ros__parameters" in section:
             return section["ros__parameters"] or {}
     return None
 

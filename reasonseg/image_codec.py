@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +28,8 @@ _ENCODINGS: dict[str, tuple[int, np.dtype, tuple[int, ...] | None]] = {
     "mono16": (1, np.dtype(np.uint16), None),
 }
 SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
+DEFAULT_MAX_PIXELS = 4096 * 4096
+DEFAULT_MAX_ASPECT = 10.0
 
 
 def decode_image(
@@ -37,11 +40,12 @@ def decode_image(
     data: bytes | bytearray | memoryview | np.ndarray,
     *,
     is_bigendian: bool = False,
-    max_pixels: int = 4096 * 4096,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_aspect: float = DEFAULT_MAX_ASPECT,
 ) -> np.ndarray:
     """Return an HxWx3 uint8 RGB copy of a raw image buffer or raise InputError."""
     buf = data.reshape(-1).view(np.uint8) if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
-    check_image_layout(encoding, height, width, step, buf.size, max_pixels=max_pixels)
+    check_image_layout(encoding, height, width, step, buf.size, max_pixels=max_pixels, max_aspect=max_aspect)
     channels, dtype, order = _ENCODINGS[encoding]
     row_bytes = width * channels * dtype.itemsize
     rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
@@ -56,15 +60,24 @@ def decode_image(
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
-def check_image_layout(encoding: str, height: int, width: int, step: int, nbytes: int, *,
-                       max_pixels: int = 4096 * 4096) -> None:
-    """O(1) checks of a raw image's header against its buffer size; raises InputError."""
-    if encoding not in _ENCODINGS:
-        raise InputError(f"unsupported image encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+def check_image_size(width: int, height: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     max_aspect: float = DEFAULT_MAX_ASPECT) -> None:
+    """Size checks that bound every later cost (decode, resize, overlay); raises InputError."""
     if height <= 0 or width <= 0:
         raise InputError(f"empty image {width}x{height}")
     if height * width > max_pixels:
         raise InputError(f"image {width}x{height} exceeds max_image_pixels={max_pixels}")
+    if max(width, height) > max_aspect * min(width, height):
+        raise InputError(f"image {width}x{height} is longer than max_aspect_ratio={max_aspect:g} times its "
+                         f"short side: the models cannot use it")
+
+
+def check_image_layout(encoding: str, height: int, width: int, step: int, nbytes: int, *,
+                       max_pixels: int = DEFAULT_MAX_PIXELS, max_aspect: float = DEFAULT_MAX_ASPECT) -> None:
+    """O(1) checks of a raw image's header against its buffer size; raises InputError."""
+    if encoding not in _ENCODINGS:
+        raise InputError(f"unsupported image encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+    check_image_size(width, height, max_pixels=max_pixels, max_aspect=max_aspect)
     channels, dtype, _ = _ENCODINGS[encoding]
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
@@ -82,25 +95,45 @@ def validate_rgb(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def read_image_file(path: str | Path, *, max_pixels: int = 4096 * 4096) -> np.ndarray:
+def read_image_file(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    max_aspect: float = DEFAULT_MAX_ASPECT) -> np.ndarray:
     """Decode an image file to HxWx3 uint8 RGB, or raise InputError with one line.
 
-    libjpeg writes warnings such as "Premature end of JPEG file" straight to fd 2;
-    they are silenced here so a bad file yields exactly our one error line.
+    The size is read from the file header first, so an oversized file is refused before a
+    multi-GB decode. libjpeg writes warnings such as "Premature end of JPEG file" straight to
+    fd 2; they are silenced here so a bad file yields exactly our one error line.
     """
     import cv2
 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"image not found: {p}")
+    size = header_size(p)
+    if size is not None:
+        check_image_size(*size, max_pixels=max_pixels, max_aspect=max_aspect)
     data = np.fromfile(p, dtype=np.uint8)
     with _quiet_stderr():
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None or bgr.size == 0:
         raise InputError(f"cannot decode image: {p}")
-    if bgr.shape[0] * bgr.shape[1] > max_pixels:
-        raise InputError(f"image {bgr.shape[1]}x{bgr.shape[0]} exceeds max_image_pixels={max_pixels}")
+    check_image_size(bgr.shape[1], bgr.shape[0], max_pixels=max_pixels, max_aspect=max_aspect)
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file header without decoding pixels; None if Pillow cannot tell."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():  # DecompressionBombWarning: the size check below is ours to make
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:  # lazy: reads the header only
+                return img.size
+    except Image.DecompressionBombError:  # over ~179 Mpx by the header: no setting allows decoding that here
+        raise InputError(f"image {path} exceeds max_image_pixels (its header says over "
+                         f"{2 * Image.MAX_IMAGE_PIXELS} pixels)") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
 
 
 @contextmanager

@@ -1,25 +1,39 @@
 """A real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions API, for LLM tests.
 
-`behaviour` decides each answer: a callable (messages -> content string), or one of
-"slow", "http500", "bad_envelope". Requests are recorded for assertions.
+`behaviour` decides each answer: a callable (messages -> content string), or one of the named
+misbehaviours in `HOSTILE` (plus "slow", "http500", "bad_envelope"). Requests are recorded.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+# What a broken, overloaded or malicious endpoint does; each must end in a fallback, never a stall.
+HOSTILE = ("http429", "hang", "cut", "drip", "huge", "huge_chunked", "gzip_bomb")
+HUGE_BYTES = 50 * 1024 * 1024
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """`size` bytes of zeros, gzipped (~1000:1), wrapped in nothing: a body that inflates to `size`."""
+    return gzip.compress(b"\0" * size, compresslevel=9)
+
 
 class OpenAiServer:
     def __init__(self) -> None:
         self.behaviour: str | Callable[[list[dict]], str] = lambda messages: '{"labels": []}'
         self.slow_s = 3.0
+        self.redirect_to = ""           # for "redirect": Location of a 307 (paths under /v2/ answer)
         self.requests: list[dict] = []
+        self._stop = threading.Event()  # ends hangs and drips when the server closes
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
@@ -28,48 +42,121 @@ class OpenAiServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 server.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
                 b = server.behaviour
-                if not self.path.endswith("/chat/completions"):
-                    return self._send(404, {"error": {"message": "not found"}})
+                try:
+                    if not self.path.endswith("/chat/completions"):
+                        return self._send(404, {"error": {"message": "not found"}})
+                    if isinstance(b, str):
+                        return self._misbehave(b, body)
+                    self._send(200, server.completion(body, b(body.get("messages", []))))
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (deadline tests)
+                    pass
+
+            def _misbehave(self, b: str, body: dict) -> None:
                 if b == "http500":
                     return self._send(500, {"error": {"message": "internal error", "type": "server_error"}})
+                if b == "http429":
+                    return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit"}})
                 if b == "bad_envelope":
                     return self._send_raw(200, b"this is not json")
+                if b == "redirect" and not self.path.startswith("/v2/"):  # 307 to redirect_to; /v2/ answers
+                    self.send_response(307)
+                    self.send_header("Location", server.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    return self.end_headers()
                 if b == "slow":
                     time.sleep(server.slow_s)
-                    content = '{"labels": []}'
-                else:
-                    content = b(body.get("messages", []))
-                self._send(200, {
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", "test"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+                    return self._send(200, server.completion(body, '{"labels": []}'))
+                if b == "hang":  # accept, read, never answer
+                    server._stop.wait(120)
+                    return
+                data = json.dumps(server.completion(body, '{"labels": ["dog"]}')).encode()
+                if b == "redirect":  # the target of a followed redirect
+                    return self._send_raw(200, data)
+                if b == "gzip_ok":  # gzipped although the client asked for identity: small, so fine
+                    packed = gzip.compress(data)
+                    self._headers(200, len(packed), {"Content-Encoding": "gzip"})
+                    self.wfile.write(packed)
+                    return
+                if b == "cut":  # promise the whole answer, send half, close
+                    self._headers(200, len(data))
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if b == "drip":  # one byte a second: every socket read succeeds, the answer never ends
+                    self._headers(200, len(data))
+                    for byte in data:
+                        if server._stop.wait(1.0):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    return
+                if b == "huge":  # 50 MB, declared
+                    self._headers(200, HUGE_BYTES)
+                    return self._stream_zeros(HUGE_BYTES)
+                if b == "huge_chunked":  # 50 MB, no length given
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    piece = b" " * 65536
+                    for _ in range(HUGE_BYTES // len(piece)):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                if b == "gzip_bomb":  # 50 KB on the wire, 50 MB inflated
+                    bomb = server.bomb
+                    self._headers(200, len(bomb), {"Content-Encoding": "gzip"})
+                    self.wfile.write(bomb)
+                    return
+                raise ValueError(f"unknown behaviour {b!r}")
+
+            def _stream_zeros(self, n: int) -> None:
+                piece = b" " * 65536
+                for _ in range(n // len(piece)):
+                    self.wfile.write(piece)
+
+            def _headers(self, code: int, length: int, extra: dict | None = None) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(length))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
 
             def _send(self, code: int, payload: dict) -> None:
                 self._send_raw(code, json.dumps(payload).encode())
 
             def _send_raw(self, code: int, data: bytes) -> None:
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # client gave up (timeout test)
-                    pass
+                self._headers(code, len(data))
+                self.wfile.write(data)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._bomb: bytes | None = None
+
+    @property
+    def bomb(self) -> bytes:
+        if self._bomb is None:
+            self._bomb = _gzip_bomb(HUGE_BYTES)
+        return self._bomb
+
+    @staticmethod
+    def completion(body: dict, content: str) -> dict:
+        return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "test"),
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
 
     def __enter__(self) -> "OpenAiServer":
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -80,12 +167,28 @@ def user_payload(messages: list[dict]) -> dict:
 
 
 def main() -> None:
-    """Run standalone (for the CLI tests in a subprocess): prints the base URL, serves `labels` from argv."""
+    """Run standalone (node and CLI tests in a subprocess): prints the base URL, then serves.
+
+    argv: labels to answer with, or `--hostile` to take the behaviour from stdin lines (one per line:
+    a name from HOSTILE, or `labels a,b` for a good answer).
+    """
     import sys
 
-    labels = sys.argv[1:] or []
+    args = sys.argv[1:]
     with OpenAiServer() as srv:
-        srv.behaviour = lambda messages: json.dumps({"labels": labels, "reference_labels": []})
+        if args[:1] == ["--hostile"]:
+            srv.behaviour = "hang"
+            print(srv.base_url, flush=True)
+            for line in sys.stdin:
+                cmd = line.strip()
+                if cmd.startswith("labels "):
+                    labels = cmd.split(" ", 1)[1].split(",")
+                    srv.behaviour = lambda m, labels=labels: json.dumps({"labels": labels, "reference_labels": []})
+                elif cmd:
+                    srv.behaviour = cmd
+                print(f"ok {cmd}", flush=True)
+            return
+        srv.behaviour = lambda messages: json.dumps({"labels": args, "reference_labels": []})
         print(srv.base_url, flush=True)
         try:
             while True:

@@ -27,10 +27,13 @@ def unique_domain_id() -> int:
     return 1 + os.getpid() % 100  # 1..100: distinct per parallel pytest process
 
 
-def start_node(tmp_path: Path, domain_id: int, *extra_params: str, env_extra: dict | None = None) -> tuple[subprocess.Popen, Path]:
+def start_node(tmp_path: Path, domain_id: int, *extra_params: str, env_extra: dict | None = None,
+               params_file: Path | None = None, node_name: str = "reasonseg") -> tuple[subprocess.Popen, Path]:
+    """reasonseg_node as `reasonseg bringup` starts it (shipped YAML unless `params_file`), in namespace NS."""
     env = ros_environment()
     env.update({"ROS_DOMAIN_ID": str(domain_id), "RCUTILS_COLORIZED_OUTPUT": "0", **(env_extra or {})})
-    cmd = node_command(camera_topic="/cam/image", params_file=None, backend="onnxruntime", namespace=NS)
+    cmd = node_command(camera_topic="/cam/image", params_file=str(params_file) if params_file else None,
+                       backend="onnxruntime", namespace=NS, node_name=node_name)
     for p in extra_params:
         cmd += ["-p", p]
     log = tmp_path / f"node-{time.monotonic_ns()}.log"
@@ -138,9 +141,30 @@ def mask_array(msg) -> np.ndarray:
     return np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width] > 127
 
 
+def shipped_params(tmp_path: Path, edit) -> Path:
+    """A copy of the shipped driving.yaml, changed by `edit(ros__parameters dict)`, keyed as shipped."""
+    import yaml
+
+    from reasonseg.bringup import bringup_share
+
+    data = yaml.safe_load((bringup_share() / "config" / "driving.yaml").read_text())
+    (section,) = data.values()
+    edit(section["ros__parameters"])
+    path = tmp_path / f"params-{time.monotonic_ns()}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
 def log_lines(log: Path, needle: str) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if needle in line]
 
 
 __all__ = ["Client", "start_node", "stop_node", "unique_domain_id", "use_ros_transport", "stamp_of", "mask_array",
-           "log_lines"]
+           "log_lines", "shipped_params", "rss_mb"]

@@ -72,15 +72,91 @@ def test_missing_model_cache(photos, tmp_path):
     assert "scripts/setup.sh" in proc.stderr
 
 
-def test_corrupt_model_file(photos, tmp_path, cache_dir):
+def _linked_cache(tmp_path, cache_dir, damaged: str):
+    """A cache of symlinks to the real one, with a private copy of `damaged` (and of the manifest)."""
     cache = tmp_path / "cache"
-    cache.mkdir()
-    for name in ("minilm", "lite_sam", "lite_sam.safetensors"):
-        (cache / name).symlink_to(cache_dir / name)
-    (cache / "centernet.onnx").write_bytes(b"garbage" * 100)
+    for src in cache_dir.rglob("*"):
+        rel = src.relative_to(cache_dir)
+        if src.is_file() and not rel.name.startswith(".") and rel.parts[0] not in ("sample_drive",):
+            dst = cache / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if str(rel) in (damaged, "MANIFEST.json"):
+                dst.write_bytes(src.read_bytes())
+            else:
+                dst.symlink_to(src)
+    return cache
+
+
+def _flip_byte(path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset % len(data)] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name, damage, needle", [
+    ("centernet.onnx", lambda p: p.write_bytes(b"garbage" * 100), "centernet.onnx has 700 bytes"),
+    ("lite_sam/encoder.onnx", lambda p: _flip_byte(p, 5_000_000), "encoder.onnx does not match its sha256"),
+    ("minilm/model.safetensors", lambda p: _flip_byte(p, 1000), "model.safetensors does not match"),
+    ("minilm/tokenizer.json", lambda p: p.unlink(), "model file missing"),
+])
+def test_damaged_model_file_refused_with_one_line(photos, tmp_path, cache_dir, name, damage, needle):
+    cache = _linked_cache(tmp_path, cache_dir, name)
+    damage(cache / name)
     proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "o"),
                    env_extra={"REASONSEG_CACHE": str(cache)})
-    _one_error_line(proc, "CenterNet detector cannot be loaded")
+    _one_error_line(proc, needle)
+    assert "scripts/setup.sh" in proc.stderr and not (tmp_path / "o" / "result.json").exists()
+
+
+def test_output_location_checked_before_inference(photos, tmp_path):
+    existing = tmp_path / "a-file"
+    existing.write_text("x")
+    for out, needle in ((existing, "exists and is not a folder"), ("/proc/reasonseg-out", "cannot create output")):
+        proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(out),
+                       env_extra={"REASONSEG_CACHE": str(tmp_path / "no-cache")})  # would fail later
+        _one_error_line(proc, needle)
+
+
+def test_failed_write_is_an_error_not_a_success(photos, tmp_path):
+    """Disk full while writing: with a 20 kB file-size limit the overlay PNG cannot be written."""
+    import resource
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # EFBIG past it (Python ignores SIGXFSZ)
+
+    out = tmp_path / "o"
+    proc = subprocess.run([*EXE, "segment", str(photos / "dog.jpg"), "the dog", "--out", str(out)],
+                          capture_output=True, text=True, timeout=180, preexec_fn=small_files)
+    _one_error_line(proc, "could not write")
+    assert "overlay.png" in proc.stderr and not (out / "result.json").exists()
+    assert "->" not in proc.stdout  # no success line
+
+
+@pytest.mark.parametrize("side", [20_000, 11_000])
+def test_huge_image_refused_from_its_header(tmp_path, side):
+    """A 20000 x 20000 PNG (400 KB on disk, 1.2 GB decoded) is refused before decoding."""
+    import struct
+    import zlib
+
+    w = h = side
+    comp = zlib.compressobj(1)
+    row = b"\0" + bytes(w)  # filter byte + one grey row
+    idat = b"".join(comp.compress(row) for _ in range(h)) + comp.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = tmp_path / "huge.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                    + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    # A wrapper whose only child is the CLI reports that child's peak RSS, as the kernel counted it.
+    wrapper = ("import json, resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(json.dumps([p.returncode, p.stdout, p.stderr, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    run = subprocess.run([sys.executable, "-c", wrapper, *EXE, "segment", str(png), "the dog", "--out",
+                          str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    rc, stdout, stderr, peak_kb = json.loads(run.stdout)
+    _one_error_line(subprocess.CompletedProcess([], rc, stdout, stderr), "exceeds max_image_pixels")
+    assert peak_kb < 400_000, f"peak RSS {peak_kb / 1024:.0f} MB: the pixels were decoded"
 
 
 def test_llm_endpoint_from_environment(photos, tmp_path):

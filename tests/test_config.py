@@ -1,7 +1,7 @@
 import pytest
 
 from reasonseg.bringup import bringup_share
-from reasonseg.config import Settings, load_settings
+from reasonseg.config import Settings, load_settings, unknown_parameter_warnings
 from reasonseg.errors import ConfigError
 
 
@@ -30,3 +30,49 @@ def test_flat_roundtrip_and_validation(tmp_path):
     plain = tmp_path / "plain.yaml"
     plain.write_text("segmenter: {num_points: 5}\n")
     assert load_settings(plain).segmenter.num_points == 5
+
+
+@pytest.mark.parametrize("name", ["detector.score_floor", "llm.timeout_s", "runtime.max_aspect_ratio"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_rejected(name, value):
+    """NaN passes every range check (all comparisons are false): it must be refused by name."""
+    with pytest.raises(ConfigError, match=f"{name}.*finite"):
+        Settings.from_flat({name: value})
+
+
+def test_yaml_nan_is_rejected(tmp_path):
+    cfg = tmp_path / "nan.yaml"
+    cfg.write_text("/**:\n  ros__parameters:\n    llm: {timeout_s: .nan}\n")
+    with pytest.raises(ConfigError, match="llm.timeout_s.*finite"):
+        load_settings(cfg)
+
+
+@pytest.mark.parametrize("key", ["/**", "reasonseg", "/perception/reasonseg", "/**/reasonseg"])
+def test_ros_params_file_read_under_any_node_key(tmp_path, key):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"{key}:\n  ros__parameters:\n    segmenter: {{num_points: 7}}\n")
+    assert load_settings(cfg).segmenter.num_points == 7
+
+
+def test_unknown_parameter_warnings_name_the_closest_setting():
+    declared = Settings().flat()
+    given = ["segmenter.num_point", "use_sim_time", "qos_overrides./x.publisher.depth", "detector.score_floor",
+             "totally_unrelated"]
+    assert unknown_parameter_warnings(given, declared) == [
+        "unknown parameter 'segmenter.num_point' ignored (did you mean 'segmenter.num_points'?)",
+        "unknown parameter 'totally_unrelated' ignored"]
+
+
+def test_node_command_line_checked_before_rcl(tmp_path):
+    from reasonseg.config import check_ros_args
+
+    good = tmp_path / "p.yaml"
+    good.write_text("/**:\n  ros__parameters: {}\n")
+    check_ros_args(["reasonseg_node", "--ros-args", "--params-file", str(good), "-p", "segmenter.num_points:=5",
+                    "-p", "detector.score_floor:=0.2", "-p", "someone_elses.param:=x"])
+    for argv, match in [(["--params-file", str(tmp_path / "nope.yaml")], "params file not found"),
+                        (["-p", "segmenter.num_points:=many"], "must be int"),
+                        (["-p", "detector.score_floor:=nan"], "finite"),
+                        (["--param", "runtime.max_aspect_ratio:=0.5"], "below minimum")]:
+        with pytest.raises(ConfigError, match=match):
+            check_ros_args(["reasonseg_node", "--ros-args", *argv])

@@ -117,3 +117,49 @@ def test_instruction_change_discards_old_answers_and_bad_frames_are_dropped():
         assert eng.instruction == "the other thing"  # a bad instruction leaves the old one active
     finally:
         eng.stop()
+
+
+class FaultyPipeline(TimedPipeline):
+    """Raises from ground() and segment() on chosen calls, as a broken model or endpoint would."""
+
+    def __init__(self) -> None:
+        super().__init__(0.01, 0.01)
+        self.ground_calls = self.segment_calls = 0
+
+    def ground(self, image, instruction, analysis=None) -> Grounding:
+        self.ground_calls += 1
+        if self.ground_calls == 1:
+            raise ValueError("Logger severity cannot be changed between calls.")
+        return super().ground(image, instruction, analysis)
+
+    def segment(self, image, grounding, track=(), analysis=None) -> FrameResult:
+        self.segment_calls += 1
+        if self.segment_calls in (1, 2):
+            raise MemoryError("out of memory in the decoder")
+        return super().segment(image, grounding, track, analysis)
+
+
+def test_workers_survive_any_exception_and_count_it():
+    errors: list[str] = []
+
+    def flaky_sink(msg: str) -> None:  # the error reporter itself fails the first time
+        errors.append(msg)
+        if len(errors) == 1:
+            raise RuntimeError("log sink broken")
+
+    pipe = FaultyPipeline()
+    outputs: list = []
+    eng = PerceptionEngine(pipe, RuntimeSettings(lost_frames_before_reground=1), outputs.append, on_error=flaky_sink)
+    eng.start()
+    try:
+        eng.set_instruction("the thing", max_chars=100)
+        for i in range(60):
+            eng.submit(_frame(i))
+            time.sleep(0.02)
+        assert all(t.is_alive() for t in eng._threads), "a worker thread ended"
+        assert outputs, "no mask after the faults: grounding or segmentation stopped for good"
+        assert pipe.ground_calls >= 2 and eng.stats["errors"] == 3
+        assert any("grounding failed: ValueError" in e for e in errors)
+        assert sum("frame dropped: MemoryError" in e for e in errors) == 2
+    finally:
+        eng.stop()

@@ -36,6 +36,8 @@ def test_mono_and_rgba():
     (("yuv422", 4, 5, 10, bytes(40)), "unsupported image encoding"),
     (("rgb8", 0, 5, 15, b""), "empty image"),
     (("rgb8", 5000, 5000, 15000, b""), "exceeds max_image_pixels"),
+    (("mono8", 1, 100_000, 100_000, bytes(100_000)), "max_aspect_ratio"),  # legal size, unusable shape
+    (("bgr8", 3000, 20, 60, bytes(60 * 3000)), "max_aspect_ratio"),
 ])
 def test_malformed_images_raise_one_line(args, match):
     with pytest.raises(InputError, match=match) as info:

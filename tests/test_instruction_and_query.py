@@ -15,6 +15,18 @@ def test_sanitize_instruction_cleans_and_rejects():
             sanitize_instruction(bad, max_chars=500)
 
 
+@pytest.mark.parametrize("invisible", ["\u200b\u200b\u200b", "\u200d\ufeff\u2060", "\x07\x1b \u200e",
+                                       "\u3164\u3164", "\u2800", "\u0301\u0301"])
+def test_instruction_of_only_invisible_characters_is_empty(invisible):
+    with pytest.raises(InputError, match="empty"):
+        sanitize_instruction(invisible)
+
+
+def test_format_characters_are_dropped_inside_words():
+    assert sanitize_instruction("the d\u200bo\u200dg") == "the dog"
+    assert sanitize_instruction("\ufeffthe car\u202e") == "the car"
+
+
 @pytest.mark.parametrize("text, phrase, cues", [
     ("the white truck parked on the street", "truck", {"colours": ("white",)}),
     ("Segment the pedestrian about to cross", "pedestrian", {}),

@@ -1,9 +1,10 @@
 """Chat client for any OpenAI-compatible endpoint, with strict answer validation.
 
 Configured the standard way (OPENAI_BASE_URL, OPENAI_API_KEY); the model name
-comes from settings. Every failure mode — endpoint down, slow past the timeout,
-non-JSON, labels outside the allowed list — raises `LlmError` so the caller
-falls back to the local resolver and records why. The key is never logged.
+comes from settings. Every failure mode — endpoint down, slow past the deadline,
+HTTP errors, oversized or cut answers, redirects off-origin, non-JSON, labels
+outside the allowed list — raises `LlmError` so the caller falls back to the
+local resolver and records why. The key is never logged; URLs are redacted.
 """
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from . import prompts
+from .http import HttpError, HttpStatusError, HttpTimeout, HttpUnreachable, post_json, redact_url
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the OpenAI SDK's default when only a key is set
+MAX_RESPONSE_BYTES = 1 << 20  # a chat answer of max_tokens <= 4096 is far below this
 _MAX_ANSWER_CHARS = 20_000
 _MAX_MEMO = 256
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
@@ -38,14 +42,13 @@ def endpoint_from_env(env: Mapping[str, str] | None = None) -> tuple[str | None,
 class ChatLlm:
     def __init__(self, model: str, *, base_url: str | None, api_key: str | None, timeout_s: float,
                  max_tokens: int = 256) -> None:
-        import openai
-
-        # A local server (vLLM, Ollama) often needs no key, but the client insists on one.
-        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=0)
-        self._openai = openai
         self.model = model
         self.max_tokens = max_tokens
-        self.endpoint = base_url or "api.openai.com"
+        self.timeout_s = timeout_s
+        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        # A local server (vLLM, Ollama) often needs no key.
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.endpoint = redact_url(base_url or DEFAULT_BASE_URL)  # safe to log
         self._answers: dict[tuple, PreRefinement] = {}
 
     @classmethod
@@ -56,22 +59,23 @@ class ChatLlm:
         return cls(model, base_url=base_url, api_key=api_key, timeout_s=timeout_s, max_tokens=max_tokens)
 
     def complete(self, system: str, user: str) -> str:
+        """One chat completion; `timeout_s` is a deadline for the whole exchange."""
+        payload = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
+                   "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
         try:
-            resp = self._client.chat.completions.create(
-                model=self.model, temperature=0, max_tokens=self.max_tokens,
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-            )
-        except self._openai.APITimeoutError:
-            raise LlmError(f"LLM timed out ({self._client.timeout}s)") from None
-        except self._openai.APIConnectionError:
+            resp = post_json(self._url, payload, headers=self._headers, deadline_s=self.timeout_s,
+                             max_bytes=MAX_RESPONSE_BYTES)
+        except HttpTimeout:
+            raise LlmError(f"LLM timed out ({self.timeout_s}s)") from None
+        except HttpStatusError as exc:
+            raise LlmError(f"LLM endpoint answered HTTP {exc.status}") from None
+        except HttpUnreachable:
             raise LlmError(f"LLM endpoint unreachable ({self.endpoint})") from None
-        except self._openai.APIStatusError as exc:
-            raise LlmError(f"LLM endpoint answered HTTP {exc.status_code}") from None
-        except (self._openai.OpenAIError, ValueError) as exc:  # malformed envelope, bad JSON body
-            raise LlmError(f"LLM answer unusable: {type(exc).__name__}") from None
+        except HttpError as exc:
+            raise LlmError(f"LLM endpoint {self.endpoint}: {exc}") from None
         try:
-            content = resp.choices[0].message.content
-        except (AttributeError, IndexError, TypeError):
+            content = resp["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
             raise LlmError("LLM answer has no message content") from None
         if not isinstance(content, str) or not content.strip():
             raise LlmError("LLM answer is empty")

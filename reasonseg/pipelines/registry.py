@@ -15,12 +15,13 @@ T = TypeVar("T")
 
 
 def _load(what: str, fn: Callable[[], T]) -> T:
-    """Model loaders raise ValueError/OSError on corrupt files: one line that names the fix."""
+    """Loaders raise all kinds of errors on files they cannot read (ValueError, OSError, the
+    safetensors and onnxruntime error types): one line that names the model and the fix."""
     try:
         return fn()
     except ModelCacheError:
         raise
-    except (ValueError, OSError, RuntimeError) as exc:
+    except Exception as exc:
         raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {SETUP_HINT}") from None
 
 
@@ -46,7 +47,8 @@ def _build_refine(settings: Settings) -> Pipeline:
     onnx = require(cache, "centernet.onnx")
     detector = _load("CenterNet detector", lambda: CenterNetDetector(onnx))  # input size is fixed by the model
     segmenter = build_segmenter(settings.segmenter, cache)
-    resolver = LabelResolver(COCO_LABELS, TextEmbedder(require(cache, "minilm/config.json").parent),
+    minilm = require(cache, "minilm")
+    resolver = LabelResolver(COCO_LABELS, _load("MiniLM text encoder", lambda: TextEmbedder(minilm)),
                              min_similarity=settings.resolver.min_similarity)
     llm = ChatLlm.from_env(settings.llm.model, timeout_s=settings.llm.timeout_s, max_tokens=settings.llm.max_tokens)
     log.info("refine pipeline: detector=CenterNet, segmenter=LiteSAM/%s, LLM=%s", settings.segmenter.backend,

@@ -80,7 +80,8 @@ class PerceptionEngine:
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._segment_loop, name="reasonseg-segment", daemon=True),
                          threading.Thread(target=self._ground_loop, name="reasonseg-ground", daemon=True)]
-        self.stats = {"frames_in": 0, "frames_processed": 0, "groundings": 0, "errors": 0}
+        self.stats = {"frames_in": 0, "frames_processed": 0, "groundings": 0, "grounding_fallbacks": 0,
+                      "errors": 0}
 
     # -- inputs ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -125,15 +126,18 @@ class PerceptionEngine:
     def _segment_loop(self) -> None:
         while not self._stop.is_set():
             frame = self._frames.take(timeout=0.2)
-            if frame is None:
-                continue
-            try:
-                self._process(frame)
-            except InputError as exc:
-                self._error(f"frame dropped: {exc}")
-            except Exception as exc:  # keep serving: one bad frame must not kill the node
-                log.exception("segmentation failed")
-                self._error(f"frame dropped: segmentation failed: {type(exc).__name__}: {exc}")
+            if frame is not None:
+                self._guarded("frame dropped", self._process, frame)
+
+    def _guarded(self, what: str, fn: Callable[..., None], *args: Any) -> None:
+        """Run one unit of work; any exception is reported once and counted — a worker never ends early."""
+        try:
+            fn(*args)
+        except InputError as exc:
+            self._error(f"{what}: {exc}")
+        except Exception as exc:  # keep serving: one bad frame or grounding must not stop the node
+            log.debug("%s", what, exc_info=True)
+            self._error(f"{what}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
 
     def _process(self, frame: Frame) -> None:
         if self._instruction is None:
@@ -158,6 +162,8 @@ class PerceptionEngine:
                 return  # instruction changed while we worked: this mask answers the old one
             self._track = result.boxes if result.valid else self._track
             self._lost = 0 if result.valid else self._lost + 1
+        if self._stop.is_set():
+            return  # shutting down: the outputs' transport may already be gone
         self.stats["frames_processed"] += 1
         self._on_output(EngineOutput(frame, image, instruction, result, time.monotonic() - self._grounded_at,
                                      {**timer.ms, **result.timings_ms}))
@@ -172,25 +178,30 @@ class PerceptionEngine:
     def _ground_loop(self) -> None:
         while not self._stop.is_set():
             req = self._ground_requests.take(timeout=0.2)
-            if req is None:
-                continue
-            grounding = None
-            try:
-                grounding = self.pipeline.ground(req.image, req.instruction, req.analysis)
-                self.stats["groundings"] += 1
-                log.info("grounded %r -> %s via %s (%s)", req.instruction, ",".join(grounding.labels) or "-",
-                         grounding.source, grounding.reasoning)
-            except Exception as exc:
-                log.exception("grounding failed")
-                self._error(f"grounding failed: {type(exc).__name__}: {exc}")
-            with self._lock:
-                self._ground_pending = False
-                if grounding is not None and req.generation == self._generation:
-                    self._grounding, self._grounding_gen = grounding, req.generation
-                    self._grounded_at = time.monotonic()
-                    self._track = grounding.boxes
-                    self._lost = 0
+            if req is not None:
+                try:
+                    self._guarded("grounding failed", self._ground, req)
+                finally:
+                    with self._lock:
+                        self._ground_pending = False
+
+    def _ground(self, req: _GroundRequest) -> None:
+        grounding = self.pipeline.ground(req.image, req.instruction, req.analysis)
+        self.stats["groundings"] += 1
+        if grounding.source.startswith("local_fallback"):
+            self.stats["grounding_fallbacks"] += 1
+        log.info("grounded %r -> %s via %s (%s)", req.instruction, ",".join(grounding.labels) or "-",
+                 grounding.source, grounding.reasoning)
+        with self._lock:
+            if req.generation == self._generation:
+                self._grounding, self._grounding_gen = grounding, req.generation
+                self._grounded_at = time.monotonic()
+                self._track = grounding.boxes
+                self._lost = 0
 
     def _error(self, msg: str) -> None:
         self.stats["errors"] += 1
-        self._on_error(msg)
+        try:
+            self._on_error(msg)
+        except Exception:  # a broken log sink must not end a worker thread
+            pass

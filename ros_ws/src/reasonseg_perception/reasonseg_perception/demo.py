@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import rclpy
 from rclpy.node import Node
@@ -26,6 +25,7 @@ from sensor_msgs.msg import Image
 from reasonseg.bringup import LAUNCH_DEFAULTS, node_command, ros_environment
 from reasonseg.config import resolve_cache_dir
 from reasonseg.image_codec import decode_image
+from reasonseg.output_files import write_png
 from reasonseg.render import contact_sheet
 from reasonseg.report import markdown_table, median_table
 from reasonseg_interfaces.msg import SegmentationResult
@@ -92,9 +92,9 @@ def write_outputs(rec: Recorder, out: Path) -> dict:
     for i, r in enumerate(sorted(rec.results, key=lambda r: r["stamp_ns"])):
         s = r["stamp_ns"]
         if s in rec.masks:
-            cv2.imwrite(str(out / "masks" / f"{i:04d}.png"), rec.masks[s].astype(np.uint8) * 255)
+            write_png(out / "masks" / f"{i:04d}.png", rec.masks[s].astype(np.uint8) * 255)
         if s in rec.overlays:
-            cv2.imwrite(str(out / "overlays" / f"{i:04d}.png"), rec.overlays[s][:, :, ::-1])
+            write_png(out / "overlays" / f"{i:04d}.png", rec.overlays[s][:, :, ::-1])
         per_instruction.setdefault(r["instruction"], []).append(r)
     rows, sheet = [], []
     for text, rs in per_instruction.items():
@@ -118,7 +118,7 @@ def write_outputs(rec: Recorder, out: Path) -> dict:
     (out / "latency.md").write_text(table)
     summary = {"results": sorted(rec.results, key=lambda r: r["stamp_ns"]), "table": [dict(zip(header, r)) for r in rows]}
     (out / "latency.json").write_text(json.dumps(summary, indent=2) + "\n")
-    cv2.imwrite(str(out / "contact_sheet.png"), contact_sheet(sheet)[:, :, ::-1])
+    write_png(out / "contact_sheet.png", contact_sheet(sheet)[:, :, ::-1])
     return {"table": table, "rows": len(rows), "sheet_rows": len(sheet)}
 
 

@@ -8,9 +8,9 @@ from std_msgs.msg import Header
 from reasonseg.image_codec import decode_image
 
 
-def image_to_rgb(msg: Image, max_pixels: int) -> np.ndarray:
+def image_to_rgb(msg: Image, max_pixels: int, max_aspect: float) -> np.ndarray:
     return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                        is_bigendian=bool(msg.is_bigendian), max_pixels=max_pixels)
+                        is_bigendian=bool(msg.is_bigendian), max_pixels=max_pixels, max_aspect=max_aspect)
 
 
 def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -13,6 +14,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
@@ -20,7 +22,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from reasonseg.config import Settings, field_docs
+from reasonseg.config import Settings, check_ros_args, field_docs, unknown_parameter_warnings
 from reasonseg.errors import ConfigError, InputError, ReasonSegError
 from reasonseg.image_codec import check_image_layout
 from reasonseg.pipelines import build_pipeline
@@ -38,17 +40,30 @@ IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, durab
 
 
 class _RosLogHandler(logging.Handler):
-    """Library logs (reasonseg.*) go to the node's ROS logger, one line each."""
+    """Library logs (reasonseg.*) go to the node's ROS logger, one line each.
+
+    rclpy fixes a log call site's severity on first use and raises if a later call from the same
+    site has another ("Logger severity cannot be changed between calls"), so each severity has its
+    own call below. A log sink must never raise into the code that logs.
+    """
 
     def __init__(self, node: Node) -> None:
         super().__init__()
         self._log = node.get_logger()
 
     def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        level = record.levelno
-        (self._log.error if level >= logging.ERROR else self._log.warning if level >= logging.WARNING
-         else self._log.info if level >= logging.INFO else self._log.debug)(msg)
+        try:
+            msg = record.getMessage()
+            if record.levelno >= logging.ERROR:
+                self._log.error(msg)
+            elif record.levelno >= logging.WARNING:
+                self._log.warning(msg)
+            elif record.levelno >= logging.INFO:
+                self._log.info(msg)
+            else:
+                self._log.debug(msg)
+        except Exception:  # e.g. the logger torn down at shutdown
+            pass
 
 
 class ReasonSegNode(Node):
@@ -62,6 +77,7 @@ class ReasonSegNode(Node):
         self._latency_ms: deque[float] = deque(maxlen=300)
         self._stage_ms: dict[str, deque[float]] = {}
         self._last_warn = ("", 0.0)
+        self._diag_seen = {"errors": 0, "grounding_fallbacks": 0}
         # node's own cost (image conversion + publishing) against pipeline compute, for the benchmark
         self._overhead_total_s = 0.0
         self._compute_total_s = 0.0
@@ -89,29 +105,34 @@ class ReasonSegNode(Node):
             except ParameterException as exc:  # e.g. a string given for an integer parameter
                 raise ConfigError(f"parameter {name}: {' '.join(str(exc).split())[:200]}") from None
         values = {name: self.get_parameter(name).value for name in Settings().flat()}
-        return Settings.from_flat(values)  # ConfigError -> main() prints one line and exits 2
+        settings = Settings.from_flat(values)  # ConfigError -> main() prints one line and exits 2
+        # rclpy keeps the names given by YAML / -p in _parameter_overrides (no public accessor)
+        for line in unknown_parameter_warnings(getattr(self, "_parameter_overrides", {}), values):
+            self.get_logger().warning(line)
+        return settings
 
     # -- inputs ----------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         t0 = time.perf_counter()
-        max_pixels = self.settings.runtime.max_image_pixels
+        rt = self.settings.runtime
         try:
-            check_image_layout(msg.encoding, msg.height, msg.width, msg.step, len(msg.data), max_pixels=max_pixels)
+            check_image_layout(msg.encoding, msg.height, msg.width, msg.step, len(msg.data),
+                               max_pixels=rt.max_image_pixels, max_aspect=rt.max_aspect_ratio)
         except InputError as exc:
             self._warn(f"dropped image: {exc}")
             return
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self.engine.submit(Frame(lambda: self._decode(msg, max_pixels), stamp_ns, msg.header.frame_id, msg.header))
+        self.engine.submit(Frame(lambda: self._decode(msg), stamp_ns, msg.header.frame_id, msg.header))
         dt = time.perf_counter() - t0
         with self._stats_lock:
             self._overhead_ms.append(dt * 1e3)
             self._overhead_total_s += dt
 
-    def _decode(self, msg: Image, max_pixels: int) -> np.ndarray:
+    def _decode(self, msg: Image) -> np.ndarray:
         """Runs on the worker, only for the frame it takes; counted as node overhead."""
         t0 = time.perf_counter()
         try:
-            return image_to_rgb(msg, max_pixels)
+            return image_to_rgb(msg, self.settings.runtime.max_image_pixels, self.settings.runtime.max_aspect_ratio)
         finally:
             with self._stats_lock:
                 self._overhead_total_s += time.perf_counter() - t0
@@ -129,6 +150,16 @@ class ReasonSegNode(Node):
 
     # -- outputs (called from the engine's worker thread) ----------------------------------------
     def _publish(self, out: EngineOutput) -> None:
+        if not self.context.ok():
+            return  # shutting down (SIGINT/SIGTERM with a frame in flight): nothing to publish to
+        try:
+            self._publish_outputs(out)
+        except Exception:
+            if self.context.ok():
+                raise  # a real failure: the engine reports and counts it
+            # else the context went away mid-publish: a clean stop, not an error
+
+    def _publish_outputs(self, out: EngineOutput) -> None:
         t0 = time.perf_counter()
         result, header = out.result, out.frame.header
         mask_u8 = result.mask.astype(np.uint8) * 255
@@ -162,7 +193,8 @@ class ReasonSegNode(Node):
         stats = self.engine.stats
         values = {"instruction": self.engine.instruction or "", "frames_in": stats["frames_in"],
                   "frames_processed": stats["frames_processed"], "frames_dropped_stale": self.engine.frames_dropped,
-                  "groundings": stats["groundings"], "errors": stats["errors"]}
+                  "groundings": stats["groundings"], "grounding_fallbacks": stats["grounding_fallbacks"],
+                  "errors": stats["errors"]}
         with self._stats_lock:
             series = [("latency_ms", list(self._latency_ms)), ("ros_overhead_ms", list(self._overhead_ms)),
                       *[(f"stage_{k}_ms", list(v)) for k, v in self._stage_ms.items()]]
@@ -171,8 +203,15 @@ class ReasonSegNode(Node):
         for name, data in series:
             if data:
                 values[f"median_{name}"] = round(median(data), 2)
-        status = DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{self.get_name()}: reasonseg pipeline",
-                                  message=f"{stats['frames_processed']} masks", hardware_id=self.get_namespace())
+        level, message = DiagnosticStatus.OK, f"{stats['frames_processed']} masks"
+        new_errors = stats["errors"] - self._diag_seen["errors"]
+        new_fallbacks = stats["grounding_fallbacks"] - self._diag_seen["grounding_fallbacks"]
+        if new_errors or new_fallbacks:  # something went wrong since the last report
+            level = DiagnosticStatus.WARN
+            message += f"; {new_errors} new errors, {new_fallbacks} LLM fallbacks"
+        self._diag_seen = {k: stats[k] for k in self._diag_seen}
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: reasonseg pipeline",
+                                  message=message, hardware_id=self.get_namespace())
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
@@ -190,9 +229,23 @@ class ReasonSegNode(Node):
         super().destroy_node()
 
 
+def _one_line(exc: BaseException) -> str:
+    """rcl errors end in ', at /path/file.c:123' breadcrumbs: drop them."""
+    return re.sub(r",? at /\S+:\d+", "", " ".join(str(exc).split()))[:300]
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+    try:
+        check_ros_args(sys.argv if args is None else args)
+        rclpy.init(args=args)
+    except ConfigError as exc:
+        print(f"reasonseg_node: {exc}", file=sys.stderr)
+        return 2
+    except (RCLError, ValueError) as exc:  # bad --ros-args, unreadable or malformed params file
+        print(f"reasonseg_node: cannot start: {_one_line(exc)}", file=sys.stderr)
+        return 2
     node = None
+    code = 0
     try:
         node = ReasonSegNode()
         rclpy.spin(node)
@@ -200,14 +253,18 @@ def main(args: list[str] | None = None) -> int:
         pass
     except (ConfigError, ReasonSegError) as exc:
         print(f"reasonseg_node: {exc}", file=sys.stderr)
-        return 2
+        code = 2
+    except Exception as exc:
+        if rclpy.ok():  # a real fault; when the context is gone a signal ended start-up: a clean stop
+            print(f"reasonseg_node: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+            code = 1
     finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
-
-
+        try:
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+        except (KeyboardInterrupt, ExternalShutdownException):  # a second Ctrl-C while stopping
+            pass
+    return code
 if __name__ == "__main__":
     sys.exit(main())
