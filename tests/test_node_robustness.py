@@ -37,6 +37,11 @@ def hostile(tmp_path_factory, photos, load_rgb):
         proc, log = start_node(tmp, domain, params_file=shipped_params(tmp, _hostile_params),
                                env_extra={"OPENAI_BASE_URL": url})
         client = Client(domain)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        client.diagnostics = []
+        client.node.create_subscription(DiagnosticArray, "/diagnostics",
+                                        lambda m: client._rec(client.diagnostics, m), 10)
         try:
             client.wait_node_ready(proc)
             yield client, proc, log, llm, load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()
@@ -105,11 +110,27 @@ def test_every_llm_fault_falls_back_in_time_and_masks_the_right_object(hostile):
         assert client.wait_for(lambda: _mask_for(client, stamp_of(result)) is not None, 5)
         mask_in_box(mask_array(_mask_for(client, stamp_of(result))), BOXES[("dog.jpg", target)])
     peak_mb = rss_mb(proc.pid, "VmHWM")
+    _assert_diagnostics_warned(client, fallbacks=len(HOSTILE))
     assert peak_mb - base_mb <= 100, f"peak RSS grew {peak_mb - base_mb:.0f} MB under hostile answers"
     text = log.read_text(errors="replace")
     assert "Traceback" not in text and "severity cannot be changed" not in text, _tail(log)
     assert SECRET not in text, "a credential from OPENAI_BASE_URL was logged"
     assert "LLM pre-refinement failed" in text  # the fallback was logged (through the severity-safe adapter)
+
+
+def _assert_diagnostics_warned(client: Client, fallbacks: int) -> None:
+    """/diagnostics counts the fallbacks and leaves OK while they happen."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    def counted() -> bool:
+        with client.lock:
+            return any(int(dict((kv.key, kv.value) for kv in m.status[0].values)["grounding_fallbacks"]) >= fallbacks
+                       for _, m in client.diagnostics)
+
+    assert client.wait_for(counted, 5), "diagnostics never counted the LLM fallbacks"
+    with client.lock:
+        levels = [m.status[0].level for _, m in client.diagnostics]
+    assert DiagnosticStatus.WARN in levels, f"diagnostics stayed {set(levels)} through {fallbacks} LLM faults"
 
 
 def test_wide_frame_and_invisible_instruction_are_dropped(hostile):
@@ -152,7 +173,10 @@ def test_signal_during_start_up_stops_cleanly(tmp_path, sig, delay_s):
     proc, log = start_node(tmp_path, unique_domain_id())
     time.sleep(delay_s)  # interpreter start-up, then model loading
     proc.send_signal(sig)
-    assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+    try:
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+    finally:
+        stop_node(proc)
     assert "Traceback" not in log.read_text(), log.read_text()[-2000:]
 
 
@@ -196,7 +220,10 @@ def test_node_refuses_to_start_with_one_clear_line(tmp_path, cache_dir, case, ne
         _flip_byte(cache / "lite_sam" / "encoder.onnx", 4_000_000)
         kwargs["env_extra"] = {"REASONSEG_CACHE": str(cache)}
     proc, log = start_node(tmp_path, unique_domain_id(), *params, **kwargs)
-    assert proc.wait(timeout=120) == 2, log.read_text()[-2000:]
+    try:
+        assert proc.wait(timeout=120) == 2, log.read_text()[-2000:]
+    finally:
+        stop_node(proc)  # a node that wrongly started must not outlive the test
     text = log.read_text()
     lines = [ln for ln in text.splitlines() if ln.strip() and "[INFO]" not in ln]
     assert len(lines) == 1 and needle in lines[0], text[-2000:]

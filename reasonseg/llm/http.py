@@ -140,18 +140,24 @@ def _read_body(resp: http.client.HTTPResponse, max_bytes: int, deadline: float) 
                 raise HttpError("answer cut short (connection closed mid-body)")
             break
         if inflate is not None:
-            chunk = inflate.decompress(chunk, max_bytes + 1 - len(out))
-            if inflate.unconsumed_tail:  # more output than the budget left
+            chunk = _inflate(inflate.decompress, chunk, max_bytes + 1 - len(out))  # never past the budget
+            if inflate.unconsumed_tail:
                 raise HttpError(f"answer too large (inflates past {max_bytes} bytes)")
         out += chunk
         if len(out) > max_bytes:
             raise HttpError(f"answer too large (over {max_bytes} bytes)")
     if inflate is not None:
-        try:
-            out += inflate.flush()
-        except zlib.error:
-            raise HttpError("answer is not valid compressed data") from None
+        out += _inflate(lambda data, _: inflate.flush(), b"", 0)
+        if len(out) > max_bytes:
+            raise HttpError(f"answer too large (inflates past {max_bytes} bytes)")
     return bytes(out)
+
+
+def _inflate(fn, data: bytes, max_length: int) -> bytes:
+    try:
+        return fn(data, max_length)
+    except zlib.error:
+        raise HttpError("answer is not valid compressed data") from None
 
 
 def post_json(url: str, payload: Mapping[str, Any], *, headers: Mapping[str, str] | None = None,
