@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from difflib import get_close_matches
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -21,8 +22,28 @@ from .errors import ConfigError
 
 
 def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
-       choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices})
+       choices: tuple[str, ...] | None = None, check: Callable[[Any], str | None] | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices, "check": check})
+
+
+# Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
+PIPELINES = ("auto", "refine")
+BACKENDS = ("torch", "onnxruntime")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+_CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _check_cameras(names: tuple[str, ...]) -> str | None:
+    if names == ("",):
+        return None
+    if not names:
+        return "needs at least one camera ([\"\"] = the node's own topics)"
+    bad = [n for n in names if not _CAMERA_NAME.fullmatch(n)]
+    if bad:
+        return f"camera names must be ROS name tokens (letter, then letters, digits, _): {bad}"
+    if len(set(names)) != len(names):
+        return "camera names must be unique"
+    return None
 
 
 @dataclass(frozen=True)
@@ -34,7 +55,7 @@ class DetectorSettings:
 @dataclass(frozen=True)
 class SegmenterSettings:
     # onnxruntime runs the LiteSAM encoder ~2x faster than torch on CPU; torch is the reference.
-    backend: str = _f("onnxruntime", "segmenter backend", choices=("torch", "onnxruntime"))
+    backend: str = _f("onnxruntime", "segmenter backend", choices=BACKENDS)
     # Paper §3.4 prompts SAM with the box plus the n_p = 20 top-probability points. LiteMedSAM was trained on
     # boxes only and points shrink its masks (measured: truck box cover 0.46 -> 0.17 with 20 points), so the
     # embedded default is box-only; set 20 for SAM/SAM2 proper.
@@ -71,27 +92,47 @@ class RuntimeSettings:
 
 
 @dataclass(frozen=True)
+class DiagnosticsSettings:
+    max_latency_ms: float = _f(3000.0, "WARN when the median frame stamp -> mask latency is above this",
+                               lo=1.0, hi=600_000.0)
+    # The frame gate drops stale frames by design (a 1 Hz model on a 30 Hz camera drops ~97 %).
+    max_drop_share: float = _f(0.99, "WARN when more than this share of incoming frames is dropped "
+                                     "(stale or malformed) since the last report", lo=0.0, hi=1.0)
+    error_count: int = _f(3, "ERROR after this many pipeline errors in a row", lo=1, hi=1_000_000)
+    no_frame_s: float = _f(5.0, "ERROR when an active camera has sent no frame for this long", lo=0.1,
+                           hi=86_400.0)
+
+
+@dataclass(frozen=True)
 class Settings:
-    pipeline: str = _f("auto", "grounding pipeline", choices=("auto", "refine"))
+    pipeline: str = _f("auto", "grounding pipeline", choices=PIPELINES)
     cache_dir: str = _f("", "model cache (empty = $REASONSEG_CACHE or ~/.cache/reasonseg)")
+    # -- node only (the CLI reads and ignores these) --
+    autostart: bool = _f(True, "configure and activate at start; false waits for a lifecycle manager")
+    cameras: tuple[str, ...] = _f(("",), "camera names; each gets <name>/image, <name>/mask, ... ([''] = the "
+                                         "node's own topics)", check=_check_cameras)
+    shared_instruction: bool = _f(False, "one `instruction` topic for every camera instead of <name>/instruction")
+    image_transport: str = _f("raw", "raw: sensor_msgs/Image on <image>; compressed: CompressedImage (JPEG/PNG) on "
+                                     "<image>/compressed", choices=IMAGE_TRANSPORTS)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     resolver: ResolverSettings = field(default_factory=ResolverSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)
 
     @property
     def cache_path(self) -> Path:
         return resolve_cache_dir(self.cache_dir)
 
     def flat(self) -> dict[str, Any]:
-        """Dotted-name view, e.g. {"segmenter.num_points": 20}: ROS parameter names."""
+        """Dotted-name view, e.g. {"segmenter.num_points": 20}: ROS parameter names (lists, not tuples)."""
         out: dict[str, Any] = {}
         for name, value in dataclasses.asdict(self).items():
             if isinstance(value, dict):
                 out.update({f"{name}.{k}": v for k, v in value.items()})
             else:
-                out[name] = value
+                out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
     @classmethod
@@ -164,6 +205,10 @@ def _check(f: dataclasses.Field, value: Any, name: str) -> Any:
     kind = type(f.default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if kind is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"parameter {name} must be a list of strings, got {value!r}")
+        value = tuple(value)
     if type(value) is not kind:
         raise ConfigError(f"parameter {name} must be {kind.__name__}, got {type(value).__name__} {value!r}")
     if kind is float and not math.isfinite(value):  # NaN passes every range check below
@@ -175,6 +220,9 @@ def _check(f: dataclasses.Field, value: Any, name: str) -> Any:
         raise ConfigError(f"parameter {name}={value!r} below minimum {meta['lo']}")
     if meta.get("hi") is not None and value > meta["hi"]:
         raise ConfigError(f"parameter {name}={value!r} above maximum {meta['hi']}")
+    problem = meta["check"](value) if meta.get("check") else None
+    if problem:
+        raise ConfigError(f"parameter {name}={list(value) if isinstance(value, tuple) else value!r}: {problem}")
     return value
 
 

@@ -5,6 +5,7 @@ crash on a malformed frame: every check here raises `InputError` with one line.
 """
 from __future__ import annotations
 
+import io
 import os
 import sys
 import warnings
@@ -120,20 +121,40 @@ def read_image_file(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-def header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header without decoding pixels; None if Pillow cannot tell."""
+def header_size(source: Path | io.BytesIO, what: str = "") -> tuple[int, int] | None:
+    """(width, height) from a file's or buffer's header without decoding pixels; None if Pillow cannot tell."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():  # DecompressionBombWarning: the size check below is ours to make
             warnings.simplefilter("ignore")
-            with Image.open(path) as img:  # lazy: reads the header only
+            with Image.open(source) as img:  # lazy: reads the header only
                 return img.size
     except Image.DecompressionBombError:  # over ~179 Mpx by the header: no setting allows decoding that here
-        raise InputError(f"image {path} exceeds max_image_pixels (its header says over "
+        raise InputError(f"image {what or source} exceeds max_image_pixels (its header says over "
                          f"{2 * Image.MAX_IMAGE_PIXELS} pixels)") from None
     except (UnidentifiedImageError, OSError, ValueError):
         return None
+
+
+def decode_compressed(data: bytes, fmt: str = "", *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                      max_aspect: float = DEFAULT_MAX_ASPECT) -> np.ndarray:
+    """sensor_msgs/CompressedImage payload (JPEG or PNG, `format` as image_transport writes it, e.g.
+    "bgr8; jpeg compressed bgr8") -> HxWx3 uint8 RGB, or InputError with one line. Size from the header first."""
+    import cv2
+
+    kind = fmt.lower()
+    if kind and not any(k in kind for k in ("jpeg", "jpg", "png")):
+        raise InputError(f"unsupported compressed image format {fmt[:60]!r} (JPEG or PNG)")
+    size = header_size(io.BytesIO(data), "in message")
+    if size is None:
+        raise InputError(f"cannot decode compressed image ({len(data)} bytes, format {fmt[:60]!r})")
+    check_image_size(*size, max_pixels=max_pixels, max_aspect=max_aspect)
+    with _quiet_stderr():
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise InputError(f"cannot decode compressed image ({len(data)} bytes, format {fmt[:60]!r})")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 @contextmanager

@@ -61,31 +61,55 @@ def bgr_image_msg(Image, bgr: np.ndarray, stamp_ns: int, frame_id: str = "cam"):
     return msg
 
 
-class Client:
-    """Test-side rclpy node: publishes camera + instruction, records mask + result."""
+def camera_topic(camera: str, leaf: str) -> str:
+    """Where the node (in namespace NS, `image` remapped to /cam/image) has a camera's topic."""
+    if not camera:
+        return "/cam/image" if leaf == "image" else f"{NS}/{leaf}"
+    return f"{NS}/{camera}/{leaf}"
 
-    def __init__(self, domain_id: int) -> None:
+
+class Client:
+    """Test-side rclpy node: publishes camera frames + instructions, records masks + results.
+
+    `cameras` names the node's cameras ("" = its single default camera); `compressed` publishes
+    sensor_msgs/CompressedImage on <image>/compressed instead of raw frames.
+    """
+
+    def __init__(self, domain_id: int, cameras: tuple[str, ...] = ("",), compressed: bool = False) -> None:
         os.environ["ROS_DOMAIN_ID"] = str(domain_id)  # transport settings: tests/conftest.py, set at start
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import CompressedImage, Image
         from std_msgs.msg import String
 
         from reasonseg_interfaces.msg import SegmentationResult
 
-        self.rclpy, self.Image, self.String = rclpy, Image, String
+        self.rclpy, self.Image, self.String, self.CompressedImage = rclpy, Image, String, CompressedImage
+        self.compressed = compressed
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("reasonseg_test_client", context=self.context)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_image = self.node.create_publisher(Image, "/cam/image", qos_profile_sensor_data)
-        self.pub_instruction = self.node.create_publisher(String, f"{NS}/instruction", latched)
         self.lock = threading.Lock()
-        self.masks: list = []     # (recv_monotonic, msg)
+        self.image_pubs, self.instruction_pubs, self.cam_masks = {}, {}, {}
+        self.masks: list = []     # (recv_monotonic, msg), every camera
         self.results: list = []
-        self.node.create_subscription(Image, f"{NS}/mask", lambda m: self._rec(self.masks, m), 10)
-        self.node.create_subscription(SegmentationResult, f"{NS}/result", lambda m: self._rec(self.results, m), 10)
+        for cam in cameras:
+            if compressed:
+                self.image_pubs[cam] = self.node.create_publisher(
+                    CompressedImage, camera_topic(cam, "image") + "/compressed", qos_profile_sensor_data)
+            else:
+                self.image_pubs[cam] = self.node.create_publisher(Image, camera_topic(cam, "image"),
+                                                                  qos_profile_sensor_data)
+            self.instruction_pubs[cam] = self.node.create_publisher(String, camera_topic(cam, "instruction"), latched)
+            self.cam_masks[cam] = []
+            self.node.create_subscription(Image, camera_topic(cam, "mask"),
+                                          lambda m, cam=cam: self._rec(self.masks, m, self.cam_masks[cam]), 10)
+            self.node.create_subscription(SegmentationResult, camera_topic(cam, "result"),
+                                          lambda m: self._rec(self.results, m), 10)
+        first = cameras[0]
+        self.pub_image, self.pub_instruction = self.image_pubs[first], self.instruction_pubs[first]
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self._spin_loop, daemon=True)
@@ -96,9 +120,11 @@ class Client:
         while self._running:
             self.executor.spin_once(timeout_sec=0.05)
 
-    def _rec(self, store: list, msg) -> None:
+    def _rec(self, store: list, msg, also: list | None = None) -> None:
         with self.lock:
             store.append((time.monotonic(), msg))
+            if also is not None:
+                also.append((time.monotonic(), msg))
 
     def wait_for(self, cond, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -109,22 +135,47 @@ class Client:
         return False
 
     def wait_node_ready(self, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-        ok = self.wait_for(lambda: self.pub_image.get_subscription_count() > 0 or proc.poll() is not None, timeout)
-        assert ok and proc.poll() is None, "reasonseg_node did not subscribe to the camera topic"
-        assert self.wait_for(lambda: self.node.count_publishers(f"{NS}/result") > 0, 30)
+        subscribed = lambda: all(p.get_subscription_count() > 0 for p in self.image_pubs.values())  # noqa: E731
+        ok = self.wait_for(lambda: subscribed() or proc.poll() is not None, timeout)
+        assert ok and proc.poll() is None, "reasonseg_node did not subscribe to the camera topic(s)"
+        assert self.wait_for(lambda: all(self.node.count_publishers(camera_topic(c, "result")) > 0
+                                         for c in self.image_pubs), 30)
 
-    def instruct(self, text: str) -> None:
-        self.pub_instruction.publish(self.String(data=text))
+    def instruct(self, text: str, camera: str | None = None) -> None:
+        pub = self.pub_instruction if camera is None else self.instruction_pubs[camera]
+        pub.publish(self.String(data=text))
 
-    def send(self, bgr: np.ndarray, stamp_ns: int, frame_id: str = "cam"):
-        msg = bgr_image_msg(self.Image, bgr, stamp_ns, frame_id)
-        self.pub_image.publish(msg)
+    def send(self, bgr: np.ndarray, stamp_ns: int, frame_id: str = "cam", camera: str | None = None):
+        pub = self.pub_image if camera is None else self.image_pubs[camera]
+        if self.compressed:
+            import cv2
+
+            msg = self.CompressedImage(format="bgr8; jpeg compressed bgr8")
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+            msg.header.frame_id = frame_id
+            msg.data = cv2.imencode(".jpg", bgr)[1].tobytes()
+        else:
+            msg = bgr_image_msg(self.Image, bgr, stamp_ns, frame_id)
+        pub.publish(msg)
         return msg
+
+    def call(self, srv_type, name: str, request, timeout: float = 20.0):
+        """Call a service of the node and wait for the answer."""
+        cli = self.node.create_client(srv_type, name)
+        try:
+            assert cli.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+            future = cli.call_async(request)
+            assert self.wait_for(future.done, timeout), f"service {name} did not answer"
+            return future.result()
+        finally:
+            self.node.destroy_client(cli)
 
     def clear(self) -> None:
         with self.lock:
             self.masks.clear()
             self.results.clear()
+            for store in self.cam_masks.values():
+                store.clear()
 
     def close(self) -> None:
         self._running = False
@@ -166,5 +217,5 @@ def log_lines(log: Path, needle: str) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if needle in line]
 
 
-__all__ = ["Client", "start_node", "stop_node", "unique_domain_id", "use_ros_transport", "stamp_of", "mask_array",
+__all__ = ["Client", "camera_topic", "start_node", "stop_node", "unique_domain_id", "use_ros_transport", "stamp_of", "mask_array",
            "log_lines", "shipped_params", "rss_mb"]

@@ -43,9 +43,10 @@ class TimedPipeline(Pipeline):
 
 def _engine(pipeline, **runtime):
     outputs, errors = [], []
-    eng = PerceptionEngine(pipeline, RuntimeSettings(**runtime), outputs.append, on_error=errors.append)
+    eng = PerceptionEngine(pipeline, RuntimeSettings(**runtime), on_error=errors.append)
+    cam = eng.add_camera("", outputs.append)
     eng.start()
-    return eng, outputs, errors
+    return eng, cam, outputs, errors
 
 
 def _frame(i: int) -> Frame:
@@ -53,20 +54,20 @@ def _frame(i: int) -> Frame:
 
 
 def test_newest_frame_only_and_no_output_before_instruction():
-    eng, outputs, errors = _engine(TimedPipeline(0.1, 0.05))
+    eng, cam, outputs, errors = _engine(TimedPipeline(0.1, 0.05))
     try:
         for i in range(5):
-            eng.submit(_frame(i))
+            cam.submit(_frame(i))
         time.sleep(0.3)
         assert outputs == []  # no instruction yet: nothing to answer
-        eng.set_instruction("the thing", max_chars=100)
+        cam.set_instruction("the thing", max_chars=100)
         for i in range(5, 200):  # 200 Hz against a 10 Hz pipeline
-            eng.submit(_frame(i))
+            cam.submit(_frame(i))
             time.sleep(0.005)
         time.sleep(0.5)
         stamps = [o.frame.stamp_ns for o in outputs]
         assert 3 <= len(stamps) < 40 and stamps == sorted(stamps)
-        assert eng.frames_dropped > 100
+        assert cam.frames_dropped > 100
     finally:
         eng.stop()
     assert not errors
@@ -74,47 +75,47 @@ def test_newest_frame_only_and_no_output_before_instruction():
 
 def test_slow_grounding_does_not_stall_segmentation():
     pipe = TimedPipeline(0.02, 1.0)
-    eng, outputs, errors = _engine(pipe, reground_period_s=0.1)
+    eng, cam, outputs, errors = _engine(pipe, reground_period_s=0.1)
     try:
-        eng.set_instruction("the thing", max_chars=100)
+        cam.set_instruction("the thing", max_chars=100)
         t_end = time.monotonic() + 3.0
         i = 0
         while time.monotonic() < t_end:
-            eng.submit(_frame(i))
+            cam.submit(_frame(i))
             i += 1
             time.sleep(0.01)
         # one grounding per second at most, but masks flow at the segmenter's pace in between
         assert len(outputs) > 40
-        assert set(pipe.ground_threads) == {"reasonseg-ground"}
+        assert set(pipe.ground_threads) == {"reasonseg-ground-camera"}
     finally:
         eng.stop()
 
 
 def test_instruction_change_discards_old_answers_and_bad_frames_are_dropped():
-    eng, outputs, errors = _engine(TimedPipeline(0.05, 0.05))
+    eng, cam, outputs, errors = _engine(TimedPipeline(0.05, 0.05))
     try:
-        eng.set_instruction("the thing", max_chars=100)
+        cam.set_instruction("the thing", max_chars=100)
 
         def bad() -> np.ndarray:
             raise InputError("image data has 3 bytes, expected step*height = 72")
 
-        eng.submit(Frame(bad, stamp_ns=1))
+        cam.submit(Frame(bad, stamp_ns=1))
         time.sleep(0.2)
         assert errors and "frame dropped: image data has 3 bytes" in errors[0]
         for i in range(2, 10):
-            eng.submit(_frame(i))
+            cam.submit(_frame(i))
             time.sleep(0.06)
-        eng.set_instruction("the other thing", max_chars=100)
+        cam.set_instruction("the other thing", max_chars=100)
         for i in range(10, 30):
-            eng.submit(_frame(i))
+            cam.submit(_frame(i))
             time.sleep(0.06)
         time.sleep(0.2)
         after = [o for o in outputs if o.frame.stamp_ns >= 12]
         assert after and all(o.instruction == "the other thing" for o in after)
         assert all(o.result.grounding.instruction == o.instruction for o in outputs)
         with pytest.raises(InputError):
-            eng.set_instruction("", max_chars=100)
-        assert eng.instruction == "the other thing"  # a bad instruction leaves the old one active
+            cam.set_instruction("", max_chars=100)
+        assert cam.instruction == "the other thing"  # a bad instruction leaves the old one active
     finally:
         eng.stop()
 
@@ -149,17 +150,54 @@ def test_workers_survive_any_exception_and_count_it():
 
     pipe = FaultyPipeline()
     outputs: list = []
-    eng = PerceptionEngine(pipe, RuntimeSettings(lost_frames_before_reground=1), outputs.append, on_error=flaky_sink)
+    eng = PerceptionEngine(pipe, RuntimeSettings(lost_frames_before_reground=1), on_error=flaky_sink)
+    cam = eng.add_camera("", outputs.append)
     eng.start()
     try:
-        eng.set_instruction("the thing", max_chars=100)
+        cam.set_instruction("the thing", max_chars=100)
         for i in range(60):
-            eng.submit(_frame(i))
+            cam.submit(_frame(i))
             time.sleep(0.02)
         assert all(t.is_alive() for t in eng._threads), "a worker thread ended"
         assert outputs, "no mask after the faults: grounding or segmentation stopped for good"
-        assert pipe.ground_calls >= 2 and eng.stats["errors"] == 3
+        assert pipe.ground_calls >= 2 and cam.stats["errors"] == 3
         assert any("grounding failed: ValueError" in e for e in errors)
         assert sum("frame dropped: MemoryError" in e for e in errors) == 2
+    finally:
+        eng.stop()
+
+
+def test_cameras_share_one_pipeline_fairly_and_clear_stops_one():
+    """Three cameras, one at 10x the others' rate: each gets its own target and a fair share of the worker."""
+    pipe = TimedPipeline(0.02, 0.01)
+    eng = PerceptionEngine(pipe, RuntimeSettings(), on_error=lambda m: None)
+    outputs: dict[str, list] = {name: [] for name in ("front", "left", "right")}
+    cams = {name: eng.add_camera(name, outputs[name].append) for name in outputs}
+    eng.start()
+    try:
+        for name, cam in cams.items():
+            cam.set_instruction(f"the thing seen by {name}", max_chars=100)
+        t_end, i = time.monotonic() + 2.0, 0
+        while time.monotonic() < t_end:
+            cams["front"].submit(_frame(i))  # floods
+            if i % 10 == 0:
+                cams["left"].submit(_frame(i))
+                cams["right"].submit(_frame(i))
+            i += 1
+            time.sleep(0.002)
+        counts = {name: len(out) for name, out in outputs.items()}
+        sent_slow = i // 10 + 1
+        # round robin: a slow camera gets its fair third of the worker, or every frame it sent if that is less,
+        # however much front floods (a FIFO would give front nearly everything)
+        fair = min(sent_slow, sum(counts.values()) / 3)
+        assert min(counts["left"], counts["right"]) >= 0.8 * fair, (counts, sent_slow)
+        for name, out in outputs.items():
+            assert out and all(o.camera == name and o.instruction.endswith(name) for o in out)
+        cams["left"].clear()
+        n_left = len(outputs["left"])
+        for j in range(5):
+            cams["left"].submit(_frame(j))
+            time.sleep(0.05)
+        assert len(outputs["left"]) == n_left and cams["left"].instruction is None
     finally:
         eng.stop()

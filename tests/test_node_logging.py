@@ -16,7 +16,7 @@ def test_python_logging_adapter_passes_every_severity(capfd):
     log = logging.getLogger("reasonseg.test_adapter")
     log.propagate = False
     log.setLevel(logging.INFO)
-    handler = _RosLogHandler(node)
+    handler = _RosLogHandler(node.get_logger())
     log.addHandler(handler)
     try:
         sent = []

@@ -1,6 +1,7 @@
 """The pipeline interface: slow grounding once, fast segmentation every frame."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -31,6 +32,15 @@ class Grounding:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """One chosen object: what it is, how sure, where (source pixels)."""
+
+    label: str
+    score: float
+    box: Box
+
+
+@dataclass(frozen=True)
 class FrameResult:
     """Mask for one frame plus what a user needs to trust it."""
 
@@ -42,6 +52,7 @@ class FrameResult:
     grounding: Grounding | None
     timings_ms: dict[str, float]
     note: str = ""                     # e.g. "re-acquired by rules", "target lost"
+    instances: tuple[Instance, ...] = ()  # every chosen instance, best first (boxes[i] is instances[i].box)
 
     @property
     def box(self) -> Box | None:
@@ -92,5 +103,4 @@ class Pipeline(ABC):
         grounding = self.ground(image_rgb, instruction, analysis)
         result = self.segment(image_rgb, grounding, grounding.boxes, analysis)
         timings = {**timer.ms, **grounding.timings_ms, **result.timings_ms}
-        return FrameResult(result.mask, result.valid, result.labels, result.boxes, result.score, grounding,
-                           timings, result.note)
+        return dataclasses.replace(result, grounding=grounding, timings_ms=timings)

@@ -20,7 +20,7 @@ from ..llm.client import ChatLlm, LlmError
 from ..label_resolver import LabelResolver
 from ..query import parse_query
 from ..selection import box_area, box_intersection, box_iou, select_instances
-from .base import Box, FrameResult, Grounding, Pipeline, Timer
+from .base import Box, FrameResult, Grounding, Instance, Pipeline, Timer
 
 log = logging.getLogger(__name__)
 OCCLUDER_MIN_SCORE = 0.3  # detector score for an object to be cut out of the target's mask
@@ -135,8 +135,9 @@ class RefinePipeline(Pipeline):
                         occluder_masks[id(other)] = self._decode(emb, other)
                     m &= ~occluder_masks[id(other)]
                 mask |= m
-        return FrameResult(mask, True, self._as_targets(chosen, grounding.labels), tuple(d.box for d in chosen),
-                           float(max(d.score for d in chosen)), grounding, timer.ms, note)
+        instances = tuple(Instance(self._as_target(d, grounding.labels), float(d.score), d.box) for d in chosen)
+        return FrameResult(mask, True, tuple(dict.fromkeys(i.label for i in instances)), tuple(d.box for d in chosen),
+                           float(max(d.score for d in chosen)), grounding, timer.ms, note, instances)
 
     def _decode(self, emb, det) -> np.ndarray:
         n = self.settings.segmenter.num_points  # paper §3.4: box + top-n points of the detection
@@ -167,11 +168,10 @@ class RefinePipeline(Pipeline):
                 break
         return out
 
-    def _as_targets(self, chosen: list, targets: tuple[str, ...]) -> tuple[str, ...]:
-        """Report the target label a sibling-class box stood for (a truck scored as car is still the truck)."""
+    def _as_target(self, det, targets: tuple[str, ...]) -> str:
+        """The target label a sibling-class box stood for (a truck scored as car is still the truck)."""
         sim = self.resolver.label_similarity
-        return tuple(dict.fromkeys(d.label if d.label in targets else max(targets, key=lambda t: sim(d.label, t))
-                                   for d in chosen))
+        return det.label if det.label in targets else max(targets, key=lambda t: sim(det.label, t))
 
     def _follow(self, image_rgb: np.ndarray, dets: list, grounding: Grounding, track: tuple[Box, ...]):
         """Keep the grounded instance(s) between groundings: IoU association, else the same rules again."""

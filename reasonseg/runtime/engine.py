@@ -1,11 +1,12 @@
 """PerceptionEngine: "reason once, segment every frame" (DESIGN §3), free of ROS.
 
-Threads:
-  caller (image callback) -> submit(): O(1), drops the older waiting frame.
-  segment worker: takes the newest frame, asks for grounding when needed,
-                  segments with the latest grounding, emits an EngineOutput.
-  grounding worker: resolves the instruction on the newest frame handed to it
-                  (may call an LLM for seconds); never blocks the segment worker.
+One loaded pipeline serves several cameras (`Camera`, one per stream):
+  caller (image callback) -> camera.submit(): O(1), replaces that camera's waiting frame.
+  segment worker (one, shared): takes the newest frame of the next camera in round-robin
+                  order (fair: no camera starves), asks for grounding when needed, segments
+                  with that camera's latest grounding, emits an EngineOutput.
+  grounding worker (one per camera): resolves the camera's instruction on the newest frame
+                  handed to it (may call an LLM for seconds); never blocks the segment worker.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ..errors import InputError
 from ..image_codec import validate_rgb
 from ..instruction import sanitize_instruction
 from ..pipelines.base import FrameResult, Grounding, Pipeline, Timer
-from .frame_gate import LatestSlot
+from .frame_gate import FairGate, LatestSlot
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Frame:
 
 @dataclass(frozen=True)
 class EngineOutput:
+    camera: str
     frame: Frame
     image: np.ndarray        # the decoded frame
     instruction: str
@@ -58,43 +60,30 @@ class _GroundRequest:
     generation: int
 
 
-class PerceptionEngine:
-    def __init__(self, pipeline: Pipeline, settings: RuntimeSettings,
-                 on_output: Callable[[EngineOutput], None], *,
-                 on_error: Callable[[str], None] | None = None) -> None:
-        self.pipeline = pipeline
-        self.settings = settings
+class Camera:
+    """One stream's instruction, grounding and tracking state; frames go through the engine's gate."""
+
+    def __init__(self, engine: "PerceptionEngine", name: str, on_output: Callable[[EngineOutput], None]) -> None:
+        self.name = name
+        self._engine = engine
         self._on_output = on_output
-        self._on_error = on_error or (lambda msg: log.error("%s", msg))
-        self._frames: LatestSlot[Frame] = LatestSlot()
         self._ground_requests: LatestSlot[_GroundRequest] = LatestSlot()
         self._lock = threading.Lock()
         self._instruction: str | None = None
-        self._generation = 0                    # bumps on every new instruction
+        self._generation = 0                    # bumps on every new (or cleared) instruction
         self._grounding: Grounding | None = None
         self._grounding_gen = -1
         self._grounded_at = 0.0
         self._ground_pending = False
         self._track: tuple = ()
         self._lost = 0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._segment_loop, name="reasonseg-segment", daemon=True),
-                         threading.Thread(target=self._ground_loop, name="reasonseg-ground", daemon=True)]
-        self.stats = {"frames_in": 0, "frames_processed": 0, "groundings": 0, "grounding_fallbacks": 0,
-                      "errors": 0}
+        self.last_frame_at: float | None = None  # monotonic time of the last submitted frame
+        self.stats = {"frames_in": 0, "frames_rejected": 0, "frames_processed": 0, "groundings": 0,
+                      "grounding_fallbacks": 0, "errors": 0, "consecutive_errors": 0}
+        self._thread = threading.Thread(target=self._ground_loop, name=f"reasonseg-ground-{name or 'camera'}",
+                                         daemon=True)
 
     # -- inputs ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        for t in self._threads:
-            t.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._frames.close()
-        self._ground_requests.close()
-        for t in self._threads:
-            t.join(timeout)
-
     def set_instruction(self, raw: str | bytes, max_chars: int) -> str:
         """Validate and switch the target; raises InputError (the old instruction stays active)."""
         text = sanitize_instruction(raw, max_chars=max_chars)
@@ -102,11 +91,22 @@ class PerceptionEngine:
             if text == self._instruction:
                 return text
             self._instruction = text
-            self._generation += 1
-            self._track = ()
-            self._lost = 0
-        log.info("new instruction: %r", text)
+            self._new_generation()
+        log.info("%snew instruction: %r", self._prefix, text)
         return text
+
+    def clear(self) -> None:
+        """Stop segmenting until the next instruction."""
+        with self._lock:
+            self._instruction = None
+            self._new_generation()
+        log.info("%sinstruction cleared", self._prefix)
+
+    def _new_generation(self) -> None:
+        """Caller holds the lock."""
+        self._generation += 1
+        self._track = ()
+        self._lost = 0
 
     @property
     def instruction(self) -> str | None:
@@ -116,39 +116,32 @@ class PerceptionEngine:
         if not callable(frame.source):
             validate_rgb(frame.source)
         self.stats["frames_in"] += 1
-        self._frames.put(frame)
+        self.last_frame_at = time.monotonic()
+        self._engine._gate.put(self.name, frame)
 
     @property
     def frames_dropped(self) -> int:
-        return self._frames.dropped
+        """Frames replaced by a newer one before the worker took them (by design, not an error)."""
+        return self._engine._gate.dropped[self.name]
 
-    # -- workers ---------------------------------------------------------------------------------
-    def _segment_loop(self) -> None:
-        while not self._stop.is_set():
-            frame = self._frames.take(timeout=0.2)
-            if frame is not None:
-                self._guarded("frame dropped", self._process, frame)
+    @property
+    def _prefix(self) -> str:
+        return f"[{self.name}] " if self.name else ""
 
-    def _guarded(self, what: str, fn: Callable[..., None], *args: Any) -> None:
-        """Run one unit of work; any exception is reported once and counted — a worker never ends early."""
-        try:
-            fn(*args)
-        except InputError as exc:
-            self._error(f"{what}: {exc}")
-        except Exception as exc:  # keep serving: one bad frame or grounding must not stop the node
-            log.debug("%s", what, exc_info=True)
-            self._error(f"{what}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
-
+    # -- work, on the engine's segment worker ----------------------------------------------------
     def _process(self, frame: Frame) -> None:
         if self._instruction is None:
             return
+        pipeline = self._engine.pipeline
         image = frame.pixels()
         timer = Timer()
-        analysis = self.pipeline.analyse(image, timer)
+        analysis = pipeline.analyse(image, timer)
         # Read the grounding state and decide on a new grounding in one step, after the detector ran:
         # a grounding that finished meanwhile is used, not requested twice.
         with self._lock:
             instruction, gen, track = self._instruction, self._generation, self._track
+            if instruction is None:
+                return  # cleared while the detector ran
             grounding = self._grounding if self._grounding_gen == gen else None
             request = not self._ground_pending and self._grounding_due(grounding)
             self._ground_pending |= request
@@ -156,42 +149,45 @@ class PerceptionEngine:
             self._ground_requests.put(_GroundRequest(image, analysis, instruction, gen))
         if grounding is None:
             return  # nothing to segment yet; the camera keeps flowing
-        result = self.pipeline.segment(image, grounding, track, analysis)
+        result = pipeline.segment(image, grounding, track, analysis)
         with self._lock:
             if gen != self._generation:
                 return  # instruction changed while we worked: this mask answers the old one
             self._track = result.boxes if result.valid else self._track
             self._lost = 0 if result.valid else self._lost + 1
-        if self._stop.is_set():
+        if self._engine.stopping:
             return  # shutting down: the outputs' transport may already be gone
         self.stats["frames_processed"] += 1
-        self._on_output(EngineOutput(frame, image, instruction, result, time.monotonic() - self._grounded_at,
-                                     {**timer.ms, **result.timings_ms}))
+        self.stats["consecutive_errors"] = 0
+        self._on_output(EngineOutput(self.name, frame, image, instruction, result,
+                                     time.monotonic() - self._grounded_at, {**timer.ms, **result.timings_ms}))
 
     def _grounding_due(self, grounding: Grounding | None) -> bool:
         """Caller holds the lock."""
-        if grounding is None or self._lost >= self.settings.lost_frames_before_reground:
+        settings = self._engine.settings
+        if grounding is None or self._lost >= settings.lost_frames_before_reground:
             return True
-        period = self.settings.reground_period_s
+        period = settings.reground_period_s
         return period > 0 and time.monotonic() - self._grounded_at > period
 
+    # -- grounding worker ------------------------------------------------------------------------
     def _ground_loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._engine.stopping:
             req = self._ground_requests.take(timeout=0.2)
             if req is not None:
                 try:
-                    self._guarded("grounding failed", self._ground, req)
+                    self._engine._guarded(self, "grounding failed", self._ground, req)
                 finally:
                     with self._lock:
                         self._ground_pending = False
 
     def _ground(self, req: _GroundRequest) -> None:
-        grounding = self.pipeline.ground(req.image, req.instruction, req.analysis)
+        grounding = self._engine.pipeline.ground(req.image, req.instruction, req.analysis)
         self.stats["groundings"] += 1
         if grounding.source.startswith("local_fallback"):
             self.stats["grounding_fallbacks"] += 1
-        log.info("grounded %r -> %s via %s (%s)", req.instruction, ",".join(grounding.labels) or "-",
-                 grounding.source, grounding.reasoning)
+        log.info("%sgrounded %r -> %s via %s (%s)", self._prefix, req.instruction,
+                 ",".join(grounding.labels) or "-", grounding.source, grounding.reasoning)
         with self._lock:
             if req.generation == self._generation:
                 self._grounding, self._grounding_gen = grounding, req.generation
@@ -199,9 +195,79 @@ class PerceptionEngine:
                 self._track = grounding.boxes
                 self._lost = 0
 
-    def _error(self, msg: str) -> None:
-        self.stats["errors"] += 1
+
+class PerceptionEngine:
+    """Shared pipeline + one fair segment worker for any number of cameras."""
+
+    def __init__(self, pipeline: Pipeline, settings: RuntimeSettings, *,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self._on_error = on_error or (lambda msg: log.error("%s", msg))
+        self._gate: FairGate[Frame] = FairGate()
+        self.cameras: dict[str, Camera] = {}
+        self._stop = threading.Event()
+        self._started = False
+        self._threads = [threading.Thread(target=self._segment_loop, name="reasonseg-segment", daemon=True)]
+
+    def add_camera(self, name: str, on_output: Callable[[EngineOutput], None]) -> Camera:
+        if self._started:
+            raise RuntimeError("add cameras before start()")
+        if name in self.cameras:
+            raise ValueError(f"camera {name!r} added twice")
+        cam = Camera(self, name, on_output)
+        self.cameras[name] = cam
+        self._gate.add(name)
+        self._threads.append(cam._thread)
+        return cam
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> None:
+        self._started = True
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._gate.close()
+        for cam in self.cameras.values():
+            cam._ground_requests.close()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t.is_alive():
+                t.join(max(0.0, deadline - time.monotonic()))
+
+    def discard_frames(self) -> None:
+        """Drop every waiting frame (the node stops taking frames)."""
+        for name in self.cameras:
+            self._gate.discard(name)
+
+    # -- the shared segment worker ---------------------------------------------------------------
+    def _segment_loop(self) -> None:
+        while not self._stop.is_set():
+            taken = self._gate.take(timeout=0.2)
+            if taken is not None:
+                cam = self.cameras[taken[0]]
+                self._guarded(cam, "frame dropped", cam._process, taken[1])
+
+    def _guarded(self, cam: Camera, what: str, fn: Callable[..., None], *args: Any) -> None:
+        """Run one unit of work; any exception is reported once and counted — a worker never ends early."""
         try:
-            self._on_error(msg)
+            fn(*args)
+        except InputError as exc:  # bad input (a frame that does not decode), not a pipeline fault
+            cam.stats["frames_rejected"] += 1
+            self._report(cam, f"{what}: {exc}")
+        except Exception as exc:  # keep serving: one bad frame or grounding must not stop the node
+            log.debug("%s", what, exc_info=True)
+            cam.stats["errors"] += 1
+            cam.stats["consecutive_errors"] += 1
+            self._report(cam, f"{what}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+
+    def _report(self, cam: Camera, msg: str) -> None:
+        try:
+            self._on_error(cam._prefix + msg)
         except Exception:  # a broken log sink must not end a worker thread
             pass

@@ -1,55 +1,69 @@
-"""reasonseg_node: camera + instruction in, mask / overlay / result out (DESIGN §6)."""
+"""reasonseg_node: a managed (lifecycle) node; cameras + instructions in, mask / overlay / result out (DESIGN §6).
+
+Lifecycle: configure = validate parameters and load the models once; activate = subscribe and publish;
+deactivate = stop taking frames; cleanup = free the models. With `autostart` (default) the node does
+configure + activate itself, so it behaves like a plain node unless a lifecycle manager drives it.
+Several cameras share one loaded pipeline; each has its own topics under `<camera>/`.
+"""
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from statistics import median
+from typing import Any
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.exceptions import ParameterException
 from rclpy._rclpy_pybind11 import RCLError
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
-from rclpy.serialization import deserialize_message
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 
 from reasonseg.config import Settings, check_ros_args, field_docs, unknown_parameter_warnings
 from reasonseg.errors import ConfigError, InputError, ReasonSegError
-from reasonseg.image_codec import check_image_layout
+from reasonseg.image_codec import check_image_layout, decode_compressed
 from reasonseg.pipelines import build_pipeline
 from reasonseg.render import render_overlay
-from reasonseg.runtime.engine import EngineOutput, Frame, PerceptionEngine
+from reasonseg.runtime.engine import Camera, EngineOutput, Frame, PerceptionEngine
+from reasonseg.runtime.health import HealthRater, StreamSnapshot
 from reasonseg_interfaces.msg import SegmentationResult
+from reasonseg_interfaces.srv import SetInstruction
 
-from .msg_convert import array_to_image, image_to_rgb
+from .msg_convert import array_to_image, detections_msg, image_to_rgb, vision_msgs_available
 
 INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
 OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 # Sensor data, depth 1: a frame that waits behind a newer one is worthless (DESIGN §6).
 IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+_LEVEL = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 
 
 class _RosLogHandler(logging.Handler):
-    """Library logs (reasonseg.*) go to the node's ROS logger, one line each.
+    """Library logs (reasonseg.*) go to a ROS logger, one line each.
 
     rclpy fixes a log call site's severity on first use and raises if a later call from the same
     site has another ("Logger severity cannot be changed between calls"), so each severity has its
     own call below. A log sink must never raise into the code that logs.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, logger: Any) -> None:
         super().__init__()
-        self._log = node.get_logger()
+        self._log = logger
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -66,37 +80,53 @@ class _RosLogHandler(logging.Handler):
             pass
 
 
-class ReasonSegNode(Node):
-    def __init__(self) -> None:
-        super().__init__("reasonseg")
-        logging.getLogger("reasonseg").addHandler(_RosLogHandler(self))
-        logging.getLogger("reasonseg").setLevel(logging.INFO)
-        self.settings = self._read_parameters()
-        pipeline = build_pipeline(self.settings)
-        self._overhead_ms: deque[float] = deque(maxlen=300)
-        self._latency_ms: deque[float] = deque(maxlen=300)
-        self._stage_ms: dict[str, deque[float]] = {}
-        self._last_warn = ("", 0.0)
-        self._diag_seen = {"errors": 0, "grounding_fallbacks": 0}
-        # node's own cost (image conversion + publishing) against pipeline compute, for the benchmark
-        self._overhead_total_s = 0.0
-        self._compute_total_s = 0.0
-        self._stats_lock = threading.Lock()
-        self.engine = PerceptionEngine(pipeline, self.settings.runtime, self._publish, on_error=self._warn)
-        self.pub_mask = self.create_publisher(Image, "mask", OUTPUT_QOS)
-        self.pub_overlay = self.create_publisher(Image, "overlay", OUTPUT_QOS)
-        self.pub_result = self.create_publisher(SegmentationResult, "result", OUTPUT_QOS)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Image, "image", self._on_image, IMAGE_QOS)
-        # raw=True: we deserialize ourselves, so a malformed (e.g. non-UTF-8) sample is dropped, not fatal.
-        self.create_subscription(String, "instruction", self._on_instruction, INSTRUCTION_QOS, raw=True)
-        self.create_timer(1.0, self._publish_diagnostics)
-        self.engine.start()
-        self.get_logger().info(f"ready: pipeline={pipeline.name} backend={self.settings.segmenter.backend} "
-                               f"image={self.resolve_topic_name('image')} "
-                               f"instruction={self.resolve_topic_name('instruction')}")
+def route_library_logs(logger: Any) -> None:
+    """Once per process: reasonseg's Python logs to `logger` (several nodes must not duplicate lines)."""
+    lib = logging.getLogger("reasonseg")
+    if not any(isinstance(h, _RosLogHandler) for h in lib.handlers):
+        lib.addHandler(_RosLogHandler(logger))
+        lib.setLevel(logging.INFO)
 
-    def _read_parameters(self) -> Settings:
+
+@dataclass
+class _CameraIO:
+    """The ROS side of one camera: topics, publishers, counters for diagnostics."""
+
+    cam: Camera
+    health: HealthRater
+    pubs: dict[str, Any] = field(default_factory=dict)
+    subs: list = field(default_factory=list)
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=300))
+    stage_ms: dict[str, deque] = field(default_factory=dict)
+    overhead_s: float = 0.0
+    compute_s: float = 0.0
+    active_since: float = 0.0
+
+
+class ReasonSegNode(LifecycleNode):
+    """Options come as arguments (name, namespace, parameter_overrides, context, cli_args), so several
+    nodes can live in one process and in tests."""
+
+    def __init__(self, node_name: str = "reasonseg", **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        route_library_logs(rclpy.logging.get_logger(self.get_logger().name))
+        self._declare_parameters()
+        self.autostart = self._checked_autostart()
+        self.settings: Settings | None = None
+        self.startup_error: str | None = None  # why configure failed, one line
+        self.engine: PerceptionEngine | None = None
+        self._io: dict[str, _CameraIO] = {}
+        self._service_handles: list = []
+        self._diag_pub = None
+        self._diag_timer = None
+        self._qos: dict[tuple[str, str], QoSProfile] = {}  # effective QoS after qos_overrides, per entity
+        self._shared_sub = None
+        self._lock = threading.Lock()
+        self._last_warn = ("", 0.0)
+        self._active = False
+
+    # -- parameters --------------------------------------------------------------------------------
+    def _declare_parameters(self) -> None:
         docs = field_docs()
         for name, default in Settings().flat().items():
             try:
@@ -104,54 +134,227 @@ class ReasonSegNode(Node):
                                                                           read_only=True))
             except ParameterException as exc:  # e.g. a string given for an integer parameter
                 raise ConfigError(f"parameter {name}: {' '.join(str(exc).split())[:200]}") from None
+
+    def _checked_autostart(self) -> bool:
+        value = self.get_parameter("autostart").value
+        return Settings.from_flat({"autostart": value}).autostart
+
+    def _read_settings(self) -> Settings:
         values = {name: self.get_parameter(name).value for name in Settings().flat()}
-        settings = Settings.from_flat(values)  # ConfigError -> main() prints one line and exits 2
+        settings = Settings.from_flat(values)
         # rclpy keeps the names given by YAML / -p in _parameter_overrides (no public accessor)
         for line in unknown_parameter_warnings(getattr(self, "_parameter_overrides", {}), values):
             self.get_logger().warning(line)
         return settings
 
-    # -- inputs ----------------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            settings = self._read_settings()
+            pipeline = build_pipeline(settings)
+        except ReasonSegError as exc:  # ConfigError, ModelCacheError: one line, stay unconfigured
+            self.startup_error = str(exc)
+            if not self.autostart:  # with autostart, main() prints it and exits 2
+                self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.settings, self.startup_error = settings, None
+        self.engine = PerceptionEngine(pipeline, settings.runtime, on_error=self._warn)
+        for name in settings.cameras:
+            io = _CameraIO(self.engine.add_camera(name, self._publish), HealthRater(settings.diagnostics))
+            io.pubs = {"mask": self._publisher(Image, _topic(name, "mask")),
+                       "overlay": self._publisher(Image, _topic(name, "overlay")),
+                       "result": self._publisher(SegmentationResult, _topic(name, "result"))}
+            if vision_msgs_available():
+                from vision_msgs.msg import Detection2DArray
+
+                io.pubs["detections"] = self._publisher(Detection2DArray, _topic(name, "detections"))
+            self._io[name] = io
+        self._service_handles = [self.create_service(SetInstruction, "~/set_instruction", self._on_set_instruction),
+                          self.create_service(Trigger, "~/clear", self._on_clear)]
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self.engine.start()
+        self.get_logger().info(f"configured: pipeline={pipeline.name} backend={settings.segmenter.backend} "
+                               f"cameras={[c or '(default)' for c in settings.cameras]}")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        settings = self.settings
+        assert settings is not None
+        shared = "instruction"
+        for name, io in self._io.items():
+            image_topic = self.resolve_topic_name(_topic(name, "image"))  # honours remaps (image:=/camera/...)
+            if settings.image_transport == "compressed":
+                image_topic += "/compressed"  # image_transport's naming
+                io.subs.append(self._subscription(CompressedImage, image_topic, lambda m, io=io: self._on_compressed(io, m),
+                                                  IMAGE_QOS))
+            else:
+                io.subs.append(self._subscription(Image, image_topic, lambda m, io=io: self._on_image(io, m), IMAGE_QOS))
+            if not settings.shared_instruction:
+                # raw=True: we deserialize ourselves, so a malformed (e.g. non-UTF-8) sample is dropped, not fatal.
+                io.subs.append(self._subscription(String, _topic(name, "instruction"),
+                                                  lambda raw, cams=(io.cam,): self._on_instruction(cams, raw),
+                                                  INSTRUCTION_QOS, raw=True))
+            io.active_since = time.monotonic()
+        if settings.shared_instruction:
+            cams = tuple(io.cam for io in self._io.values())
+            self._shared_sub = self._subscription(String, shared, lambda raw: self._on_instruction(cams, raw),
+                                                  INSTRUCTION_QOS, raw=True)
+        self._active = True
+        first = next(iter(self._io))
+        self.get_logger().info(f"active: image={self._topic_of(first, 'image')} "
+                               f"instruction={self.resolve_topic_name(shared if settings.shared_instruction else _topic(first, 'instruction'))}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_taking_frames()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_taking_frames(self) -> None:
+        self._active = False
+        for io in self._io.values():
+            for sub in io.subs:
+                self.destroy_subscription(sub)
+            io.subs.clear()
+        if self._shared_sub is not None:
+            self.destroy_subscription(self._shared_sub)
+            self._shared_sub = None
+        if self.engine is not None:
+            self.engine.discard_frames()
+
+    def _release(self) -> None:
+        """Stop the workers and drop the models and every entity configure made."""
+        self._stop_taking_frames()
+        if self.engine is not None:
+            self.engine.stop()
+        for io in self._io.values():
+            for pub in io.pubs.values():
+                self.destroy_lifecycle_publisher(pub)
+        for srv in self._service_handles:
+            self.destroy_service(srv)
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+        self._io, self._service_handles, self._diag_timer, self._diag_pub, self.engine = {}, [], None, None, None
+
+    # -- entities with qos_overrides -----------------------------------------------------------------
+    def _publisher(self, msg_type: Any, topic: str):
+        return self._with_qos("publisher", topic, OUTPUT_QOS, lambda qos, opts: self.create_lifecycle_publisher(
+            msg_type, topic, qos, qos_overriding_options=opts))
+
+    def _subscription(self, msg_type: Any, topic: str, callback, qos: QoSProfile, raw: bool = False):
+        return self._with_qos("subscription", topic, qos, lambda q, opts: self.create_subscription(
+            msg_type, topic, callback, q, qos_overriding_options=opts, raw=raw))
+
+    def _with_qos(self, kind: str, topic: str, default: QoSProfile, make):
+        """ROS's standard `qos_overrides.<topic>.<kind>.<policy>` parameters apply; they are declared
+        once, so an entity made again after deactivate/cleanup reuses the effective profile."""
+        key = (kind, self.resolve_topic_name(topic))
+        if key in self._qos:
+            return make(self._qos[key], None)
+        # a copy: rclpy writes the overridden policies into the profile it is given
+        entity = make(copy.copy(default), QoSOverridingOptions.with_default_policies())
+        self._qos[key] = entity.qos_profile
+        return entity
+
+    def _topic_of(self, camera: str, leaf: str) -> str:
+        return self.resolve_topic_name(_topic(camera, leaf))
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def _on_image(self, io: _CameraIO, msg: Image) -> None:
         t0 = time.perf_counter()
         rt = self.settings.runtime
         try:
             check_image_layout(msg.encoding, msg.height, msg.width, msg.step, len(msg.data),
                                max_pixels=rt.max_image_pixels, max_aspect=rt.max_aspect_ratio)
         except InputError as exc:
-            self._warn(f"dropped image: {exc}")
+            self._reject(io, f"dropped image: {exc}")
             return
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self.engine.submit(Frame(lambda: self._decode(msg), stamp_ns, msg.header.frame_id, msg.header))
-        dt = time.perf_counter() - t0
-        with self._stats_lock:
-            self._overhead_ms.append(dt * 1e3)
-            self._overhead_total_s += dt
+        decode = lambda: self._timed(io, lambda: image_to_rgb(msg, rt.max_image_pixels, rt.max_aspect_ratio))  # noqa: E731
+        self._submit(io, msg.header, decode, t0)
 
-    def _decode(self, msg: Image) -> np.ndarray:
-        """Runs on the worker, only for the frame it takes; counted as node overhead."""
+    def _on_compressed(self, io: _CameraIO, msg: CompressedImage) -> None:
+        t0 = time.perf_counter()
+        rt = self.settings.runtime
+        if not msg.data:
+            self._reject(io, "dropped image: compressed image has no data")
+            return
+        # decoded on the worker, only if taken: a bad JPEG/PNG is reported there with one line
+        decode = lambda: self._timed(io, lambda: decode_compressed(  # noqa: E731
+            bytes(msg.data), msg.format, max_pixels=rt.max_image_pixels, max_aspect=rt.max_aspect_ratio))
+        self._submit(io, msg.header, decode, t0)
+
+    def _submit(self, io: _CameraIO, header: Any, decode, t0: float) -> None:
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        io.cam.submit(Frame(decode, stamp_ns, header.frame_id, header))
+        with self._lock:
+            io.overhead_s += time.perf_counter() - t0
+
+    def _timed(self, io: _CameraIO, fn):
+        """Decoding runs on the worker for the frame it takes; counted as node overhead."""
         t0 = time.perf_counter()
         try:
-            return image_to_rgb(msg, self.settings.runtime.max_image_pixels, self.settings.runtime.max_aspect_ratio)
+            return fn()
         finally:
-            with self._stats_lock:
-                self._overhead_total_s += time.perf_counter() - t0
+            with self._lock:
+                io.overhead_s += time.perf_counter() - t0
 
-    def _on_instruction(self, raw: bytes) -> None:
+    def _reject(self, io: _CameraIO, text: str) -> None:
+        io.cam.stats["frames_rejected"] += 1
+        self._warn(f"[{io.cam.name}] {text}" if io.cam.name else text)
+
+    def _on_instruction(self, cams: tuple[Camera, ...], raw: bytes) -> None:
         try:
             text = deserialize_message(raw, String).data
         except Exception as exc:  # rclpy raises various types for malformed CDR / invalid UTF-8
             self._warn(f"dropped instruction: cannot deserialize ({type(exc).__name__}: not valid UTF-8 CDR?)")
             return
-        try:
-            self.engine.set_instruction(text, self.settings.runtime.max_instruction_chars)
-        except InputError as exc:
-            self._warn(f"dropped instruction: {exc}")
+        for cam in cams:
+            try:
+                cam.set_instruction(text, self.settings.runtime.max_instruction_chars)
+            except InputError as exc:
+                self._warn(f"dropped instruction: {exc}")
+                return
 
-    # -- outputs (called from the engine's worker thread) ----------------------------------------
+    def _on_set_instruction(self, req: SetInstruction.Request, resp: SetInstruction.Response):
+        cams = [io.cam for name, io in self._io.items() if req.camera in ("", name)]
+        resp.accepted = False
+        if not cams:
+            resp.reason = f"unknown camera {req.camera!r} (cameras: {list(self._io)})"
+            return resp
+        try:
+            for cam in cams:
+                resp.instruction = cam.set_instruction(req.instruction, self.settings.runtime.max_instruction_chars)
+        except InputError as exc:
+            resp.reason = str(exc)
+            self._warn(f"set_instruction rejected: {exc}")
+            return resp
+        resp.accepted = True
+        return resp
+
+    def _on_clear(self, req: Trigger.Request, resp: Trigger.Response):
+        for io in self._io.values():
+            io.cam.clear()
+        resp.success, resp.message = True, f"cleared {len(self._io)} camera(s): no masks until the next instruction"
+        return resp
+
+    # -- outputs (called from the engine's worker thread) ------------------------------------------
     def _publish(self, out: EngineOutput) -> None:
-        if not self.context.ok():
-            return  # shutting down (SIGINT/SIGTERM with a frame in flight): nothing to publish to
+        if not self.context.ok() or not self._active:
+            return  # shutting down or deactivated with a frame in flight: nothing to publish to
         try:
             self._publish_outputs(out)
         except Exception:
@@ -161,61 +364,74 @@ class ReasonSegNode(Node):
 
     def _publish_outputs(self, out: EngineOutput) -> None:
         t0 = time.perf_counter()
+        io = self._io[out.camera]
         result, header = out.result, out.frame.header
-        mask_u8 = result.mask.astype(np.uint8) * 255
-        self.pub_mask.publish(array_to_image(mask_u8, "mono8", header))
+        io.pubs["mask"].publish(array_to_image(result.mask.astype(np.uint8) * 255, "mono8", header))
         if self.settings.runtime.publish_overlay:
             overlay = render_overlay(out.image, result, out.instruction)
-            self.pub_overlay.publish(array_to_image(overlay[:, :, ::-1], "bgr8", header))
-        msg = SegmentationResult(header=header, instruction=out.instruction, labels=list(result.labels),
-                                 score=float(result.score), valid=bool(result.valid), pipeline=self.engine.pipeline.name)
+            io.pubs["overlay"].publish(array_to_image(overlay[:, :, ::-1], "bgr8", header))
+        msg = SegmentationResult(header=header, camera=out.camera, instruction=out.instruction,
+                                 labels=list(result.labels), score=float(result.score), valid=bool(result.valid),
+                                 pipeline=self.engine.pipeline.name)
         msg.box = [float(v) for v in (result.box or (0.0, 0.0, 0.0, 0.0))]
+        msg.instance_labels = [i.label for i in result.instances]
+        msg.instance_scores = [float(i.score) for i in result.instances]
+        msg.instance_boxes = [float(v) for i in result.instances for v in i.box]
         g = result.grounding
         if g is not None:
             msg.grounding_source = g.source
             msg.reasoning = f"{g.reasoning}; {result.note}" if result.note else g.reasoning
         msg.grounding_age_s = float(out.grounding_age_s)
+        if "detections" in io.pubs:
+            io.pubs["detections"].publish(detections_msg(header, result.instances))
         publish_overhead = (time.perf_counter() - t0) * 1e3
         latency = (self.get_clock().now().nanoseconds - out.frame.stamp_ns) / 1e6
         msg.latency_ms = float(latency)
         msg.stage_names = list(out.timings_ms) + ["ros_publish"]
         msg.stage_ms = [float(v) for v in out.timings_ms.values()] + [publish_overhead]
-        self.pub_result.publish(msg)
-        with self._stats_lock:  # read by the diagnostics timer on the executor thread
-            self._overhead_ms.append(publish_overhead)
-            self._overhead_total_s += publish_overhead / 1e3
-            self._compute_total_s += sum(out.timings_ms.values()) / 1e3
-            self._latency_ms.append(latency)
-            for k, v in out.timings_ms.items():
-                self._stage_ms.setdefault(k, deque(maxlen=300)).append(v)
+        io.pubs["result"].publish(msg)
+        with self._lock:  # read by the diagnostics timer on the executor thread
+            io.overhead_s += publish_overhead / 1e3
+            io.compute_s += sum(out.timings_ms.values()) / 1e3
+            io.latency_ms.append(latency)
+            for k, v in [*out.timings_ms.items(), ("ros_publish", publish_overhead)]:
+                io.stage_ms.setdefault(k, deque(maxlen=300)).append(v)
 
     def _publish_diagnostics(self) -> None:
-        stats = self.engine.stats
-        values = {"instruction": self.engine.instruction or "", "frames_in": stats["frames_in"],
-                  "frames_processed": stats["frames_processed"], "frames_dropped_stale": self.engine.frames_dropped,
-                  "groundings": stats["groundings"], "grounding_fallbacks": stats["grounding_fallbacks"],
-                  "errors": stats["errors"]}
-        with self._stats_lock:
-            series = [("latency_ms", list(self._latency_ms)), ("ros_overhead_ms", list(self._overhead_ms)),
-                      *[(f"stage_{k}_ms", list(v)) for k, v in self._stage_ms.items()]]
-            values["ros_overhead_total_s"] = round(self._overhead_total_s, 3)
-            values["compute_total_s"] = round(self._compute_total_s, 3)
-        for name, data in series:
-            if data:
-                values[f"median_{name}"] = round(median(data), 2)
-        level, message = DiagnosticStatus.OK, f"{stats['frames_processed']} masks"
-        new_errors = stats["errors"] - self._diag_seen["errors"]
-        new_fallbacks = stats["grounding_fallbacks"] - self._diag_seen["grounding_fallbacks"]
-        if new_errors or new_fallbacks:  # something went wrong since the last report
-            level = DiagnosticStatus.WARN
-            message += f"; {new_errors} new errors, {new_fallbacks} LLM fallbacks"
-        self._diag_seen = {k: stats[k] for k in self._diag_seen}
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: reasonseg pipeline",
-                                  message=message, hardware_id=self.get_namespace())
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr = DiagnosticArray(status=[status])
+        if self._diag_pub is None:
+            return
+        arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        self.pub_diag.publish(arr)
+        now = time.monotonic()
+        for name, io in self._io.items():
+            cam, st = io.cam, io.cam.stats
+            with self._lock:
+                latencies = list(io.latency_ms)
+                series = [("latency_ms", latencies), *[(f"stage_{k}_ms", list(v)) for k, v in io.stage_ms.items()]]
+                totals = {"ros_overhead_total_s": round(io.overhead_s, 3), "compute_total_s": round(io.compute_s, 3)}
+            values: dict[str, Any] = {"instruction": cam.instruction or "", "frames_in": st["frames_in"],
+                                      "frames_processed": st["frames_processed"],
+                                      "frames_dropped_stale": cam.frames_dropped,
+                                      "frames_rejected": st["frames_rejected"], "groundings": st["groundings"],
+                                      "grounding_fallbacks": st["grounding_fallbacks"], "errors": st["errors"], **totals}
+            for key, data in series:
+                if data:
+                    values[f"median_{key}"] = round(median(data), 2)
+            if self._active:
+                snap = StreamSnapshot(st["frames_in"], st["frames_rejected"], cam.frames_dropped,
+                                      st["frames_processed"], st["errors"], st["consecutive_errors"],
+                                      st["grounding_fallbacks"],
+                                      None if cam.last_frame_at is None else now - cam.last_frame_at,
+                                      now - io.active_since)
+                level, message = io.health.rate(snap, latencies)
+            else:
+                level, message = 0, "inactive (lifecycle): not taking frames"
+            status = DiagnosticStatus(level=_LEVEL[level], message=message, hardware_id=self.get_namespace(),
+                                      name=f"{self.get_name()}: camera {name}" if name else
+                                      f"{self.get_name()}: reasonseg pipeline")
+            status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+            arr.status.append(status)
+        self._diag_pub.publish(arr)
 
     def _warn(self, text: str) -> None:
         """One line per problem; repeats of the same line are throttled to one per 2 s."""
@@ -225,8 +441,14 @@ class ReasonSegNode(Node):
             self._last_warn = (text, now)
 
     def destroy_node(self) -> None:
-        self.engine.stop()
+        self._active = False
+        if self.engine is not None:  # the workers first: then nothing publishes on destroyed entities
+            self.engine.stop()
         super().destroy_node()
+
+
+def _topic(camera: str, leaf: str) -> str:
+    return f"{camera}/{leaf}" if camera else leaf
 
 
 def _one_line(exc: BaseException) -> str:
@@ -248,6 +470,13 @@ def main(args: list[str] | None = None) -> int:
     code = 0
     try:
         node = ReasonSegNode()
+        if node.autostart:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                if rclpy.ok():  # else a signal ended start-up: a clean stop
+                    print(f"reasonseg_node: {node.startup_error}", file=sys.stderr)
+                    code = 2
+                return code
+            node.trigger_activate()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -266,5 +495,7 @@ def main(args: list[str] | None = None) -> int:
         except (KeyboardInterrupt, ExternalShutdownException):  # a second Ctrl-C while stopping
             pass
     return code
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,58 @@
+"""Rate a camera stream's health for /diagnostics: OK, WARN or ERROR, and say why (no ROS here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import median
+from typing import Sequence
+
+from ..config import DiagnosticsSettings
+
+OK, WARN, ERROR = 0, 1, 2
+MIN_FRAMES_FOR_SHARE = 10  # too few frames in a window say nothing about a drop share
+
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    """Counters of one camera at one report (cumulative since start)."""
+
+    frames_in: int            # frames received (valid layout)
+    frames_rejected: int      # malformed frames dropped at the door
+    frames_stale: int         # replaced in the frame gate by a newer frame (by design)
+    frames_processed: int
+    errors: int
+    consecutive_errors: int
+    grounding_fallbacks: int
+    since_last_frame_s: float | None  # None: no frame yet
+    since_active_s: float              # how long the stream has been taking frames
+
+
+class HealthRater:
+    """Compares each report with the previous one, so shares and new errors are per report window."""
+
+    def __init__(self, settings: DiagnosticsSettings) -> None:
+        self.settings = settings
+        self._last: StreamSnapshot | None = None
+
+    def rate(self, snap: StreamSnapshot, latencies_ms: Sequence[float]) -> tuple[int, str]:
+        s, last = self.settings, self._last
+        self._last = snap
+        d = lambda field: getattr(snap, field) - (getattr(last, field) if last else 0)  # noqa: E731
+        errors, warnings = [], []
+        if snap.consecutive_errors >= s.error_count:
+            errors.append(f"{snap.consecutive_errors} pipeline errors in a row")
+        quiet = snap.since_last_frame_s if snap.since_last_frame_s is not None else snap.since_active_s
+        if quiet > s.no_frame_s:
+            errors.append(f"no frame for {quiet:.1f} s (limit {s.no_frame_s:g} s)")
+        if latencies_ms and median(latencies_ms) > s.max_latency_ms:
+            warnings.append(f"median latency {median(latencies_ms):.0f} ms > {s.max_latency_ms:g} ms")
+        arrived = d("frames_in") + d("frames_rejected")
+        dropped = d("frames_stale") + d("frames_rejected")
+        if arrived >= MIN_FRAMES_FOR_SHARE and dropped / arrived > s.max_drop_share:
+            warnings.append(f"{dropped / arrived:.0%} of frames dropped > {s.max_drop_share:.0%}")
+        if d("errors") and snap.consecutive_errors < s.error_count:
+            warnings.append(f"{d('errors')} new errors")
+        if d("grounding_fallbacks"):
+            warnings.append(f"{d('grounding_fallbacks')} LLM fallbacks")
+        level = ERROR if errors else WARN if warnings else OK
+        summary = f"{snap.frames_processed} masks"
+        return level, "; ".join([summary, *errors, *warnings])
