@@ -1,4 +1,5 @@
-"""`reasonseg` command line: segment one image, prepare models, make the sample drive, start the nodes."""
+"""`reasonseg` command line: segment one image, prepare the model cache. (The ROS side has its own commands:
+reasonseg_node, reasonseg_launch, reasonseg_replay, reasonseg_demo, reasonseg_sample_drive.)"""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .bringup import LAUNCH_DEFAULTS
+from .config import PIPELINES
 from .errors import ReasonSegError
 
 log = logging.getLogger("reasonseg")
@@ -67,24 +68,6 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sample_drive(args: argparse.Namespace) -> int:
-    from .config import resolve_cache_dir
-    from .sample_drive import write_sample_drive
-
-    cache = resolve_cache_dir()
-    out = write_sample_drive(Path(args.images) if args.images else cache / "images",
-                             Path(args.out) if args.out else cache / "sample_drive", fps=args.fps, force=args.force)
-    print(f"[setup] sample drive: {out}")
-    return 0
-
-
-def _cmd_bringup(args: argparse.Namespace) -> int:
-    from .bringup import run_bringup
-
-    return run_bringup(camera_topic=args.camera_topic, params_file=args.params_file, backend=args.backend,
-                       namespace=args.namespace)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reasonseg", description="Language-guided segmentation for robots.")
     p.add_argument("-v", "--verbose", action="store_true", help="log pipeline stages")
@@ -94,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("image")
     s.add_argument("instruction")
     s.add_argument("--out", required=True, help="output folder: mask.png, overlay.png, result.json")
-    s.add_argument("--pipeline", choices=("auto", "refine"))
+    s.add_argument("--pipeline", choices=PIPELINES)
     s.add_argument("--config", help="settings YAML (plain or ROS params form)")
     s.set_defaults(func=_cmd_segment)
 
@@ -103,19 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="rebuild even if present")
     s.set_defaults(func=_cmd_prepare)
 
-    s = sub.add_parser("sample-drive", help="write the sample drive rosbag2 (MCAP) from photos")
-    s.add_argument("--images", help="photo folder (default: <cache>/images)")
-    s.add_argument("--out", help="bag folder (default: <cache>/sample_drive)")
-    s.add_argument("--fps", type=float, default=10.0)
-    s.add_argument("--force", action="store_true", help="rewrite even if up to date")
-    s.set_defaults(func=_cmd_sample_drive)
-
-    s = sub.add_parser("bringup", help="start the nodes of driving.launch.py without ros2 launch")
-    s.add_argument("--camera-topic", default=LAUNCH_DEFAULTS["camera_topic"])
-    s.add_argument("--params-file", default=None, help="default: reasonseg_bringup/config/driving.yaml")
-    s.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=("torch", "onnxruntime"))
-    s.add_argument("--namespace", default=LAUNCH_DEFAULTS["namespace"])
-    s.set_defaults(func=_cmd_bringup)
     return p
 
 

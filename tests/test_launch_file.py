@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from reasonseg.bringup import LAUNCH_DEFAULTS, bringup_share, node_command
+from reasonseg_perception.launch_runner import LAUNCH_DEFAULTS, bringup_share, node_command, ros_environment
 from reasonseg.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,9 +22,12 @@ def _kw(call: ast.Call) -> dict[str, ast.AST]:
 def test_launch_file_names_real_executables_and_params():
     tree = ast.parse(LAUNCH.read_text())
     args = {c.args[0].value: _kw(c)["default_value"] for c in _calls(tree, "DeclareLaunchArgument")}
-    assert set(args) == {"camera_topic", "params_file", "backend", "namespace"}
-    for name in ("camera_topic", "backend", "namespace"):  # the runner mirrors the launch defaults
+    assert set(args) == {"camera_topic", "params_file", "backend", "namespace", "local_shm"}
+    for name in ("camera_topic", "backend", "namespace", "local_shm"):  # the runner mirrors the launch defaults
         assert args[name].value == LAUNCH_DEFAULTS[name]
+    # choice lists come from the one definition in reasonseg.config
+    backend_choices = _kw(next(c for c in _calls(tree, "DeclareLaunchArgument") if c.args[0].value == "backend"))
+    assert ast.unparse(backend_choices["choices"]) == "list(BACKENDS)"
     (node,) = _calls(tree, "Node")
     kw = _kw(node)
     assert kw["package"].value == "reasonseg_perception" and kw["name"].value == "reasonseg"
@@ -38,8 +41,12 @@ def test_launch_file_names_real_executables_and_params():
     overrides = ast.unparse(kw["parameters"])
     assert "segmenter.backend" in overrides
     assert ("image", "camera_topic") in [(r.elts[0].value, r.elts[1].args[0].value) for r in kw["remappings"].elts]
-    (profile,) = _calls(tree, "SetEnvironmentVariable")
-    assert "fastdds_localhost_shm.xml" in ast.unparse(profile)
+    # the loopback shared-memory DDS profile is opt-in (local_shm), so other machines can reach the node
+    env_vars = _calls(tree, "SetEnvironmentVariable")
+    assert {c.args[0].value for c in env_vars} == {"FASTDDS_DEFAULT_PROFILES_FILE", "ROS_AUTOMATIC_DISCOVERY_RANGE"}
+    for call in env_vars:
+        assert ast.unparse(_kw(call)["condition"]) == "IfCondition(LaunchConfiguration('local_shm'))"
+    assert "fastdds_localhost_shm.xml" in ast.unparse(env_vars[0])
     assert (bringup_share() / "config" / "fastdds_localhost_shm.xml").is_file()
 
 
@@ -48,6 +55,11 @@ def test_runner_command_matches_launch_file():
     assert Path(cmd[0]).name == "reasonseg_node"
     assert "image:=/cam" in cmd and "__ns:=/perception" in cmd and "segmenter.backend:=torch" in cmd
     assert cmd[cmd.index("--params-file") + 1].endswith("config/driving.yaml")
+    base = {"PATH": "/usr/bin"}
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in ros_environment(base)  # multi-machine by default
+    local = ros_environment(base, local_shm=True)
+    assert local["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert local["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("fastdds_localhost_shm.xml")
 
 
 def test_bringup_setup_installs_launch_and_config():

@@ -19,6 +19,8 @@ setup(
             "reasonseg_node = reasonseg_perception.segmentation_node:main",
             "reasonseg_replay = reasonseg_perception.replay:main",
             "reasonseg_demo = reasonseg_perception.demo:main",
+            "reasonseg_launch = reasonseg_perception.launch_runner:main",
+            "reasonseg_sample_drive = reasonseg_perception.sample_drive:main",
         ],
     },
 )

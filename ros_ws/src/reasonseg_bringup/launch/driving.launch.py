@@ -1,16 +1,24 @@
-"""ros2 launch reasonseg_bringup driving.launch.py [camera_topic:=...] [params_file:=...] [backend:=...] [namespace:=...]
+"""ros2 launch reasonseg_bringup driving.launch.py [camera_topic:=...] [params_file:=...] [backend:=...]
+                                                  [namespace:=...] [local_shm:=true|false]
 
-Starts the reasonseg segmentation node on a camera stream. Send instructions with:
+Starts the reasonseg segmentation node (a managed node that configures and activates itself unless
+`autostart: false` in the params file) on a camera stream. Send instructions with:
   ros2 topic pub --once /perception/instruction std_msgs/msg/String "{data: 'the pedestrian about to cross'}"
-(`reasonseg bringup` starts the same node with the same arguments where `ros2 launch` is not installed.)
+  ros2 service call /perception/reasonseg/set_instruction reasonseg_interfaces/srv/SetInstruction "{instruction: 'the bus'}"
+`local_shm:=true` when the camera driver and the node share this machine: loopback-only DDS with a
+shared-memory segment sized for camera frames (default false, so other machines can see the node).
+(`reasonseg_launch` starts the same node with the same arguments where `ros2 launch` is not installed.)
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from reasonseg.config import BACKENDS
 
 
 def generate_launch_description():
@@ -20,12 +28,17 @@ def generate_launch_description():
                               description="sensor_msgs/Image topic to segment"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "driving.yaml"),
                               description="node parameters (YAML)"),
-        DeclareLaunchArgument("backend", default_value="onnxruntime",
-                              description="segmenter backend: onnxruntime | torch"),
+        DeclareLaunchArgument("backend", default_value="onnxruntime", choices=list(BACKENDS),
+                              description="segmenter backend"),
         DeclareLaunchArgument("namespace", default_value="perception", description="namespace of the node's topics"),
-        # Camera frames exceed UDP fragment sizes: shared memory transport, loopback only.
+        DeclareLaunchArgument("local_shm", default_value="false", choices=["true", "false"],
+                              description="camera and node on this machine: loopback-only DDS + shared memory"),
+        # Camera frames exceed UDP fragment sizes: shared memory transport, loopback only (opt-in).
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",
-                               os.path.join(share, "config", "fastdds_localhost_shm.xml")),
+                               os.path.join(share, "config", "fastdds_localhost_shm.xml"),
+                               condition=IfCondition(LaunchConfiguration("local_shm"))),
+        SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST",
+                               condition=IfCondition(LaunchConfiguration("local_shm"))),
         Node(
             package="reasonseg_perception",
             executable="reasonseg_node",

@@ -22,13 +22,14 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from reasonseg.bringup import LAUNCH_DEFAULTS, node_command, ros_environment
-from reasonseg.config import resolve_cache_dir
+from reasonseg.config import BACKENDS, resolve_cache_dir
 from reasonseg.image_codec import decode_image
 from reasonseg.output_files import write_png
 from reasonseg.render import contact_sheet
 from reasonseg.report import markdown_table, median_table
 from reasonseg_interfaces.msg import SegmentationResult
+
+from .launch_runner import LAUNCH_DEFAULTS, node_command, ros_environment
 
 NS = "/perception"
 
@@ -127,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bag", type=Path, default=resolve_cache_dir() / "sample_drive")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--params-file", default=None)
-    p.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=("torch", "onnxruntime"))
+    p.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=BACKENDS)
     p.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42")))
     args = p.parse_args(argv)
     if not args.bag.exists():
         print(f"reasonseg_demo: sample drive not found at {args.bag}: run the set-up step", file=sys.stderr)
         return 2
-    env = ros_environment()
+    env = ros_environment(local_shm=True)  # bag replay, node and recorder all on this machine
     env["ROS_DOMAIN_ID"] = str(args.domain_id)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
                                           "FASTDDS_DEFAULT_PROFILES_FILE")})

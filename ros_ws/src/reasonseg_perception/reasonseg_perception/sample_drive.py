@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .errors import InputError
+from reasonseg.errors import InputError
 
 CAMERA_TOPIC = "/camera/image_raw"
 INSTRUCTION_TOPIC = "/perception/instruction"  # the node in the launch default namespace
@@ -89,3 +89,28 @@ def write_sample_drive(images: Path, out: Path, *, fps: float = 10.0, force: boo
                         bar.update()
     stamp.write_text(want)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """reasonseg_sample_drive: write the sample drive bag (a set-up step)."""
+    import argparse
+
+    from reasonseg.config import resolve_cache_dir
+
+    p = argparse.ArgumentParser(prog="reasonseg_sample_drive", description="write the sample drive rosbag2 (MCAP)")
+    p.add_argument("--images", type=Path, help="photo folder (default: <cache>/images)")
+    p.add_argument("--out", type=Path, help="bag folder (default: <cache>/sample_drive)")
+    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--force", action="store_true", help="rewrite even if up to date")
+    args = p.parse_args(argv)
+    cache = resolve_cache_dir()
+    out = write_sample_drive(args.images or cache / "images", args.out or cache / "sample_drive", fps=args.fps,
+                             force=args.force)
+    print(f"[setup] sample drive: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
