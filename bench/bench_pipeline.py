@@ -169,6 +169,8 @@ def main() -> int:
 
 def _plot_rss(series: list, path: Path) -> None:
     """A small RSS-over-time curve drawn with OpenCV (no plotting dependency)."""
+    from reasonseg.output_files import write_png
+
     if len(series) < 2:
         return
     w, h, pad = 640, 240, 40
@@ -180,7 +182,7 @@ def _plot_rss(series: list, path: Path) -> None:
     cv2.polylines(img, [pts], False, (200, 60, 0), 2)
     cv2.putText(img, f"node RSS {lo + 20:.0f}-{hi - 20:.0f} MB over {t.max():.0f} s", (pad, 25),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.imwrite(str(path), img)
+    write_png(path, img)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Iterable
 
 from .errors import ModelCacheError
+from .output_files import write_bytes
 
 SETUP_HINT = "run the set-up step: bash scripts/setup.sh (or `reasonseg prepare-models`)"
 MANIFEST = "MANIFEST.json"
@@ -145,6 +145,4 @@ def _read_verified(cache_dir: Path) -> dict:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes(path, text.encode("utf-8"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,11 @@ def prepare_output_dir(path: Path) -> Path:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Atomic: readers see the old file or the complete new one, never a partial write."""
+    # same directory so os.replace is atomic; a unique name per writer (processes and threads)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "xb") as f:  # "x" keeps umask permissions (mkstemp would force 0600)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

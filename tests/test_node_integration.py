@@ -157,7 +157,8 @@ def test_bad_inputs_are_dropped_and_node_keeps_serving(live):
     client.clear()
     _stream_until(client, bgr, lambda: any(m.instruction == hostile for _, m in client.results))
     with client.lock:
-        answers = [(m, _mask_for(client, stamp_of(m))) for _, m in client.results if m.instruction == hostile]
+        hostile_results = [m for _, m in client.results if m.instruction == hostile]
+    answers = [(m, _mask_for(client, stamp_of(m))) for m in hostile_results]
     assert proc.poll() is None, f"node died on bad input: {_tail(log)}"
     for result, mask in answers:  # the injected command is data: it names no object, so nothing is masked
         assert not result.valid and list(result.labels) == [], (result.valid, list(result.labels))

@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -31,6 +29,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from ..output_files import write_bytes
 
 __all__ = ["convert_tfjs_graph", "load_tfjs_graph", "SUPPORTED_OPS", "TfjsGraph"]
 
@@ -873,17 +873,7 @@ def _with_output_shapes(model: onnx.ModelProto, ranks: dict[str, int | None]) ->
 
 def _write_atomic(data: bytes, out_path: Path) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # same directory so os.replace is atomic; open(..., "xb") keeps umask permissions (mkstemp forces 0600)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)  # readers see the old file or the complete new one, never a partial write
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(out_path, data)
 
 
 def convert_tfjs_graph(model_json: Path, out_path: Path, output_names: list[str] | None = None) -> Path:
