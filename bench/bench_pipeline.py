@@ -37,7 +37,7 @@ def _median_ms(fn, n: int) -> float:
 
 def bench_stages(cache: Path, repeats: int) -> dict:
     from openai_server import OpenAiServer
-    from reasonseg.config import Settings
+    from reasonseg.config import BACKENDS, Settings
     from reasonseg.label_resolver import LabelResolver
     from reasonseg.llm.client import ChatLlm
     from reasonseg.models.centernet import COCO_LABELS, CenterNetDetector
@@ -49,7 +49,7 @@ def bench_stages(cache: Path, repeats: int) -> dict:
     det = CenterNetDetector(cache / "centernet.onnx")
     box = (375.0, 60.0, 565.0, 140.0)
     out = {"detector": _median_ms(lambda: det.detect(image), repeats)}
-    for backend in ("onnxruntime", "torch"):
+    for backend in BACKENDS:
         seg = build_segmenter(Settings(segmenter=type(settings.segmenter)(backend=backend)).segmenter, cache)
         emb = seg.encode(image)
         out[f"sam_encoder[{backend}]"] = _median_ms(lambda: seg.encode(image), repeats)
