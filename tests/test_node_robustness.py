@@ -107,9 +107,12 @@ def test_every_llm_fault_falls_back_in_time_and_masks_the_right_object(hostile):
         assert list(result.labels) == [target], (behaviour, list(result.labels))
         # grounded within the deadline + 2 s; then this frame still had to be masked (its own latency)
         assert elapsed <= LLM_TIMEOUT_S + 2.0 + result.latency_ms / 1e3, f"{behaviour}: {elapsed:.1f}s"
+        print(f"{behaviour}: masked on {target} {elapsed:.2f} s after the instruction "
+              f"(frame latency {result.latency_ms:.0f} ms)")
         assert client.wait_for(lambda: _mask_for(client, stamp_of(result)) is not None, 5)
         mask_in_box(mask_array(_mask_for(client, stamp_of(result))), BOXES[("dog.jpg", target)])
     peak_mb = rss_mb(proc.pid, "VmHWM")
+    print(f"hostile LLM sequence: node RSS {base_mb:.0f} MB before, peak {peak_mb:.0f} MB")
     _assert_diagnostics_warned(client, fallbacks=len(HOSTILE))
     assert peak_mb - base_mb <= 100, f"peak RSS grew {peak_mb - base_mb:.0f} MB under hostile answers"
     text = log.read_text(errors="replace")
