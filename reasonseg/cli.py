@@ -19,14 +19,14 @@ log = logging.getLogger("reasonseg")
 def _cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .config import load_settings
+    from .config import load_settings, with_overrides
     from .image_codec import read_image_file
     from .instruction import sanitize_instruction
     from .output_files import prepare_output_dir, write_json, write_png
     from .pipelines import build_pipeline
     from .render import render_overlay
 
-    settings = load_settings(args.config)
+    settings = with_overrides(load_settings(args.config), args.set)
     if args.pipeline:
         settings = dataclasses.replace(settings, pipeline=args.pipeline)
     instruction = sanitize_instruction(args.instruction, max_chars=settings.runtime.max_instruction_chars)
@@ -49,7 +49,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         "score": round(result.score, 4),
         "box": [round(v, 1) for v in result.box] if result.box else None,
         "found": result.valid,
-        "pipeline": pipeline.name,
+        "pipeline": g.pipeline if g else pipeline.name,  # after a fallback: the one that answered
         "grounding_source": g.source if g else None,
         "reasoning": g.reasoning if g else result.note,
         "timings_ms": {**{k: round(v, 1) for k, v in result.timings_ms.items()},
@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder: mask.png, overlay.png, result.json")
     s.add_argument("--pipeline", choices=PIPELINES)
     s.add_argument("--config", help="settings YAML (plain or ROS params form)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, repeatable: --set mllm.model=Qwen/Qwen2.5-VL-7B-Instruct")
     s.set_defaults(func=_cmd_segment)
 
     s = sub.add_parser("prepare-models", help="fetch/convert model files into the cache (set-up step)")

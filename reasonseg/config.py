@@ -27,8 +27,11 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 
 
 # Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
-PIPELINES = ("auto", "refine")
+PIPELINES = ("auto", "refine", "mllm")
 BACKENDS = ("torch", "onnxruntime")
+SEGMENTER_KINDS = ("lite_sam",)      # sam2 joins with the SAM2 segmenter
+MLLM_BACKENDS = ("openai",)          # transformers (in-process Qwen-VL) joins with its loader
+
 IMAGE_TRANSPORTS = ("raw", "compressed")
 _CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
@@ -54,6 +57,8 @@ class DetectorSettings:
 
 @dataclass(frozen=True)
 class SegmenterSettings:
+    kind: str = _f("lite_sam", "segmenter model family", choices=SEGMENTER_KINDS)
+    model: str = _f("", "model id or local dir for kinds that take one ('' = the embedded default)")
     # onnxruntime runs the LiteSAM encoder ~2x faster than torch on CPU; torch is the reference.
     backend: str = _f("onnxruntime", "segmenter backend", choices=BACKENDS)
     # Paper §3.4 prompts SAM with the box plus the n_p = 20 top-probability points. LiteMedSAM was trained on
@@ -69,6 +74,22 @@ class LlmSettings:
     model: str = _f("gpt-4o", "chat model name on the OpenAI-compatible endpoint")
     timeout_s: float = _f(8.0, "per-request timeout; slower answers fall back to the local resolver", lo=0.1, hi=120.0)
     max_tokens: int = _f(256, "answer token budget", lo=16, hi=4096)
+
+
+@dataclass(frozen=True)
+class MllmSettings:
+    backend: str = _f("openai", "openai: any OpenAI-compatible chat endpoint that takes images (vLLM, Ollama, "
+                                "TensorRT-LLM, GPT-4o)", choices=MLLM_BACKENDS)
+    model: str = _f("", "served model name ('' = the mllm pipeline is not configured)")
+    base_url: str = _f("", "endpoint ('' = $OPENAI_BASE_URL; the key only ever from $OPENAI_API_KEY)")
+    chain_of_thought: bool = _f(False, "ask for <think>...</think><answer>...</answer>")
+    timeout_s: float = _f(20.0, "deadline for one grounding answer", lo=0.1, hi=600.0)
+    max_new_tokens: int = _f(512, "answer token budget", lo=16, hi=8192)
+    # Qwen2.5-VL's smart_resize: the frame is resized to multiples of 28 px within these pixel counts
+    # before it is sent, and the answer's pixels are mapped back to the frame.
+    min_pixels: int = _f(56 * 56, "smallest image sent to the model (pixels)", lo=28 * 28, hi=1 << 26)
+    max_pixels: int = _f(1280 * 28 * 28, "largest image sent to the model (pixels)", lo=28 * 28, hi=1 << 26)
+    max_instances: int = _f(8, "answers naming more objects than this are rejected", lo=1, hi=100)
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,7 @@ class Settings:
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
+    mllm: MllmSettings = field(default_factory=MllmSettings)
     resolver: ResolverSettings = field(default_factory=ResolverSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)
@@ -245,6 +267,17 @@ def load_settings(path: str | Path | None, node_name: str = "reasonseg") -> Sett
     return Settings.from_nested(data)
 
 
+def with_overrides(settings: "Settings", assignments: Iterable[str]) -> "Settings":
+    """Apply `key=value` overrides (the CLI's repeatable --set) and validate the result; ConfigError."""
+    values = settings.flat()
+    for item in assignments:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. mllm.model=/path/to/model")
+        values[name.strip()] = parse_param_value(name.strip(), raw)
+    return Settings.from_flat(values)
+
+
 def check_ros_args(argv: list[str]) -> None:
     """Validate a node command line's parameter sources before rcl reads them; ConfigError on a bad one.
 
@@ -260,12 +293,12 @@ def check_ros_args(argv: list[str]) -> None:
         elif flag in ("-p", "--param"):
             name, sep, raw = arg.partition(":=")
             if sep and name in names:
-                overrides[name] = _ros_param_value(name, raw)
+                overrides[name] = parse_param_value(name, raw)
     Settings.from_flat(overrides)
 
 
-def _ros_param_value(name: str, raw: str) -> Any:
-    """A `-p` value as rcl reads it: YAML, with strtod-style floats ("nan", "inf") too."""
+def parse_param_value(name: str, raw: str) -> Any:
+    """A `-p name:=value` / `--set name=value` value as rcl reads it: YAML, with strtod-style floats too."""
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:

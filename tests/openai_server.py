@@ -199,3 +199,38 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def sent_image(messages: list[dict]):
+    """The image a VLM client sent (OpenAI image_url content part, JPEG/PNG data URL) as a BGR array."""
+    import base64
+
+    import cv2
+    import numpy as np
+
+    for m in messages:
+        for part in m.get("content") if isinstance(m.get("content"), list) else []:
+            if part.get("type") == "image_url":
+                data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
+                return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    raise ValueError("no image in the request")
+
+
+def scripted_vlm(objects: dict[str, tuple[float, float, float, float]], *, style: str = "qwen"):
+    """A behaviour that acts as a grounding VLM: it reads the size of the image it was sent and answers the box
+    of the first object whose name is in the prompt (given relative to the image, 0..1), in that image's pixels."""
+    def answer(messages: list[dict]) -> str:
+        h, w = sent_image(messages).shape[:2]
+        text = " ".join(p.get("text", "") for m in messages if isinstance(m.get("content"), list)
+                        for p in m["content"])
+        name = next((n for n in objects if n in text.split('"')[1]), None) if '"' in text else None
+        if name is None:
+            return "[]"
+        rx0, ry0, rx1, ry1 = objects[name]
+        box = [round(rx0 * w), round(ry0 * h), round(rx1 * w), round(ry1 * h)]
+        point = [round((box[0] + box[2]) / 2), round((box[1] + box[3]) / 2)]
+        if style == "seg_zero":
+            return f"<think>the {name} is there</think><answer>{json.dumps({'bbox': box, 'points_1': point})}</answer>"
+        return "```json\n" + json.dumps([{"bbox_2d": box, "point_2d": point, "label": name}]) + "\n```"
+
+    return answer

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ from openai_server import OpenAiServer
 from targets import BOXES, mask_in_box
 
 EXE = [sys.executable, "-m", "reasonseg.cli"]
+ROOT_DIR = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -175,3 +177,44 @@ def test_llm_endpoint_from_environment(photos, tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "b" / "result.json").read_text())
     assert result["grounding_source"].startswith("local_fallback") and result["label"] == "horse"
+
+
+def test_mllm_pipeline_from_the_command_line(photos, tmp_path):
+    """--pipeline mllm --set ... against a scripted VLM on 127.0.0.1; a broken endpoint with auto -> refine, said."""
+    import socket
+
+    from openai_server import scripted_vlm
+
+    w, h = 768, 576
+    rel = tuple(v / s for v, s in zip(BOXES[("dog.jpg", "truck")], (w, h, w, h)))
+    with OpenAiServer() as srv:
+        srv.behaviour = scripted_vlm({"truck": rel})
+        proc = run_cli("segment", str(photos / "dog.jpg"), "the truck behind the fence", "--out", str(tmp_path / "a"),
+                       "--pipeline", "mllm", "--set", "mllm.backend=openai", "--set", "mllm.model=scripted-vlm",
+                       "--set", f"mllm.base_url={srv.base_url}", env_extra={"OPENAI_API_KEY": "sk-vlm-secret"})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "a" / "result.json").read_text())
+    assert result["pipeline"] == "mllm" and result["label"] == "truck" and result["grounding_source"] == "mllm:openai"
+    mask_in_box(cv2.imread(str(tmp_path / "a" / "mask.png"), cv2.IMREAD_UNCHANGED) > 127, BOXES[("dog.jpg", "truck")])
+    assert "sk-vlm-secret" not in proc.stdout + proc.stderr + (tmp_path / "a" / "result.json").read_text()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "b"), "--pipeline", "auto",
+                   "--set", "mllm.model=scripted-vlm", "--set", f"mllm.base_url={dead}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert result["pipeline"] == "refine" and result["label"] == "dog"
+    assert "mllm failed" in result["grounding_source"] and "unreachable" in result["grounding_source"]
+    mask_in_box(cv2.imread(str(tmp_path / "b" / "mask.png"), cv2.IMREAD_UNCHANGED) > 127, BOXES[("dog.jpg", "dog")])
+    shipped = ROOT_DIR / "ros_ws/src/reasonseg_bringup/config/mllm_served.yaml"  # the README's served-VLM YAML
+    with OpenAiServer() as srv:
+        srv.behaviour = scripted_vlm({"truck": rel})
+        proc = run_cli("segment", str(photos / "dog.jpg"), "the white truck", "--out", str(tmp_path / "d"),
+                       "--config", str(shipped), "--set", f"mllm.base_url={srv.base_url}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "d" / "result.json").read_text())
+    assert result["pipeline"] == "mllm" and result["label"] == "truck"
+    assert srv.requests[-1]["body"]["model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "c"), "--set", "mllm.timeout_s=nan")
+    _one_error_line(proc, "mllm.timeout_s=nan must be a finite number")

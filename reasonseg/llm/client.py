@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from ..errors import ReasonSegError
 from . import prompts
 from .http import HttpError, HttpStatusError, HttpTimeout, HttpUnreachable, post_json, redact_url
 
@@ -24,7 +25,7 @@ _MAX_MEMO = 256
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
-class LlmError(RuntimeError):
+class LlmError(ReasonSegError):
     """The LLM could not give a usable answer; the message says why in one line."""
 
 
@@ -60,11 +61,15 @@ class ChatLlm:
 
     def complete(self, system: str, user: str) -> str:
         """One chat completion; `timeout_s` is a deadline for the whole exchange."""
-        payload = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
-                   "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+        return self.chat([{"role": "system", "content": system}, {"role": "user", "content": user}])
+
+    def chat(self, messages: list[dict], *, max_tokens: int | None = None, max_bytes: int = MAX_RESPONSE_BYTES) -> str:
+        """The assistant's text for `messages` (text or OpenAI image content parts); raises LlmError."""
+        payload = {"model": self.model, "temperature": 0, "max_tokens": max_tokens or self.max_tokens,
+                   "messages": messages}
         try:
             resp = post_json(self._url, payload, headers=self._headers, deadline_s=self.timeout_s,
-                             max_bytes=MAX_RESPONSE_BYTES)
+                             max_bytes=max_bytes)
         except HttpTimeout:
             raise LlmError(f"LLM timed out ({self.timeout_s}s)") from None
         except HttpStatusError as exc:

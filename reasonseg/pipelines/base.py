@@ -29,6 +29,7 @@ class Grounding:
     source: str                        # "llm", "local", or "local_fallback: <why>"
     pipeline: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    points: tuple[tuple[tuple[float, float], ...], ...] = ()  # positive points per box (MLLM answers), or ()
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from ..config import SegmenterSettings, Settings
-from ..errors import ModelCacheError
+from ..errors import ConfigError, ModelCacheError, ReasonSegError
 from ..model_cache import SETUP_HINT, require
 from .base import Pipeline
+from .chain import FallbackChain
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -25,7 +26,22 @@ def _load(what: str, fn: Callable[[], T]) -> T:
         raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {SETUP_HINT}") from None
 
 
+class _Parts:
+    """Models shared by the pipelines of one build (`auto` holds several): each is loaded once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._segmenter = None
+
+    @property
+    def segmenter(self):
+        if self._segmenter is None:
+            self._segmenter = build_segmenter(self.settings.segmenter, self.settings.cache_path)
+        return self._segmenter
+
+
 def build_segmenter(seg: SegmenterSettings, cache: Path):
+    """The segmenter for `segmenter.kind` x `segmenter.backend` (LiteSAM: onnxruntime or torch)."""
     from ..segmenters import OnnxLiteSam, TorchLiteSam
 
     threads = seg.threads or None
@@ -36,7 +52,7 @@ def build_segmenter(seg: SegmenterSettings, cache: Path):
     return _load("LiteSAM weights", lambda: TorchLiteSam(weights, num_threads=threads))
 
 
-def _build_refine(settings: Settings) -> Pipeline:
+def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
     from ..label_resolver import LabelResolver
     from ..llm.client import ChatLlm
     from ..models.centernet import COCO_LABELS, CenterNetDetector
@@ -46,26 +62,49 @@ def _build_refine(settings: Settings) -> Pipeline:
     cache = settings.cache_path
     onnx = require(cache, "centernet.onnx")
     detector = _load("CenterNet detector", lambda: CenterNetDetector(onnx))  # input size is fixed by the model
-    segmenter = build_segmenter(settings.segmenter, cache)
     minilm = require(cache, "minilm")
     resolver = LabelResolver(COCO_LABELS, _load("MiniLM text encoder", lambda: TextEmbedder(minilm)),
                              min_similarity=settings.resolver.min_similarity)
     llm = ChatLlm.from_env(settings.llm.model, timeout_s=settings.llm.timeout_s, max_tokens=settings.llm.max_tokens)
     log.info("refine pipeline: detector=CenterNet, segmenter=LiteSAM/%s, LLM=%s", settings.segmenter.backend,
              f"{settings.llm.model} @ {llm.endpoint}" if llm else "none (local resolver)")
-    return RefinePipeline(detector, segmenter, resolver, settings, llm)
+    return RefinePipeline(detector, parts.segmenter, resolver, settings, llm)
 
 
-PIPELINES: dict[str, Callable[[Settings], Pipeline]] = {"refine": _build_refine}
-# `auto` prefers MLLM pipelines (mllm, lens) once they are registered and their models load.
-AUTO_ORDER = ("mllm", "lens", "refine")
+def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
+    from ..mllm.openai_vlm import OpenAiVlm
+    from .mllm import MllmPipeline
+
+    if not settings.mllm.model:
+        raise ConfigError("pipeline mllm needs mllm.model (the served model name, e.g. Qwen/Qwen2.5-VL-7B-Instruct)")
+    try:
+        vlm = OpenAiVlm(settings.mllm)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    log.info("mllm pipeline: %s @ %s (%s), segmenter=LiteSAM/%s", settings.mllm.model, vlm.endpoint,
+             settings.mllm.backend, settings.segmenter.backend)
+    return MllmPipeline(vlm, parts.segmenter, settings)
+
+
+BUILDERS: dict[str, Callable[[Settings, _Parts], Pipeline]] = {"refine": _build_refine, "mllm": _build_mllm}
+# `auto`: the first configured pipeline that loads, with the ones after it as fallbacks (lens joins first).
+AUTO_ORDER = ("mllm", "refine")
+CONFIGURED: dict[str, Callable[[Settings], bool]] = {"mllm": lambda s: bool(s.mllm.model), "refine": lambda s: True}
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
+    parts = _Parts(settings)
     if settings.pipeline != "auto":
-        return PIPELINES[settings.pipeline](settings)
+        return BUILDERS[settings.pipeline](settings, parts)
+    chain: list[Pipeline] = []
     for name in AUTO_ORDER:
-        if name in PIPELINES:
-            log.info("pipeline auto -> %s", name)
-            return PIPELINES[name](settings)
-    raise RuntimeError("no pipeline registered")
+        if not CONFIGURED[name](settings):
+            continue
+        try:
+            chain.append(BUILDERS[name](settings, parts))
+        except ReasonSegError as exc:
+            if name == AUTO_ORDER[-1]:
+                raise  # the embedded default must load
+            log.warning("pipeline auto: %s does not load, skipped: %s", name, exc)
+    log.info("pipeline auto -> %s", " > ".join(p.name for p in chain))
+    return chain[0] if len(chain) == 1 else FallbackChain(chain)

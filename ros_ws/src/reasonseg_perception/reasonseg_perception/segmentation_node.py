@@ -372,7 +372,7 @@ class ReasonSegNode(LifecycleNode):
             io.pubs["overlay"].publish(array_to_image(overlay[:, :, ::-1], "bgr8", header))
         msg = SegmentationResult(header=header, camera=out.camera, instruction=out.instruction,
                                  labels=list(result.labels), score=float(result.score), valid=bool(result.valid),
-                                 pipeline=self.engine.pipeline.name)
+                                 pipeline=result.grounding.pipeline if result.grounding else self.engine.pipeline.name)
         msg.box = [float(v) for v in (result.box or (0.0, 0.0, 0.0, 0.0))]
         msg.instance_labels = [i.label for i in result.instances]
         msg.instance_scores = [float(i.score) for i in result.instances]

@@ -1,0 +1,47 @@
+"""`auto`: the configured pipelines in order of preference; a grounding that fails falls down the chain.
+
+Each mask is segmented by the pipeline whose grounding it follows, and the result names it: after a
+fallback the grounding's `pipeline` is the one that answered and its `source` says why the first failed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ReasonSegError
+from .base import Box, FrameResult, Grounding, Pipeline, Timer
+
+log = logging.getLogger(__name__)
+
+
+class FallbackChain(Pipeline):
+    def __init__(self, pipelines: Sequence[Pipeline]) -> None:
+        if len(pipelines) < 2:
+            raise ValueError("a fallback chain needs two pipelines or more")
+        self.pipelines = list(pipelines)
+        self.name = "auto(" + ">".join(p.name for p in self.pipelines) + ")"
+        self._by_name = {p.name: p for p in self.pipelines}
+
+    def analyse(self, image_rgb: np.ndarray, timer: Timer) -> None:
+        return None  # each member analyses what it needs, only when it grounds or segments
+
+    def ground(self, image_rgb: np.ndarray, instruction: str, analysis=None) -> Grounding:
+        reasons = []
+        for p in self.pipelines:
+            try:
+                g = p.ground(image_rgb, instruction)
+            except ReasonSegError as exc:  # LlmError, MllmAnswerError, ...: one line why
+                reasons.append(f"{p.name} failed: {exc}")
+                log.warning("%s grounding failed, falling back: %s", p.name, exc)
+                continue
+            if reasons:
+                g = dataclasses.replace(g, source=f"{g.source} ({'; '.join(reasons)})")
+            return g
+        raise ReasonSegError("every pipeline failed to ground: " + "; ".join(reasons))
+
+    def segment(self, image_rgb: np.ndarray, grounding: Grounding, track: tuple[Box, ...] = (),
+                analysis=None) -> FrameResult:
+        return self._by_name[grounding.pipeline].segment(image_rgb, grounding, track)
