@@ -1,7 +1,6 @@
 """The LLM client against a hostile OpenAI-compatible server on 127.0.0.1: deadline, size bounds, redirects."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 import tracemalloc

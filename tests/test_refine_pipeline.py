@@ -2,7 +2,6 @@
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 
 from openai_server import OpenAiServer, user_payload
