@@ -189,3 +189,25 @@ def test_node_with_mllm_pipeline_over_dds(tmp_path, photos, load_rgb):
         finally:
             client.close()
             stop_node(proc)
+
+
+@pytest.mark.parametrize("behaviour", ["hang", "drip", "huge", "huge_chunked", "gzip_bomb", "cut"])
+def test_hostile_vlm_endpoint_is_cut_at_the_deadline_and_size_bound(vlm_server, photos, load_rgb, behaviour,
+                                                                    monkeypatch):
+    """A 50 MB answer, a never-ending drip or a hang: the grounding ends within mllm.timeout_s, refine answers,
+    and the key never shows in the result."""
+    import time
+
+    from reasonseg.pipelines import build_pipeline
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-hostile-vlm-secret")
+    vlm_server.behaviour = behaviour
+    settings = _settings(vlm_server.base_url, pipeline="auto")
+    pipeline = build_pipeline(settings)
+    t0 = time.monotonic()
+    res = pipeline.run(load_rgb(photos / "dog.jpg"), "the dog")
+    assert time.monotonic() - t0 < settings.mllm.timeout_s + 3.0  # + refine's own grounding and mask
+    assert res.grounding.pipeline == "refine" and "mllm failed" in res.grounding.source
+    assert vlm_server.requests[-1]["auth"] == "Bearer sk-hostile-vlm-secret"  # sent to the endpoint only
+    assert "sk-hostile" not in repr(res.grounding) + res.note
+    mask_in_box(res.mask, BOXES[("dog.jpg", "dog")])
