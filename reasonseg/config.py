@@ -30,7 +30,9 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 PIPELINES = ("auto", "refine", "mllm")
 BACKENDS = ("torch", "onnxruntime")
 SEGMENTER_KINDS = ("lite_sam",)      # sam2 joins with the SAM2 segmenter
-MLLM_BACKENDS = ("openai",)          # transformers (in-process Qwen-VL) joins with its loader
+MLLM_BACKENDS = ("transformers", "openai")
+MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 _CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -78,13 +80,19 @@ class LlmSettings:
 
 @dataclass(frozen=True)
 class MllmSettings:
-    backend: str = _f("openai", "openai: any OpenAI-compatible chat endpoint that takes images (vLLM, Ollama, "
-                                "TensorRT-LLM, GPT-4o)", choices=MLLM_BACKENDS)
-    model: str = _f("", "served model name ('' = the mllm pipeline is not configured)")
+    backend: str = _f("transformers", "transformers: Qwen2.5-VL / Qwen2-VL in this process; openai: any "
+                                      "OpenAI-compatible chat endpoint that takes images (vLLM, Ollama, GPT-4o)",
+                      choices=MLLM_BACKENDS)
+    model: str = _f("", "HF id (from the local cache) or local dir; the served model name for openai "
+                        "('' = the mllm pipeline is not configured)")
     base_url: str = _f("", "endpoint ('' = $OPENAI_BASE_URL; the key only ever from $OPENAI_API_KEY)")
     chain_of_thought: bool = _f(False, "ask for <think>...</think><answer>...</answer>")
     timeout_s: float = _f(20.0, "deadline for one grounding answer", lo=0.1, hi=600.0)
     max_new_tokens: int = _f(512, "answer token budget", lo=16, hi=8192)
+    device: str = _f("auto", "transformers backend: auto | cpu | cuda | cuda:N",
+                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+    dtype: str = _f("auto", "transformers backend weights dtype (auto: bfloat16 on CUDA, float32 on CPU)",
+                    choices=MLLM_DTYPES)
     # Qwen2.5-VL's smart_resize: the frame is resized to multiples of 28 px within these pixel counts
     # before it is sent, and the answer's pixels are mapped back to the frame.
     min_pixels: int = _f(56 * 56, "smallest image sent to the model (pixels)", lo=28 * 28, hi=1 << 26)

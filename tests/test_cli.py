@@ -201,7 +201,7 @@ def test_mllm_pipeline_from_the_command_line(photos, tmp_path):
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
     proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "b"), "--pipeline", "auto",
-                   "--set", "mllm.model=scripted-vlm", "--set", f"mllm.base_url={dead}")
+                   "--set", "mllm.backend=openai", "--set", "mllm.model=scripted-vlm", "--set", f"mllm.base_url={dead}")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "b" / "result.json").read_text())
     assert result["pipeline"] == "refine" and result["label"] == "dog"

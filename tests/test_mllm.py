@@ -74,7 +74,8 @@ def vlm_server():
 
 
 def _settings(url: str, pipeline: str = "mllm", **mllm) -> Settings:
-    sets = [f"pipeline={pipeline}", "mllm.model=scripted-vlm", f"mllm.base_url={url}", "mllm.timeout_s=2.0",
+    sets = [f"pipeline={pipeline}", "mllm.backend=openai", "mllm.model=scripted-vlm", f"mllm.base_url={url}",
+            "mllm.timeout_s=2.0",
             *[f"mllm.{k}={v}" for k, v in mllm.items()]]
     return with_overrides(Settings(), sets)
 
@@ -132,9 +133,9 @@ def test_mllm_needs_a_model_and_an_endpoint(monkeypatch):
     with pytest.raises(ConfigError, match="needs mllm.model"):
         build_pipeline(with_overrides(Settings(), ["pipeline=mllm"]))
     with pytest.raises(ConfigError, match="OPENAI_BASE_URL"):
-        build_pipeline(with_overrides(Settings(), ["pipeline=mllm", "mllm.model=x"]))
+        build_pipeline(with_overrides(Settings(), ["pipeline=mllm", "mllm.backend=openai", "mllm.model=x"]))
     # auto: a configured mllm that cannot load is skipped, refine serves
-    assert build_pipeline(with_overrides(Settings(), ["mllm.model=x"])).name == "refine"
+    assert build_pipeline(with_overrides(Settings(), ["mllm.backend=openai", "mllm.model=x"])).name == "refine"
 
 
 def test_node_with_mllm_pipeline_over_dds(tmp_path, photos, load_rgb):

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _load(what: str, fn: Callable[[], T]) -> T:
+def _load(what: str, fn: Callable[[], T], hint: str = SETUP_HINT) -> T:
     """Loaders raise all kinds of errors on files they cannot read (ValueError, OSError, the
     safetensors and onnxruntime error types): one line that names the model and the fix."""
     try:
@@ -23,7 +23,7 @@ def _load(what: str, fn: Callable[[], T]) -> T:
     except ModelCacheError:
         raise
     except Exception as exc:
-        raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {SETUP_HINT}") from None
+        raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {hint}") from None
 
 
 class _Parts:
@@ -72,17 +72,26 @@ def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
 
 
 def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
-    from ..mllm.openai_vlm import OpenAiVlm
     from .mllm import MllmPipeline
 
-    if not settings.mllm.model:
-        raise ConfigError("pipeline mllm needs mllm.model (the served model name, e.g. Qwen/Qwen2.5-VL-7B-Instruct)")
-    try:
-        vlm = OpenAiVlm(settings.mllm)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    log.info("mllm pipeline: %s @ %s (%s), segmenter=LiteSAM/%s", settings.mllm.model, vlm.endpoint,
-             settings.mllm.backend, settings.segmenter.backend)
+    m = settings.mllm
+    if not m.model:
+        raise ConfigError("pipeline mllm needs mllm.model (HF id or local dir; the served name for backend openai)")
+    if m.backend == "openai":
+        from ..mllm.openai_vlm import OpenAiVlm
+
+        try:
+            vlm = OpenAiVlm(m)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    else:
+        from ..mllm.qwen_vl import QwenVl
+
+        vlm = _load(f"MLLM {m.model}", lambda: QwenVl(m),
+                    "mllm.model must be a model dir or an HF id already in the local cache (nothing downloads "
+                    "at run time)")
+    log.info("mllm pipeline: %s (%s) @ %s, segmenter=LiteSAM/%s", m.model, m.backend, vlm.endpoint,
+             settings.segmenter.backend)
     return MllmPipeline(vlm, parts.segmenter, settings)
 
 
