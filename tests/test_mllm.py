@@ -43,7 +43,7 @@ def test_answer_formats(text, box, points, label):
     ('[{"bbox_2d": [NaN, 2, 3, 4]}]', "non-finite"), ('[{"bbox_2d": [400, 300, 500, 400]}]', "outside"),
     ('[{"bbox_2d": [50, 50, 10, 10]}]', "x1 <= x2"), ('[{"point_2d": [1, 2]}]', "no bbox"),
     (json.dumps([{"bbox_2d": [0, 0, 10, 10]}] * 9), "max_instances"), ('["dog"]', "JSON objects"),
-    ("x" * 30_000, "too long"),
+    ("x" * 30_000, "too long"), ("[" * 15_000, "unparseable"), ("{" * 5_000 + "]" * 5_000, "unparseable"),
 ])
 def test_bad_answers_are_unparseable_not_crashes(text, match):
     with pytest.raises(MllmAnswerError, match=match):
@@ -52,6 +52,12 @@ def test_bad_answers_are_unparseable_not_crashes(text, match):
 
 def test_empty_list_means_not_in_the_image():
     assert parse_answer("[]", sent_size=(320, 240), frame_size=(640, 480)).objects == ()
+
+
+def test_labels_are_data_and_bounded():
+    text = json.dumps([{"bbox_2d": [1, 2, 30, 40], "label": "dog\n" + "x" * 500}])
+    (obj,) = parse_answer(text, sent_size=(320, 240), frame_size=(320, 240)).objects
+    assert obj.label.startswith("dog x") and len(obj.label) == 80
 
 
 @pytest.mark.parametrize("width, height", [(640, 480), (1920, 1080), (500, 1500), (333, 777), (4000, 300)])

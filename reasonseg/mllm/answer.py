@@ -16,6 +16,8 @@ from ..errors import ReasonSegError
 
 FACTOR = 28            # Qwen2.5-VL: 14 px patches merged 2x2
 MAX_ANSWER_CHARS = 20_000
+MAX_JSON_TRIES = 64    # opening brackets tried as the start of the answer's JSON
+MAX_LABEL_CHARS = 80
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -126,18 +128,21 @@ def _raw_objects(body: str) -> list[tuple[list[float], list[Point], str]]:
             raise MllmAnswerError("MLLM answer entry has no bbox_2d / bbox")
         points = [item[k] for k in ("point_2d", "points_1", "points_2", "point") if k in item]
         label = item.get("label", "")
-        out.append((_numbers(box, 4, "bbox"), [tuple(_numbers(p, 2, "point")) for p in points],
-                    label if isinstance(label, str) else ""))
+        label = " ".join(label.split())[:MAX_LABEL_CHARS] if isinstance(label, str) else ""
+        out.append((_numbers(box, 4, "bbox"), [tuple(_numbers(p, 2, "point")) for p in points], label))
     return out
 
 
 def _first_json(body: str):
-    """The first JSON array or object in the text (json.JSONDecoder.raw_decode from each opening bracket)."""
+    """The first JSON array or object in the text (json.JSONDecoder.raw_decode from each opening bracket;
+    a bounded number of tries, and deep nesting is no crash)."""
     decoder = json.JSONDecoder()
-    for m in re.finditer(r"[\[{]", body):
+    for i, m in enumerate(re.finditer(r"[\[{]", body)):
+        if i == MAX_JSON_TRIES:
+            break
         try:
             value, _ = decoder.raw_decode(body, m.start())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if isinstance(value, (list, dict)):
             return value

@@ -33,9 +33,11 @@ class FallbackChain(Pipeline):
         for p in self.pipelines:
             try:
                 g = p.ground(image_rgb, instruction)
-            except ReasonSegError as exc:  # LlmError, MllmAnswerError, ...: one line why
-                reasons.append(f"{p.name} failed: {exc}")
-                log.warning("%s grounding failed, falling back: %s", p.name, exc)
+            except Exception as exc:  # LlmError, MllmAnswerError, or any fault of a model: the next one answers
+                why = str(exc) if isinstance(exc, ReasonSegError) else f"{type(exc).__name__}: {exc}"
+                why = " ".join(why.split())[:300]
+                reasons.append(f"{p.name} failed: {why}")
+                log.warning("%s grounding failed, falling back: %s", p.name, why)
                 continue
             if reasons:
                 g = dataclasses.replace(g, source=f"{g.source} ({'; '.join(reasons)})")
