@@ -15,24 +15,12 @@ import json
 import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
-from statistics import median
 
 import cv2
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the scripted server and the tiny-model builder live with the tests
-
-
-def _median_ms(fn, n: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return round(median(times), 1)
 
 
 def _peak_rss_mb() -> float:
@@ -42,6 +30,7 @@ def _peak_rss_mb() -> float:
 def bench_backend(settings, image, repeats: int) -> dict:
     from reasonseg.errors import ReasonSegError
     from reasonseg.pipelines import build_pipeline
+    from reasonseg.report import median_ms
 
     pipeline = build_pipeline(settings)
     vlm = pipeline.vlm
@@ -53,8 +42,8 @@ def bench_backend(settings, image, repeats: int) -> dict:
             return None
 
     grounding = ground() or _fixed_grounding(pipeline, image)
-    out = {"ground_ms": _median_ms(ground, repeats),
-           "segment_ms": _median_ms(lambda: pipeline.segment(image, grounding), repeats)}
+    out = {"ground_ms": median_ms(ground, repeats),
+           "segment_ms": median_ms(lambda: pipeline.segment(image, grounding), repeats)}
     out["reground_every_frame_ms"] = round(out["ground_ms"] + out["segment_ms"], 1)
     out["tracking_path_cheaper_x"] = round(out["reground_every_frame_ms"] / out["segment_ms"], 2)
     stats = getattr(vlm, "stats", None)

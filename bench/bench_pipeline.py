@@ -25,16 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the stub OpenAI server and the node harness live with the tests
 
 
-def _median_ms(fn, n: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return round(median(times), 1)
-
-
 def bench_stages(cache: Path, repeats: int) -> dict:
     from openai_server import OpenAiServer
     from reasonseg.config import BACKENDS, Settings
@@ -42,39 +32,34 @@ def bench_stages(cache: Path, repeats: int) -> dict:
     from reasonseg.llm.client import ChatLlm
     from reasonseg.models.centernet import COCO_LABELS, CenterNetDetector
     from reasonseg.pipelines.registry import build_segmenter
+    from reasonseg.report import median_ms
     from reasonseg.text_embedding import TextEmbedder
 
     image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))[:, :, ::-1].copy()
     settings = Settings()
     det = CenterNetDetector(cache / "centernet.onnx")
     box = (375.0, 60.0, 565.0, 140.0)
-    out = {"detector": _median_ms(lambda: det.detect(image), repeats)}
+    out = {"detector": median_ms(lambda: det.detect(image), repeats)}
     for backend in BACKENDS:
         seg = build_segmenter(Settings(segmenter=type(settings.segmenter)(backend=backend)).segmenter, cache)
         emb = seg.encode(image)
-        out[f"sam_encoder[{backend}]"] = _median_ms(lambda: seg.encode(image), repeats)
-        out[f"sam_decoder[{backend}]"] = _median_ms(lambda: seg.decode(emb, box), repeats)
+        out[f"sam_encoder[{backend}]"] = median_ms(lambda: seg.encode(image), repeats)
+        out[f"sam_decoder[{backend}]"] = median_ms(lambda: seg.decode(emb, box), repeats)
     resolver = LabelResolver(COCO_LABELS, TextEmbedder(cache / "minilm"))
     words = iter(f"the parked vehicle number {i}" for i in range(10_000))  # uncached phrases
-    out["local_resolver"] = _median_ms(lambda: resolver.resolve(next(words)), repeats)
+    out["local_resolver"] = median_ms(lambda: resolver.resolve(next(words)), repeats)
     with OpenAiServer() as srv:
         srv.behaviour = lambda m: '{"labels": ["truck"], "reference_labels": []}'
         llm = ChatLlm("stub", base_url=srv.base_url, api_key="k", timeout_s=5)
         # complete(), not pre_refine(): validated answers are memoised, so a repeat would measure the memo
-        out["llm_roundtrip_stub"] = _median_ms(lambda: llm.complete("system", '{"instruction": "the white truck"}'),
+        out["llm_roundtrip_stub"] = median_ms(lambda: llm.complete("system", '{"instruction": "the white truck"}'),
                                                repeats)
     return out
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def bench_node(cache: Path, duration: float, fps: float, out_dir: Path) -> dict:
-    from rosnode_harness import Client, start_node, stamp_of, stop_node, unique_domain_id, use_ros_transport
+    from rosnode_harness import (Client, rss_mb, start_node, stamp_of, stop_node, unique_domain_id,
+                                 use_ros_transport)
 
     use_ros_transport()
 
@@ -98,7 +83,7 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path) -> dict:
             client.send(image, stamp)
             sent[stamp] = now
             if now >= next_rss:
-                rss.append((round(now - t_start, 1), round(_rss_mb(proc.pid), 1)))
+                rss.append((round(now - t_start, 1), round(rss_mb(proc.pid), 1)))
                 next_rss += 10.0
                 if k % 6 == 0:
                     print(f"  t={now - t_start:5.0f}s  rss={rss[-1][1]:.0f} MB  masks={len(client.masks)}", flush=True)

@@ -1,8 +1,20 @@
 """Latency tables: medians per instruction and per stage, as Markdown and JSON."""
 from __future__ import annotations
 
+import time
 from statistics import median
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `fn` in ms over `repeats` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return round(median(times), 1)
 
 
 def median_table(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
