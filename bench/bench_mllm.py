@@ -55,12 +55,12 @@ def bench_backend(settings, image, repeats: int) -> dict:
 
 def _fixed_grounding(pipeline, image):
     """The dog's box as a grounding, for timing segmentation when the model's own answer is unusable."""
-    from reasonseg.pipelines.base import Grounding
-    from reasonseg.query import parse_query
+    from reasonseg.pipelines.base import Grounding, Target
+    from reasonseg.prompt import Prompt
 
     h, w = image.shape[:2]
     box = (130 / 768 * w, 220 / 576 * h, 310 / 768 * w, 545 / 576 * h)
-    return Grounding("the dog", parse_query("the dog"), ("dog",), (), (box,), (1.0,), "fixed", "bench", "mllm")
+    return Grounding("the dog", ("dog",), (Target("dog", 1.0, Prompt(box=box)),), "fixed", "bench", "mllm")
 
 
 def main() -> int:

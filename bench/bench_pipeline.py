@@ -31,7 +31,7 @@ def bench_stages(cache: Path, repeats: int) -> dict:
     from reasonseg.label_resolver import LabelResolver
     from reasonseg.llm.client import ChatLlm
     from reasonseg.models.centernet import COCO_LABELS, CenterNetDetector
-    from reasonseg.pipelines.registry import build_segmenter
+    from reasonseg.segmenter_factory import build_segmenter
     from reasonseg.report import median_ms
     from reasonseg.text_embedding import TextEmbedder
 

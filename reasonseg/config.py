@@ -29,7 +29,7 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 # Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
 PIPELINES = ("auto", "refine", "mllm")
 BACKENDS = ("torch", "onnxruntime")
-SEGMENTER_KINDS = ("lite_sam",)      # sam2 joins with the SAM2 segmenter
+SEGMENTER_KINDS = ("lite_sam", "sam2")
 MLLM_BACKENDS = ("transformers", "openai")
 MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -60,7 +60,12 @@ class DetectorSettings:
 @dataclass(frozen=True)
 class SegmenterSettings:
     kind: str = _f("lite_sam", "segmenter model family", choices=SEGMENTER_KINDS)
-    model: str = _f("", "model id or local dir for kinds that take one ('' = the embedded default)")
+    model: str = _f("", "sam2: HF id (from the local cache) or local dir, e.g. facebook/sam2.1-hiera-tiny "
+                        "(lite_sam: '' = the embedded default)")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N",
+                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+    # SAM2 reads 6 past masks and 15 past object pointers (sam2.1 configs); older frames are dropped.
+    memory_frames: int = _f(16, "sam2 tracker: past frames kept in the memory bank", lo=1, hi=256)
     # onnxruntime runs the LiteSAM encoder ~2x faster than torch on CPU; torch is the reference.
     backend: str = _f("onnxruntime", "segmenter backend", choices=BACKENDS)
     # Paper §3.4 prompts SAM with the box plus the n_p = 20 top-probability points. LiteMedSAM was trained on
@@ -111,6 +116,8 @@ class ResolverSettings:
 class RuntimeSettings:
     reground_period_s: float = _f(10.0, "re-run grounding this often (0 = only on change / lost track)", lo=0.0, hi=3600.0)
     lost_frames_before_reground: int = _f(3, "frames without the target before grounding again", lo=1, hi=1000)
+    min_track_confidence: float = _f(0.5, "a tracked target below this presence confidence counts as lost",
+                                     lo=0.0, hi=1.0)
     track_min_iou: float = _f(0.3, "IoU to keep following the grounded instance between frames", lo=0.0, hi=1.0)
     max_image_pixels: int = _f(4096 * 4096, "larger frames are dropped with an error", lo=1, hi=1 << 27)
     # The detector letterboxes to 512 px and LiteSAM to 256 px: at 10:1 the short side is ~25 px there.

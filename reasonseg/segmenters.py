@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from reasonseg.prompt import MaskPrediction, Prompt, check_prompt_kinds
+
 if TYPE_CHECKING:
     from reasonseg.models.lite_sam import LiteSam, LiteSamConfig
 
@@ -59,6 +61,20 @@ class PromptSegmenter(Protocol):
                point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """-> (bool mask HxW in source pixels, predicted IoU)."""
         ...
+
+
+class _LiteSamPrompts:
+    """`reasonseg.prompt.Segmenter` for both LiteSAM backends: boxes and points (it has no mask input and
+    its prompt space is MedSAM-Lite's, so mask logits and raw embeddings are refused, not ignored)."""
+
+    name = "lite_sam"
+    PROMPT_KINDS = frozenset({"box", "points"})
+
+    def predict(self, emb: ImageEmbedding, prompt: Prompt) -> MaskPrediction:
+        check_prompt_kinds(self.name, self.PROMPT_KINDS, prompt)
+        points = prompt.points_array() if prompt.points else None
+        mask, iou = self.decode(emb, prompt.box, points, prompt.labels_array() if prompt.points else None)  # type: ignore[attr-defined]
+        return MaskPrediction(mask, iou)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,7 +163,7 @@ def _check_embedding(emb: ImageEmbedding, input_size: int) -> None:
 # torch backend
 
 
-class TorchLiteSam(PromptSegmenter):
+class TorchLiteSam(_LiteSamPrompts, PromptSegmenter):
     """LiteSAM in torch (``torch.inference_mode``).  ``num_threads`` sets torch's *process-wide* intra-op
     thread count."""
 
@@ -196,7 +212,7 @@ DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels"]
 DECODER_OUTPUTS = ["low_res_masks", "iou_predictions"]
 
 
-class OnnxLiteSam(PromptSegmenter):
+class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
     """LiteSAM via onnxruntime sessions of ``encoder.onnx`` and ``decoder.onnx`` (see
     :func:`export_lite_sam_onnx`)."""
 

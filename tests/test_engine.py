@@ -9,8 +9,8 @@ import pytest
 
 from reasonseg.config import RuntimeSettings
 from reasonseg.errors import InputError
-from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Timer
-from reasonseg.query import parse_query
+from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Target, Timer
+from reasonseg.prompt import Prompt
 from reasonseg.runtime.engine import Frame, PerceptionEngine
 
 
@@ -32,7 +32,7 @@ class TimedPipeline(Pipeline):
         time.sleep(self.ground_s)
         self.grounded.set()
         h, w = image.shape[:2]
-        return Grounding(instruction, parse_query(instruction), ("thing",), (), ((0, 0, w, h),), (1.0,), "all",
+        return Grounding(instruction, ("thing",), (Target("thing", 1.0, Prompt(box=(0, 0, w, h))),), "all",
                          "local", self.name)
 
     def segment(self, image, grounding, track=(), analysis=None) -> FrameResult:

@@ -13,21 +13,8 @@ import numpy as np
 
 from ..config import MllmSettings
 from ..llm.client import LlmError
+from ..torch_device import resolve_device, resolve_dtype
 from .answer import MllmAnswer, build_prompt, parse_answer, smart_resize
-
-
-def _device_and_dtype(settings: MllmSettings):
-    import torch
-
-    device = settings.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"mllm.device={device} but CUDA is not available here")
-    dtype = settings.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    return device, getattr(torch, dtype)
 
 
 class QwenVl:
@@ -39,7 +26,8 @@ class QwenVl:
 
         hf_logging.disable_progress_bar()
         self.settings = settings
-        self.device, dtype = _device_and_dtype(settings)
+        self.device = resolve_device(settings.device, "mllm.device")
+        dtype = resolve_dtype(settings.dtype, self.device)
         self.processor = AutoProcessor.from_pretrained(settings.model, local_files_only=True)
         self.model = AutoModelForImageTextToText.from_pretrained(settings.model, dtype=dtype,
                                                                  local_files_only=True).to(self.device).eval()

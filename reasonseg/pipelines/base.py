@@ -1,4 +1,11 @@
-"""The pipeline interface: slow grounding once, fast segmentation every frame."""
+"""The pipeline interface: slow grounding once, fast segmentation every frame.
+
+`ground` resolves the instruction on one frame into `Target`s, each with a segmenter `Prompt` (box,
+points, mask logits or raw prompt embeddings). `start` turns a grounding into a `Track`, which the engine
+owns per camera and steps on every later frame; its `confidence` falling below
+`runtime.min_track_confidence` asks for a new grounding. Pipeline-private data (refine's parsed query)
+rides in `Grounding.detail`.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +17,16 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..query import Query
+from ..prompt import Box, Prompt
 
-Box = tuple[float, float, float, float]
+
+@dataclass(frozen=True)
+class Target:
+    """One grounded object: what it is, how sure, and how to prompt the segmenter for it."""
+
+    label: str
+    score: float
+    prompt: Prompt
 
 
 @dataclass(frozen=True)
@@ -20,16 +34,21 @@ class Grounding:
     """What the instruction refers to, resolved on one frame."""
 
     instruction: str
-    query: Query
-    labels: tuple[str, ...]            # target class label(s)
-    reference_labels: tuple[str, ...]  # labels of objects named as reference ("left of the bus")
-    boxes: tuple[Box, ...]             # chosen instance(s) in the grounding frame, best first
-    scores: tuple[float, ...]
+    labels: tuple[str, ...]            # what the instruction names (reported even when nothing is found)
+    targets: tuple[Target, ...]        # chosen instance(s) in the grounding frame, best first
     reasoning: str
-    source: str                        # "llm", "local", or "local_fallback: <why>"
+    source: str                        # "llm", "local", "mllm:<backend>", or "... (<why a fallback happened>)"
     pipeline: str
     timings_ms: dict[str, float] = field(default_factory=dict)
-    points: tuple[tuple[tuple[float, float], ...], ...] = ()  # positive points per box (MLLM answers), or ()
+    detail: Any = None                 # pipeline-private (refine: parsed query and reference labels)
+
+    @property
+    def boxes(self) -> tuple[Box, ...]:
+        return tuple(t.prompt.box for t in self.targets if t.prompt.box is not None)
+
+    @property
+    def scores(self) -> tuple[float, ...]:
+        return tuple(t.score for t in self.targets)
 
 
 @dataclass(frozen=True)
@@ -79,8 +98,42 @@ class Timer:
             self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
 
 
+class Track(ABC):
+    """Follows one grounding from frame to frame; owned by the engine (one per camera)."""
+
+    def __init__(self, grounding: Grounding) -> None:
+        self.grounding = grounding
+        self.confidence = 1.0               # in [0, 1]; the engine re-grounds when it stays low
+        self.last: FrameResult | None = None  # the newest result (for SAM2: the grounding frame's, after start)
+
+    @abstractmethod
+    def step(self, image_rgb: np.ndarray, analysis: Any = None) -> FrameResult:
+        """Mask the target(s) in the next frame."""
+
+    def close(self) -> None:
+        """Free what the track holds (a SAM2 memory bank)."""
+
+
+class BoxTrack(Track):
+    """Memory-less following: each frame the pipeline's `segment` prompts the segmenter afresh, given the
+    boxes of the last frame (refine associates them with new detections; mllm re-prompts the grounding)."""
+
+    def __init__(self, pipeline: "Pipeline", grounding: Grounding) -> None:
+        super().__init__(grounding)
+        self._pipeline = pipeline
+        self.boxes = grounding.boxes
+
+    def step(self, image_rgb: np.ndarray, analysis: Any = None) -> FrameResult:
+        result = self._pipeline.segment(image_rgb, self.grounding, self.boxes, analysis)
+        if result.valid:
+            self.boxes = result.boxes
+        self.confidence = 1.0 if result.valid else 0.0
+        self.last = result
+        return result
+
+
 class Pipeline(ABC):
-    """One grounding pipeline. Thread-safety: `ground` and `segment` may run on two threads at once."""
+    """One grounding pipeline. Thread-safety: `ground` and `start`/`Track.step` may run on two threads at once."""
 
     name: str = "base"
 
@@ -95,13 +148,21 @@ class Pipeline(ABC):
     @abstractmethod
     def segment(self, image_rgb: np.ndarray, grounding: Grounding, track: tuple[Box, ...] = (),
                 analysis: Any = None) -> FrameResult:
-        """Mask the grounded target in this frame (fast path), following `track` boxes from the last frame."""
+        """Mask the grounded target in this frame without memory, following `track` boxes from the last frame."""
+
+    def start(self, image_rgb: np.ndarray, grounding: Grounding, analysis: Any = None) -> Track:
+        """Begin following `grounding`, made on `image_rgb`. Default: box following, nothing run yet."""
+        return BoxTrack(self, grounding)
 
     def run(self, image_rgb: np.ndarray, instruction: str) -> FrameResult:
         """One-shot: ground and segment the same frame (CLI)."""
         timer = Timer()
         analysis = self.analyse(image_rgb, timer)
         grounding = self.ground(image_rgb, instruction, analysis)
-        result = self.segment(image_rgb, grounding, grounding.boxes, analysis)
+        track = self.start(image_rgb, grounding, analysis)
+        try:
+            result = track.last or track.step(image_rgb, analysis)
+        finally:
+            track.close()
         timings = {**timer.ms, **grounding.timings_ms, **result.timings_ms}
         return dataclasses.replace(result, grounding=grounding, timings_ms=timings)

@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ReasonSegError
-from .base import Box, FrameResult, Grounding, Pipeline, Timer
+from ..prompt import Box
+from .base import FrameResult, Grounding, Pipeline, Timer, Track
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ class FallbackChain(Pipeline):
             return g
         raise ReasonSegError("every pipeline failed to ground: " + "; ".join(reasons))
 
+    # The chain analyses nothing itself (`analysis` is None): each member computes what it needs.
     def segment(self, image_rgb: np.ndarray, grounding: Grounding, track: tuple[Box, ...] = (),
                 analysis=None) -> FrameResult:
         return self._by_name[grounding.pipeline].segment(image_rgb, grounding, track)
+
+    def start(self, image_rgb: np.ndarray, grounding: Grounding, analysis=None) -> Track:
+        return self._by_name[grounding.pipeline].start(image_rgb, grounding)

@@ -1,10 +1,9 @@
 """`mllm`: a vision LLM grounds the instruction (box + points, optional chain of thought), a SAM-family
 segmenter turns them into the mask (Seg-Zero style; LENS §3 minus the trained connector). Training-free.
 
-Between groundings the grounded boxes prompt the segmenter on every frame; with the embedded LiteSAM
-(no memory) that is the whole tracking — the SAM2 memory tracker replaces it when `segmenter.kind: sam2`
-lands. A new grounding comes on instruction change, every `runtime.reground_period_s`, or when the mask
-is lost for `runtime.lost_frames_before_reground` frames.
+Between groundings: with SAM2 (`segmenter.kind: sam2`, a sam2_video checkpoint) the memory tracker follows
+the target at camera rate and its presence confidence asks for a new grounding when the target is lost;
+with the embedded LiteSAM (no memory) the grounded prompts are decoded again on every frame.
 """
 from __future__ import annotations
 
@@ -12,8 +11,10 @@ import numpy as np
 
 from ..config import Settings
 from ..mllm.answer import MllmAnswerError
+from ..prompt import Box, Prompt
 from ..query import parse_query
-from .base import Box, FrameResult, Grounding, Instance, Pipeline, Timer
+from .base import FrameResult, Grounding, Instance, Pipeline, Target, Timer, Track
+from .memory_track import MemoryTrack
 
 MIN_MASK_IOU = 0.05  # a predicted IoU below this is no mask at all
 
@@ -33,37 +34,39 @@ class MllmPipeline(Pipeline):
         timer = Timer()
         with timer.stage("mllm"):
             answer = self.vlm.ground(image_rgb, instruction)  # LlmError / MllmAnswerError: the caller falls back
-        query = parse_query(instruction)
-        objects = answer.objects
-        labels = tuple(dict.fromkeys(o.label or query.phrase for o in objects)) or (query.phrase,)
-        reasoning = answer.reasoning or (f"{len(objects)} object(s) named by the MLLM" if objects
+        n_points = self.settings.segmenter.num_points  # 0 for LiteMedSAM: points shrink its masks (README)
+        fallback_label = parse_query(instruction).phrase
+        targets = tuple(Target(o.label or fallback_label, 1.0, Prompt(box=o.box, points=o.points[:n_points]))
+                        for o in answer.objects)
+        labels = tuple(dict.fromkeys(t.label for t in targets)) or (fallback_label,)
+        reasoning = answer.reasoning or (f"{len(targets)} object(s) named by the MLLM" if targets
                                          else "the MLLM says it is not in the image")
-        return Grounding(instruction=instruction, query=query, labels=labels, reference_labels=(),
-                         boxes=tuple(o.box for o in objects), scores=tuple(1.0 for _ in objects),
-                         reasoning=reasoning, source=f"mllm:{self.vlm.name}", pipeline=self.name,
-                         timings_ms=timer.ms, points=tuple(o.points for o in objects))
+        return Grounding(instruction=instruction, labels=labels, targets=targets, reasoning=reasoning,
+                         source=f"mllm:{self.vlm.name}", pipeline=self.name, timings_ms=timer.ms)
+
+    def start(self, image_rgb: np.ndarray, grounding: Grounding, analysis=None) -> Track:
+        if grounding.targets and getattr(self.segmenter, "can_track", False):
+            return MemoryTrack(self.segmenter, grounding, image_rgb, self.settings.segmenter.memory_frames,
+                               self.settings.runtime.min_track_confidence)
+        return super().start(image_rgb, grounding, analysis)
 
     def segment(self, image_rgb: np.ndarray, grounding: Grounding, track: tuple[Box, ...] = (),
                 analysis=None) -> FrameResult:
         timer = Timer()
         h, w = image_rgb.shape[:2]
         mask = np.zeros((h, w), bool)
-        if not grounding.boxes:
+        if not grounding.targets:
             return FrameResult(mask, False, grounding.labels, (), 0.0, grounding, timer.ms, "not in the image")
         with timer.stage("sam_encoder"):
             emb = self.segmenter.encode(image_rgb)
-        n_points = self.settings.segmenter.num_points  # 0 for LiteMedSAM: points shrink its masks (README)
         instances = []
         with timer.stage("sam_decoder"):
-            for i, box in enumerate(grounding.boxes):
-                pts = grounding.points[i][:n_points] if i < len(grounding.points) else ()
-                points = np.asarray(pts, np.float32).reshape(-1, 2) if pts else None
-                m, iou = self.segmenter.decode(emb, box, points, np.ones(len(pts), np.int64) if pts else None)
-                if iou < MIN_MASK_IOU or not m.any():
+            for target in grounding.targets:
+                p = self.segmenter.predict(emb, target.prompt)
+                if p.score < MIN_MASK_IOU or not p.mask.any():
                     continue
-                mask |= m
-                label = grounding.labels[min(i, len(grounding.labels) - 1)]
-                instances.append(Instance(label, float(iou), box))
+                mask |= p.mask
+                instances.append(Instance(target.label, float(p.score), target.prompt.box))
         if not instances:
             return FrameResult(mask, False, grounding.labels, (), 0.0, grounding, timer.ms, "target lost")
         return FrameResult(mask, True, tuple(dict.fromkeys(i.label for i in instances)),

@@ -18,13 +18,22 @@ import numpy as np
 from ..config import Settings
 from ..llm.client import ChatLlm, LlmError
 from ..label_resolver import LabelResolver
-from ..query import parse_query
+from ..prompt import Box, Prompt
+from ..query import Query, parse_query
 from ..selection import box_area, box_intersection, box_iou, select_instances
-from .base import Box, FrameResult, Grounding, Instance, Pipeline, Timer
+from .base import FrameResult, Grounding, Instance, Pipeline, Target, Timer
 
 log = logging.getLogger(__name__)
 OCCLUDER_MIN_SCORE = 0.3  # detector score for an object to be cut out of the target's mask
 MAX_OCCLUDERS = 3         # bounds the extra decoder runs per target
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineDetail:
+    """What refine needs to re-acquire its target between groundings (`Grounding.detail`)."""
+
+    query: Query
+    reference_labels: tuple[str, ...]  # labels of objects named as reference ("left of the bus")
 
 
 class RefinePipeline(Pipeline):
@@ -92,10 +101,12 @@ class RefinePipeline(Pipeline):
                                    label_similarity=self.resolver.label_similarity,
                                    sibling_similarity=self.settings.resolver.sibling_similarity,
                                    reference_labels=refs)
-        chosen = [dets[i] for i in sel.indices]
-        return Grounding(instruction=instruction, query=query, labels=labels, reference_labels=refs,
-                         boxes=tuple(d.box for d in chosen), scores=tuple(d.score for d in chosen),
-                         reasoning=sel.reasoning, source=source, pipeline=self.name, timings_ms=timer.ms)
+        n = self.settings.segmenter.num_points  # paper §3.4: box + top-n points of the detection
+        targets = tuple(Target(self._as_target(d, labels) if labels else d.label, float(d.score),
+                               Prompt(box=d.box, points=tuple(map(tuple, d.points[:n]))))
+                        for d in (dets[i] for i in sel.indices))
+        return Grounding(instruction=instruction, labels=labels, targets=targets, reasoning=sel.reasoning,
+                         source=source, pipeline=self.name, timings_ms=timer.ms, detail=RefineDetail(query, refs))
 
     def _pre_refine(self, instruction: str, query, tags: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
         """§3.3.1: instruction + tags -> target labels, by the LLM when configured, else locally."""
@@ -141,9 +152,7 @@ class RefinePipeline(Pipeline):
 
     def _decode(self, emb, det) -> np.ndarray:
         n = self.settings.segmenter.num_points  # paper §3.4: box + top-n points of the detection
-        points = np.asarray(det.points[:n], np.float32).reshape(-1, 2)
-        labels = np.ones(len(points), np.int64) if len(points) else None
-        return self.segmenter.decode(emb, det.box, points if len(points) else None, labels)[0]
+        return self.segmenter.predict(emb, Prompt(box=det.box, points=tuple(map(tuple, det.points[:n])))).mask
 
     def _occluders(self, dets: list, target, target_labels: tuple[str, ...]) -> list:
         """Confident other-class objects lying mostly inside the target's box (the dog in front of the bicycle).
@@ -187,8 +196,9 @@ class RefinePipeline(Pipeline):
                 chosen.append(best)
         if chosen and len(chosen) == len(track):
             return chosen, "tracked"
-        sel = select_instances(image_rgb, dets, grounding.labels, grounding.query, label_similarity=sim,
-                               sibling_similarity=sib, reference_labels=grounding.reference_labels)
+        detail: RefineDetail = grounding.detail
+        sel = select_instances(image_rgb, dets, grounding.labels, detail.query, label_similarity=sim,
+                               sibling_similarity=sib, reference_labels=detail.reference_labels)
         if sel.indices:
             return [dets[i] for i in sel.indices], "re-acquired by rules"
         return [], "target lost"

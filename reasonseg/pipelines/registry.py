@@ -2,28 +2,21 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable
 
-from ..config import SegmenterSettings, Settings
-from ..errors import ConfigError, ModelCacheError, ReasonSegError
-from ..model_cache import SETUP_HINT, require
+from ..config import Settings
+from ..errors import ConfigError, ReasonSegError
+from ..model_cache import require
+from ..segmenter_factory import HF_HINT, build_segmenter, load_model as _load
 from .base import Pipeline
 from .chain import FallbackChain
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
-def _load(what: str, fn: Callable[[], T], hint: str = SETUP_HINT) -> T:
-    """Loaders raise all kinds of errors on files they cannot read (ValueError, OSError, the
-    safetensors and onnxruntime error types): one line that names the model and the fix."""
-    try:
-        return fn()
-    except ModelCacheError:
-        raise
-    except Exception as exc:
-        raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {hint}") from None
+def _describe(settings: Settings) -> str:
+    seg = settings.segmenter
+    return f"{seg.kind}{':' + seg.model if seg.model else ''}/{seg.backend}"
 
 
 class _Parts:
@@ -40,18 +33,6 @@ class _Parts:
         return self._segmenter
 
 
-def build_segmenter(seg: SegmenterSettings, cache: Path):
-    """The segmenter for `segmenter.kind` x `segmenter.backend` (LiteSAM: onnxruntime or torch)."""
-    from ..segmenters import OnnxLiteSam, TorchLiteSam
-
-    threads = seg.threads or None
-    if seg.backend == "onnxruntime":
-        enc, dec = require(cache, "lite_sam/encoder.onnx"), require(cache, "lite_sam/decoder.onnx")
-        return _load("LiteSAM ONNX", lambda: OnnxLiteSam(enc, dec, num_threads=threads))
-    weights = require(cache, "lite_sam.safetensors")
-    return _load("LiteSAM weights", lambda: TorchLiteSam(weights, num_threads=threads))
-
-
 def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
     from ..label_resolver import LabelResolver
     from ..llm.client import ChatLlm
@@ -66,7 +47,7 @@ def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
     resolver = LabelResolver(COCO_LABELS, _load("MiniLM text encoder", lambda: TextEmbedder(minilm)),
                              min_similarity=settings.resolver.min_similarity)
     llm = ChatLlm.from_env(settings.llm.model, timeout_s=settings.llm.timeout_s, max_tokens=settings.llm.max_tokens)
-    log.info("refine pipeline: detector=CenterNet, segmenter=LiteSAM/%s, LLM=%s", settings.segmenter.backend,
+    log.info("refine pipeline: detector=CenterNet, segmenter=%s, LLM=%s", _describe(settings),
              f"{settings.llm.model} @ {llm.endpoint}" if llm else "none (local resolver)")
     return RefinePipeline(detector, parts.segmenter, resolver, settings, llm)
 
@@ -87,11 +68,8 @@ def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
     else:
         from ..mllm.qwen_vl import QwenVl
 
-        vlm = _load(f"MLLM {m.model}", lambda: QwenVl(m),
-                    "mllm.model must be a model dir or an HF id already in the local cache (nothing downloads "
-                    "at run time)")
-    log.info("mllm pipeline: %s (%s) @ %s, segmenter=LiteSAM/%s", m.model, m.backend, vlm.endpoint,
-             settings.segmenter.backend)
+        vlm = _load(f"MLLM {m.model}", lambda: QwenVl(m), HF_HINT)
+    log.info("mllm pipeline: %s (%s) @ %s, segmenter=%s", m.model, m.backend, vlm.endpoint, _describe(settings))
     return MllmPipeline(vlm, parts.segmenter, settings)
 
 

@@ -22,7 +22,7 @@ from ..config import RuntimeSettings
 from ..errors import InputError
 from ..image_codec import validate_rgb
 from ..instruction import sanitize_instruction
-from ..pipelines.base import FrameResult, Grounding, Pipeline, Timer
+from ..pipelines.base import FrameResult, Grounding, Pipeline, Timer, Track
 from .frame_gate import FairGate, LatestSlot
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ class Camera:
         self._grounding_gen = -1
         self._grounded_at = 0.0
         self._ground_pending = False
-        self._track: tuple = ()
+        self._ground_frame: tuple[np.ndarray, Any] | None = None  # the frame (and analysis) grounded on
+        self._track: Track | None = None        # touched by the segment worker only
         self._lost = 0
         self.last_frame_at: float | None = None  # monotonic time of the last submitted frame
         self.stats = {"frames_in": 0, "frames_rejected": 0, "frames_processed": 0, "groundings": 0,
@@ -105,7 +106,6 @@ class Camera:
     def _new_generation(self) -> None:
         """Caller holds the lock."""
         self._generation += 1
-        self._track = ()
         self._lost = 0
 
     @property
@@ -139,28 +139,51 @@ class Camera:
         # Read the grounding state and decide on a new grounding in one step, after the detector ran:
         # a grounding that finished meanwhile is used, not requested twice.
         with self._lock:
-            instruction, gen, track = self._instruction, self._generation, self._track
+            instruction, gen = self._instruction, self._generation
             if instruction is None:
                 return  # cleared while the detector ran
             grounding = self._grounding if self._grounding_gen == gen else None
+            ground_frame = self._ground_frame
             request = not self._ground_pending and self._grounding_due(grounding)
             self._ground_pending |= request
         if request:  # hand over this frame's analysis: the grounding thread need not detect again
             self._ground_requests.put(_GroundRequest(image, analysis, instruction, gen))
-        if grounding is None:
+        track = self._track_for(grounding, ground_frame)
+        if track is None:
             return  # nothing to segment yet; the camera keeps flowing
-        result = pipeline.segment(image, grounding, track, analysis)
+        try:
+            result = track.step(image, analysis)
+        except Exception:  # e.g. the stream changed size under a SAM2 memory: ground again, then re-raise to count
+            self._track = None
+            track.close()
+            with self._lock:
+                self._lost = max(self._lost, self._engine.settings.lost_frames_before_reground)
+            raise
         with self._lock:
             if gen != self._generation:
                 return  # instruction changed while we worked: this mask answers the old one
-            self._track = result.boxes if result.valid else self._track
-            self._lost = 0 if result.valid else self._lost + 1
+            found = result.valid and track.confidence >= self._engine.settings.min_track_confidence
+            self._lost = 0 if found else self._lost + 1
         if self._engine.stopping:
             return  # shutting down: the outputs' transport may already be gone
         self.stats["frames_processed"] += 1
         self.stats["consecutive_errors"] = 0
         self._on_output(EngineOutput(self.name, frame, image, instruction, result,
                                      time.monotonic() - self._grounded_at, {**timer.ms, **result.timings_ms}))
+
+    def _track_for(self, grounding: Grounding | None, ground_frame: tuple[np.ndarray, Any] | None) -> Track | None:
+        """The track of the current grounding: a new grounding starts one on the frame it was made on
+        (SAM2 conditions its memory there, then steps to the newest frame)."""
+        if self._track is not None and self._track.grounding is grounding:
+            return self._track
+        if self._track is not None:
+            self._track.close()
+            self._track = None
+        if grounding is None:
+            return None
+        image, analysis = ground_frame if ground_frame is not None else (None, None)
+        self._track = self._engine.pipeline.start(image, grounding, analysis)
+        return self._track
 
     def _grounding_due(self, grounding: Grounding | None) -> bool:
         """Caller holds the lock."""
@@ -191,8 +214,8 @@ class Camera:
         with self._lock:
             if req.generation == self._generation:
                 self._grounding, self._grounding_gen = grounding, req.generation
+                self._ground_frame = (req.image, req.analysis)
                 self._grounded_at = time.monotonic()
-                self._track = grounding.boxes
                 self._lost = 0
 
 
