@@ -228,7 +228,7 @@ class Sam2Stream:
         s = self.session
         outputs = sum(len(o["cond_frame_outputs"]) + len(o["non_cond_frame_outputs"])
                       for o in s.output_dict_per_obj.values())
-        return len(s.processed_frames) + outputs + sum(len(t) for t in s.frames_tracked_per_obj.values())
+        return len(s.processed_frames or ()) + outputs + sum(len(t) for t in s.frames_tracked_per_obj.values())
 
     def close(self) -> None:
         self.session.reset_inference_session()

@@ -53,3 +53,11 @@ def refine_pipeline(cache_dir: Path):
     from reasonseg.pipelines import build_pipeline
 
     return build_pipeline(Settings(pipeline="refine"))
+
+
+@pytest.fixture(scope="session")
+def sam2_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight sam2_video checkpoint dir whose object head says "present" (tests/tiny_models.py)."""
+    from tiny_models import tiny_sam2
+
+    return tiny_sam2(tmp_path_factory.mktemp("sam2") / "tiny-sam2", presence_logit=6.0)

@@ -33,7 +33,7 @@ def start_node(tmp_path: Path, domain_id: int, *extra_params: str, env_extra: di
     env = ros_environment(local_shm=True)
     env.update({"ROS_DOMAIN_ID": str(domain_id), "RCUTILS_COLORIZED_OUTPUT": "0", **(env_extra or {})})
     cmd = node_command(camera_topic="/cam/image", params_file=str(params_file) if params_file else None,
-                       backend="onnxruntime", namespace=NS, node_name=node_name)
+                       backend="", namespace=NS, node_name=node_name)
     for p in extra_params:
         cmd += ["-p", p]
     log = tmp_path / f"node-{time.monotonic_ns()}.log"

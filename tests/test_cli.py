@@ -179,7 +179,7 @@ def test_llm_endpoint_from_environment(photos, tmp_path):
     assert result["grounding_source"].startswith("local_fallback") and result["label"] == "horse"
 
 
-def test_mllm_pipeline_from_the_command_line(photos, tmp_path):
+def test_mllm_pipeline_from_the_command_line(photos, tmp_path, sam2_dir):
     """--pipeline mllm --set ... against a scripted VLM on 127.0.0.1; a broken endpoint with auto -> refine, said."""
     import socket
 
@@ -211,7 +211,8 @@ def test_mllm_pipeline_from_the_command_line(photos, tmp_path):
     with OpenAiServer() as srv:
         srv.behaviour = scripted_vlm({"truck": rel})
         proc = run_cli("segment", str(photos / "dog.jpg"), "the white truck", "--out", str(tmp_path / "d"),
-                       "--config", str(shipped), "--set", f"mllm.base_url={srv.base_url}")
+                       "--config", str(shipped), "--set", f"mllm.base_url={srv.base_url}",
+                       "--set", f"segmenter.model={sam2_dir}")  # a tiny SAM2 in place of sam2.1-hiera-tiny
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "d" / "result.json").read_text())
     assert result["pipeline"] == "mllm" and result["label"] == "truck"

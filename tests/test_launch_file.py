@@ -27,7 +27,7 @@ def test_launch_file_names_real_executables_and_params():
         assert args[name].value == LAUNCH_DEFAULTS[name]
     # choice lists come from the one definition in reasonseg.config
     backend_choices = _kw(next(c for c in _calls(tree, "DeclareLaunchArgument") if c.args[0].value == "backend"))
-    assert ast.unparse(backend_choices["choices"]) == "list(BACKENDS)"
+    assert ast.unparse(backend_choices["choices"]) == "['', *BACKENDS]"
     (node,) = _calls(tree, "Node")
     kw = _kw(node)
     assert kw["package"].value == "reasonseg_perception" and kw["name"].value == "reasonseg"
@@ -38,8 +38,10 @@ def test_launch_file_names_real_executables_and_params():
     params_default = ast.unparse(args["params_file"])
     assert "'config', 'driving.yaml'" in params_default
     load_settings(bringup_share() / "config" / "driving.yaml")
-    overrides = ast.unparse(kw["parameters"])
-    assert "segmenter.backend" in overrides
+    assert ast.unparse(kw["parameters"]) == "[LaunchConfiguration('params_file'), *overrides]"
+    node_fn = ast.unparse(next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "_node"))
+    # backend:= overrides the params file only when given: the mllm YAMLs choose their own backend
+    assert "[{'segmenter.backend': backend}] if backend else []" in node_fn
     assert ("image", "camera_topic") in [(r.elts[0].value, r.elts[1].args[0].value) for r in kw["remappings"].elts]
     # the loopback shared-memory DDS profile is opt-in (local_shm), so other machines can reach the node
     env_vars = _calls(tree, "SetEnvironmentVariable")
@@ -55,6 +57,9 @@ def test_runner_command_matches_launch_file():
     assert Path(cmd[0]).name == "reasonseg_node"
     assert "image:=/cam" in cmd and "__ns:=/perception" in cmd and "segmenter.backend:=torch" in cmd
     assert cmd[cmd.index("--params-file") + 1].endswith("config/driving.yaml")
+    default = node_command(camera_topic="/cam", params_file=None, backend=LAUNCH_DEFAULTS["backend"],
+                           namespace="perception")
+    assert not any("segmenter.backend" in c for c in default)  # the params file's backend stands
     base = {"PATH": "/usr/bin"}
     assert "FASTDDS_DEFAULT_PROFILES_FILE" not in ros_environment(base)  # multi-machine by default
     local = ros_environment(base, local_shm=True)

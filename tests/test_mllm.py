@@ -144,8 +144,9 @@ def test_mllm_needs_a_model_and_an_endpoint(monkeypatch):
     assert build_pipeline(with_overrides(Settings(), ["mllm.backend=openai", "mllm.model=x"])).name == "refine"
 
 
-def test_node_with_mllm_pipeline_over_dds(tmp_path, photos, load_rgb):
-    """The shipped served-VLM YAML in the node: masks on the named object; a slow re-grounding never stalls them."""
+def test_node_with_mllm_pipeline_over_dds(tmp_path, photos, load_rgb, sam2_dir):
+    """The shipped served-VLM YAML in the node (a tiny random SAM2 for sam2.1-hiera-tiny): the named object is
+    grounded, SAM2 tracks it, and a slow re-grounding never stalls the masks."""
     import time
 
     import yaml
@@ -159,6 +160,7 @@ def test_node_with_mllm_pipeline_over_dds(tmp_path, photos, load_rgb):
         data = yaml.safe_load((bringup_share() / "config" / "mllm_served.yaml").read_text())
         params = data["/**"]["ros__parameters"]
         params["mllm"].update(base_url=srv.base_url, timeout_s=6.0)
+        params["segmenter"].update(model=str(sam2_dir), device="cpu")
         params["runtime"]["reground_period_s"] = 1.0
         path = tmp_path / "mllm.yaml"
         path.write_text(yaml.safe_dump(data))
@@ -182,7 +184,7 @@ def test_node_with_mllm_pipeline_over_dds(tmp_path, photos, load_rgb):
             assert list(first.labels) == ["truck"] and first.grounding_source == "mllm:openai"
             assert client.wait_for(lambda: any(stamp_of(m) == stamp_of(first) for _, m in client.masks), 5)
             mask = next(m for _, m in client.masks if stamp_of(m) == stamp_of(first))
-            mask_in_box(mask_array(mask), BOXES[("dog.jpg", "truck")])
+            assert mask_array(mask).shape == bgr.shape[:2] and mask_array(mask).any()  # random weights: any shape
             srv.behaviour, srv.slow_s = "slow", 4.0  # every re-grounding now takes 4 s
             n_requests = len(srv.requests)
             client.clear()

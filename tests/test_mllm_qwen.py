@@ -83,12 +83,16 @@ def test_missing_or_corrupt_model_dir(tiny_vl, tmp_path):
     assert build_pipeline(_settings(broken, "auto")).name == "refine"  # auto skips a model that does not load
 
 
-def test_shipped_in_process_yaml_builds_the_mllm_chain(tiny_vl):
+def test_shipped_in_process_yaml_builds_the_mllm_chain(tiny_vl, sam2_dir):
     from reasonseg.config import load_settings
     from reasonseg.pipelines import build_pipeline
     from reasonseg_perception.launch_runner import bringup_share
 
     shipped = load_settings(bringup_share() / "config" / "mllm_inprocess.yaml")
     assert shipped.mllm.model == "Qwen/Qwen2.5-VL-3B-Instruct" and shipped.mllm.backend == "transformers"
-    pipeline = build_pipeline(with_overrides(shipped, [f"mllm.model={tiny_vl}", "mllm.device=cpu"]))
+    assert shipped.segmenter.kind == "sam2" and shipped.segmenter.model == "facebook/sam2.1-hiera-tiny"
+    pipeline = build_pipeline(with_overrides(shipped, [f"mllm.model={tiny_vl}", "mllm.device=cpu",
+                                                       f"segmenter.model={sam2_dir}", "segmenter.device=cpu"]))
     assert pipeline.name == "auto(mllm>refine)" and pipeline.pipelines[0].vlm.name == "transformers"
+    assert pipeline.pipelines[0].segmenter.name == "sam2" and pipeline.pipelines[0].segmenter.can_track
+    assert pipeline.pipelines[1].segmenter is pipeline.pipelines[0].segmenter  # one copy, shared

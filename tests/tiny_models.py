@@ -47,3 +47,51 @@ def tiny_qwen25_vl(out_dir: Path, seed: int = 0) -> Path:
     Qwen2_5_VLForConditionalGeneration(config).eval().save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+def tiny_sam2(out_dir: Path, seed: int = 0, video: bool = True, image_size: int = 128,
+              presence_logit: float | None = None) -> Path:
+    """A 1.6 M-parameter SAM2 (`sam2_video` with memory modules, or image-only `sam2`) at 128 px.
+
+    Tiny-config traps (DESIGN §8): the Hiera backbone config needs model_type "sam2_hiera_det_model"; a
+    global-attention block cannot open a stage; the memory encoder, fuser and mask downsampler share one
+    width; the memory attention's RoPE grid is the last feature map (image_size / 16).
+    `presence_logit` fixes the object-score head's output (random weights hover at 0, i.e. p = 0.5)."""
+    import torch
+    from transformers import Sam2Config, Sam2Model, Sam2VideoConfig, Sam2VideoModel
+
+    s = image_size
+    vision = dict(model_type="sam2_vision_model", backbone_channel_list=[128, 64, 32, 16], fpn_hidden_size=128,
+                  backbone_feature_sizes=[[s // 4] * 2, [s // 8] * 2, [s // 16] * 2],
+                  backbone_config=dict(model_type="sam2_hiera_det_model", hidden_size=16, num_attention_heads=1,
+                                       blocks_per_stage=[1, 2, 2, 1], embed_dim_per_stage=[16, 32, 64, 128],
+                                       num_attention_heads_per_stage=[1, 1, 2, 2], global_attention_blocks=[4],
+                                       window_size_per_stage=[4, 4, 4, 4], image_size=[s, s]))
+    common = dict(vision_config=vision, image_size=s,
+                  prompt_encoder_config=dict(hidden_size=128, image_size=s, mask_input_channels=4),
+                  mask_decoder_config=dict(hidden_size=128, mlp_dim=256, num_hidden_layers=2, num_attention_heads=2,
+                                           iou_head_hidden_dim=64))
+    torch.manual_seed(seed)
+    if video:
+        config = Sam2VideoConfig(**common, memory_attention_hidden_size=128, memory_encoder_hidden_size=128,
+                                 memory_encoder_output_channels=64, memory_fuser_intermediate_dim=256,
+                                 mask_downsampler_embed_dim=128, memory_fuser_embed_dim=128,
+                                 memory_attention_rope_feat_sizes=[s // 16] * 2, memory_attention_num_layers=1,
+                                 memory_attention_feed_forward_hidden_size=256)
+        model = Sam2VideoModel(config)
+    else:
+        model = Sam2Model(Sam2Config(**common))
+    if presence_logit is not None:
+        set_presence(model, presence_logit)
+    model.eval().save_pretrained(out_dir)
+    return out_dir
+
+
+def set_presence(model, logit: float) -> None:
+    """Make SAM2's object-score head answer `logit` whatever it sees (target present / gone)."""
+    import torch
+
+    head = model.mask_decoder.pred_obj_score_head.proj_out
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(logit)

@@ -13,12 +13,28 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from reasonseg.config import BACKENDS
+
+
+def _node(context):
+    # An explicit backend:= overrides the params file; empty (default) keeps the file's segmenter.backend.
+    backend = LaunchConfiguration("backend").perform(context)
+    overrides = [{"segmenter.backend": backend}] if backend else []
+    return [Node(
+        package="reasonseg_perception",
+        executable="reasonseg_node",
+        name="reasonseg",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("params_file"), *overrides],
+        remappings=[("image", LaunchConfiguration("camera_topic"))],
+        output="screen",
+        emulate_tty=True,
+    )]
 
 
 def generate_launch_description():
@@ -28,8 +44,8 @@ def generate_launch_description():
                               description="sensor_msgs/Image topic to segment"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "driving.yaml"),
                               description="node parameters (YAML)"),
-        DeclareLaunchArgument("backend", default_value="onnxruntime", choices=list(BACKENDS),
-                              description="segmenter backend"),
+        DeclareLaunchArgument("backend", default_value="", choices=["", *BACKENDS],
+                              description="segmenter backend ('' = as in the params file)"),
         DeclareLaunchArgument("namespace", default_value="perception", description="namespace of the node's topics"),
         DeclareLaunchArgument("local_shm", default_value="false", choices=["true", "false"],
                               description="camera and node on this machine: loopback-only DDS + shared memory"),
@@ -39,14 +55,5 @@ def generate_launch_description():
                                condition=IfCondition(LaunchConfiguration("local_shm"))),
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST",
                                condition=IfCondition(LaunchConfiguration("local_shm"))),
-        Node(
-            package="reasonseg_perception",
-            executable="reasonseg_node",
-            name="reasonseg",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("params_file"), {"segmenter.backend": LaunchConfiguration("backend")}],
-            remappings=[("image", LaunchConfiguration("camera_topic"))],
-            output="screen",
-            emulate_tty=True,
-        ),
+        OpaqueFunction(function=_node),
     ])

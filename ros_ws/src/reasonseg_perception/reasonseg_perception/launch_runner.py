@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reasonseg.config import BACKENDS
 
-LAUNCH_DEFAULTS = {"camera_topic": "/camera/image_raw", "backend": "onnxruntime", "namespace": "perception",
+LAUNCH_DEFAULTS = {"camera_topic": "/camera/image_raw", "backend": "", "namespace": "perception",
                    "local_shm": "false"}
 
 
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="reasonseg_launch", description=__doc__.splitlines()[0])
     p.add_argument("--camera-topic", default=LAUNCH_DEFAULTS["camera_topic"])
     p.add_argument("--params-file", default=None, help="default: reasonseg_bringup/config/driving.yaml")
-    p.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=BACKENDS)
+    p.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=["", *BACKENDS],
+                   help="segmenter backend (default: as in the params file)")
     p.add_argument("--namespace", default=LAUNCH_DEFAULTS["namespace"])
     p.add_argument("--local-shm", action="store_true",
                    help="camera driver and node on this machine: loopback-only DDS with shared memory")
