@@ -6,13 +6,17 @@ from statistics import median
 from typing import Callable, Iterable, Mapping
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `fn` in ms over `repeats` calls, after one warm-up call."""
+def median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] | None = None) -> float:
+    """Median wall time of `fn` in ms over `repeats` calls, after one warm-up call. `sync` waits for
+    asynchronous work (`torch.cuda.synchronize`) before each clock read."""
+    sync = sync or (lambda: None)
     fn()
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - t0) * 1e3)
     return round(median(times), 1)
 
