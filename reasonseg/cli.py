@@ -1,4 +1,4 @@
-"""`reasonseg` command line: segment one image, prepare the model cache. (The ROS side has its own commands:
+"""`reasonseg` command line: segment images, prepare the model cache. (The ROS side has its own commands:
 reasonseg_node, reasonseg_launch, reasonseg_replay, reasonseg_demo, reasonseg_sample_drive.)"""
 from __future__ import annotations
 
@@ -15,26 +15,39 @@ from .errors import ReasonSegError
 log = logging.getLogger("reasonseg")
 
 
-def _cmd_segment(args: argparse.Namespace) -> int:
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+
+
+def _expand_images(paths: list[str]) -> list[Path]:
+    """Files as given; folders contribute their image files, sorted by name."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ReasonSegError(f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+            out += found
+        else:
+            out.append(path)
+    return out
+
+
+def _read(settings, image: Path):
+    from .image_codec import read_image_file
+
+    return read_image_file(image, max_pixels=settings.runtime.max_image_pixels,
+                           max_aspect=settings.runtime.max_aspect_ratio)
+
+
+def _segment_one(pipeline, settings, image: Path, instruction: str, out: Path, rgb=None) -> dict:
     import numpy as np
 
-    from .config import load_settings, with_overrides
-    from .image_codec import read_image_file
-    from .instruction import sanitize_instruction
     from .output_files import prepare_output_dir, write_json, write_png
-    from .pipelines import build_pipeline
     from .render import render_overlay
 
-    settings = with_overrides(load_settings(args.config), args.set)
-    if args.pipeline:
-        settings = dataclasses.replace(settings, pipeline=args.pipeline)
-    instruction = sanitize_instruction(args.instruction, max_chars=settings.runtime.max_instruction_chars)
-    out = prepare_output_dir(Path(args.out))  # before any model work: a bad --out fails in milliseconds
-    rgb = read_image_file(args.image, max_pixels=settings.runtime.max_image_pixels,
-                          max_aspect=settings.runtime.max_aspect_ratio)
-    t0 = time.perf_counter()
-    pipeline = build_pipeline(settings)
-    load_ms = (time.perf_counter() - t0) * 1e3
+    out = prepare_output_dir(out)
+    rgb = _read(settings, image) if rgb is None else rgb
     t0 = time.perf_counter()
     result = pipeline.run(rgb, instruction)
     total_ms = (time.perf_counter() - t0) * 1e3
@@ -42,6 +55,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     write_png(out / "overlay.png", render_overlay(rgb, result, instruction)[:, :, ::-1])
     g = result.grounding
     record = {
+        "image": str(image),
         "instruction": instruction,
         "label": result.labels[0] if result.valid and result.labels else None,
         "labels": list(result.labels) if result.valid else [],
@@ -51,13 +65,64 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         "pipeline": g.pipeline if g else pipeline.name,  # after a fallback: the one that answered
         "grounding_source": g.source if g else None,
         "reasoning": g.reasoning if g else result.note,
-        "timings_ms": {**{k: round(v, 1) for k, v in result.timings_ms.items()},
-                       "total": round(total_ms, 1), "model_load": round(load_ms, 1)},
+        "timings_ms": {**{k: round(v, 1) for k, v in result.timings_ms.items()}, "total": round(total_ms, 1)},
     }
     write_json(out / "result.json", record)
     status = f"{record['label']} score={record['score']:.2f} box={record['box']}" if result.valid else "no target found"
-    print(f"{instruction!r}: {status} [{record['grounding_source']}] -> {out}")
-    return 0
+    print(f"{image.name}: {instruction!r}: {status} [{record['grounding_source']}] -> {out}", flush=True)
+    return record
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    """One image -> OUT/{mask,overlay}.png + result.json; several images or a folder -> OUT/<image name>/...
+    each plus OUT/summary.json and summary.md, with the models loaded once."""
+    from .config import load_settings, with_overrides
+    from .instruction import sanitize_instruction
+    from .output_files import prepare_output_dir, write_bytes, write_json
+    from .pipelines import build_pipeline
+    from .report import markdown_table
+
+    *image_args, raw_instruction = args.inputs
+    if not image_args:
+        raise ReasonSegError("give at least one image (or folder) and then the instruction")
+    settings = with_overrides(load_settings(args.config), args.set)
+    if args.pipeline:
+        settings = dataclasses.replace(settings, pipeline=args.pipeline)
+    instruction = sanitize_instruction(raw_instruction, max_chars=settings.runtime.max_instruction_chars)
+    images = _expand_images(image_args)
+    out = prepare_output_dir(Path(args.out))  # before any model work: a bad --out fails in milliseconds
+    single = len(images) == 1 and not Path(image_args[0]).is_dir()
+    rgb = _read(settings, images[0]) if single else None  # a bad image fails before the models load
+    t0 = time.perf_counter()
+    pipeline = build_pipeline(settings)
+    load_ms = round((time.perf_counter() - t0) * 1e3, 1)
+    if single:
+        record = _segment_one(pipeline, settings, images[0], instruction, out, rgb)
+        record["timings_ms"]["model_load"] = load_ms
+        write_json(out / "result.json", record)
+        return 0
+    records, failed, names = [], 0, set()
+    for image in images:
+        name = image.name if image.name not in names else f"{image.stem}-{len(names)}{image.suffix}"
+        names.add(name)
+        try:
+            records.append(_segment_one(pipeline, settings, image, instruction, out / name))
+        except ReasonSegError as exc:  # a bad image is reported and skipped; the others still run
+            failed += 1
+            print(f"{image.name}: error: {exc}", file=sys.stderr, flush=True)
+            records.append({"image": str(image), "instruction": instruction, "error": str(exc)})
+    totals = [r["timings_ms"]["total"] for r in records if "timings_ms" in r]
+    summary = {"instruction": instruction, "images": len(images), "failed": failed, "model_load_ms": load_ms,
+               "median_ms_per_image": round(sorted(totals)[len(totals) // 2], 1) if totals else None,
+               "results": records}
+    write_json(out / "summary.json", summary)
+    rows = [[Path(r["image"]).name, r.get("label") or ("error" if "error" in r else "not found"),
+             r.get("score", "-"), r.get("box", "-"), r["timings_ms"]["total"] if "timings_ms" in r else "-"]
+            for r in records]
+    table = markdown_table(["image", "label", "score", "box", "ms"], rows)
+    write_bytes(out / "summary.md", (f"{instruction!r}: models loaded once in {load_ms:.0f} ms\n\n" + table).encode())
+    print(table + f"{len(images) - failed}/{len(images)} images segmented -> {out}/summary.md")
+    return 2 if failed else 0
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -72,10 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log pipeline stages")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("segment", help="segment the target an instruction names in one image")
-    s.add_argument("image")
-    s.add_argument("instruction")
-    s.add_argument("--out", required=True, help="output folder: mask.png, overlay.png, result.json")
+    s = sub.add_parser("segment", help="segment the target an instruction names in images",
+                       description="reasonseg segment IMAGE [IMAGE|FOLDER ...] INSTRUCTION --out OUT")
+    s.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER ... INSTRUCTION",
+                   help="one or more images or folders of images, then the instruction")
+    s.add_argument("--out", required=True, help="output folder: mask.png, overlay.png, result.json (several "
+                                                "images: one sub-folder each plus summary.json / summary.md)")
     s.add_argument("--pipeline", choices=PIPELINES)
     s.add_argument("--config", help="settings YAML (plain or ROS params form)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

