@@ -97,8 +97,7 @@ def _row(image: np.ndarray, case: dict, result, why: str):
     if case["box"] is not None:
         x0, y0, x1, y1 = case["box"]
         cv2.rectangle(framed, (x0, y0), (x1, y1), (0, 255, 0), max(2, min(image.shape[:2]) // 150))
-    mask = np.repeat((result.mask.astype(np.uint8) * 255)[:, :, None], 3, axis=2)
-    return framed, mask, render_overlay(image, result, case["instruction"]), \
+    return framed, result.mask.astype(np.uint8) * 255, render_overlay(image, result, case["instruction"]), \
         f"{case['photo']} [{case['kind']}] {case['instruction']!r}: {why}"
 
 

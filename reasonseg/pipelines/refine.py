@@ -19,13 +19,15 @@ from ..config import Settings
 from ..llm.client import ChatLlm, LlmError
 from ..label_resolver import LabelResolver
 from ..prompt import Box, Prompt
-from ..query import Query, parse_query
+from ..affordances import parse_affordance
+from ..query import Query, Relation, parse_query
 from ..selection import box_area, box_intersection, box_iou, select_instances
 from .base import FrameResult, Grounding, Instance, Pipeline, Target, Timer
 
 log = logging.getLogger(__name__)
 OCCLUDER_MIN_SCORE = 0.3  # detector score for an object to be cut out of the target's mask
 MAX_OCCLUDERS = 3         # bounds the extra decoder runs per target
+MIN_PERSON_COVER = 0.15   # a person mask covering less of its box is compared with the box-prompted one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +42,10 @@ class RefinePipeline(Pipeline):
     name = "refine"
 
     def __init__(self, detector, segmenter, resolver: LabelResolver, settings: Settings,
-                 llm: ChatLlm | None = None) -> None:
+                 llm: ChatLlm | None = None, person=None) -> None:
         self.detector = detector
         self.segmenter = segmenter
+        self.person = person  # PersonSegmenter for "person" instances, or None
         self.resolver = resolver
         self.settings = settings
         self.llm = llm
@@ -95,7 +98,7 @@ class RefinePipeline(Pipeline):
         query = parse_query(instruction)
         tags = sorted({d.label for d in dets})
         with timer.stage("pre_refine"):
-            labels, refs, source = self._pre_refine(instruction, query, tags)
+            labels, refs, source, query = self._pre_refine(instruction, query, tags)
         with timer.stage("select"):
             sel = select_instances(image_rgb, dets, labels, query,
                                    label_similarity=self.resolver.label_similarity,
@@ -108,22 +111,30 @@ class RefinePipeline(Pipeline):
         return Grounding(instruction=instruction, labels=labels, targets=targets, reasoning=sel.reasoning,
                          source=source, pipeline=self.name, timings_ms=timer.ms, detail=RefineDetail(query, refs))
 
-    def _pre_refine(self, instruction: str, query, tags: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...], str]:
-        """§3.3.1: instruction + tags -> target labels, by the LLM when configured, else locally."""
+    def _pre_refine(self, instruction: str, query: Query, tags: Sequence[str]
+                    ) -> tuple[tuple[str, ...], tuple[str, ...], str, Query]:
+        """§3.3.1: instruction + tags -> target labels (and reference labels), by the LLM when configured,
+        else locally: a purpose or action is read from its verb, a thing from its noun phrase."""
         fallback_reason = ""
         if self.llm is not None:
             try:
                 answer = self.llm.pre_refine(instruction, tags, self.labels)
-                return answer.labels, answer.reference_labels, "llm"
+                return answer.labels, answer.reference_labels, "llm", query
             except LlmError as exc:
                 fallback_reason = str(exc)
                 log.warning("LLM pre-refinement failed, using the local resolver: %s", exc)
+        source = f"local_fallback: {fallback_reason}" if fallback_reason else "local"
+        aff = parse_affordance(instruction, self.labels)
+        if aff is not None:  # "what the player is kicking": the ball, near the player
+            refs = tuple(m.label for m in self.resolver.resolve(aff.subject, top_k=1)) if aff.subject else ()
+            relation = Relation("near", aff.subject) if refs else None
+            return aff.labels, refs, source, dataclasses.replace(query, phrase=aff.verb, relation=relation)
         matches = self.resolver.resolve(query.phrase, top_k=1)
         labels = tuple(m.label for m in matches if m.how == "category") or tuple(m.label for m in matches[:1])
         refs: tuple[str, ...] = ()
         if query.relation is not None:
             refs = tuple(m.label for m in self.resolver.resolve(query.relation.reference, top_k=1))
-        return labels, refs, f"local_fallback: {fallback_reason}" if fallback_reason else "local"
+        return labels, refs, source, query
 
     # -- per-frame segmentation (fast) -----------------------------------------------------------
     def segment(self, image_rgb: np.ndarray, grounding: Grounding, track: tuple[Box, ...] = (),
@@ -135,17 +146,35 @@ class RefinePipeline(Pipeline):
         mask = np.zeros((h, w), bool)
         if not chosen:
             return FrameResult(mask, False, grounding.labels, (), 0.0, grounding, timer.ms, note)
-        with timer.stage("sam_encoder"):
-            emb = self.segmenter.encode(image_rgb)
-        with timer.stage("sam_decoder"):
-            occluder_masks: dict[int, np.ndarray] = {}  # "all horses": one occluder may sit in several boxes
-            for det in chosen:
-                m = self._decode(emb, det)
-                for other in self._occluders(dets, det, grounding.labels):
-                    if id(other) not in occluder_masks:
-                        occluder_masks[id(other)] = self._decode(emb, other)
-                    m &= ~occluder_masks[id(other)]
-                mask |= m
+        emb = None
+
+        def sam(det) -> np.ndarray:  # the SAM encoder runs only if some mask needs it
+            nonlocal emb
+            if emb is None:
+                with timer.stage("sam_encoder"):
+                    emb = self.segmenter.encode(image_rgb)
+            with timer.stage("sam_decoder"):
+                return self._decode(emb, det)
+
+        def decode(det) -> np.ndarray:
+            if self.person is None or det.label != "person":
+                return sam(det)
+            with timer.stage("person_mask"):
+                others = [d.box for d in dets if d.label == "person" and d is not det and d.score >= OCCLUDER_MIN_SCORE]
+                m = self.person.mask(image_rgb, det.box, others)
+            if _box_cover(m, det.box) >= MIN_PERSON_COVER:
+                return m
+            alt = sam(det)  # a person cut by the frame edge or seen from behind can defeat the selfie model
+            return alt if _box_cover(alt, det.box) > _box_cover(m, det.box) else m
+
+        occluder_masks: dict[int, np.ndarray] = {}  # "all horses": one occluder may sit in several boxes
+        for det in chosen:
+            m = decode(det)
+            for other in self._occluders(dets, det, grounding.labels):
+                if id(other) not in occluder_masks:
+                    occluder_masks[id(other)] = decode(other)
+                m &= ~occluder_masks[id(other)]
+            mask |= m
         instances = tuple(Instance(self._as_target(d, grounding.labels), float(d.score), d.box) for d in chosen)
         return FrameResult(mask, True, tuple(dict.fromkeys(i.label for i in instances)), tuple(d.box for d in chosen),
                            float(max(d.score for d in chosen)), grounding, timer.ms, note, instances)
@@ -202,3 +231,10 @@ class RefinePipeline(Pipeline):
         if sel.indices:
             return [dets[i] for i in sel.indices], "re-acquired by rules"
         return [], "target lost"
+
+
+def _box_cover(mask: np.ndarray, box: Box) -> float:
+    """Share of the box's pixels the mask covers."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    area = max(1, (x1 - x0) * (y1 - y0))
+    return float(mask[max(0, y0):max(0, y1), max(0, x0):max(0, x1)].sum()) / area

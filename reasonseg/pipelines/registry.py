@@ -46,10 +46,18 @@ def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
     minilm = require(cache, "minilm")
     resolver = LabelResolver(COCO_LABELS, _load("MiniLM text encoder", lambda: TextEmbedder(minilm)),
                              min_similarity=settings.resolver.min_similarity)
+    person = None
+    if settings.segmenter.person_model:
+        from ..person_mask import PersonSegmenter
+
+        onnx_person = require(cache, "person_selfie.onnx")
+        person = _load("selfie person segmenter",
+                       lambda: PersonSegmenter(onnx_person, num_threads=settings.segmenter.threads or None))
     llm = ChatLlm.from_env(settings.llm.model, timeout_s=settings.llm.timeout_s, max_tokens=settings.llm.max_tokens)
-    log.info("refine pipeline: detector=CenterNet, segmenter=%s, LLM=%s", _describe(settings),
+    log.info("refine pipeline: detector=CenterNet, segmenter=%s%s, LLM=%s", _describe(settings),
+             " (people: selfie model)" if person else "",
              f"{settings.llm.model} @ {llm.endpoint}" if llm else "none (local resolver)")
-    return RefinePipeline(detector, parts.segmenter, resolver, settings, llm)
+    return RefinePipeline(detector, parts.segmenter, resolver, settings, llm, person=person)
 
 
 def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
