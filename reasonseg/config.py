@@ -113,6 +113,9 @@ class ResolverSettings:
     min_similarity: float = _f(0.40, "min MiniLM cosine similarity noun phrase -> class", lo=0.0, hi=1.0)
     sibling_similarity: float = _f(0.55, "label-label similarity above which a detection of a sibling class "
                                          "can stand for the target (horse scored as sheep)", lo=0.0, hi=1.0)
+    # WordNet says whether a noun is a label, a kind of one (eagle -> bird), or something the label set cannot
+    # name (lemon, butterfly): that is "not found (nearest: orange)" unless near classes are accepted.
+    accept_near_classes: bool = _f(False, "take the most similar label for a noun outside the label set")
 
 
 @dataclass(frozen=True)

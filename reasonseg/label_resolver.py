@@ -1,8 +1,12 @@
 """Local resolver: noun phrase -> allowed class label(s), no LLM needed.
 
 Order of evidence: a synonym table for words detectors never use as labels
-("pedestrian" -> person), an exact label match, then MiniLM similarity of the
-noun phrase (not the whole sentence: spatial words drown the noun) to each label.
+("pedestrian" -> person), an exact label match, a category, then WordNet (when
+the set-up put it in the cache): a noun that is a kind of a label maps to it
+("eagle" -> bird), a noun WordNet knows that no label covers is outside the label
+set ("lemon": not found, nearest orange). Only for words WordNet does not know,
+MiniLM similarity of the noun phrase (not the whole sentence: spatial words drown
+the noun) to each label.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from .text_embedding import TextEmbedder
+from .wordnet import WordNet
 
 # Words for which embedding similarity is unreliable or the label is non-obvious.
 SYNONYMS: dict[str, str] = {
@@ -34,11 +39,12 @@ SYNONYMS: dict[str, str] = {
     **dict.fromkeys(("ship", "yacht", "canoe", "kayak"), "boat"),
     **dict.fromkeys(("stoplight", "signal", "traffic signal"), "traffic light"),
     **dict.fromkeys(("hydrant",), "fire hydrant"),
-    **dict.fromkeys(("phone", "smartphone", "mobile"), "cell phone"),
+    **dict.fromkeys(("phone", "smartphone", "mobile", "cellphone", "mobile phone"), "cell phone"),
     **dict.fromkeys(("table", "desk"), "dining table"),
     **dict.fromkeys(("sofa",), "couch"),
     **dict.fromkeys(("plant", "flower", "flowers"), "potted plant"),
-    **dict.fromkeys(("ball", "football", "soccer ball"), "sports ball"),
+    **dict.fromkeys(("ball", "football", "soccer ball", "basketball", "volleyball", "tennis ball", "beach ball",
+                     "rugby ball"), "sports ball"),
     **dict.fromkeys(("bag", "purse"), "handbag"),
     **dict.fromkeys(("tv", "television", "monitor", "screen"), "tv"),
 }
@@ -57,14 +63,17 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 class LabelMatch:
     label: str
     similarity: float
-    how: str  # synonym, exact, category, embedding
+    how: str  # synonym, exact, category, wordnet, embedding; "outside": the nearest label of a noun it is not
 
 
 class LabelResolver:
-    def __init__(self, labels: Sequence[str], embedder: TextEmbedder, *, min_similarity: float = 0.4) -> None:
+    def __init__(self, labels: Sequence[str], embedder: TextEmbedder, *, min_similarity: float = 0.4,
+                 wordnet: WordNet | None = None, accept_near_classes: bool = False) -> None:
         self.labels = tuple(labels)
         self._embedder = embedder
         self.min_similarity = min_similarity
+        self.wordnet = wordnet
+        self.accept_near_classes = accept_near_classes
         self._label_vecs = embedder.embed(list(self.labels))
         self._label_sim = self._label_vecs @ self._label_vecs.T
 
@@ -83,11 +92,19 @@ class LabelResolver:
                     return [LabelMatch(SYNONYMS[cand], 1.0, "synonym")]
                 if span in CATEGORIES:
                     return [LabelMatch(label, 1.0, "category") for label in CATEGORIES[span] if label in self.labels]
+        known = None
+        if self.wordnet is not None:
+            known = next((c for c in (phrase, words[-1], _singular(words[-1])) if self.wordnet.senses(c)), None)
+            if known is not None:
+                label = self.wordnet.kind_of(known, self.labels)
+                if label is not None:
+                    return [LabelMatch(label, 1.0, "wordnet")]
         # Embedding: score both the whole phrase and its head noun, keep the better.
         vecs = self._embedder.embed([phrase, words[-1]])
         sims = np.max(vecs @ self._label_vecs.T, axis=0)
         order = np.argsort(-sims)[:top_k]
-        return [LabelMatch(self.labels[i], float(sims[i]), "embedding") for i in order if sims[i] >= self.min_similarity]
+        how = "outside" if known is not None and not self.accept_near_classes else "embedding"
+        return [LabelMatch(self.labels[i], float(sims[i]), how) for i in order if sims[i] >= self.min_similarity]
 
     def label_similarity(self, a: str, b: str) -> float:
         """Cosine similarity of two allowed labels (1.0 for the same label)."""

@@ -130,6 +130,8 @@ class RefinePipeline(Pipeline):
             relation = Relation("near", aff.subject) if refs else None
             return aff.labels, refs, source, dataclasses.replace(query, phrase=aff.verb, relation=relation)
         matches = self.resolver.resolve(query.phrase, top_k=1)
+        if matches and matches[0].how == "outside":  # WordNet: no label is it or a kind of it
+            return (), (), f"{source}: '{query.phrase}' is not in the label set (nearest: {matches[0].label})", query
         labels = tuple(m.label for m in matches if m.how == "category") or tuple(m.label for m in matches[:1])
         refs: tuple[str, ...] = ()
         if query.relation is not None:

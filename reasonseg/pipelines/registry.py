@@ -38,14 +38,20 @@ def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
     from ..llm.client import ChatLlm
     from ..models.centernet import COCO_LABELS, CenterNetDetector
     from ..text_embedding import TextEmbedder
+    from ..wordnet import WordNet
     from .refine import RefinePipeline
 
     cache = settings.cache_path
     onnx = require(cache, "centernet.onnx")
     detector = _load("CenterNet detector", lambda: CenterNetDetector(onnx))  # input size is fixed by the model
     minilm = require(cache, "minilm")
+    wordnet_dir = require(cache, "wordnet/index.noun").parent
+    for name in ("wordnet/data.noun", "wordnet/noun.exc"):
+        require(cache, name)
     resolver = LabelResolver(COCO_LABELS, _load("MiniLM text encoder", lambda: TextEmbedder(minilm)),
-                             min_similarity=settings.resolver.min_similarity)
+                             min_similarity=settings.resolver.min_similarity,
+                             wordnet=_load("WordNet nouns", lambda: WordNet(wordnet_dir)),
+                             accept_near_classes=settings.resolver.accept_near_classes)
     person = None
     if settings.segmenter.person_model:
         from ..person_mask import PersonSegmenter
