@@ -59,6 +59,9 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 
 
+MAX_NOUN_PHRASE_WORDS = 3  # longer "phrases" are sentences (or injected text): WordNet reads nouns, not those
+
+
 @dataclass(frozen=True)
 class LabelMatch:
     label: str
@@ -93,7 +96,7 @@ class LabelResolver:
                 if span in CATEGORIES:
                     return [LabelMatch(label, 1.0, "category") for label in CATEGORIES[span] if label in self.labels]
         known = None
-        if self.wordnet is not None:
+        if self.wordnet is not None and len(words) <= MAX_NOUN_PHRASE_WORDS:  # a noun phrase, not a sentence
             known = next((c for c in (phrase, words[-1], _singular(words[-1])) if self.wordnet.senses(c)), None)
             if known is not None:
                 label = self.wordnet.kind_of(known, self.labels)
@@ -103,8 +106,9 @@ class LabelResolver:
         vecs = self._embedder.embed([phrase, words[-1]])
         sims = np.max(vecs @ self._label_vecs.T, axis=0)
         order = np.argsort(-sims)[:top_k]
-        how = "outside" if known is not None and not self.accept_near_classes else "embedding"
-        return [LabelMatch(self.labels[i], float(sims[i]), how) for i in order if sims[i] >= self.min_similarity]
+        if known is not None and not self.accept_near_classes:  # named only to say what is nearest
+            return [LabelMatch(self.labels[i], float(sims[i]), "outside") for i in order]
+        return [LabelMatch(self.labels[i], float(sims[i]), "embedding") for i in order if sims[i] >= self.min_similarity]
 
     def label_similarity(self, a: str, b: str) -> float:
         """Cosine similarity of two allowed labels (1.0 for the same label)."""

@@ -38,10 +38,11 @@ class WordNet:
         self._hyper: dict[int, tuple[int, ...]] = {}
 
     def senses(self, noun: str) -> tuple[int, ...]:
-        """Synset offsets of a noun, most frequent first (plural forms resolved)."""
+        """Synset offsets of a noun, most frequent first. A plural is read as its singular first:
+        "instructions" is the plural of an instruction before it is a manual."""
         key = "_".join(noun.lower().split())
-        for cand in (key, self._exc.get(key, ""), key[:-1] if key.endswith("s") else "",
-                     key[:-2] if key.endswith("es") else ""):
+        for cand in (self._exc.get(key, ""), key[:-1] if key.endswith("s") else "",
+                     key[:-2] if key.endswith("es") else "", key):
             if cand and cand in self._index:
                 return self._index[cand]
         return ()
