@@ -80,10 +80,3 @@ def check_prompt_kinds(segmenter_name: str, supported: frozenset[str], prompt: P
         raise ValueError(f"segmenter {segmenter_name} does not take {', '.join(unsupported)} prompts "
                          f"(it takes {', '.join(sorted(supported))}); use segmenter.kind: sam2")
 
-
-def clip_box(box: Box, width: int, height: int) -> Box | None:
-    """The box clamped to the frame, or None when nothing of it is left."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
-    y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
-    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
