@@ -116,7 +116,8 @@ def prepare_photos(cache: Path) -> None:
 STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
     ("sample photos (Debian darknet)", ("images",), prepare_photos),
     ("text encoder all-MiniLM-L6-v2", ("minilm",), prepare_minilm),
-    ("LiteMedSAM -> safetensors + ONNX", ("lite_sam.safetensors", "lite_sam"), prepare_lite_sam),
+    ("LiteMedSAM -> safetensors + ONNX", ("lite_sam.safetensors", "lite_sam", "lite_sam/decoder_multimask.onnx"),
+     prepare_lite_sam),
     ("CenterNet + selfie person segmenter TF.js -> ONNX", ("centernet.onnx", "person_selfie.onnx"),
      prepare_human_models),
     ("WordNet nouns (Debian wordnet-base)", ("wordnet",), prepare_wordnet),

@@ -29,6 +29,7 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 # Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
 PIPELINES = ("auto", "refine", "mllm")
 BACKENDS = ("torch", "onnxruntime")
+MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters.py
 SEGMENTER_KINDS = ("lite_sam", "sam2")
 MLLM_BACKENDS = ("transformers", "openai")
 MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -74,6 +75,8 @@ class SegmenterSettings:
     num_points: int = _f(0, "top-n detector heatmap points added as positive prompts (paper: 20)", lo=0, hi=64)
     threads: int = _f(0, "CPU threads for the segmenter (0 = library default)", lo=0, hi=256)
     subtract_occluders: bool = _f(True, "cut confident other-class objects inside the target box out of its mask")
+    mask_choice: str = _f("largest_in_box", "lite_sam: single (mask token 0) | largest_in_box (the largest of the "
+                                            "four masks inside the box prompt)", choices=MASK_CHOICES)
     # Measured on the unseen-photo evaluation set: LiteMedSAM masks ~20 % of a person's box, the selfie model
     # the whole person (bench/eval_unseen.py).
     person_model: bool = _f(True, "refine: mask people with the selfie person segmenter instead of the box prompt")

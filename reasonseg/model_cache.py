@@ -26,7 +26,7 @@ FILES = {
     "centernet.onnx": "COCO detector (MobileNetV3 CenterNet, converted from TF.js)",
     "lite_sam.safetensors": "LiteMedSAM box/point-prompted segmenter weights",
     "lite_sam/encoder.onnx": "LiteMedSAM image encoder (ONNX)",
-    "lite_sam/decoder.onnx": "LiteMedSAM prompt decoder (ONNX)",
+    "lite_sam/decoder_multimask.onnx": "LiteMedSAM prompt decoder, all mask tokens (ONNX)",
     "minilm": "all-MiniLM-L6-v2 text encoder (weights, tokenizer, config)",
 }
 

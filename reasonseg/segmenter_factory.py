@@ -37,8 +37,11 @@ def _lite_sam_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
     from .segmenters import OnnxLiteSam
 
     _cpu_only(seg)
-    enc, dec = require(cache, "lite_sam/encoder.onnx"), require(cache, "lite_sam/decoder.onnx")
-    return load_model("LiteSAM ONNX", lambda: OnnxLiteSam(enc, dec, num_threads=seg.threads or None))
+    from .segmenters import DECODER_FILE
+
+    enc, dec = require(cache, "lite_sam/encoder.onnx"), require(cache, f"lite_sam/{DECODER_FILE}")
+    return load_model("LiteSAM ONNX", lambda: OnnxLiteSam(enc, dec, num_threads=seg.threads or None,
+                                                          mask_choice=seg.mask_choice))
 
 
 def _lite_sam_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
@@ -47,7 +50,8 @@ def _lite_sam_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
 
     weights = require(cache, "lite_sam.safetensors")
     device = resolve_device(seg.device, "segmenter.device")
-    return load_model("LiteSAM weights", lambda: TorchLiteSam(weights, num_threads=seg.threads or None, device=device))
+    return load_model("LiteSAM weights", lambda: TorchLiteSam(weights, num_threads=seg.threads or None, device=device,
+                                                              mask_choice=seg.mask_choice))
 
 
 def _sam2_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:

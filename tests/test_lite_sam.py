@@ -18,6 +18,7 @@ from reasonseg.models.lite_sam import (
     save_lite_sam,
 )
 from reasonseg.segmenters import (
+    DECODER_FILE,
     ImageEmbedding,
     OnnxLiteSam,
     PromptSegmenter,
@@ -230,21 +231,21 @@ def test_onnx_decoder_parity(tiny: LiteSam, onnx_dir: Path, coords: list, labels
     emb = torch.randn(1, 32, 16, 16)
     c, lab = torch.tensor([coords]), torch.tensor([labels])
     with torch.inference_mode():
-        ref_logits, ref_iou = tiny.decode(emb, c, lab)
+        ref_logits, ref_iou = tiny.decode(emb, c, lab, multimask_output=None)  # every mask token
     logits, iou = seg.decoder.run(None, {"image_embeddings": emb.numpy(), "point_coords": c.numpy(),
                                          "point_labels": lab.numpy()})
-    assert logits.shape == (1, 1, 64, 64) and iou.shape == (1, 1)
+    assert logits.shape == (1, 4, 64, 64) and iou.shape == (1, 4)
     assert _rel_diff(ref_logits.numpy(), logits) < ONNX_RTOL
     assert _rel_diff(ref_iou.numpy(), iou) < ONNX_RTOL
 
 
 def test_onnx_missing_and_corrupt(onnx_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        OnnxLiteSam(tmp_path / "encoder.onnx", onnx_dir / "decoder.onnx")
+        OnnxLiteSam(tmp_path / "encoder.onnx", onnx_dir / DECODER_FILE)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError):
-        OnnxLiteSam(bad, onnx_dir / "decoder.onnx")
+        OnnxLiteSam(bad, onnx_dir / DECODER_FILE)
 
 
 # ---------------------------------------------------------------------------------------------- segmenters
@@ -326,3 +327,23 @@ def test_bad_prompts(tiny: LiteSam) -> None:
     ]:
         with pytest.raises(ValueError):
             seg.decode(emb, box, pts, labels)  # type: ignore[arg-type]
+
+
+def test_mask_choice_takes_the_largest_mask_token_inside_the_box(tiny: LiteSam) -> None:
+    """largest_in_box: of the four token masks, the largest one that stays inside the box prompt."""
+    from reasonseg.prompt import Prompt
+    from reasonseg.segmenters import _largest_in_box
+
+    box = (10.0, 10.0, 30.0, 30.0)
+    small, large, spill = (np.zeros((40, 40), bool) for _ in range(3))
+    small[15:20, 15:20] = True
+    large[11:29, 11:29] = True
+    spill[0:40, 0:40] = True  # the whole frame: mostly outside the box
+    assert _largest_in_box([(small, 0.9), (spill, 0.2), (large, 0.3)], box)[0] is large
+    assert _largest_in_box([(small, 0.9), (spill, 0.2)], box)[0] is small
+    seg = TorchLiteSam(tiny, mask_choice="largest_in_box")
+    emb = seg.encode(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    cands = seg.decode_all(emb, (8, 6, 40, 30))
+    assert len(cands) == 4 and np.array_equal(seg.decode(emb, (8, 6, 40, 30))[0], cands[0][0])
+    chosen = seg.predict(emb, Prompt(box=(8, 6, 40, 30))).mask
+    assert any(np.array_equal(chosen, m) for m, _ in cands)

@@ -580,11 +580,12 @@ class MaskDecoder(nn.Module):
         self.iou_prediction_head = MLP(dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
 
     def forward(self, image_embeddings: Tensor, image_pe: Tensor, sparse_prompt_embeddings: Tensor,
-                dense_prompt_embeddings: Tensor, multimask_output: bool) -> tuple[Tensor, Tensor]:
-        """Returns (mask logits (B, M, 4E, 4E), iou (B, M)); M = 1 (token 0) or the multimask tokens."""
+                dense_prompt_embeddings: Tensor, multimask_output: bool | None) -> tuple[Tensor, Tensor]:
+        """Returns (mask logits (B, M, 4E, 4E), iou (B, M)); M = 1 (token 0), the multimask tokens, or all
+        tokens (`multimask_output=None`)."""
         masks, iou = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings,
                                         dense_prompt_embeddings)
-        sl = slice(1, None) if multimask_output else slice(0, 1)
+        sl = slice(None) if multimask_output is None else slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, sl], iou[:, sl]
 
     def predict_masks(self, image_embeddings: Tensor, image_pe: Tensor, sparse: Tensor,
@@ -631,7 +632,7 @@ class LiteSam(nn.Module):
         return self.image_encoder(image)
 
     def decode(self, embedding: Tensor, point_coords: Tensor, point_labels: Tensor,
-               multimask_output: bool = False) -> tuple[Tensor, Tensor]:
+               multimask_output: bool | None = False) -> tuple[Tensor, Tensor]:
         """embedding (B, C, E, E), point_coords (B, N, 2) input pixels, point_labels (B, N) float
         (SAM ONNX convention, boxes as corners 2/3, padding -1) -> (low-res logits (B, M, S, S), iou (B, M))."""
         sparse = self.prompt_encoder.embed_points(point_coords, point_labels)
