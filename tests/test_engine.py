@@ -167,6 +167,39 @@ def test_workers_survive_any_exception_and_count_it():
         eng.stop()
 
 
+class UnstartablePipeline(TimedPipeline):
+    """The first track cannot start (a SAM2 stream failing on its grounding frame, say)."""
+
+    def __init__(self) -> None:
+        super().__init__(0.01, 0.01)
+        self.starts = 0
+
+    def start(self, image, grounding, analysis=None):
+        self.starts += 1
+        if self.starts == 1:
+            raise RuntimeError("cannot condition the tracker")
+        return super().start(image, grounding, analysis)
+
+
+def test_a_track_that_cannot_start_asks_for_a_new_grounding():
+    pipe = UnstartablePipeline()
+    outputs, errors = [], []
+    eng = PerceptionEngine(pipe, RuntimeSettings(reground_period_s=0.0), on_error=errors.append)
+    cam = eng.add_camera("", outputs.append)
+    eng.start()
+    try:
+        cam.set_instruction("the thing", max_chars=100)
+        for i in range(60):
+            cam.submit(_frame(i))
+            time.sleep(0.02)
+            if outputs and cam.stats["groundings"] >= 2:
+                break
+        assert outputs and cam.stats["groundings"] >= 2, (cam.stats, errors)
+        assert sum("cannot condition the tracker" in e for e in errors) == 1
+    finally:
+        eng.stop()
+
+
 def test_cameras_share_one_pipeline_fairly_and_clear_stops_one():
     """Three cameras, one at 10x the others' rate: each gets its own target and a fair share of the worker."""
     pipe = TimedPipeline(0.02, 0.01)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import cv2
@@ -12,6 +13,7 @@ import pytest
 from reasonseg.config import Settings, with_overrides
 from reasonseg.errors import ConfigError, ModelCacheError
 from reasonseg.prompt import Prompt
+from rosnode_harness import rss_mb
 from tiny_models import set_presence, tiny_sam2
 
 
@@ -117,11 +119,6 @@ def test_factory_errors_name_the_setting_and_the_fix(tmp_path, sam2_dir):
         with_overrides(Settings(), ["segmenter.device=gpu0"])
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
-
-
 def test_stream_memory_stays_bounded_over_500_frames(sam2_dir):
     seg = _segmenter(sam2_dir)
     rng = np.random.default_rng(0)
@@ -134,7 +131,7 @@ def test_stream_memory_stays_bounded_over_500_frames(sam2_dir):
         assert len(preds) == 2 and preds[0].mask.shape == (120, 160)
         sizes.append(stream.stored_frames())
         if i in (100, 499):
-            rss.append(_rss_mb())
+            rss.append(rss_mb(os.getpid()))
     # 1 frame image + per object: the conditioning output, then the current and 6 past outputs and marks
     assert max(sizes[10:]) == min(sizes[10:]) == 1 + 2 * (1 + 7 + 7), sizes[-1]
     assert rss[1] - rss[0] < 40, f"RSS grew {rss[1] - rss[0]:.0f} MB over 400 frames"

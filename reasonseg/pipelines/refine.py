@@ -164,10 +164,11 @@ class RefinePipeline(Pipeline):
             with timer.stage("person_mask"):
                 others = [d.box for d in dets if d.label == "person" and d is not det and d.score >= OCCLUDER_MIN_SCORE]
                 m = self.person.mask(image_rgb, det.box, others)
-            if _box_cover(m, det.box) >= MIN_PERSON_COVER:
+            cover = _box_cover(m, det.box)
+            if cover >= MIN_PERSON_COVER:
                 return m
             alt = sam(det)  # a person cut by the frame edge or seen from behind can defeat the selfie model
-            return alt if _box_cover(alt, det.box) > _box_cover(m, det.box) else m
+            return alt if _box_cover(alt, det.box) > cover else m
 
         occluder_masks: dict[int, np.ndarray] = {}  # "all horses": one occluder may sit in several boxes
         for det in chosen:

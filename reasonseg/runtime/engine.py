@@ -148,14 +148,15 @@ class Camera:
             self._ground_pending |= request
         if request:  # hand over this frame's analysis: the grounding thread need not detect again
             self._ground_requests.put(_GroundRequest(image, analysis, instruction, gen))
-        track = self._track_for(grounding, ground_frame)
-        if track is None:
-            return  # nothing to segment yet; the camera keeps flowing
         try:
+            track = self._track_for(grounding, ground_frame)
+            if track is None:
+                return  # nothing to segment yet; the camera keeps flowing
             result = track.step(image, analysis)
-        except Exception:  # e.g. the stream changed size under a SAM2 memory: ground again, then re-raise to count
-            self._track = None
-            track.close()
+        except Exception:  # a track that cannot start or step (a SAM2 stream whose frame size changed):
+            if self._track is not None:  # drop it and ground again, then re-raise to count the error
+                self._track.close()
+                self._track = None
             with self._lock:
                 self._lost = max(self._lost, self._engine.settings.lost_frames_before_reground)
             raise
