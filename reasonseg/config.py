@@ -56,6 +56,8 @@ def _check_cameras(names: tuple[str, ...]) -> str | None:
 class DetectorSettings:
     score_floor: float = _f(0.12, "minimum detector score for a candidate", lo=0.0, hi=1.0)
     max_detections: int = _f(50, "detections kept per frame", lo=1, hi=300)
+    zoom_out: float = _f(2.0, "second detector pass on the image shrunk by this factor, for objects that fill "
+                              "the frame (1 = off)", lo=1.0, hi=4.0)
 
 
 @dataclass(frozen=True)

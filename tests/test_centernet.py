@@ -486,3 +486,21 @@ def test_real_model_dog_jpg(cache_dir: Path, load_rgb) -> None:
     for d in dets:
         assert 0 <= d.box[0] < d.box[2] <= 768 and 0 <= d.box[1] < d.box[3] <= 576
         assert d.points and all(d.box[0] <= x <= d.box[2] and d.box[1] <= y <= d.box[3] for x, y in d.points)
+
+
+def test_zoom_out_pass_finds_frame_filling_objects(cache_dir: Path, load_rgb) -> None:
+    """A dog cropped to fill the frame: the native pass reads it as a cat; the shrunk pass (SNIP-style
+    size ranges) finds the dog with a box over most of the frame."""
+    from targets import BOXES
+
+    x0, y0, x1, y1 = map(int, BOXES[("dog.jpg", "dog")])
+    crop = np.ascontiguousarray(load_rgb(cache_dir / "images" / "dog.jpg")[y0:y1, x0:x1])
+    det = CenterNetDetector(cache_dir / "centernet.onnx")
+    native = det.detect(crop, score_floor=0.12)
+    zoomed = det.detect(crop, score_floor=0.12, zoom_out=2.0)
+    assert native[0].label != "dog"
+    assert zoomed[0].label == "dog" and zoomed[0].score > native[0].score
+    bx0, by0, bx1, by1 = zoomed[0].box
+    h, w = crop.shape[:2]
+    assert (bx1 - bx0) * (by1 - by0) >= 0.5 * w * h
+    assert all(bx0 <= x <= bx1 and by0 <= y <= by1 for x, y in zoomed[0].points)

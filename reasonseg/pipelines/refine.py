@@ -58,7 +58,7 @@ class RefinePipeline(Pipeline):
         d = self.settings.detector
         with timer.stage("detector"):
             dets = self.detector.detect(image_rgb, score_floor=d.score_floor, max_detections=d.max_detections,
-                                        num_points=self.settings.segmenter.num_points)
+                                        num_points=self.settings.segmenter.num_points, zoom_out=d.zoom_out)
         with timer.stage("post_refine"):
             return self._post_refine(dets)
 
