@@ -97,7 +97,7 @@ def test_head_rejects_the_wrong_number_of_queries():
 
 
 def test_stage1_gradients_reach_exactly_the_queries_and_connector():
-    """LENS stage 1 (§3.3 / Table A1): MLLM frozen; queries, connector, conv_1d and proj_to_sam train.
+    """LENS stage 1 (pretraining alignment, eq. 5): MLLM frozen; queries, connector, conv_1d and proj_to_sam train.
     Second pass through a real tiny Qwen2.5-VL with the queries appended and the release's positions."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 

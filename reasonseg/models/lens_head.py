@@ -1,19 +1,20 @@
-"""LENS's trainable bridge between the MLLM and SAM2 (LENS paper §3.2, eq. 3-5; layout of the authors' release).
+"""LENS's context module between the MLLM and SAM2 (LENS paper "Context Module", eq. 2-4; the authors' release layout).
 
 The one definition that the `lens` pipeline, `training/` and `export/` import. Parameter names are the
 release's top-level keys, so a checkpoint's ``learnable_query``, ``connector.*``, ``conv_1d.*`` and
 ``proj_to_sam.*`` tensors load into :class:`LensHead` unchanged:
 
 * ``learnable_query`` [1, M, D]: M context queries (default 64) appended after prompt + generated answer
-  (§3.2: "M learnable queries ... appended to the input sequence"); init normal(0, 0.02) as released.
+  (eq. 2: "the context query is appended to the end of the input, and generated sequence"); init normal(0, 0.02)
+  as released.
 * ``connector``: positional embedding + ``depth`` pre-LayerNorm (eps 1e-6) transformer blocks with
-  bidirectional attention, no RoPE, quick-GELU MLP (ratio 4), no final norm (§3.2 "shallow transformer").
+  bidirectional attention, no RoPE, quick-GELU MLP (ratio 4), no final norm (eq. 3, "a shallow transformer").
 * ``conv_1d``: Conv1d(D, D, kernel M) squeezes the M query outputs into ONE token.
 * ``proj_to_sam``: Linear(D, D) -> GELU -> Linear(D, 256): that token in SAM2's prompt space, used as the
-  single sparse prompt embedding (the dense prompt is SAM2's ``no_mask_embed``).
+  single sparse prompt embedding of eq. 4 (the dense prompt is SAM2's ``no_mask_embed``).
 
-Also here: the position ids of the second forward pass, and the parameter groups each training stage
-selects.
+Stage 1 (pretraining alignment, eq. 5) trains exactly these parameters with the MLLM and SAM2 frozen.
+Also here: the position ids of the second forward pass.
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ class LensHead(nn.Module):
 
     def append_queries(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        """§3.2: the M queries go after prompt + full completion (incl. <|im_end|>), no special tokens;
+        """Eq. 2: the M queries go after prompt + full completion (incl. <|im_end|>), no special tokens;
         the attention mask grows by M ones."""
         b = inputs_embeds.shape[0]
         q = self.learnable_query.to(inputs_embeds.dtype).expand(b, -1, -1)
