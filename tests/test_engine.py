@@ -53,6 +53,15 @@ def _frame(i: int) -> Frame:
     return Frame(np.full((4, 6, 3), i % 255, np.uint8), stamp_ns=i)
 
 
+def _feed(cam, frames: int = 60, until=lambda: False) -> None:
+    """A 50 Hz stream of `frames` frames into `cam`, stopping early once `until()` holds."""
+    for i in range(frames):
+        cam.submit(_frame(i))
+        time.sleep(0.02)
+        if until():
+            return
+
+
 def test_newest_frame_only_and_no_output_before_instruction():
     eng, cam, outputs, errors = _engine(TimedPipeline(0.1, 0.05))
     try:
@@ -155,9 +164,7 @@ def test_workers_survive_any_exception_and_count_it():
     eng.start()
     try:
         cam.set_instruction("the thing", max_chars=100)
-        for i in range(60):
-            cam.submit(_frame(i))
-            time.sleep(0.02)
+        _feed(cam)
         assert all(t.is_alive() for t in eng._threads), "a worker thread ended"
         assert outputs, "no mask after the faults: grounding or segmentation stopped for good"
         assert pipe.ground_calls >= 2 and cam.stats["errors"] == 3
@@ -189,11 +196,7 @@ def test_a_track_that_cannot_start_asks_for_a_new_grounding():
     eng.start()
     try:
         cam.set_instruction("the thing", max_chars=100)
-        for i in range(60):
-            cam.submit(_frame(i))
-            time.sleep(0.02)
-            if outputs and cam.stats["groundings"] >= 2:
-                break
+        _feed(cam, until=lambda: outputs and cam.stats["groundings"] >= 2)
         assert outputs and cam.stats["groundings"] >= 2, (cam.stats, errors)
         assert sum("cannot condition the tracker" in e for e in errors) == 1
     finally:
