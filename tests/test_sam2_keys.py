@@ -20,11 +20,14 @@ def meta_sam2():
         warnings.simplefilter("ignore")  # hydra/omegaconf deprecation noise
         from sam2.build_sam import build_sam2
 
+        torch.manual_seed(0)
         model = build_sam2("sam2_hiera_t.yaml", ckpt_path=None, device="cpu", mode="eval")
-    torch.manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():  # zero-initialised tokens and biases would hide a swapped name
             p.add_(torch.randn_like(p) * 0.02)
+        # object present: our segmenter blanks the mask when SAM2's object-score head says absent, Meta's
+        # image predictor does not, so a random "absent" would compare a blank with logits
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(10.0)
     return model
 
 
