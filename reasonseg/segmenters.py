@@ -80,6 +80,11 @@ class _LiteSamPrompts:
     PROMPT_KINDS = frozenset({"box", "points"})
     mask_choice = "single"
 
+    def decode(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
+               point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Token 0, the single-mask output MedSAM-Lite was trained on, as (bool mask, predicted IoU)."""
+        return self.decode_all(emb, box, points, point_labels)[0]  # type: ignore[attr-defined]
+
     def predict(self, emb: ImageEmbedding, prompt: Prompt) -> MaskPrediction:
         check_prompt_kinds(self.name, self.PROMPT_KINDS, prompt)
         points = prompt.points_array() if prompt.points else None
@@ -216,10 +221,6 @@ class TorchLiteSam(_LiteSamPrompts, PromptSegmenter):
             e = self.model.encode(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
         return ImageEmbedding(e, (image_rgb.shape[0], image_rgb.shape[1]), resized, self.input_size)
 
-    def decode(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
-               point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-        return self.decode_all(emb, box, points, point_labels)[0]
-
     def decode_all(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
                    point_labels: np.ndarray | None = None) -> list[tuple[np.ndarray, float]]:
         """All four mask tokens (token 0 first) as (bool mask, predicted IoU)."""
@@ -286,10 +287,6 @@ class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
         x, resized = preprocess_image(image_rgb, self.input_size)
         (e,) = self.encoder.run(ENCODER_OUTPUTS, {ENCODER_INPUTS[0]: x})
         return ImageEmbedding(e, (image_rgb.shape[0], image_rgb.shape[1]), resized, self.input_size)
-
-    def decode(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
-               point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-        return self.decode_all(emb, box, points, point_labels)[0]
 
     def decode_all(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
                    point_labels: np.ndarray | None = None) -> list[tuple[np.ndarray, float]]:
