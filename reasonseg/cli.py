@@ -40,7 +40,8 @@ def _read(settings, image: Path):
                            max_aspect=settings.runtime.max_aspect_ratio)
 
 
-def _segment_one(pipeline, settings, image: Path, instruction: str, out: Path, rgb=None) -> dict:
+def _segment_one(pipeline, settings, image: Path, instruction: str, out: Path, rgb=None,
+                 model_load_ms: float | None = None) -> dict:
     import numpy as np
 
     from .output_files import prepare_output_dir, write_json, write_png
@@ -67,6 +68,8 @@ def _segment_one(pipeline, settings, image: Path, instruction: str, out: Path, r
         "reasoning": g.reasoning if g else result.note,
         "timings_ms": {**{k: round(v, 1) for k, v in result.timings_ms.items()}, "total": round(total_ms, 1)},
     }
+    if model_load_ms is not None:  # one-image call: it paid the model load
+        record["timings_ms"]["model_load"] = model_load_ms
     write_json(out / "result.json", record)
     status = f"{record['label']} score={record['score']:.2f} box={record['box']}" if result.valid else "no target found"
     print(f"{image.name}: {instruction!r}: {status} [{record['grounding_source']}] -> {out}", flush=True)
@@ -97,9 +100,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(settings)
     load_ms = round((time.perf_counter() - t0) * 1e3, 1)
     if single:
-        record = _segment_one(pipeline, settings, images[0], instruction, out, rgb)
-        record["timings_ms"]["model_load"] = load_ms
-        write_json(out / "result.json", record)
+        _segment_one(pipeline, settings, images[0], instruction, out, rgb, model_load_ms=load_ms)
         return 0
     records, failed, names = [], 0, set()
     for image in images:
