@@ -27,7 +27,7 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 
 
 # Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
-PIPELINES = ("auto", "refine", "mllm")
+PIPELINES = ("auto", "refine", "mllm", "lens")
 BACKENDS = ("torch", "onnxruntime")
 MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters.py
 SEGMENTER_KINDS = ("lite_sam", "sam2")
@@ -114,6 +114,23 @@ class MllmSettings:
 
 
 @dataclass(frozen=True)
+class LensSettings:
+    model: str = _f("", "LENS checkpoint in the release's layout: HF id (local cache) or dir, e.g. OuyBin/LENS "
+                        "('' = the lens pipeline is not configured)")
+    chain_of_thought: bool = _f(False, "the CoT checkpoints' prompt (OuyBin/LENS_ReasonSeg_CoT): "
+                                       "<think>...</think><answer>...</answer>")
+    num_queries: int = _f(0, "context queries M when the checkpoint's config has no num_of_query (0 = the "
+                             "release's 64); a checkpoint's own value always wins", lo=0, hi=1024)
+    max_new_tokens: int = _f(256, "answer token budget (the release's demo: 256)", lo=1, hi=8192)
+    timeout_s: float = _f(30.0, "deadline for one grounding; past it auto falls back to the next pipeline",
+                          lo=0.1, hi=600.0)
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N",
+                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+    dtype: str = _f("auto", "MLLM + connector dtype (auto: bfloat16 on CUDA, float32 on CPU); SAM2 stays float32",
+                    choices=MLLM_DTYPES)
+
+
+@dataclass(frozen=True)
 class ResolverSettings:
     min_similarity: float = _f(0.40, "min MiniLM cosine similarity noun phrase -> class", lo=0.0, hi=1.0)
     sibling_similarity: float = _f(0.55, "label-label similarity above which a detection of a sibling class "
@@ -165,6 +182,7 @@ class Settings:
     segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     mllm: MllmSettings = field(default_factory=MllmSettings)
+    lens: LensSettings = field(default_factory=LensSettings)
     resolver: ResolverSettings = field(default_factory=ResolverSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)

@@ -15,3 +15,7 @@ class ModelCacheError(ReasonSegError, FileNotFoundError):
 
 class ConfigError(ReasonSegError, ValueError):
     """A parameter is unknown, of the wrong type or out of range."""
+
+
+class CheckpointError(ReasonSegError, ValueError):
+    """A checkpoint's tensors do not fit the model its config describes: the message names keys and the fix."""

@@ -47,7 +47,11 @@ class Sam2Segmenter:
     name = "sam2"
     PROMPT_KINDS = frozenset({"box", "points", "mask", "sparse_embeddings"})
 
-    def __init__(self, model: str, *, device: str = "auto", num_threads: int | None = None) -> None:
+    def __init__(self, model: str | Any, *, device: str = "auto", num_threads: int | None = None,
+                 antialias: bool = False) -> None:
+        """`model`: an HF id (local cache) or dir of a sam2 / sam2_video checkpoint, or an already built
+        transformers Sam2Model / Sam2VideoModel (LENS's `sam` part). `antialias`: resize frames as PIL's
+        bilinear filter does (LENS's preprocessing, torchvision's resize on a PIL image) instead of OpenCV's."""
         import torch
         from transformers import AutoConfig, Sam2Model, Sam2VideoModel
         from transformers.utils import logging as hf_logging
@@ -55,19 +59,23 @@ class Sam2Segmenter:
         hf_logging.disable_progress_bar()
         if num_threads:
             torch.set_num_threads(num_threads)
-        config = AutoConfig.from_pretrained(model, local_files_only=True)
-        if config.model_type not in ("sam2", "sam2_video"):
-            raise ValueError(f"{model} is a {config.model_type!r} checkpoint, not SAM2 (sam2 / sam2_video)")
-        self.can_track = config.model_type == "sam2_video"
-        cls = Sam2VideoModel if self.can_track else Sam2Model
         self.device = resolve_device(device, "segmenter.device")
-        self.model = cls.from_pretrained(model, local_files_only=True, dtype=torch.float32).to(self.device).eval()
-        size = config.image_size
+        self.antialias = antialias
+        if isinstance(model, str):
+            config = AutoConfig.from_pretrained(model, local_files_only=True)
+            if config.model_type not in ("sam2", "sam2_video"):
+                raise ValueError(f"{model} is a {config.model_type!r} checkpoint, not SAM2 (sam2 / sam2_video)")
+            cls = Sam2VideoModel if config.model_type == "sam2_video" else Sam2Model
+            model, self.source = cls.from_pretrained(model, local_files_only=True, dtype=torch.float32), model
+        else:
+            self.source = getattr(model, "name_or_path", "") or type(model).__name__
+        self.can_track = isinstance(model, Sam2VideoModel)
+        self.model = model.to(self.device).eval()
+        size = model.config.image_size
         self.input_size = int(size if isinstance(size, int) else size[0])
         self.prompt_dim = int(self.model.prompt_encoder.hidden_size if hasattr(self.model.prompt_encoder, "hidden_size")
                               else self.model.prompt_encoder.no_mask_embed.weight.shape[-1])
         self.mask_input_size = tuple(self.model.prompt_encoder.mask_input_size)
-        self.source = model
 
     # -- image path --------------------------------------------------------------------------------
     def pixels(self, image_rgb: np.ndarray):
@@ -75,7 +83,12 @@ class Sam2Segmenter:
         import torch
 
         s = self.input_size
-        x = cv2.resize(np.ascontiguousarray(image_rgb), (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        if self.antialias:
+            from PIL import Image
+
+            x = np.asarray(Image.fromarray(np.ascontiguousarray(image_rgb)).resize((s, s), Image.BILINEAR), np.float32)
+        else:
+            x = cv2.resize(np.ascontiguousarray(image_rgb), (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32)
         x = (x / 255.0 - MEAN) / STD
         return torch.from_numpy(x.transpose(2, 0, 1).copy()).to(self.device)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from .config import SegmenterSettings
-from .errors import ConfigError, ModelCacheError
+from .errors import CheckpointError, ConfigError, ModelCacheError
 from .model_cache import SETUP_HINT, require
 from .prompt import Segmenter
 
@@ -22,8 +22,8 @@ def load_model(what: str, fn: Callable[[], T], hint: str = SETUP_HINT) -> T:
     and onnxruntime error types): one line that names the model and the fix."""
     try:
         return fn()
-    except ModelCacheError:
-        raise
+    except (ModelCacheError, CheckpointError):
+        raise  # already one line naming the file / keys and the fix
     except Exception as exc:
         raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {hint}") from None
 

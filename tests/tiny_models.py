@@ -114,3 +114,100 @@ def set_presence(model, logit: float) -> None:
     with torch.no_grad():
         head.weight.zero_()
         head.bias.fill_(logit)
+
+
+def tiny_lens_release(out_dir: Path, seed: int = 0, num_queries: int = 8, qwen_dims: dict | None = None,
+                      sam2_config=None) -> tuple[Path, Path]:
+    """A tiny LENS checkpoint written the way the authors' release is (lens_official.md), by hand — not by our
+    `save_pretrained` — so loading it tests our reader against the release's layout:
+
+    * ``config.json``: the flat Qwen2-VL-style config (model_type qwen2_vl, the release's architecture name,
+      num_of_query, if_use_qwen_connector, text fields at the top level, rope_scaling with mrope_section, a
+      vision_config tagged qwen2_vl holding Qwen2.5 fields incl. in_chans);
+    * two bf16 safetensors shards + ``model.safetensors.index.json``, keys ``visual.*``, ``model.*`` (no
+      ``lm_head``: tied), ``learnable_query``, ``connector.*``, ``conv_1d.*``, ``proj_to_sam.0/2.*`` and a
+      full SAM2 under Meta's names (``sam.image_encoder.trunk...``, memory modules included);
+    * the processor files, and ``sam2_config.json`` (a tiny SAM2 must say its dims; absent = Hiera-L).
+
+    `qwen_dims=QWEN25_VL_3B` and `sam2_config=sam2_hiera_l_config()` write the released architecture instead
+    (random weights, ~9 GB: benchmarks on a GPU machine). Returns (checkpoint dir, dir of a stand-alone
+    transformers SAM2 holding the same SAM2 values)."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import Qwen2_5_VLForConditionalGeneration, Sam2VideoModel
+
+    from reasonseg.models.lens_head import LensHead
+    from reasonseg.models.sam2_keys import hf_to_original
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir.parent / (out_dir.name + "-parts")
+    qwen_dir = tiny_qwen25_vl(work / "qwen", seed, dims=qwen_dims)
+    sam_dir = work / "sam2"
+    if sam2_config is None:
+        tiny_sam2(sam_dir, seed, presence_logit=10.0)
+    else:
+        torch.manual_seed(seed)
+        big = Sam2VideoModel(sam2_config)
+        set_presence(big, 10.0)
+        big.save_pretrained(sam_dir)
+    sam = Sam2VideoModel.from_pretrained(sam_dir)
+    with torch.no_grad():  # bf16 values, as released; the stand-alone copy holds exactly the same numbers
+        for p in sam.parameters():
+            p.copy_(p.bfloat16().float())
+    sam.save_pretrained(sam_dir)
+    qwen = Qwen2_5_VLForConditionalGeneration.from_pretrained(qwen_dir, dtype=torch.bfloat16 if qwen_dims else None)
+    torch.manual_seed(seed + 1)
+    head = LensHead(qwen.config.text_config.hidden_size, num_queries,
+                    prompt_dim=sam.config.prompt_encoder_config.hidden_size)
+    with torch.no_grad():  # zero-initialised biases / pos_embed would hide a swapped name
+        for p in head.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+
+    def release_name(key: str) -> str:
+        if key.startswith("model.visual."):
+            return "visual." + key[len("model.visual."):]
+        assert key.startswith("model.language_model."), key
+        return "model." + key[len("model.language_model."):]
+
+    qwen_part = {release_name(k): v for k, v in qwen.state_dict().items() if k != "lm_head.weight"}
+    extras = {**head.state_dict(), **{"sam." + k: v for k, v in hf_to_original(sam.state_dict()).items()}}
+    shards = {"model-00001-of-00002.safetensors": qwen_part, "model-00002-of-00002.safetensors": extras}
+    weight_map = {}
+    for name, part in shards.items():
+        part = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in part.items()}
+        save_file(part, str(out_dir / name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, name))
+    (out_dir / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+    t, v = qwen.config.text_config, qwen.config.vision_config
+    config = {
+        "architectures": ["SAMR1ForConditionalGeneration_qwen2p5"], "model_type": "qwen2_vl",
+        "num_of_query": num_queries, "if_use_qwen_connector": True, "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16", "transformers_version": "4.51.3", "use_cache": True,
+        "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
+        "hidden_act": t.hidden_act, "hidden_size": t.hidden_size, "initializer_range": 0.02,
+        "intermediate_size": t.intermediate_size, "max_position_embeddings": t.max_position_embeddings,
+        "max_window_layers": t.num_hidden_layers, "num_attention_heads": t.num_attention_heads,
+        "num_hidden_layers": t.num_hidden_layers, "num_key_value_heads": t.num_key_value_heads,
+        "rms_norm_eps": t.rms_norm_eps, "rope_theta": 1000000.0, "sliding_window": 32768,
+        "use_sliding_window": False, "vocab_size": t.vocab_size,
+        "rope_scaling": {"type": "mrope", "mrope_section": list(t.rope_parameters["mrope_section"])},
+        "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
+        "vision_end_token_id": 151653, "vision_token_id": 151654,
+        "vision_config": {"model_type": "qwen2_vl", "depth": v.depth, "hidden_act": v.hidden_act,
+                          "hidden_size": v.hidden_size, "intermediate_size": v.intermediate_size,
+                          "num_heads": v.num_heads, "in_chans": 3, "out_hidden_size": v.out_hidden_size,
+                          "patch_size": v.patch_size, "spatial_merge_size": v.spatial_merge_size,
+                          "spatial_patch_size": v.patch_size, "window_size": v.window_size,
+                          "fullatt_block_indexes": list(v.fullatt_block_indexes),
+                          "tokens_per_second": 2, "temporal_patch_size": v.temporal_patch_size},
+    }
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+    (out_dir / "sam2_config.json").write_text(json.dumps(sam.config.to_dict(), indent=2))
+    for f in qwen_dir.iterdir():  # processor, tokenizer, chat template, generation config
+        if f.name not in ("config.json", "model.safetensors"):
+            shutil.copy(f, out_dir / f.name)
+    return out_dir, sam_dir

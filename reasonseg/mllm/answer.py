@@ -77,6 +77,9 @@ _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 _BARE_BOX = re.compile(r"[\[(]\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,"
                        r"\s*(-?\d+(?:\.\d+)?)\s*[\])]")
+# Qwen's native grounding "(x0,y0),(x1,y1)" (its <|box_start|> tokens dropped), also parsed by LENS
+_PAIR_BOX = re.compile(r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)\s*,\s*"
+                       r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)")
 
 
 def parse_answer(text: str, *, sent_size: tuple[int, int], frame_size: tuple[int, int],
@@ -111,8 +114,9 @@ def parse_answer(text: str, *, sent_size: tuple[int, int], frame_size: tuple[int
 def _raw_objects(body: str) -> list[tuple[list[float], list[Point], str]]:
     """The answer's objects as (box, points, label) in the sent image's pixels, before validation."""
     value = _first_json(body)
-    if value is None:  # no JSON: the first bare [x0, y0, x1, y1] (LENS's fallback parse)
-        m = _BARE_BOX.search(body)
+    if value is None:  # no JSON: the first bare [x0, y0, x1, y1] or (x0, y0), (x1, y1) (LENS's fallback parse)
+        m = min((m for m in (_BARE_BOX.search(body), _PAIR_BOX.search(body)) if m), key=lambda m: m.start(),
+                default=None)
         if not m:
             raise MllmAnswerError("MLLM answer is unparseable (no JSON, no box)")
         return [([float(g) for g in m.groups()], [], "")]

@@ -8,6 +8,8 @@ the answer's pixels map to the frame exactly even if the checkpoint's processor 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,11 +19,62 @@ from ..torch_device import resolve_device, resolve_dtype
 from .answer import MllmAnswer, build_prompt, parse_answer, smart_resize
 
 
+@dataclass
+class Generation:
+    """One greedy answer of a Qwen-VL to an image + chat messages."""
+
+    inputs: Any                  # the processor's tensors (input_ids, pixel_values, image_grid_thw, ...)
+    sequences: Any               # [1, L] prompt + answer token ids
+    text: str                    # the answer, special tokens dropped
+    sent_size: tuple[int, int]   # (width, height) of the image the model saw
+    seconds: float
+
+
+def _deadline_criteria(deadline: float):
+    from transformers import StoppingCriteria
+
+    class _Deadline(StoppingCriteria):
+        """Stops generation once the grounding's deadline has passed."""
+
+        hit = False
+
+        def __call__(self, input_ids, scores, **kwargs) -> bool:
+            self.hit = time.monotonic() > deadline
+            return self.hit
+
+    return _Deadline()
+
+
+def generate(model, processor, image_rgb: np.ndarray, messages: list[dict], *, min_pixels: int, max_pixels: int,
+             max_new_tokens: int, timeout_s: float, device) -> Generation:
+    """Qwen's smart_resize, the chat template, greedy generation with a deadline (LlmError when it passes).
+    `messages` hold one {"type": "image"} part where the frame goes."""
+    import torch
+    from PIL import Image
+
+    t0 = time.monotonic()
+    fh, fw = image_rgb.shape[:2]
+    h, w = smart_resize(fh, fw, min_pixels=min_pixels, max_pixels=max_pixels)
+    image = Image.fromarray(np.ascontiguousarray(image_rgb)).resize((w, h), Image.BICUBIC)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
+    patch = processor.image_processor.patch_size
+    _, grid_h, grid_w = (int(v) for v in inputs["image_grid_thw"][0])
+    deadline = _deadline_criteria(t0 + timeout_s)
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, stopping_criteria=[deadline])
+    new = out[0, inputs["input_ids"].shape[1]:]
+    if deadline.hit:
+        raise LlmError(f"MLLM timed out ({timeout_s}s, {new.numel()} tokens)")
+    return Generation(inputs, out, processor.decode(new, skip_special_tokens=True), (grid_w * patch, grid_h * patch),
+                      time.monotonic() - t0)
+
+
 class QwenVl:
     name = "transformers"
 
     def __init__(self, settings: MllmSettings) -> None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor, StoppingCriteria
+        from transformers import AutoModelForImageTextToText, AutoProcessor
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -34,42 +87,13 @@ class QwenVl:
         self.endpoint = f"{settings.model} on {self.device}"
         self.stats = {"tokens": 0, "seconds": 0.0}  # last generation, for logs and benchmarks
 
-        class _Deadline(StoppingCriteria):
-            """Stops generation once the grounding's deadline has passed."""
-
-            def __init__(self, deadline: float) -> None:
-                self.deadline, self.hit = deadline, False
-
-            def __call__(self, input_ids, scores, **kwargs) -> bool:
-                self.hit = time.monotonic() > self.deadline
-                return self.hit
-
-        self._deadline_cls = _Deadline
-
     def ground(self, image_rgb: np.ndarray, instruction: str) -> MllmAnswer:
         """Raises LlmError (deadline) or MllmAnswerError (answer)."""
-        import torch
-        from PIL import Image
-
         s = self.settings
-        t0 = time.monotonic()
-        fh, fw = image_rgb.shape[:2]
-        h, w = smart_resize(fh, fw, min_pixels=s.min_pixels, max_pixels=s.max_pixels)
-        image = Image.fromarray(np.ascontiguousarray(image_rgb)).resize((w, h), Image.BICUBIC)
         messages = [{"role": "user", "content": [
             {"type": "image"}, {"type": "text", "text": build_prompt(instruction, chain_of_thought=s.chain_of_thought)}]}]
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        inputs = self.processor(text=[text], images=[image], return_tensors="pt").to(self.device)
-        patch = self.processor.image_processor.patch_size
-        _, grid_h, grid_w = (int(v) for v in inputs["image_grid_thw"][0])
-        deadline = self._deadline_cls(t0 + s.timeout_s)
-        with torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=s.max_new_tokens, do_sample=False,
-                                      stopping_criteria=[deadline])
-        new = out[0, inputs["input_ids"].shape[1]:]
-        self.stats = {"tokens": int(new.numel()), "seconds": time.monotonic() - t0}
-        if deadline.hit:
-            raise LlmError(f"MLLM timed out ({s.timeout_s}s, {new.numel()} tokens)")
-        answer = self.processor.decode(new, skip_special_tokens=True)
-        return parse_answer(answer, sent_size=(grid_w * patch, grid_h * patch), frame_size=(fw, fh),
-                            max_instances=s.max_instances)
+        g = generate(self.model, self.processor, image_rgb, messages, min_pixels=s.min_pixels,
+                     max_pixels=s.max_pixels, max_new_tokens=s.max_new_tokens, timeout_s=s.timeout_s, device=self.device)
+        self.stats = {"tokens": int(g.sequences.shape[1] - g.inputs["input_ids"].shape[1]), "seconds": g.seconds}
+        fh, fw = image_rgb.shape[:2]
+        return parse_answer(g.text, sent_size=g.sent_size, frame_size=(fw, fh), max_instances=s.max_instances)

@@ -87,11 +87,12 @@ class LensHead(nn.Module):
     dim: the language model's hidden size (read from the checkpoint's config, never assumed);
     num_queries: M (the release's ``num_of_query``); use_connector: the release's
     ``if_use_qwen_connector`` (True in every released checkpoint); the connector's 16 heads and depth 4
-    are fixed by the release (its config has no field for them).
+    are fixed by the release (its config has no field for them); prompt_dim: the SAM2 prompt width (256 in
+    every SAM2; tiny test models use less).
     """
 
     def __init__(self, dim: int, num_queries: int = 64, *, use_connector: bool = True,
-                 connector_depth: int = 4, connector_heads: int = 16) -> None:
+                 connector_depth: int = 4, connector_heads: int = 16, prompt_dim: int = SAM_PROMPT_DIM) -> None:
         super().__init__()
         if num_queries < 1:
             raise ValueError(f"num_queries must be >= 1, got {num_queries}")
@@ -99,7 +100,7 @@ class LensHead(nn.Module):
         self.learnable_query = nn.Parameter(torch.empty(1, num_queries, dim))
         self.connector = LensConnector(dim, num_queries, connector_depth, connector_heads) if use_connector else None
         self.conv_1d = nn.Conv1d(dim, dim, kernel_size=num_queries)
-        self.proj_to_sam = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, SAM_PROMPT_DIM))
+        self.proj_to_sam = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, prompt_dim))
         nn.init.normal_(self.learnable_query, std=0.02)
         nn.init.normal_(self.conv_1d.weight, std=0.02)
         nn.init.zeros_(self.conv_1d.bias)
@@ -114,7 +115,7 @@ class LensHead(nn.Module):
         return torch.cat([inputs_embeds, q], dim=1), torch.cat([attention_mask, ones], dim=1)
 
     def forward(self, query_hidden: torch.Tensor) -> torch.Tensor:
-        """[B, M, D] last hidden states (after the final norm) at the query positions -> [B, 1, 256]."""
+        """[B, M, D] last hidden states (after the final norm) at the query positions -> [B, 1, prompt_dim]."""
         if query_hidden.ndim != 3 or query_hidden.shape[1] != self.num_queries:
             raise ValueError(f"expected [B, {self.num_queries}, D] query states, got {tuple(query_hidden.shape)}")
         x = self.connector(query_hidden) if self.connector is not None else query_hidden

@@ -14,7 +14,7 @@ from ..mllm.answer import MllmAnswerError
 from ..prompt import Box, Prompt
 from ..query import parse_query
 from .base import FrameResult, Grounding, Instance, Pipeline, Target, Timer, Track
-from .memory_track import MemoryTrack
+from .memory_track import MemoryTrack, mask_box
 
 MIN_MASK_IOU = 0.05  # a predicted IoU below this is no mask at all
 
@@ -66,7 +66,8 @@ class MllmPipeline(Pipeline):
                 if p.score < MIN_MASK_IOU or not p.mask.any():
                     continue
                 mask |= p.mask
-                instances.append(Instance(target.label, float(p.score), target.prompt.box))
+                box = target.prompt.box or mask_box(p.mask)  # lens prompts with an embedding, not a box
+                instances.append(Instance(target.label, float(p.score), box))
         if not instances:
             return FrameResult(mask, False, grounding.labels, (), 0.0, grounding, timer.ms, "target lost")
         return FrameResult(mask, True, tuple(dict.fromkeys(i.label for i in instances)),

@@ -87,10 +87,23 @@ def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
     return MllmPipeline(vlm, parts.segmenter, settings)
 
 
-BUILDERS: dict[str, Callable[[Settings, _Parts], Pipeline]] = {"refine": _build_refine, "mllm": _build_mllm}
-# `auto`: the first configured pipeline that loads, with the ones after it as fallbacks (lens joins first).
-AUTO_ORDER = ("mllm", "refine")
-CONFIGURED: dict[str, Callable[[Settings], bool]] = {"mllm": lambda s: bool(s.mllm.model), "refine": lambda s: True}
+def _build_lens(settings: Settings, parts: _Parts) -> Pipeline:
+    from .lens import LensGrounder, LensPipeline
+
+    if not settings.lens.model:
+        raise ConfigError("pipeline lens needs lens.model (a LENS checkpoint dir, or an HF id in the local cache)")
+    grounder = _load(f"LENS {settings.lens.model}", lambda: LensGrounder(settings.lens), HF_HINT)
+    log.info("lens pipeline: %s (%d queries), SAM2 from the checkpoint", grounder.endpoint,
+             grounder.model.num_queries)
+    return LensPipeline(grounder, settings)
+
+
+BUILDERS: dict[str, Callable[[Settings, _Parts], Pipeline]] = {"refine": _build_refine, "mllm": _build_mllm,
+                                                               "lens": _build_lens}
+# `auto`: the first configured pipeline that loads, with the ones after it as fallbacks.
+AUTO_ORDER = ("lens", "mllm", "refine")
+CONFIGURED: dict[str, Callable[[Settings], bool]] = {"lens": lambda s: bool(s.lens.model),
+                                                     "mllm": lambda s: bool(s.mllm.model), "refine": lambda s: True}
 
 
 def build_pipeline(settings: Settings) -> Pipeline:

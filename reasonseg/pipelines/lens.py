@@ -1,0 +1,134 @@
+"""`lens`: a LENS checkpoint end to end (lens.txt §3, the release's inference in lens_official.md).
+
+Grounding: Qwen2.5-VL answers the release's prompt greedily; a second pass over prompt + answer + the M
+context queries gives the connector's ONE SAM2 sparse prompt token. The mask comes from that token alone
+(dense prompt = no_mask_embed, single mask): the answer's box is reported, never needed, so an answer with no
+box still gives a mask and the grounding says so. Between groundings the checkpoint's own SAM2 memory tracks
+the target (MemoryTrack), conditioned on the LENS mask; `segment` decodes the token again on a fresh frame.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import LensSettings, Settings
+from ..mllm.answer import MllmAnswerError, parse_answer
+from ..prompt import Prompt
+from ..query import parse_query
+from ..torch_device import resolve_device, resolve_dtype
+from .base import Grounding, Target, Timer
+from .mllm import MllmPipeline
+
+log = logging.getLogger(__name__)
+
+# The release's prompts (src/open_r1/constants.py): what its checkpoints were trained to answer.
+SYSTEM_PROMPT = "You are a helpful assistant. "
+QUESTION = "Output the bounding box of the {question} in the image."
+COT_QUESTION = ('Locate "{question}", report the bbox coordinates in JSON format.'
+                "Compare the difference between objects and find the most closely matched one."
+                "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+                "Output the one bbox inside the interested object in JSON format."
+                "i.e., <think>thinking process here</think><answer>answer here</answer>")
+
+
+@dataclass(frozen=True)
+class LensAnswer:
+    text: str                                         # the generated answer (special tokens dropped)
+    token: np.ndarray                                 # [1, 256] SAM2 sparse prompt embedding
+    box: tuple[float, float, float, float] | None     # the answer's box in frame pixels, if it named one
+    reasoning: str
+    note: str                                         # why there is no box, when there is none
+
+
+class LensGrounder:
+    """A LensModel + its processor on one device: frame + instruction -> LensAnswer."""
+
+    name = "lens"
+
+    def __init__(self, settings: LensSettings) -> None:
+        from transformers import AutoProcessor
+        from transformers.utils import logging as hf_logging
+
+        from ..models.lens import LensModel, resolve_checkpoint
+
+        hf_logging.disable_progress_bar()
+        self.settings = settings
+        self.device = resolve_device(settings.device, "lens.device")
+        dtype = resolve_dtype(settings.dtype, self.device)
+        root = resolve_checkpoint(settings.model)
+        self.processor = AutoProcessor.from_pretrained(root, local_files_only=True)
+        self.model = LensModel.from_pretrained(root, dtype=dtype, num_queries=settings.num_queries).to(self.device)
+        self.endpoint = f"{settings.model} on {self.device}"
+
+    def ground(self, image_rgb: np.ndarray, instruction: str, timer: Timer) -> LensAnswer:
+        """Raises LlmError when generation passes the deadline."""
+        import torch
+
+        from ..mllm.qwen_vl import generate
+
+        s = self.settings
+        question = (COT_QUESTION if s.chain_of_thought else QUESTION).format(question=instruction)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        lo, hi = _pixel_bounds(self.processor.image_processor)
+        with timer.stage("generate"):
+            g = generate(self.model.mllm, self.processor, image_rgb, messages, min_pixels=lo,
+                         max_pixels=hi, max_new_tokens=s.max_new_tokens, timeout_s=s.timeout_s,
+                         device=self.device)
+        pad = self.processor.tokenizer.pad_token_id
+        mask = (g.sequences != pad).long() if pad is not None else torch.ones_like(g.sequences)
+        with torch.inference_mode():
+            with timer.stage("second_pass"):
+                states = self.model.query_states(g.sequences, mask, g.inputs["pixel_values"],
+                                                 g.inputs["image_grid_thw"])
+            with timer.stage("connector"):
+                token = self.model.head(states)
+        fh, fw = image_rgb.shape[:2]
+        box, reasoning, note = None, "", ""
+        try:
+            parsed = parse_answer(g.text, sent_size=g.sent_size, frame_size=(fw, fh), max_instances=64)
+            reasoning = parsed.reasoning
+            box = parsed.objects[0].box if parsed.objects else None
+            if box is None:
+                note = "the answer named no box"
+        except MllmAnswerError as exc:
+            note = f"the answer named no box ({exc})"
+        return LensAnswer(g.text, token[0].float().cpu().numpy(), box, reasoning, note)
+
+
+def _pixel_bounds(image_processor) -> tuple[int, int]:
+    """The checkpoint's smart_resize bounds (the release: max_pixels 1e6), as transformers 5.x stores them."""
+    size = getattr(image_processor, "size", None) or {}
+    lo = size.get("shortest_edge", getattr(image_processor, "min_pixels", None) or 56 * 56)
+    hi = size.get("longest_edge", getattr(image_processor, "max_pixels", None) or 1_000_000)
+    return int(lo), int(hi)
+
+
+class LensPipeline(MllmPipeline):
+    name = "lens"
+
+    def __init__(self, grounder: LensGrounder, settings: Settings) -> None:
+        from ..sam2 import Sam2Segmenter
+
+        # the checkpoint's own SAM2 (memory modules included), resized as the release resizes
+        segmenter = Sam2Segmenter(grounder.model.sam, device=str(grounder.device), antialias=True)
+        super().__init__(grounder, segmenter, settings)
+
+    def ground(self, image_rgb: np.ndarray, instruction: str, analysis=None) -> Grounding:
+        timer = Timer()
+        answer = self.vlm.ground(image_rgb, instruction, timer)  # LlmError: the caller falls back
+        label = parse_query(instruction).phrase
+        if answer.box is not None:
+            said = "LENS box [" + ", ".join(f"{v:.0f}" for v in answer.box) + "]"
+        else:
+            said = f"{answer.note}; mask from the context queries alone"
+            log.info("lens: %s: %r", said, answer.text[:200])
+        reasoning = f"{answer.reasoning} ({said})" if answer.reasoning else said
+        target = Target(label, 1.0, Prompt(sparse_embeddings=answer.token))
+        return Grounding(instruction=instruction, labels=(label,), targets=(target,), reasoning=reasoning,
+                         source="lens", pipeline=self.name, timings_ms=timer.ms, detail=answer)
+
+
+__all__ = ["LensGrounder", "LensPipeline", "LensAnswer"]
