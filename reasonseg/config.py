@@ -27,7 +27,7 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 
 
 # Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
-PIPELINES = ("auto", "refine", "mllm", "lens")
+PIPELINES = ("auto", "refine", "mllm", "lens", "cora")
 BACKENDS = ("torch", "onnxruntime")
 MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters.py
 SEGMENTER_KINDS = ("lite_sam", "sam2")
@@ -131,6 +131,18 @@ class LensSettings:
 
 
 @dataclass(frozen=True)
+class CoraSettings:
+    model: str = _f("", "CORA checkpoint written by CoraModel.save_pretrained / training/: HF id (local cache) or "
+                        "dir ('' = the cora pipeline is not configured)")
+    max_new_tokens: int = _f(32, "answer token budget (the answer is short: \"Sure, it is <SEG>.\")", lo=1, hi=8192)
+    timeout_s: float = _f(30.0, "deadline for one grounding", lo=0.1, hi=600.0)
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N",
+                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+    dtype: str = _f("auto", "MLLM dtype (auto: bfloat16 on CUDA, float32 on CPU); SAM2 stays float32",
+                    choices=MLLM_DTYPES)
+
+
+@dataclass(frozen=True)
 class ResolverSettings:
     min_similarity: float = _f(0.40, "min MiniLM cosine similarity noun phrase -> class", lo=0.0, hi=1.0)
     sibling_similarity: float = _f(0.55, "label-label similarity above which a detection of a sibling class "
@@ -183,6 +195,7 @@ class Settings:
     llm: LlmSettings = field(default_factory=LlmSettings)
     mllm: MllmSettings = field(default_factory=MllmSettings)
     lens: LensSettings = field(default_factory=LensSettings)
+    cora: CoraSettings = field(default_factory=CoraSettings)
     resolver: ResolverSettings = field(default_factory=ResolverSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)

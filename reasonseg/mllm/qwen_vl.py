@@ -30,6 +30,14 @@ class Generation:
     seconds: float
 
 
+def pixel_bounds(image_processor) -> tuple[int, int]:
+    """A checkpoint's own smart_resize bounds (LENS's release: max_pixels 1e6), as transformers 5.x stores them."""
+    size = getattr(image_processor, "size", None) or {}
+    lo = size.get("shortest_edge", getattr(image_processor, "min_pixels", None) or 56 * 56)
+    hi = size.get("longest_edge", getattr(image_processor, "max_pixels", None) or 1_000_000)
+    return int(lo), int(hi)
+
+
 def _deadline_criteria(deadline: float):
     from transformers import StoppingCriteria
 

@@ -1,27 +1,19 @@
 """`lens`: a LENS checkpoint end to end (lens.txt §3, the release's inference in lens_official.md).
 
-Grounding: Qwen2.5-VL answers the release's prompt greedily; a second pass over prompt + answer + the M
-context queries gives the connector's ONE SAM2 sparse prompt token. The mask comes from that token alone
-(dense prompt = no_mask_embed, single mask): the answer's box is reported, never needed, so an answer with no
-box still gives a mask and the grounding says so. Between groundings the checkpoint's own SAM2 memory tracks
-the target (MemoryTrack), conditioned on the LENS mask; `segment` decodes the token again on a fresh frame.
+Qwen2.5-VL answers the release's prompt greedily; a second pass over prompt + answer + the M context queries
+gives the connector's ONE SAM2 sparse prompt token. The mask comes from that token alone (dense prompt =
+no_mask_embed, single mask): the answer's box is reported, never needed, so an answer with no box still gives
+a mask and the grounding says so. The pipeline around it is `prompt_token.TokenPipeline`.
 """
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-
 import numpy as np
 
-from ..config import LensSettings, Settings
+from ..config import LensSettings
 from ..mllm.answer import MllmAnswerError, parse_answer
-from ..prompt import Prompt
-from ..query import parse_query
 from ..torch_device import resolve_device, resolve_dtype
-from .base import Grounding, Target, Timer
-from .mllm import MllmPipeline
-
-log = logging.getLogger(__name__)
+from .base import Timer
+from .prompt_token import TokenAnswer
 
 # The release's prompts (src/open_r1/constants.py): what its checkpoints were trained to answer.
 SYSTEM_PROMPT = "You are a helpful assistant. "
@@ -33,17 +25,8 @@ COT_QUESTION = ('Locate "{question}", report the bbox coordinates in JSON format
                 "i.e., <think>thinking process here</think><answer>answer here</answer>")
 
 
-@dataclass(frozen=True)
-class LensAnswer:
-    text: str                                         # the generated answer (special tokens dropped)
-    token: np.ndarray                                 # [1, 256] SAM2 sparse prompt embedding
-    box: tuple[float, float, float, float] | None     # the answer's box in frame pixels, if it named one
-    reasoning: str
-    note: str                                         # why there is no box, when there is none
-
-
 class LensGrounder:
-    """A LensModel + its processor on one device: frame + instruction -> LensAnswer."""
+    """A LensModel + its processor on one device: frame + instruction -> TokenAnswer."""
 
     name = "lens"
 
@@ -62,17 +45,17 @@ class LensGrounder:
         self.model = LensModel.from_pretrained(root, dtype=dtype, num_queries=settings.num_queries).to(self.device)
         self.endpoint = f"{settings.model} on {self.device}"
 
-    def ground(self, image_rgb: np.ndarray, instruction: str, timer: Timer) -> LensAnswer:
+    def ground(self, image_rgb: np.ndarray, instruction: str, timer: Timer) -> TokenAnswer:
         """Raises LlmError when generation passes the deadline."""
         import torch
 
-        from ..mllm.qwen_vl import generate
+        from ..mllm.qwen_vl import generate, pixel_bounds
 
         s = self.settings
         question = (COT_QUESTION if s.chain_of_thought else QUESTION).format(question=instruction)
         messages = [{"role": "system", "content": SYSTEM_PROMPT},
                     {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        lo, hi = _pixel_bounds(self.processor.image_processor)
+        lo, hi = pixel_bounds(self.processor.image_processor)
         with timer.stage("generate"):
             g = generate(self.model.mllm, self.processor, image_rgb, messages, min_pixels=lo,
                          max_pixels=hi, max_new_tokens=s.max_new_tokens, timeout_s=s.timeout_s,
@@ -92,43 +75,10 @@ class LensGrounder:
             reasoning = parsed.reasoning
             box = parsed.objects[0].box if parsed.objects else None
             if box is None:
-                note = "the answer named no box"
+                note = "the answer named no box; mask from the context queries alone"
         except MllmAnswerError as exc:
-            note = f"the answer named no box ({exc})"
-        return LensAnswer(g.text, token[0].float().cpu().numpy(), box, reasoning, note)
+            note = f"the answer named no box ({exc}); mask from the context queries alone"
+        return TokenAnswer(g.text, token[0].float().cpu().numpy(), box, reasoning, note)
 
 
-def _pixel_bounds(image_processor) -> tuple[int, int]:
-    """The checkpoint's smart_resize bounds (the release: max_pixels 1e6), as transformers 5.x stores them."""
-    size = getattr(image_processor, "size", None) or {}
-    lo = size.get("shortest_edge", getattr(image_processor, "min_pixels", None) or 56 * 56)
-    hi = size.get("longest_edge", getattr(image_processor, "max_pixels", None) or 1_000_000)
-    return int(lo), int(hi)
-
-
-class LensPipeline(MllmPipeline):
-    name = "lens"
-
-    def __init__(self, grounder: LensGrounder, settings: Settings) -> None:
-        from ..sam2 import Sam2Segmenter
-
-        # the checkpoint's own SAM2 (memory modules included), resized as the release resizes
-        segmenter = Sam2Segmenter(grounder.model.sam, device=str(grounder.device), antialias=True)
-        super().__init__(grounder, segmenter, settings)
-
-    def ground(self, image_rgb: np.ndarray, instruction: str, analysis=None) -> Grounding:
-        timer = Timer()
-        answer = self.vlm.ground(image_rgb, instruction, timer)  # LlmError: the caller falls back
-        label = parse_query(instruction).phrase
-        if answer.box is not None:
-            said = "LENS box [" + ", ".join(f"{v:.0f}" for v in answer.box) + "]"
-        else:
-            said = f"{answer.note}; mask from the context queries alone"
-            log.info("lens: %s: %r", said, answer.text[:200])
-        reasoning = f"{answer.reasoning} ({said})" if answer.reasoning else said
-        target = Target(label, 1.0, Prompt(sparse_embeddings=answer.token))
-        return Grounding(instruction=instruction, labels=(label,), targets=(target,), reasoning=reasoning,
-                         source="lens", pipeline=self.name, timings_ms=timer.ms, detail=answer)
-
-
-__all__ = ["LensGrounder", "LensPipeline", "LensAnswer"]
+__all__ = ["LensGrounder"]

@@ -88,19 +88,32 @@ def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
 
 
 def _build_lens(settings: Settings, parts: _Parts) -> Pipeline:
-    from .lens import LensGrounder, LensPipeline
+    from .lens import LensGrounder
+    from .prompt_token import TokenPipeline
 
     if not settings.lens.model:
         raise ConfigError("pipeline lens needs lens.model (a LENS checkpoint dir, or an HF id in the local cache)")
     grounder = _load(f"LENS {settings.lens.model}", lambda: LensGrounder(settings.lens), HF_HINT)
     log.info("lens pipeline: %s (%d queries), SAM2 from the checkpoint", grounder.endpoint,
              grounder.model.num_queries)
-    return LensPipeline(grounder, settings)
+    return TokenPipeline(grounder, settings)
+
+
+def _build_cora(settings: Settings, parts: _Parts) -> Pipeline:
+    from .cora import CoraGrounder
+    from .prompt_token import TokenPipeline
+
+    if not settings.cora.model:
+        raise ConfigError("pipeline cora needs cora.model (a CORA checkpoint dir written by training/, or an HF id "
+                          "in the local cache)")
+    grounder = _load(f"CORA {settings.cora.model}", lambda: CoraGrounder(settings.cora), HF_HINT)
+    log.info("cora pipeline: %s, SAM2 from the checkpoint", grounder.endpoint)
+    return TokenPipeline(grounder, settings)
 
 
 BUILDERS: dict[str, Callable[[Settings, _Parts], Pipeline]] = {"refine": _build_refine, "mllm": _build_mllm,
-                                                               "lens": _build_lens}
-# `auto`: the first configured pipeline that loads, with the ones after it as fallbacks.
+                                                               "lens": _build_lens, "cora": _build_cora}
+# `auto`: the first configured pipeline that loads, with the ones after it as fallbacks (cora: only by name).
 AUTO_ORDER = ("lens", "mllm", "refine")
 CONFIGURED: dict[str, Callable[[Settings], bool]] = {"lens": lambda s: bool(s.lens.model),
                                                      "mllm": lambda s: bool(s.mllm.model), "refine": lambda s: True}

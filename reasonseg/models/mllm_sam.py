@@ -1,0 +1,239 @@
+"""What LENS and CORA share: a Qwen2.5-VL (``mllm``) whose hidden states become SAM2 sparse prompts for a
+transformers SAM2 (``sam``); named parameter groups for training; SAM2 decoding from prompt tokens; strict
+safetensors checkpoints (sharded with an index, as HF writes them) with errors that name keys and the fix.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["MllmSamModel", "LoadReport", "resolve_checkpoint", "read_safetensors", "write_safetensors",
+           "read_sam2_config", "check_state", "merge", "SHARD_BYTES", "SAM2_CONFIG_FILE"]
+
+SHARD_BYTES = 5 * 1024 ** 3
+SAM2_CONFIG_FILE = "sam2_config.json"  # transformers' default max shard size
+# Groups every MLLM + SAM2 model has, after a model's own (matched in order, first wins).
+COMMON_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("mllm_vision", ("mllm.model.visual.",)),
+    ("mllm_language", ("mllm.model.language_model.", "mllm.lm_head.")),
+    ("sam_image_encoder", ("sam.vision_encoder.",)),
+    ("sam_prompt_encoder", ("sam.prompt_encoder.", "sam.shared_image_embedding.")),
+    ("sam_mask_decoder", ("sam.mask_decoder.",)),
+    ("sam_memory", ("sam.",)),  # memory attention/encoder, object pointers, no-memory embeddings
+)
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    missing: tuple[str, ...]      # in the model, not in the file
+    unexpected: tuple[str, ...]   # in the file, not in the model
+    mismatched: tuple[str, ...]   # "name: file shape vs model shape"
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def explain(self, what: str, fix: str) -> str:
+        parts = []
+        if self.mismatched:
+            parts.append(f"{len(self.mismatched)} shape mismatch(es): {first_keys(self.mismatched, 3)}")
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing key(s): {first_keys(self.missing)}")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected key(s): {first_keys(self.unexpected)}")
+        return f"{what} does not fit its config: " + "; ".join(parts) + ". Fix: " + fix
+
+
+def first_keys(keys: Iterable[str], n: int = 5) -> str:
+    keys = list(keys)
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def check_state(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: str = "",
+                optional: Iterable[str] = ()) -> LoadReport:
+    """Compare file tensors (module-relative names) with a module's; `optional` keys may be absent (tied)."""
+    own = module.state_dict()
+    skip = set(optional)
+    unexpected = [prefix + k for k in state if k not in own]
+    mismatched = [f"{prefix}{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+                  for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing = [prefix + k for k in own if k not in state and k not in skip]
+    return LoadReport(tuple(missing), tuple(unexpected), tuple(mismatched))
+
+
+def merge(*reports: LoadReport) -> LoadReport:
+    return LoadReport(*(tuple(x for r in reports for x in getattr(r, f)) for f in ("missing", "unexpected",
+                                                                                  "mismatched")))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A local dir, or an HF repo id already in the local cache (nothing downloads at run time)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise FileNotFoundError(f"{p} has no config.json: not a checkpoint directory")
+        return p
+    if p.exists():
+        raise FileNotFoundError(f"{p} is a file; the setting needs a checkpoint directory or an HF id")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(path), local_files_only=True))
+    except (LocalEntryNotFoundError, ValueError) as exc:
+        raise FileNotFoundError(f"{path}: no such directory, and not in the local HF cache ({exc.__class__.__name__}); "
+                                f"download it once (hf download {path}) and point the setting at it") from None
+
+
+def read_sam2_config(root: Path):
+    """``sam2_config.json`` (transformers' Sam2VideoConfig) when the checkpoint has one, else None."""
+    from transformers import Sam2VideoConfig
+
+    f = root / SAM2_CONFIG_FILE
+    return Sam2VideoConfig(**json.loads(f.read_text())) if f.is_file() else None
+
+
+def read_safetensors(root: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of ``model.safetensors`` or of the shards an index names (safetensors: no code runs)."""
+    from safetensors.torch import load_file
+
+    index = root / "model.safetensors.index.json"
+    if index.is_file():
+        files = [root / n for n in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    else:
+        files = [root / "model.safetensors"]
+    absent = [f.name for f in files if not f.is_file()]
+    if absent:
+        raise FileNotFoundError(f"{root}: weight file(s) missing: {first_keys(absent)} (an interrupted download?)")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
+
+
+def write_safetensors(state: Mapping[str, torch.Tensor], out: Path, dtype: torch.dtype,
+                      max_shard_bytes: int = SHARD_BYTES) -> None:
+    """One ``model.safetensors``, or ``model-0000i-of-0000n.safetensors`` + index past `max_shard_bytes`;
+    floating tensors in `dtype`. Old weight files in `out` are removed first."""
+    from safetensors.torch import save_file
+
+    cast = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k, v in cast.items():
+        n = v.numel() * v.element_size()
+        if shards[-1] and size + n > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][k] = v
+        size += n
+    for stale in list(out.glob("model*.safetensors")) + list(out.glob("model.safetensors.index.json")):
+        stale.unlink()
+    meta = {"format": "pt"}
+    if len(shards) == 1:
+        save_file(shards[0], str(out / "model.safetensors"), metadata=meta)
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(out / name), metadata=meta)
+        weight_map.update(dict.fromkeys(shard, name))
+    total = sum(v.numel() * v.element_size() for v in cast.values())
+    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
+                                                                  "weight_map": weight_map}, indent=2))
+
+
+class MllmSamModel(nn.Module):
+    """Base of LensModel and CoraModel: subclasses set ``mllm`` (Qwen2_5_VLForConditionalGeneration), ``sam``
+    (Sam2VideoModel) and their own modules, and list their own parameter groups in ``OWN_GROUPS``."""
+
+    OWN_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    mllm: nn.Module
+    sam: nn.Module
+
+    @classmethod
+    def build_for_loading(cls, dtype: torch.dtype | None, *args: Any) -> MllmSamModel:
+        """``cls(*args)`` with no weight init (every tensor comes from the file), built directly in the run dtype
+        (no float32 copy of a 3B model); SAM2 in float32: masks are thresholded logits, and it is small."""
+        from transformers.initialization import no_init_weights
+
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype or torch.float32)
+        try:
+            with no_init_weights():
+                model = cls(*args)
+        finally:
+            torch.set_default_dtype(previous)
+        model.sam.float()
+        return model
+
+    @staticmethod
+    def load_parts(parts: Iterable[tuple[nn.Module, Mapping[str, torch.Tensor]]]) -> None:
+        """Copy checked tensors (module-relative names) into their modules; only matching names and shapes."""
+        with torch.no_grad():
+            for module, sd in parts:
+                own = module.state_dict()
+                module.load_state_dict({k: v for k, v in sd.items() if k in own and v.shape == own[k].shape},
+                                       strict=False)
+
+    @classmethod
+    def group_names(cls) -> list[str]:
+        return [g for g, _ in cls.OWN_GROUPS + COMMON_GROUPS]
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Named groups (OWN_GROUPS, then the common MLLM / SAM2 ones) for freezing and optimiser groups: each
+        parameter in exactly one."""
+        table = self.OWN_GROUPS + COMMON_GROUPS
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g, _ in table}
+        for name, p in self.named_parameters():
+            groups[next(g for g, prefixes in table if name.startswith(prefixes))].append((name, p))
+        return groups
+
+    def train_only(self, *groups: str) -> list[str]:
+        """Freeze everything except ``groups``; returns the trainable parameter names."""
+        unknown = set(groups) - set(self.group_names())
+        if unknown:
+            raise ValueError(f"unknown parameter group(s) {sorted(unknown)}; groups: {self.group_names()}")
+        names = []
+        for group, params in self.parameter_groups().items():
+            for name, p in params:
+                p.requires_grad_(group in groups)
+                if group in groups:
+                    names.append(name)
+        return names
+
+    def image_embeddings(self, sam_pixels: torch.Tensor) -> list[torch.Tensor]:
+        """SAM2's image features (+ no_mem_embed on the last level) of [B, 3, S, S] normalised pixels. No
+        gradient: LENS and CORA both keep the SAM2 image encoder frozen."""
+        return self.sam.get_image_embeddings(sam_pixels)
+
+    def mask_logits(self, token: torch.Tensor, image_embeddings: list[torch.Tensor]) -> torch.Tensor:
+        """[B, 1, C] prompt tokens -> [B, h, w] low-res mask logits: the token is the only sparse prompt, the
+        dense prompt is no_mask_embed, one mask (SAM2's dynamic stability choice as in eval)."""
+        sam = self.sam
+        b = token.shape[0]
+        _, dense = sam.prompt_encoder(input_points=None, input_labels=None, input_boxes=None, input_masks=None)
+        pe = sam.get_image_wide_positional_embeddings()
+        low, _, _, _ = sam.mask_decoder(
+            image_embeddings=image_embeddings[-1], image_positional_embeddings=pe.expand(b, -1, -1, -1),
+            sparse_prompt_embeddings=token[:, None].to(pe.dtype), dense_prompt_embeddings=dense.expand(b, -1, -1, -1),
+            multimask_output=False, high_resolution_features=image_embeddings[:-1])
+        return low[:, 0, 0]
+
+    def image_features_into(self, ids: torch.Tensor, embeds: torch.Tensor, pixel_values: torch.Tensor | None,
+                            image_grid_thw: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with the image placeholders replaced by the vision tower's features."""
+        image_mask = ids == self.mllm.config.image_token_id
+        if not image_mask.any():
+            return embeds
+        core = self.mllm.model
+        features = torch.cat(core.get_image_features(pixel_values, image_grid_thw).pooler_output)
+        if features.shape[0] != int(image_mask.sum()):
+            raise ValueError(f"{int(image_mask.sum())} image placeholder tokens, {features.shape[0]} image features")
+        return embeds.masked_scatter(image_mask[..., None].expand_as(embeds), features.to(embeds.dtype))

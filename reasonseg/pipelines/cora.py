@@ -1,0 +1,60 @@
+"""`cora`: a CORA checkpoint (our training/ writes them): Qwen2.5-VL answers "Can you segment ...?" with a
+`<SEG>` token; its last hidden state, projected (eq. 3), is the SAM2 prompt. An answer without `<SEG>` gets
+one appended after it (teacher-forced, as LISA's training target) and the grounding says so; SAM2's object
+score still decides whether anything is there. The pipeline around it is `prompt_token.TokenPipeline`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import CoraSettings
+from ..torch_device import resolve_device, resolve_dtype
+from .base import Timer
+from .prompt_token import TokenAnswer
+
+
+class CoraGrounder:
+    """A CoraModel + its processor on one device: frame + instruction -> TokenAnswer."""
+
+    name = "cora"
+
+    def __init__(self, settings: CoraSettings) -> None:
+        from transformers import AutoProcessor
+        from transformers.utils import logging as hf_logging
+
+        from ..models.cora import CoraModel
+        from ..models.mllm_sam import resolve_checkpoint
+
+        hf_logging.disable_progress_bar()
+        self.settings = settings
+        self.device = resolve_device(settings.device, "cora.device")
+        root = resolve_checkpoint(settings.model)
+        self.processor = AutoProcessor.from_pretrained(root, local_files_only=True)
+        self.model = CoraModel.from_pretrained(root, dtype=resolve_dtype(settings.dtype, self.device)).to(self.device)
+        self.endpoint = f"{settings.model} on {self.device}"
+
+    def ground(self, image_rgb: np.ndarray, instruction: str, timer: Timer) -> TokenAnswer:
+        """Raises LlmError when generation passes the deadline."""
+        import torch
+
+        from ..mllm.qwen_vl import generate, pixel_bounds
+        from ..models.cora import SEG_TOKEN, seg_prompt
+
+        s = self.settings
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": seg_prompt(instruction)}]}]
+        lo, hi = pixel_bounds(self.processor.image_processor)
+        with timer.stage("generate"):
+            g = generate(self.model.mllm, self.processor, image_rgb, messages, min_pixels=lo, max_pixels=hi,
+                         max_new_tokens=s.max_new_tokens, timeout_s=s.timeout_s, device=self.device)
+        seg_id = self.model.config.seg_token_id
+        sequences, note = g.sequences, ""
+        if not bool((sequences[0, g.inputs["input_ids"].shape[1]:] == seg_id).any()):
+            sequences = torch.cat([sequences, sequences.new_full((1, 1), seg_id)], dim=1)
+            note = f"the answer had no {SEG_TOKEN}; one was appended after it"
+        with torch.inference_mode(), timer.stage("seg_pass"):
+            out = self.model(sequences, torch.ones_like(sequences), g.inputs["pixel_values"],
+                             g.inputs["image_grid_thw"], lm_logits=False)
+        return TokenAnswer(g.text, out.seg_tokens.float().cpu().numpy(), None, "", note)
+
+
+__all__ = ["CoraGrounder"]

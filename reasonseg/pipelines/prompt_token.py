@@ -1,0 +1,64 @@
+"""`lens` and `cora`: a trained model turns (frame, instruction) into ONE SAM2 sparse prompt token, and its own
+SAM2 decodes the mask (dense prompt = no_mask_embed, single mask). Between groundings that SAM2's memory
+tracks the target (MemoryTrack, conditioned on the model's mask); `segment` decodes the token on a fresh frame.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..config import Settings
+from ..prompt import Prompt
+from ..query import parse_query
+from .base import Grounding, Target, Timer
+from .mllm import MllmPipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenAnswer:
+    text: str                                         # the generated answer (special tokens dropped)
+    token: np.ndarray                                 # [1, C] SAM2 sparse prompt embedding
+    box: tuple[float, float, float, float] | None     # a box the answer named (frame pixels), if any
+    reasoning: str
+    note: str                                         # how the token was obtained when not the normal way
+
+
+class TokenGrounder(Protocol):
+    name: str
+    model: object      # an MllmSamModel: its `sam` decodes the token
+    device: object
+    endpoint: str
+
+    def ground(self, image_rgb: np.ndarray, instruction: str, timer: Timer) -> TokenAnswer: ...
+
+
+class TokenPipeline(MllmPipeline):
+    def __init__(self, grounder: TokenGrounder, settings: Settings) -> None:
+        from ..sam2 import Sam2Segmenter
+
+        # the checkpoint's own SAM2 (memory modules included), frames resized as LENS's release resizes them
+        segmenter = Sam2Segmenter(grounder.model.sam, device=str(grounder.device), antialias=True)
+        super().__init__(grounder, segmenter, settings)
+        self.name = grounder.name
+
+    def ground(self, image_rgb: np.ndarray, instruction: str, analysis=None) -> Grounding:
+        timer = Timer()
+        answer = self.vlm.ground(image_rgb, instruction, timer)  # LlmError: the caller falls back
+        label = parse_query(instruction).phrase
+        said = [answer.note] if answer.note else []
+        if answer.box is not None:
+            said.append(f"{self.name} box [" + ", ".join(f"{v:.0f}" for v in answer.box) + "]")
+        if answer.note:
+            log.info("%s: %s: %r", self.name, answer.note, answer.text[:200])
+        reasoning = "; ".join([answer.reasoning] * bool(answer.reasoning) + said) or f"{self.name} prompt token"
+        target = Target(label, 1.0, Prompt(sparse_embeddings=answer.token))
+        return Grounding(instruction=instruction, labels=(label,), targets=(target,), reasoning=reasoning,
+                         source=self.name, pipeline=self.name, timings_ms=timer.ms, detail=answer)
+
+
+__all__ = ["TokenAnswer", "TokenGrounder", "TokenPipeline"]
