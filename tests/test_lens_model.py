@@ -117,6 +117,30 @@ def test_default_sam2_is_the_releases_sam2_0_hiera_l():
     assert sum(int(np.prod(s)) for k, s in mapped.items() if not k.startswith("shared_image")) > 200e6  # Hiera-L
 
 
+def test_released_architecture_is_the_releases_1780_tensors():
+    """Qwen2.5-VL-3B's config in the release's flat form + no sam2_config.json (as OuyBin/LENS ships): the model
+    we build writes exactly the release's 1780 tensors, 4.454 B values, 147 of them SAM2 memory (lens_official.md).
+    Built on the meta device: shapes only, no memory."""
+    from tiny_models import QWEN25_VL_3B
+
+    from reasonseg.models.lens_release import read_release_config
+
+    t, v = QWEN25_VL_3B["text_config"], QWEN25_VL_3B["vision_config"]
+    raw = {"model_type": "qwen2_vl", "num_of_query": 64, "if_use_qwen_connector": True, "tie_word_embeddings": True,
+           "vocab_size": 151936, "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+           **{k: t[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                                "num_key_value_heads", "max_position_embeddings")},
+           "rope_scaling": t["rope_scaling"], "image_token_id": 151655, "video_token_id": 151656,
+           "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+           "vision_config": {"model_type": "qwen2_vl", "in_chans": 3, "hidden_act": "silu", "tokens_per_second": 2, **v}}
+    with torch.device("meta"):
+        release = LensModel(read_release_config(raw)).release_state_dict()
+    assert len(release) == 1780
+    assert round(sum(x.numel() for x in release.values()) / 1e9, 3) == 4.454
+    assert sum(k.startswith(("sam.memory_attention.", "sam.memory_encoder.", "sam.maskmem_tpos_enc")) for k in release) == 147
+    assert release["conv_1d.weight"].shape == (2048, 2048, 64) and release["proj_to_sam.2.weight"].shape == (256, 2048)
+
+
 def _grads_after_backward(model, names_trained):
     ids = torch.tensor([[151644, 872, 198, 151652, 151655, 151655, 151655, 151655, 151653, 9707, 151645]])
     pixels = torch.randn(16, 3 * 2 * 14 * 14)  # one 56x56 image: 4x4 patches -> 4 merged tokens
