@@ -134,7 +134,6 @@ class LensModel(MllmSamModel):
         model = cls.build_for_loading(dtype, config, read_sam2_config(root))
         model.load_release_state_dict(state)
         model.eval()
-        model.source = str(path)
         return model
 
     def save_pretrained(self, out_dir: str | Path, *, dtype: torch.dtype = torch.bfloat16,
