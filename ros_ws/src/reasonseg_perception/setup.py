@@ -16,7 +16,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "reasonseg_node = reasonseg_perception.segmentation_node:main",
+            "reasonseg_node = reasonseg_perception.node_main:main",
             "reasonseg_replay = reasonseg_perception.replay:main",
             "reasonseg_demo = reasonseg_perception.demo:main",
             "reasonseg_launch = reasonseg_perception.launch_runner:main",
