@@ -47,6 +47,7 @@ _LEAD = re.compile(
 _ARTICLES = {"the", "a", "an", "this", "that", "these", "those", "my", "our", "your", "its", "one", "ones", "some",
              "any", "each", "every", "all", "both", "most", "only", "other", "another", "one's", "please"}
 _PLURAL_CUES = {"all", "every", "each", "both", "these", "those", "two", "three", "four", "five", "several", "many"}
+_COUNTS = {"both": 2, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}  # "the two people": exactly two
 # "second car from the left", "the dog on the right", "the person in the middle"
 _SIDE_PHRASE = re.compile(r"\b(?:from|on|at|in|to|towards)\s+the\s+(?:far\s+)?(left|right|top|bottom|middle|center|centre|front|back)\b")
 # references that are places, not objects: "parked on the street" constrains nothing we detect
@@ -70,6 +71,7 @@ class Query:
     spatial: tuple[str, ...] = ()               # canonical cues in reading order
     ordinal: int | None = None
     plural: bool = False
+    count: int | None = None                    # "the two people": how many instances are meant
     relation: Relation | None = None
 
 
@@ -81,8 +83,11 @@ def parse_query(text: str) -> Query:
     target_words, relation = _split_relation(words)
     plural = any(w in _PLURAL_CUES for w in target_words)
     colours, spatial, keep = [], [], []
-    ordinal = None
+    ordinal = count = None
     for w in target_words:
+        if w in _COUNTS or (w.isdigit() and 1 < int(w) < 100):
+            count = count or _COUNTS.get(w) or int(w)
+            continue
         if w in _ARTICLES or w in _PLURAL_CUES:
             continue
         if w in COLOURS:
@@ -101,7 +106,7 @@ def parse_query(text: str) -> Query:
     phrase = " ".join(keep)
     plural = plural or _looks_plural(keep)
     return Query(text=text, phrase=phrase, colours=tuple(colours), spatial=tuple(spatial), ordinal=ordinal,
-                 plural=plural, relation=relation)
+                 plural=plural or count is not None, count=count, relation=relation)
 
 
 def _split_relation(words: list[str]) -> tuple[list[str], Relation | None]:

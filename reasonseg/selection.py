@@ -1,6 +1,7 @@
 """Pick the referred instance(s) among detections: class, colour, space, relation, count."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -13,6 +14,7 @@ Box = tuple[float, float, float, float]
 CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider
 PLURAL_SHARE = 0.3     # "all horses" keeps less certain instances too
 TRUNCATED_SHARE = 0.25  # border-cut instances smaller than this share of the largest are not referents
+_DEPTH_CUE = {"behind": "far_by_ground", "in_front_of": "near_by_ground"}  # relation to an undetected reference
 
 
 class DetectionLike(Protocol):
@@ -110,27 +112,30 @@ def select_instances(
         return Selection((), f"no {'/'.join(target_labels)} detected")
     eff = {i: detections[i].score * weight[i] for i in cand}
     reasons = [f"{len(cand)} candidate(s) for {'/'.join(target_labels)}"]
-    if query.relation is not None or query.colours or query.spatial or query.plural:
-        # Cues choose among confident instances only: a weak fragment box (a dog's head, a horse cut by the
-        # frame edge) is closer, browner or further left, but not what a person refers to.
-        share = PLURAL_SHARE if query.plural and not (query.spatial or query.colours) else CONFIDENT_SHARE
-        top = max(eff.values())
-        cand = [i for i in cand if eff[i] >= share * top]
-        h, w = image_rgb.shape[:2]
-        big = max(box_area(detections[i].box) for i in cand)
-        whole = [i for i in cand if not (_touches_border(detections[i].box, w, h)
-                                         and box_area(detections[i].box) < TRUNCATED_SHARE * big)]
-        cand = whole or cand
+    # Choose among confident instances only: a weak fragment box (a dog's head, a fruit cut by the frame edge)
+    # may score a little higher, or be closer, browner or further left, but it is not what a person refers to.
+    share = PLURAL_SHARE if query.plural and not (query.spatial or query.colours) else CONFIDENT_SHARE
+    top = max(eff.values())
+    cand = [i for i in cand if eff[i] >= share * top]
+    h, w = image_rgb.shape[:2]
+    big = max(box_area(detections[i].box) for i in cand)
+    whole = [i for i in cand if not (_touches_border(detections[i].box, w, h)
+                                     and box_area(detections[i].box) < TRUNCATED_SHARE * big)]
+    cand = whole or cand
 
     kept_by_relation = False  # a relation orders candidates by distance to the reference
-    if query.relation is not None and reference_labels:
-        refs = [j for j, d in enumerate(detections) if d.label in reference_labels and j not in cand]
-        if refs:
-            ref = max(refs, key=lambda j: detections[j].score)
-            kept = _relate(cand, detections, detections[ref].box, query.relation.kind)
-            if kept:
-                cand, kept_by_relation = kept, True
-                reasons.append(f"{query.relation.kind.replace('_', ' ')} the {detections[ref].label}")
+    refs = [j for j, d in enumerate(detections) if d.label in reference_labels and j not in cand]
+    if query.relation is not None and refs:
+        ref = max(refs, key=lambda j: detections[j].score)
+        kept = _relate(cand, detections, detections[ref].box, query.relation.kind)
+        if kept:
+            cand, kept_by_relation = kept, True
+            reasons.append(f"{query.relation.kind.replace('_', ' ')} the {detections[ref].label}")
+    elif query.relation is not None and query.relation.kind in _DEPTH_CUE and not query.spatial:
+        # "behind the fence": the reference is no class we detect, but the relation still says farther from
+        # (or nearer to) the camera, which the ground contact (box bottom) orders on a ground plane.
+        query = dataclasses.replace(query, spatial=(_DEPTH_CUE[query.relation.kind],))
+        reasons.append(f"{query.relation.kind.replace('_', ' ')} the {query.relation.reference} (not detected)")
     if query.colours:  # a filter, not a ranking: a white bin must not beat a white truck's score
         frac = {i: min(colour_fraction(image_rgb, detections[i].box, c) for c in query.colours) for i in cand}
         best = max(frac.values())
@@ -142,11 +147,15 @@ def select_instances(
         cand = sorted(cand, key=_spatial_key(cue, detections, image_rgb.shape[1]))
         n = (query.ordinal or 1) - 1
         chosen = cand[n:n + 1] if n < len(cand) else cand[-1:]
-        reasons.append(f"{_ordinal_word(query.ordinal)}{cue} of {len(cand)}")
+        reasons.append(f"{_ordinal_word(query.ordinal)}{cue.replace('_', ' ')} of {len(cand)}")
         return Selection(tuple(chosen), "; ".join(reasons))
     if query.plural:
         ordered = sorted(cand, key=lambda i: -eff[i])
-        reasons.append(f"all {len(ordered)} instance(s)")
+        if query.count is not None and len(ordered) >= query.count:
+            reasons.append(f"the {query.count} most confident of {len(ordered)}")
+            return Selection(tuple(ordered[:query.count]), "; ".join(reasons))
+        reasons.append(f"all {len(ordered)} instance(s)"
+                       + (f" (asked for {query.count})" if query.count is not None else ""))
         return Selection(tuple(ordered), "; ".join(reasons))
     if not kept_by_relation:
         cand = sorted(cand, key=lambda i: -eff[i])
@@ -190,6 +199,7 @@ def _spatial_key(cue: str, dets: Sequence[DetectionLike], width: int) -> Callabl
         return {
             "left": cx, "right": -cx, "top": cy, "bottom": -cy,
             "biggest": -box_area(b), "smallest": box_area(b), "farthest": box_area(b),
+            "far_by_ground": b[3], "near_by_ground": -b[3],  # ground contact: lower in the frame = nearer
             "nearest": -box_area(b) - b[3],  # larger and lower in the frame = closer to the camera
             "middle": abs(cx - width / 2),
         }[cue]

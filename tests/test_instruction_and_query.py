@@ -40,6 +40,10 @@ def test_format_characters_are_dropped_inside_words():
     ("the people on the beach", "people", {"plural": True}),
     ("the animal on the left", "animal", {"spatial": ("left",)}),
     ("the man in the blue jacket", "man", {}),
+    ("the two people walking on the beach", "people", {"plural": True, "count": 2}),
+    ("segment both horses", "horses", {"plural": True, "count": 2}),
+    ("the 3 cars on the left", "cars", {"plural": True, "count": 3, "spatial": ("left",)}),
+    ("the truck parked behind the fence", "truck", {"relation": ("behind", "fence"), "count": None}),
 ])
 def test_parse_query(text, phrase, cues):
     q = parse_query(text)
@@ -52,6 +56,8 @@ def test_parse_query(text, phrase, cues):
         assert q.ordinal == cues["ordinal"]
     if "plural" in cues:
         assert q.plural is cues["plural"]
+    if "count" in cues:
+        assert q.count == cues["count"]
     if "relation" in cues:
         assert (q.relation.kind, q.relation.reference) == cues["relation"]
     else:

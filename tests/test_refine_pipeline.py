@@ -14,6 +14,7 @@ CASES = [
     ("person.jpg", "the horse", "horse"),
     ("person.jpg", "segment the person standing next to the horse", "person"),
     ("dog.jpg", "the bicycle", "bicycle"),
+    ("dog.jpg", "the vehicle behind the gate", "truck"),  # no class for gates: the farther vehicle
 ]
 
 

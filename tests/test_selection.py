@@ -1,4 +1,4 @@
-"""Instance rules on synthetic detections: class siblings, colour, space, relations, count."""
+"""Instance rules on synthetic detections: class siblings, colour, space, relations, count, frame-cut fragments."""
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,3 +54,37 @@ def test_no_candidate_is_said():
     sel = pick(np.zeros((10, 10, 3), np.uint8), [Det((0, 0, 5, 5), 0.9, "dog")], ("horse",), "the horse")
     assert sel.indices == () and "no horse" in sel.reasoning
     assert pick(np.zeros((10, 10, 3), np.uint8), [], (), "the thing").indices == ()
+
+
+def test_a_count_keeps_that_many_most_confident_instances():
+    img = np.zeros((200, 400, 3), np.uint8)
+    dets = [Det((10, 50, 60, 150), 0.5, "person"), Det((150, 50, 210, 150), 0.9, "person"),
+            Det((300, 50, 380, 150), 0.7, "person"), Det((220, 40, 290, 160), 0.8, "person")]
+    sel = pick(img, dets, ("person",), "the two people walking on the beach")
+    assert sel.indices == (1, 3) and "2 most confident of 4" in sel.reasoning
+    assert set(pick(img, dets, ("person",), "all people").indices) == {0, 1, 2, 3}
+    few = pick(img, dets[:1], ("person",), "the three people")
+    assert few.indices == (0,) and "asked for 3" in few.reasoning
+
+
+def test_a_fragment_cut_by_the_frame_edge_is_not_the_referent():
+    img = np.zeros((480, 512, 3), np.uint8)
+    dets = [Det((1, 3, 147, 112), 0.40, "orange"),     # a slice of fruit in the corner, scored a little higher
+            Det((78, 36, 343, 473), 0.37, "orange"),    # the orange in the middle of the picture
+            Det((300, 250, 380, 330), 0.15, "orange")]  # too weak to be considered
+    assert pick(img, dets, ("orange",), "the orange").indices == (1,)
+    assert pick(img, dets[:1], ("orange",), "the orange").indices == (0,)  # alone, it is still the one
+
+
+def test_behind_or_in_front_of_an_undetected_thing_orders_by_ground_contact():
+    img = np.zeros((576, 768, 3), np.uint8)
+    dets = [Det((116, 134, 562, 475), 0.54, "bicycle"),  # near the camera: low in the frame
+            Det((469, 78, 681, 166), 0.52, "car")]       # far: its ground contact is high in the frame
+    vehicles = ("bicycle", "car")
+    sel = pick(img, dets, vehicles, "the vehicle parked behind the fence")
+    assert sel.indices == (1,) and "behind the fence (not detected)" in sel.reasoning
+    assert pick(img, dets, vehicles, "the vehicle in front of the wall").indices == (0,)
+    assert pick(img, dets, vehicles, "the vehicle").indices == (0,)
+    # a detected reference still wins: relate to it, not to the ground plane
+    dets.append(Det((0, 300, 100, 560), 0.8, "bench"))
+    assert pick(img, dets, vehicles, "the vehicle behind the bench", refs=("bench",)).indices == (0,)

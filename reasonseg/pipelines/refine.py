@@ -126,7 +126,7 @@ class RefinePipeline(Pipeline):
         source = f"local_fallback: {fallback_reason}" if fallback_reason else "local"
         aff = parse_affordance(instruction, self.labels)
         if aff is not None:  # "what the player is kicking": the ball, near the player
-            refs = tuple(m.label for m in self.resolver.resolve(aff.subject, top_k=1)) if aff.subject else ()
+            refs = self._reference_labels(aff.subject) if aff.subject else ()
             relation = Relation("near", aff.subject) if refs else None
             return aff.labels, refs, source, dataclasses.replace(query, phrase=aff.verb, relation=relation)
         matches = self.resolver.resolve(query.phrase, top_k=1)
@@ -135,8 +135,12 @@ class RefinePipeline(Pipeline):
         labels = tuple(m.label for m in matches if m.how == "category") or tuple(m.label for m in matches[:1])
         refs: tuple[str, ...] = ()
         if query.relation is not None:
-            refs = tuple(m.label for m in self.resolver.resolve(query.relation.reference, top_k=1))
+            refs = self._reference_labels(query.relation.reference)
         return labels, refs, source, query
+
+    def _reference_labels(self, phrase: str) -> tuple[str, ...]:
+        """The label of a reference object ("the fence" names none: WordNet puts it outside the label set)."""
+        return tuple(m.label for m in self.resolver.resolve(phrase, top_k=1) if m.how != "outside")
 
     # -- per-frame segmentation (fast) -----------------------------------------------------------
     def segment(self, image_rgb: np.ndarray, grounding: Grounding, track: tuple[Box, ...] = (),
