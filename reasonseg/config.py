@@ -30,6 +30,7 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 PIPELINES = ("auto", "refine", "mllm", "lens", "cora")
 BACKENDS = ("torch", "onnxruntime")
 MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters.py
+PRECISIONS = ("auto", "fp32", "fp16", "int8")  # exported encoder variants: see reasonseg/export/
 SEGMENTER_KINDS = ("lite_sam", "sam2")
 MLLM_BACKENDS = ("transformers", "openai")
 MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -71,6 +72,10 @@ class SegmenterSettings:
     memory_frames: int = _f(16, "sam2 tracker: past frames kept in the memory bank", lo=1, hi=256)
     # onnxruntime runs the LiteSAM encoder ~2x faster than torch on CPU; torch is the reference.
     backend: str = _f("onnxruntime", "segmenter backend", choices=BACKENDS)
+    # The int8 encoder is made by the set-up step (`reasonseg export lite-sam --precision int8`) and judged
+    # there: its manifest records the mask IoU vs fp32 on the sample photos.
+    precision: str = _f("auto", "lite_sam on onnxruntime: image encoder precision; auto = int8 when its manifest "
+                                "shows mean mask IoU >= 0.95 vs fp32, else fp32", choices=PRECISIONS)
     # Paper §3.4 prompts SAM with the box plus the n_p = 20 top-probability points. LiteMedSAM was trained on
     # boxes only and points shrink its masks (measured: truck box cover 0.46 -> 0.17 with 20 points), so the
     # embedded default is box-only; set 20 for SAM/SAM2 proper.

@@ -22,15 +22,9 @@ THRESHOLD = 0.5    # the model's sigmoid output
 
 class PersonSegmenter:
     def __init__(self, onnx_path: Path | str, *, num_threads: int | None = None) -> None:
-        import onnxruntime as ort
+        from .onnx_session import open_session
 
-        opts = ort.SessionOptions()
-        if num_threads:
-            opts.intra_op_num_threads = num_threads
-        try:
-            self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-            raise ValueError(f"{onnx_path}: cannot load ONNX model: {' '.join(str(exc).split())[:200]}") from None
+        self.session = open_session(onnx_path, "person segmenter", threads=num_threads or 0)
         inp = self.session.get_inputs()[0]
         if len(inp.shape) != 4 or inp.shape[3] != 3 or not all(isinstance(v, int) for v in inp.shape[1:3]):
             raise ValueError(f"{onnx_path}: expected an NHWC RGB input of fixed size, got {inp.shape}")

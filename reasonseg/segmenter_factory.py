@@ -5,15 +5,18 @@ export issue) is one more row in `BUILDERS`.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from .config import SegmenterSettings
 from .errors import CheckpointError, ConfigError, ModelCacheError
-from .model_cache import SETUP_HINT, require
+from .model_cache import SETUP_HINT, check_files, require
 from .prompt import Segmenter
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+AUTO_INT8_MIN_IOU = 0.95  # issue 10: int8 only where it keeps the masks
 HF_HINT = "the model must be a local dir or an HF id already in the local cache (nothing downloads at run time)"
 
 
@@ -33,13 +36,34 @@ def _cpu_only(seg: SegmenterSettings) -> None:
         raise ConfigError(f"segmenter.device={seg.device}: LiteSAM on {seg.backend} runs on the CPU here")
 
 
+def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
+    """The LiteSAM encoder file `segmenter.precision` asks for, and why that one (logged at load)."""
+    from .export.lite_sam import encoder_file
+    from .export.manifest import read_manifest
+
+    if seg.precision != "auto":
+        name = f"lite_sam/{encoder_file(seg.precision)}"
+        if check_files(cache, name) is not None:
+            raise ModelCacheError(f"segmenter.precision={seg.precision}: {cache / name} is missing or not the "
+                                  f"set-up's; make it with `reasonseg export lite-sam --precision {seg.precision}` "
+                                  "(then run the set-up step again) or set segmenter.precision=auto")
+        return cache / name, f"{seg.precision} (set)"
+    int8 = cache / "lite_sam" / encoder_file("int8")
+    record = read_manifest(int8) if check_files(cache, "lite_sam/" + int8.name) is None else None
+    iou = (record or {}).get("parity", {}).get("mask_iou_mean")
+    if iou is not None and iou >= AUTO_INT8_MIN_IOU:
+        return int8, f"int8 (auto: mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU})"
+    why = "no int8 encoder with a manifest" if iou is None else f"int8 mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}"
+    return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {why})"
+
+
 def _lite_sam_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
-    from .segmenters import OnnxLiteSam
+    from .segmenters import DECODER_FILE, OnnxLiteSam
 
     _cpu_only(seg)
-    from .segmenters import DECODER_FILE
-
-    enc, dec = require(cache, "lite_sam/encoder.onnx"), require(cache, f"lite_sam/{DECODER_FILE}")
+    enc, why = lite_sam_encoder(seg, cache)
+    dec = require(cache, f"lite_sam/{DECODER_FILE}")
+    log.info("LiteSAM encoder: %s, %s", enc.name, why)
     return load_model("LiteSAM ONNX", lambda: OnnxLiteSam(enc, dec, num_threads=seg.threads or None,
                                                           mask_choice=seg.mask_choice))
 

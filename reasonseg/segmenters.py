@@ -17,8 +17,6 @@ The image embedding is a plain numpy array, so it can be cached and shared betwe
 
 from __future__ import annotations
 
-import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -36,7 +34,6 @@ __all__ = [
     "PromptSegmenter",
     "TorchLiteSam",
     "OnnxLiteSam",
-    "export_lite_sam_onnx",
     "preprocess_image",
     "build_prompt",
     "postprocess_logits",
@@ -250,29 +247,21 @@ DECODER_OUTPUTS = ["low_res_masks", "iou_predictions"]
 
 
 class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
-    """LiteSAM via onnxruntime sessions of ``encoder.onnx`` and ``DECODER_FILE`` (see
-    :func:`export_lite_sam_onnx`)."""
+    """LiteSAM via onnxruntime sessions of an encoder (fp32 / fp16 / int8) and ``DECODER_FILE``, as
+    `reasonseg export lite-sam` writes them (:mod:`reasonseg.export.lite_sam`)."""
 
     def __init__(self, encoder: Path | str, decoder: Path | str, *, num_threads: int | None = None,
-                 providers: list[str] | None = None, mask_choice: str = "single") -> None:
-        self.mask_choice = mask_choice
-        import onnxruntime as ort
+                 device: str = "cpu", mask_choice: str = "single") -> None:
+        from reasonseg.onnx_session import open_session
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if num_threads:
-            opts.intra_op_num_threads = num_threads
-            opts.inter_op_num_threads = 1
-        sessions = []
-        for path in (Path(encoder), Path(decoder)):
-            if not path.is_file():
-                raise FileNotFoundError(f"ONNX model not found: {path}")
-            try:
-                sessions.append(ort.InferenceSession(str(path), opts,
-                                                     providers=providers or ["CPUExecutionProvider"]))
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-                raise ValueError(f"{path}: cannot load ONNX model: {' '.join(str(exc).split())[:300]}") from None
-        self.encoder, self.decoder = sessions
+        self.mask_choice = mask_choice
+        self.encoder = open_session(encoder, "LiteSAM encoder", threads=num_threads or 0, device=device)
+        self.decoder = open_session(decoder, "LiteSAM decoder", threads=num_threads or 0, device=device)
+        for path, session, names in ((encoder, self.encoder, ENCODER_INPUTS), (decoder, self.decoder, DECODER_INPUTS)):
+            got = [i.name for i in session.get_inputs()]
+            if got != names:
+                raise ValueError(f"{path}: not a LiteSAM graph from `reasonseg export lite-sam` (inputs {got}, "
+                                 f"expected {names})")
         shape = self.encoder.get_inputs()[0].shape
         if len(shape) != 4 or not isinstance(shape[-1], int):
             raise ValueError(f"{encoder}: expected a static [1, 3, S, S] image input, got {shape}")
@@ -298,57 +287,3 @@ class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
             dict(zip(DECODER_INPUTS, (np.ascontiguousarray(emb.embedding, np.float32), coords, labels))),
         )
         return [(postprocess_logits(logits[0, k], emb), float(iou[0, k])) for k in range(logits.shape[1])]
-
-
-# --------------------------------------------------------------------------------------------------
-# export
-
-
-def export_lite_sam_onnx(model: LiteSam, out_dir: Path, *, opset: int = 17) -> tuple[Path, Path]:
-    """Write ``encoder.onnx`` (image [1,3,S,S] -> image_embeddings [1,C,E,E]) and ``DECODER_FILE``
-    (image_embeddings, point_coords [1,N,2], point_labels [1,N] -> low_res_masks [1,4,S,S],
-    iou_predictions [1,4], every mask token; N dynamic) into ``out_dir``, each via an atomic rename.  Uses the TorchScript
-    exporter (no onnxscript dependency)."""
-    import onnx
-    import torch
-
-    class _Decoder(torch.nn.Module):
-        def __init__(self, m: LiteSam) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, emb: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor):  # noqa: ANN202
-            return self.m.decode(emb, coords, labels, multimask_output=None)  # all four tokens
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    s, e, c = model.cfg.img_size, model.cfg.embedding_size, model.cfg.prompt_dim
-    was_training = model.training
-    model.eval()
-    jobs = [
-        ("encoder.onnx", model.image_encoder, (torch.rand(1, 3, s, s),), ENCODER_INPUTS, ENCODER_OUTPUTS, None),
-        (DECODER_FILE, _Decoder(model),
-         (torch.randn(1, c, e, e), torch.tensor([[[s * 0.25, s * 0.25], [s * 0.75, s * 0.75]]]),
-          torch.tensor([[2.0, 3.0]])),
-         DECODER_INPUTS, DECODER_OUTPUTS,
-         {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}),
-    ]
-    paths = []
-    try:
-        for name, module, args, inputs, outputs, dyn in jobs:
-            final = out_dir / name
-            tmp = out_dir / f".{name}.tmp-{os.getpid()}"
-            try:
-                with warnings.catch_warnings(), torch.no_grad():
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(module, args, str(tmp), dynamo=False, opset_version=opset,
-                                      input_names=inputs, output_names=outputs, dynamic_axes=dyn,
-                                      do_constant_folding=True)
-                onnx.checker.check_model(str(tmp))
-                os.replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
-            paths.append(final)
-    finally:
-        model.train(was_training)
-    return paths[0], paths[1]

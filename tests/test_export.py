@@ -1,0 +1,166 @@
+"""The export tree: every format of `reasonseg export --list` through onnxruntime, parity recorded in a
+manifest, precisions chosen from manifests, and one clear error for a graph the runtime cannot use."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reasonseg.cli import main as cli
+from reasonseg.config import SegmenterSettings
+from reasonseg.errors import CheckpointError, ModelCacheError
+from reasonseg.export.formats import FORMATS, read_photos
+from reasonseg.export.lite_sam import ENCODER, FP32_MAX_REL, export_lite_sam
+from reasonseg.export.manifest import manifest_path, read_manifest
+from reasonseg.export.parity import ParityError, errors, mask_iou, require_close
+from reasonseg.models.lite_sam import build_lite_sam, save_lite_sam
+from reasonseg.model_cache import read_manifest as read_cache_manifest, record_files, write_manifest
+from reasonseg.onnx_session import check_feeds, open_session
+from reasonseg.prompt import Prompt
+from reasonseg.segmenter_factory import AUTO_INT8_MIN_IOU, build_segmenter, lite_sam_encoder
+from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam
+from test_lite_sam import TINY, _randomized
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("w") / "tiny_lite_sam.safetensors"
+    save_lite_sam(_randomized(build_lite_sam(TINY), seed=3), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_weights: Path, photos: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "lite_sam"
+    written = export_lite_sam(tiny_weights, out, precisions=("fp32", "fp16", "int8"),
+                              photos=read_photos(photos, limit=2), cfg=TINY)
+    assert [p.name for p in written] == [ENCODER, DECODER_FILE, "encoder.fp16.onnx", "encoder.int8.onnx"]
+    return out
+
+
+def test_list_prints_every_format(capsys) -> None:
+    assert cli(["export", "--list"]) == 0
+    table = capsys.readouterr().out
+    for name in FORMATS:
+        assert f"| {name} |" in table
+
+
+def test_fp32_export_meets_its_tolerance_and_says_so(tiny_export: Path, tiny_weights: Path) -> None:
+    record = read_manifest(tiny_export / ENCODER)
+    assert record is not None and record["precision"] == "fp32" and record["opset"] == 17
+    assert record["source"] == str(tiny_weights) and len(record["source_sha256"]) == 64
+    assert record["inputs"] == {"image": [1, 3, TINY.img_size, TINY.img_size]}
+    for output in ("image_embeddings", "low_res_masks", "iou_predictions"):
+        assert 0 <= record["parity"][output]["max_rel"] <= FP32_MAX_REL
+    dec = read_manifest(tiny_export / DECODER_FILE)
+    assert dec["inputs"]["point_coords"] == [1, "num_points", 2]  # any number of points and boxes
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_is_judged_by_mask_iou_and_runs(tiny_export: Path, precision: str, photos: Path,
+                                                           load_rgb) -> None:
+    path = tiny_export / f"encoder.{precision}.onnx"
+    parity = read_manifest(path)["parity"]
+    assert parity["prompts"] == 12 and 0.0 <= parity["mask_iou_min"] <= parity["mask_iou_mean"] <= 1.0
+    seg = OnnxLiteSam(path, tiny_export / DECODER_FILE)
+    image = load_rgb(photos / "dog.jpg")
+    mask = seg.predict(seg.encode(image), Prompt(box=(100, 100, 400, 400))).mask
+    assert mask.shape == image.shape[:2]
+    if precision == "fp16":  # fp16 keeps masks of even a random tiny model
+        assert parity["mask_iou_mean"] > 0.95
+
+
+def test_static_int8_is_qdq_calibrated_on_photos(tiny_weights: Path, photos: Path, tmp_path: Path) -> None:
+    import onnx
+
+    export_lite_sam(tiny_weights, tmp_path, precisions=("int8",), photos=read_photos(photos, limit=2),
+                    int8_method="static", cfg=TINY)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "encoder.int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # explicit quantization TensorRT reads
+    assert read_manifest(tmp_path / "encoder.int8.onnx")["int8_method"] == "static"
+
+
+def test_a_stale_or_edited_manifest_is_not_believed(tiny_export: Path, tmp_path: Path) -> None:
+    shutil.copy(tiny_export / ENCODER, tmp_path / ENCODER)
+    shutil.copy(manifest_path(tiny_export / ENCODER), manifest_path(tmp_path / ENCODER))
+    assert read_manifest(tmp_path / ENCODER) is not None
+    with open(tmp_path / ENCODER, "ab") as f:
+        f.write(b"\0")  # the file changed after its manifest was written
+    assert read_manifest(tmp_path / ENCODER) is None
+
+
+def test_parity_helpers_fail_beyond_tolerance() -> None:
+    ref = np.array([[-4.0, 2.0], [1.0, 0.5]])
+    assert errors(ref, ref + 4e-3) == pytest.approx({"max_abs": 4e-3, "max_rel": 1e-3})
+    with pytest.raises(ParityError, match="1.00e-03 relative"):
+        require_close("decoder", ref, ref + 4e-3, 1e-4)
+    with pytest.raises(ParityError, match="shape"):
+        errors(ref, ref[:1])
+    a = np.zeros((4, 4), bool)
+    a[:2] = True
+    b = np.zeros((4, 4), bool)
+    b[1:3] = True
+    assert mask_iou(a, b) == pytest.approx(4 / 12) and mask_iou(a & False, b & False) == 1.0
+
+
+def _cache_with(tiny_export: Path, tmp_path: Path, iou: float | None) -> Path:
+    """A model cache holding the tiny export, the int8 manifest claiming `iou` (None: no int8 encoder)."""
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_export, cache / "lite_sam")
+    int8 = cache / "lite_sam" / "encoder.int8.onnx"
+    if iou is None:
+        int8.unlink()
+        manifest_path(int8).unlink()
+    else:
+        record = json.loads(manifest_path(int8).read_text())
+        record["parity"]["mask_iou_mean"] = iou
+        manifest_path(int8).write_text(json.dumps(record))
+    manifest = read_cache_manifest(cache)
+    record_files(cache, manifest, ["lite_sam"])
+    write_manifest(cache, manifest)
+    return cache
+
+
+@pytest.mark.parametrize("iou, chosen", [(0.97, "encoder.int8.onnx"), (0.90, "encoder.onnx"), (None, "encoder.onnx")])
+def test_auto_precision_takes_int8_only_where_its_manifest_keeps_the_masks(tiny_export, tmp_path, iou, chosen):
+    cache = _cache_with(tiny_export, tmp_path, iou)
+    path, why = lite_sam_encoder(SegmenterSettings(precision="auto"), cache)
+    assert path.name == chosen and why.startswith("int8" if iou and iou >= AUTO_INT8_MIN_IOU else "fp32")
+    seg = build_segmenter(SegmenterSettings(precision="auto"), cache)
+    assert seg.input_size == TINY.img_size
+
+
+def test_a_precision_that_was_not_exported_is_one_clear_error(tiny_export, tmp_path) -> None:
+    cache = _cache_with(tiny_export, tmp_path, None)
+    with pytest.raises(ModelCacheError, match="reasonseg export lite-sam --precision int8"):
+        build_segmenter(SegmenterSettings(precision="int8"), cache)
+
+
+def test_the_set_up_cache_follows_its_own_manifest(cache_dir: Path) -> None:
+    """The embedded weights as the set-up step exported them: auto takes int8 exactly when its measured
+    IoU clears the bar, and the fp32 graphs met PyTorch parity on the real LiteMedSAM."""
+    record = read_manifest(cache_dir / "lite_sam" / "encoder.int8.onnx")
+    assert record is not None and record["parity"]["photos"] >= 6
+    path, _ = lite_sam_encoder(SegmenterSettings(precision="auto"), cache_dir)
+    wants_int8 = record["parity"]["mask_iou_mean"] >= AUTO_INT8_MIN_IOU
+    assert path.name == ("encoder.int8.onnx" if wants_int8 else ENCODER)
+    fp32 = read_manifest(cache_dir / "lite_sam" / ENCODER)["parity"]
+    assert fp32["image_embeddings"]["max_rel"] <= FP32_MAX_REL and fp32["low_res_masks"]["max_rel"] <= FP32_MAX_REL
+
+
+def test_corrupt_foreign_or_misfed_graphs_are_one_clear_line(tiny_export: Path, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 64)
+    with pytest.raises(CheckpointError, match="corrupt.onnx") as err:
+        open_session(corrupt, "LiteSAM encoder")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelCacheError, match="absent.onnx"):
+        open_session(tmp_path / "absent.onnx", "LiteSAM encoder")
+    with pytest.raises(ValueError, match="not a LiteSAM graph"):  # the decoder where the encoder belongs
+        OnnxLiteSam(tiny_export / DECODER_FILE, tiny_export / DECODER_FILE)
+    session = open_session(tiny_export / ENCODER, "LiteSAM encoder")
+    with pytest.raises(ValueError, match=r"input 'image' has shape \[1, 3, 32, 32\], the graph takes \[1, 3, 64, 64\]"):
+        check_feeds(session, {"image": np.zeros((1, 3, 32, 32), np.float32)}, "LiteSAM encoder")
