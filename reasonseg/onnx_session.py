@@ -44,6 +44,7 @@ def open_session(path: Path | str, what: str, *, threads: int = 0, device: str =
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: shape-merge warnings of exported graphs are noise to a user
     try:
         return ort.InferenceSession(str(path), opts, providers=providers_for(device))
     except ModelCacheError:

@@ -41,6 +41,34 @@ def _sigmoid(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0))))
 
 
+def sam2_pixels(image_rgb: np.ndarray, size: int, antialias: bool = False) -> np.ndarray:
+    """HxWx3 uint8 RGB -> (3, S, S) float32, SAM2's processor: square resize (no padding), ImageNet norm.
+    `antialias`: PIL's bilinear filter (LENS's preprocessing) instead of OpenCV's."""
+    if antialias:
+        from PIL import Image
+
+        x = np.asarray(Image.fromarray(np.ascontiguousarray(image_rgb)).resize((size, size), Image.BILINEAR),
+                       np.float32)
+    else:
+        x = cv2.resize(np.ascontiguousarray(image_rgb), (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    x = (x / 255.0 - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def sam2_points(prompt: Prompt, size: tuple[int, int], input_size: int):
+    """Box corners (labels 2, 3) then points (1 / 0), in model pixels: SAM2's own box encoding."""
+    h, w = size
+    scale = np.array([input_size / w, input_size / h], np.float32)
+    coords, labels = [], []
+    if prompt.box is not None:
+        coords.append(np.asarray(prompt.box, np.float32).reshape(2, 2) * scale)
+        labels += [2, 3]
+    if prompt.points:
+        coords.append(prompt.points_array() * scale)
+        labels += [int(v) for v in prompt.labels_array()]
+    return (np.concatenate(coords), np.asarray(labels, np.int32)) if coords else (None, None)
+
+
 class Sam2Segmenter:
     """`reasonseg.prompt.Segmenter` over a transformers SAM2 checkpoint (torch backend)."""
 
@@ -82,15 +110,7 @@ class Sam2Segmenter:
         """HxWx3 uint8 RGB -> (3, S, S) float tensor on the model's device."""
         import torch
 
-        s = self.input_size
-        if self.antialias:
-            from PIL import Image
-
-            x = np.asarray(Image.fromarray(np.ascontiguousarray(image_rgb)).resize((s, s), Image.BILINEAR), np.float32)
-        else:
-            x = cv2.resize(np.ascontiguousarray(image_rgb), (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-        x = (x / 255.0 - MEAN) / STD
-        return torch.from_numpy(x.transpose(2, 0, 1).copy()).to(self.device)
+        return torch.from_numpy(sam2_pixels(image_rgb, self.input_size, self.antialias)).to(self.device)
 
     def encode(self, image_rgb: np.ndarray) -> Sam2Embedding:
         import torch
@@ -100,17 +120,7 @@ class Sam2Segmenter:
         return Sam2Embedding(list(feats), (int(image_rgb.shape[0]), int(image_rgb.shape[1])))
 
     def _model_points(self, prompt: Prompt, size: tuple[int, int]):
-        """Box corners (labels 2, 3) then points (1 / 0), in model pixels: SAM2's own box encoding."""
-        h, w = size
-        scale = np.array([self.input_size / w, self.input_size / h], np.float32)
-        coords, labels = [], []
-        if prompt.box is not None:
-            coords.append(np.asarray(prompt.box, np.float32).reshape(2, 2) * scale)
-            labels += [2, 3]
-        if prompt.points:
-            coords.append(prompt.points_array() * scale)
-            labels += [int(v) for v in prompt.labels_array()]
-        return (np.concatenate(coords), np.asarray(labels, np.int32)) if coords else (None, None)
+        return sam2_points(prompt, size, self.input_size)
 
     def predict(self, embedding: Sam2Embedding, prompt: Prompt) -> MaskPrediction:
         import torch

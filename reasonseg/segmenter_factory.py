@@ -88,10 +88,22 @@ def _sam2_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
                       lambda: Sam2Segmenter(seg.model, device=seg.device, num_threads=seg.threads or None), HF_HINT)
 
 
+def _sam2_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
+    from .sam2_onnx import OnnxSam2Segmenter
+
+    if not seg.model:
+        raise ConfigError("segmenter.kind sam2 on onnxruntime needs segmenter.model: the folder "
+                          "`reasonseg export sam2 --checkpoint CKPT --out DIR` wrote")
+    return load_model(f"SAM2 ONNX {seg.model}",
+                      lambda: OnnxSam2Segmenter(seg.model, device=seg.device, num_threads=seg.threads or None),
+                      "export it with `reasonseg export sam2 --checkpoint CKPT --out DIR`")
+
+
 BUILDERS: dict[tuple[str, str], Callable[[SegmenterSettings, Path], Segmenter]] = {
     ("lite_sam", "onnxruntime"): _lite_sam_onnxruntime,
     ("lite_sam", "torch"): _lite_sam_torch,
     ("sam2", "torch"): _sam2_torch,
+    ("sam2", "onnxruntime"): _sam2_onnxruntime,
 }
 
 

@@ -164,3 +164,73 @@ def test_corrupt_foreign_or_misfed_graphs_are_one_clear_line(tiny_export: Path, 
     session = open_session(tiny_export / ENCODER, "LiteSAM encoder")
     with pytest.raises(ValueError, match=r"input 'image' has shape \[1, 3, 32, 32\], the graph takes \[1, 3, 64, 64\]"):
         check_feeds(session, {"image": np.zeros((1, 3, 32, 32), np.float32)}, "LiteSAM encoder")
+
+
+@pytest.fixture(scope="module")
+def sam2_export(tmp_path_factory) -> tuple[Path, Path]:
+    from tiny_models import tiny_sam2
+
+    root = tmp_path_factory.mktemp("sam2")
+    ckpt = tiny_sam2(root / "ckpt", presence_logit=10.0)  # the object head says "present": masks are not empty
+    assert cli(["export", "sam2", "--checkpoint", str(ckpt), "--out", str(root / "onnx")]) == 0
+    return ckpt, root / "onnx"
+
+
+def test_sam2_graphs_give_the_pytorch_segmenters_masks_for_every_prompt_kind(sam2_export, photos, load_rgb):
+    from reasonseg.sam2 import Sam2Segmenter
+
+    ckpt, onnx_dir = sam2_export
+    parity = read_manifest(onnx_dir / "sam2_decoder.onnx")["parity"]
+    assert all(v["max_rel"] <= 1e-4 for k, v in parity.items() if isinstance(v, dict)) and len(parity) == 16
+    torch_seg = Sam2Segmenter(str(ckpt), device="cpu")
+    onnx_seg = build_segmenter(SegmenterSettings(kind="sam2", backend="onnxruntime", model=str(onnx_dir)), Path("."))
+    image = load_rgb(photos / "dog.jpg")
+    et, eo = torch_seg.encode(image), onnx_seg.encode(image)
+    rng = np.random.default_rng(0)
+    prompts = [Prompt(box=(120, 130, 560, 470)),
+               Prompt(box=(120, 130, 560, 470), points=((200, 300), (400, 200)), point_labels=(1, 0)),
+               Prompt(points=((300, 300),)),  # one click: SAM2's multimask choice
+               Prompt(sparse_embeddings=rng.standard_normal((1, torch_seg.prompt_dim)).astype(np.float32)),  # LENS
+               Prompt(mask_logits=rng.standard_normal((64, 64)).astype(np.float32))]
+    for prompt in prompts:
+        a, b = torch_seg.predict(et, prompt), onnx_seg.predict(eo, prompt)
+        assert a.mask.any() and a.logits.shape == b.logits.shape
+        assert np.abs(a.logits - b.logits).max() <= 1e-4 * np.abs(a.logits).max()
+        assert mask_iou(a.mask, b.mask) > 0.999 and b.score == pytest.approx(a.score, abs=1e-5)
+
+
+def test_a_stale_sam2_export_is_refused(sam2_export, tmp_path) -> None:
+    _, onnx_dir = sam2_export
+    copy = tmp_path / "onnx"
+    shutil.copytree(onnx_dir, copy)
+    with open(copy / "sam2_decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(CheckpointError, match="stale"):
+        build_segmenter(SegmenterSettings(kind="sam2", backend="onnxruntime", model=str(copy)), Path("."))
+
+
+def test_lens_connector_graph_matches_the_head(tmp_path) -> None:
+    import torch
+
+    from reasonseg.models.lens import LensModel
+    from tiny_models import tiny_lens_release
+
+    ckpt, _ = tiny_lens_release(tmp_path / "lens")
+    assert cli(["export", "lens-connector", "--checkpoint", str(ckpt), "--out", str(tmp_path / "onnx")]) == 0
+    record = read_manifest(tmp_path / "onnx" / "lens_connector.onnx")
+    assert record["parity"]["prompt_token"]["max_rel"] <= 1e-4 and record["inputs"]["query_states"][0] == "batch"
+    head = LensModel.from_pretrained(ckpt, dtype=torch.float32).head
+    states = np.random.default_rng(5).standard_normal((1, head.num_queries, record["hidden_size"])).astype(np.float32)
+    (token,) = open_session(tmp_path / "onnx" / "lens_connector.onnx", "LENS connector").run(None, {"query_states": states})
+    with torch.inference_mode():
+        ref = head(torch.from_numpy(states)).numpy()
+    assert token.shape == (1, 1, head.proj_to_sam[-1].out_features)
+    assert np.abs(token - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_export_errors_are_one_line(tmp_path, capsys) -> None:
+    assert cli(["export", "sam2", "--out", str(tmp_path)]) == 2
+    assert cli(["export", "lite-sam", "--checkpoint", str(tmp_path / "none.safetensors"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("reasonseg: error: export ") for line in err)
+    assert "--checkpoint" in err[0] and "none.safetensors" in err[1]

@@ -167,3 +167,25 @@ def test_bad_inputs_are_dropped_and_node_keeps_serving(live):
     client.instruct("the dog")
     client.clear()
     _stream_until(client, bgr, lambda: _valid_result_for(client, "the dog") is not None)
+
+
+@pytest.mark.parametrize("backend, precision", [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")])
+def test_node_masks_the_target_on_every_segmenter_backend(tmp_path, photos, load_rgb, backend, precision):
+    """The shipped YAML with `segmenter.backend` / `segmenter.precision` overridden, as a user would."""
+    pytest.importorskip("rclpy", reason="ROS 2 rclpy wheels not installed")
+    domain = unique_domain_id()
+    proc, log = start_node(tmp_path, domain, f"segmenter.backend:={backend}", f"segmenter.precision:={precision}",
+                           "runtime.reground_period_s:=0.0")
+    client = Client(domain)
+    try:
+        client.wait_node_ready(proc)
+        bgr = load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()
+        client.instruct("the truck")
+        _stream_until(client, bgr, lambda: _valid_result_for(client, "the truck") is not None)
+        with client.lock:
+            mask = mask_array(client.masks[-1][1])
+        mask_in_box(mask > 0, BOXES[("dog.jpg", "truck")])
+        assert "Traceback" not in log.read_text()
+    finally:
+        client.close()
+        stop_node(proc)

@@ -67,12 +67,36 @@ def _centernet(args: argparse.Namespace) -> list[Path]:
     return [path]
 
 
+def _needs_checkpoint(args: argparse.Namespace, what: str) -> str:
+    if not args.checkpoint or not args.out:
+        raise ValueError(f"--checkpoint ({what}: a local dir or cached HF id) and --out DIR are required")
+    return args.checkpoint
+
+
+def _sam2(args: argparse.Namespace) -> list[Path]:
+    from .sam2 import export_sam2
+
+    return export_sam2(_needs_checkpoint(args, "a sam2 / sam2_video checkpoint"), Path(args.out))
+
+
+def _lens_connector(args: argparse.Namespace) -> list[Path]:
+    from .lens import export_lens_connector
+
+    return export_lens_connector(_needs_checkpoint(args, "a LENS checkpoint in the release layout"), Path(args.out))
+
+
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("lite-sam", "LiteSAM image encoder + prompt decoder (embedded default)",
            "lite_sam.safetensors (set-up cache)", "encoder{,.fp16,.int8}.onnx + decoder_multimask.onnx",
            "fp32 fp16 int8", "fp32: <= 1e-4 rel vs PyTorch; fp16/int8: mask IoU vs fp32 on photos", _lite_sam),
     Format("centernet", "embedded COCO detector (MobileNetV3 CenterNet)", "TF.js model.json + shards",
            "centernet.onnx", "fp32", "converter: op-level tests; vs TensorFlow 6.6e-7 (README)", _centernet),
+    Format("sam2", "SAM2 image encoder; prompt encoder + mask decoder (box, points, mask, raw tokens)",
+           "sam2 / sam2_video checkpoint (transformers)", "sam2_encoder.onnx + sam2_decoder.onnx", "fp32",
+           "<= 1e-4 rel vs PyTorch: encoder, and box+points / raw tokens / mask / one click", _sam2),
+    Format("lens-connector", "LENS queries -> connector -> proj_to_sam (SAM2 prompt token)",
+           "LENS checkpoint (release layout)", "lens_connector.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
+           _lens_connector),
 )}
 
 
