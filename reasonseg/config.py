@@ -28,7 +28,7 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 
 # Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
 PIPELINES = ("auto", "refine", "mllm", "lens", "cora")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
 MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters.py
 PRECISIONS = ("auto", "fp32", "fp16", "int8")  # exported encoder variants: see reasonseg/export/
 SEGMENTER_KINDS = ("lite_sam", "sam2")

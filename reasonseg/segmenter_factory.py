@@ -88,6 +88,36 @@ def _sam2_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
                       lambda: Sam2Segmenter(seg.model, device=seg.device, num_threads=seg.threads or None), HF_HINT)
 
 
+def tensorrt_engines(seg: SegmenterSettings, cache: Path) -> list[tuple[Path, str]]:
+    """(ONNX file, TensorRT precision) of every engine `segmenter.*` needs: what build-only mode builds and the
+    tensorrt backend loads. auto = fp16 on a GPU; int8 needs the calibrated QDQ encoder (static method)."""
+    from .export.manifest import read_manifest
+    from .segmenters import DECODER_FILE
+
+    if seg.kind != "lite_sam":
+        raise ConfigError(f"segmenter.kind {seg.kind} has no tensorrt backend yet (export its ONNX with "
+                          "`reasonseg export` and use segmenter.backend=onnxruntime with the TensorRT provider)")
+    precision = "fp16" if seg.precision == "auto" else seg.precision
+    enc = require(cache, "lite_sam/encoder.int8.onnx" if precision == "int8" else "lite_sam/encoder.onnx")
+    if precision == "int8" and (read_manifest(enc) or {}).get("int8_method") != "static":
+        raise ConfigError("segmenter.precision=int8 on tensorrt needs the calibrated QDQ encoder: "
+                          "reasonseg export lite-sam --precision int8 --int8-method static")
+    return [(enc, precision), (require(cache, f"lite_sam/{DECODER_FILE}"), "fp16" if precision == "int8" else precision)]
+
+
+def _lite_sam_tensorrt(seg: SegmenterSettings, cache: Path) -> Segmenter:
+    from .export.tensorrt import TrtGraph, engine_path, gpu_name, require_tensorrt
+    from .segmenters import OnnxLiteSam
+
+    require_tensorrt(), gpu_name()  # ConfigError naming what is missing, before any file is looked at
+    (enc, p_enc), (dec, p_dec) = tensorrt_engines(seg, cache)
+    engines = cache / "engines"
+    return load_model("LiteSAM TensorRT", lambda: OnnxLiteSam(TrtGraph(engine_path(enc, engines, p_enc)),
+                                                              TrtGraph(engine_path(dec, engines, p_dec)),
+                                                              mask_choice=seg.mask_choice),
+                      "build the engines ahead: reasonseg export tensorrt --config YOUR.yaml")
+
+
 def _sam2_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
     from .sam2_onnx import OnnxSam2Segmenter
 
@@ -104,6 +134,7 @@ BUILDERS: dict[tuple[str, str], Callable[[SegmenterSettings, Path], Segmenter]] 
     ("lite_sam", "torch"): _lite_sam_torch,
     ("sam2", "torch"): _sam2_torch,
     ("sam2", "onnxruntime"): _sam2_onnxruntime,
+    ("lite_sam", "tensorrt"): _lite_sam_tensorrt,
 }
 
 

@@ -255,8 +255,11 @@ class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
         from reasonseg.onnx_session import open_session
 
         self.mask_choice = mask_choice
-        self.encoder = open_session(encoder, "LiteSAM encoder", threads=num_threads or 0, device=device)
-        self.decoder = open_session(decoder, "LiteSAM decoder", threads=num_threads or 0, device=device)
+        # a path, or a graph with the session interface (a TensorRT engine: reasonseg.export.tensorrt.TrtGraph)
+        self.encoder = encoder if hasattr(encoder, "run") else open_session(
+            encoder, "LiteSAM encoder", threads=num_threads or 0, device=device)
+        self.decoder = decoder if hasattr(decoder, "run") else open_session(
+            decoder, "LiteSAM decoder", threads=num_threads or 0, device=device)
         for path, session, names in ((encoder, self.encoder, ENCODER_INPUTS), (decoder, self.decoder, DECODER_INPUTS)):
             got = [i.name for i in session.get_inputs()]
             if got != names:

@@ -234,3 +234,39 @@ def test_export_errors_are_one_line(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("reasonseg: error: export ") for line in err)
     assert "--checkpoint" in err[0] and "none.safetensors" in err[1]
+
+
+def test_tensorrt_backend_without_tensorrt_is_one_clear_line(cache_dir, tmp_path, capsys) -> None:
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed here: the engine tests below run instead")
+    except ImportError:
+        pass
+    from reasonseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="`tensorrt` Python package is not installed"):
+        build_segmenter(SegmenterSettings(backend="tensorrt"), cache_dir)
+    assert cli(["export", "tensorrt", "--out", str(tmp_path)]) == 2
+    assert "tensorrt" in capsys.readouterr().err
+
+
+def test_tensorrt_engine_matches_onnxruntime_and_refuses_foreign_engines(tiny_export, tmp_path) -> None:
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (it needs an NVIDIA GPU machine)")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: TensorRT engines cannot be built or run")
+    from reasonseg.export.tensorrt import TrtGraph, build_engine
+
+    enc = build_engine(tiny_export / ENCODER, tmp_path, precision="fp32")
+    assert build_engine(tiny_export / ENCODER, tmp_path, precision="fp32") == enc  # cached under its key
+    x = np.random.default_rng(0).random((1, 3, TINY.img_size, TINY.img_size), dtype=np.float32)
+    (ref,) = open_session(tiny_export / ENCODER, "encoder").run(None, {"image": x})
+    (got,) = TrtGraph(enc).run(None, {"image": x})
+    assert np.abs(ref - got).max() <= 1e-3 * np.abs(ref).max()
+    foreign = tmp_path / "foreign.engine"
+    foreign.write_bytes(b"not an engine" * 100)
+    with pytest.raises(CheckpointError, match="foreign or corrupt"):
+        TrtGraph(foreign)
+    with pytest.raises(ModelCacheError, match="never on the camera path"):
+        TrtGraph(tmp_path / "missing.engine")

@@ -85,6 +85,22 @@ def _lens_connector(args: argparse.Namespace) -> list[Path]:
     return export_lens_connector(_needs_checkpoint(args, "a LENS checkpoint in the release layout"), Path(args.out))
 
 
+def _tensorrt(args: argparse.Namespace) -> list[Path]:
+    """Build-only mode: the engines a settings file needs (or one --checkpoint ONNX), then exit."""
+    from ..config import load_settings
+    from ..segmenter_factory import tensorrt_engines
+    from .tensorrt import build_engine, require_tensorrt
+
+    require_tensorrt()
+    cache = resolve_cache_dir()
+    engines = Path(args.out) if args.out else cache / "engines"
+    if args.checkpoint:
+        jobs = [(Path(args.checkpoint), p) for p in (args.precision or ["fp16"])]
+    else:
+        jobs = tensorrt_engines(load_settings(args.config).segmenter, cache)
+    return [build_engine(onnx, engines, precision=precision) for onnx, precision in jobs]
+
+
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("lite-sam", "LiteSAM image encoder + prompt decoder (embedded default)",
            "lite_sam.safetensors (set-up cache)", "encoder{,.fp16,.int8}.onnx + decoder_multimask.onnx",
@@ -97,6 +113,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("lens-connector", "LENS queries -> connector -> proj_to_sam (SAM2 prompt token)",
            "LENS checkpoint (release layout)", "lens_connector.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
            _lens_connector),
+    Format("tensorrt", "TensorRT engines (build-only: what a settings file needs, or one ONNX)",
+           "--config YAML (segmenter.*) or --checkpoint X.onnx", "engines/<graph>.<precision>.<key>.engine",
+           "fp32 fp16 int8 (QDQ)", "keyed by ONNX sha256 + GPU + TensorRT version; needs an NVIDIA GPU", _tensorrt),
 )}
 
 
@@ -118,6 +137,7 @@ def add_export_parser(sub) -> None:
                    help="precisions to write (fp32 always: the reference)")
     s.add_argument("--int8-method", choices=["dynamic", "static"], default="dynamic",
                    help="dynamic: int8 weights, activations at run time (CPU); static: calibrated QDQ (TensorRT)")
+    s.add_argument("--config", help="tensorrt: the settings YAML whose segmenter needs engines (default: built-in)")
     s.add_argument("--photos", help="folder of photos: int8 calibration and fp16/int8 mask IoU (default: cache)")
     s.set_defaults(func=_cmd_export)
 
