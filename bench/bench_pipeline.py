@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the stub OpenAI server and the node h
 def bench_stages(cache: Path, repeats: int) -> dict:
     from openai_server import OpenAiServer
     from reasonseg.config import BACKENDS, Settings
+    from reasonseg.errors import ReasonSegError
     from reasonseg.label_resolver import LabelResolver
     from reasonseg.llm.client import ChatLlm
     from reasonseg.models.centernet import COCO_LABELS, CenterNetDetector
@@ -41,7 +42,11 @@ def bench_stages(cache: Path, repeats: int) -> dict:
     box = (375.0, 60.0, 565.0, 140.0)
     out = {"detector": median_ms(lambda: det.detect(image), repeats)}
     for backend in BACKENDS:
-        seg = build_segmenter(Settings(segmenter=type(settings.segmenter)(backend=backend)).segmenter, cache)
+        try:
+            seg = build_segmenter(Settings(segmenter=type(settings.segmenter)(backend=backend)).segmenter, cache)
+        except ReasonSegError as exc:  # tensorrt where it is not installed
+            print(f"[bench] skipping sam_encoder[{backend}]: {exc}", flush=True)
+            continue
         emb = seg.encode(image)
         out[f"sam_encoder[{backend}]"] = median_ms(lambda: seg.encode(image), repeats)
         out[f"sam_decoder[{backend}]"] = median_ms(lambda: seg.decode(emb, box), repeats)
@@ -57,7 +62,7 @@ def bench_stages(cache: Path, repeats: int) -> dict:
     return out
 
 
-def bench_node(cache: Path, duration: float, fps: float, out_dir: Path) -> dict:
+def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_params: tuple[str, ...] = ()) -> dict:
     from rosnode_harness import (Client, rss_mb, start_node, stamp_of, stop_node, unique_domain_id,
                                  use_ros_transport)
 
@@ -65,7 +70,7 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path) -> dict:
 
     image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))
     domain = unique_domain_id()
-    proc, log = start_node(out_dir, domain, "runtime.reground_period_s:=5.0")
+    proc, log = start_node(out_dir, domain, "runtime.reground_period_s:=5.0", *node_params)
     client = Client(domain)
     diag: list = []
     from diagnostic_msgs.msg import DiagnosticArray
@@ -130,6 +135,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--skip-node", action="store_true")
+    p.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="node parameter over the shipped YAML, repeatable: --node-param segmenter.precision:=fp32")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cache = resolve_cache_dir()
@@ -137,12 +144,13 @@ def main() -> int:
     report = {"stages_ms": bench_stages(cache, args.repeats)}
     if not args.skip_node:
         print(f"[bench] node soak: {args.fps:g} Hz for {args.duration:g} s ...", flush=True)
-        report["node"] = bench_node(cache, args.duration, args.fps, args.out)
+        report["node"] = bench_node(cache, args.duration, args.fps, args.out, tuple(args.node_param))
+        report["node"]["params"] = args.node_param
     rows = [[k, v] for k, v in report["stages_ms"].items()]
     print(markdown_table(["stage (median ms)", "value"], rows))
     if "node" in report:
         n = report["node"]
-        rows = [[k, v] for k, v in n.items() if k not in ("rss_series", "node_stage_medians_ms")]
+        rows = [[k, v] for k, v in n.items() if k not in ("rss_series", "node_stage_medians_ms", "params")]
         rows += [[f"node stage {k} (median ms)", v] for k, v in n["node_stage_medians_ms"].items()]
         print(markdown_table(["node soak", "value"], rows))
         _plot_rss(n["rss_series"], args.out / "rss.png")
