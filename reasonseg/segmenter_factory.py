@@ -31,11 +31,6 @@ def load_model(what: str, fn: Callable[[], T], hint: str = SETUP_HINT) -> T:
         raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {hint}") from None
 
 
-def _cpu_only(seg: SegmenterSettings) -> None:
-    if seg.device.startswith("cuda"):
-        raise ConfigError(f"segmenter.device={seg.device}: LiteSAM on {seg.backend} runs on the CPU here")
-
-
 def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
     """The LiteSAM encoder file `segmenter.precision` asks for, and why that one (logged at load)."""
     from .export.lite_sam import encoder_file
@@ -60,12 +55,12 @@ def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
 def _lite_sam_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
     from .segmenters import DECODER_FILE, OnnxLiteSam
 
-    _cpu_only(seg)
     enc, why = lite_sam_encoder(seg, cache)
     dec = require(cache, f"lite_sam/{DECODER_FILE}")
     log.info("LiteSAM encoder: %s, %s", enc.name, why)
+    # device: cpu, cuda[:N] (an error naming the fix where this onnxruntime has no CUDA provider) or auto
     return load_model("LiteSAM ONNX", lambda: OnnxLiteSam(enc, dec, num_threads=seg.threads or None,
-                                                          mask_choice=seg.mask_choice))
+                                                          device=seg.device, mask_choice=seg.mask_choice))
 
 
 def _lite_sam_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
