@@ -44,7 +44,8 @@ def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
                                   "(then run the set-up step again) or set segmenter.precision=auto")
         return cache / name, f"{seg.precision} (set)"
     int8 = cache / "lite_sam" / encoder_file("int8")
-    record = read_manifest(int8) if check_files(cache, "lite_sam/" + int8.name) is None else None
+    # absent (a cache from before the int8 export): fp32; present but damaged: refused like any cache file
+    record = read_manifest(require(cache, f"lite_sam/{int8.name}")) if int8.exists() else None
     iou = (record or {}).get("parity", {}).get("mask_iou_mean")
     if iou is not None and iou >= AUTO_INT8_MIN_IOU:
         return int8, f"int8 (auto: mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU})"

@@ -97,7 +97,7 @@ def _flip_byte(path, offset: int) -> None:
 
 @pytest.mark.parametrize("name, damage, needle", [
     ("centernet.onnx", lambda p: p.write_bytes(b"garbage" * 100), "centernet.onnx has 700 bytes"),
-    ("lite_sam/encoder.onnx", lambda p: _flip_byte(p, 5_000_000), "encoder.onnx does not match its sha256"),
+    ("lite_sam/encoder.int8.onnx", lambda p: _flip_byte(p, 5_000_000), "encoder.int8.onnx does not match its sha256"),
     ("minilm/model.safetensors", lambda p: _flip_byte(p, 1000), "model.safetensors does not match"),
     ("minilm/tokenizer.json", lambda p: p.unlink(), "model file missing"),
 ])
