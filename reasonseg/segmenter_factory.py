@@ -117,9 +117,12 @@ def _lite_sam_tensorrt(seg: SegmenterSettings, cache: Path) -> Segmenter:
 def _sam2_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
     from .sam2_onnx import OnnxSam2Segmenter
 
-    if not seg.model:
-        raise ConfigError("segmenter.kind sam2 on onnxruntime needs segmenter.model: the folder "
-                          "`reasonseg export sam2 --checkpoint CKPT --out DIR` wrote")
+    from .export.sam2 import ENCODER
+
+    if not seg.model or not (Path(seg.model) / ENCODER).is_file():
+        raise ConfigError(f"segmenter.model={seg.model!r} has no {ENCODER}: on onnxruntime it must be the folder "
+                          "`reasonseg export sam2 --checkpoint CKPT --out DIR` wrote (a checkpoint runs on "
+                          "segmenter.backend=torch)")
     return load_model(f"SAM2 ONNX {seg.model}",
                       lambda: OnnxSam2Segmenter(seg.model, device=seg.device, num_threads=seg.threads or None),
                       "export it with `reasonseg export sam2 --checkpoint CKPT --out DIR`")

@@ -195,7 +195,7 @@ def _bad_yaml_value(p: dict) -> None:
     ("param_nan", "parameter detector.score_floor=nan must be a finite number"),
     ("missing_params_file", "params file not found"),
     ("broken_params_file", "is not valid YAML"),
-    ("damaged_encoder", "encoder.onnx does not match its sha256"),
+    ("damaged_encoder", "encoder.int8.onnx does not match its sha256"),  # the encoder precision auto loads
 ])
 def test_node_refuses_to_start_with_one_clear_line(tmp_path, cache_dir, case, needle):
     pytest.importorskip("rclpy", reason="ROS 2 rclpy wheels not installed")
@@ -219,8 +219,8 @@ def test_node_refuses_to_start_with_one_clear_line(tmp_path, cache_dir, case, ne
     elif case == "damaged_encoder":
         from test_cli import _flip_byte, _linked_cache
 
-        cache = _linked_cache(tmp_path, cache_dir, "lite_sam/encoder.onnx")
-        _flip_byte(cache / "lite_sam" / "encoder.onnx", 4_000_000)
+        cache = _linked_cache(tmp_path, cache_dir, "lite_sam/encoder.int8.onnx")
+        _flip_byte(cache / "lite_sam" / "encoder.int8.onnx", 4_000_000)
         kwargs["env_extra"] = {"REASONSEG_CACHE": str(cache)}
     proc, log = start_node(tmp_path, unique_domain_id(), *params, **kwargs)
     try:
