@@ -32,15 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the scripted server and the tiny-model builders live with the tests
 
 # sam2.1 architectures (Hiera backbone) on transformers' Sam2VideoConfig; the defaults are hiera-tiny.
-SAM2_ARCHS = {
-    "hiera_tiny": {},
-    "hiera_large": dict(vision_config=dict(
-        model_type="sam2_vision_model", backbone_channel_list=[1152, 576, 288, 144],
-        backbone_config=dict(model_type="sam2_hiera_det_model", hidden_size=144, num_attention_heads=2,
-                             blocks_per_stage=[2, 6, 36, 4], embed_dim_per_stage=[144, 288, 576, 1152],
-                             num_attention_heads_per_stage=[2, 4, 8, 16], global_attention_blocks=[23, 33, 43],
-                             window_size_per_stage=[8, 4, 16, 8], window_positional_embedding_background_size=[7, 7]))),
-}
+SAM2_ARCHS = ("hiera_tiny", "hiera_large")  # transformers' Sam2VideoConfig default; SAM 2.1 Hiera-L
 
 
 def _peak_rss_mb() -> float:
@@ -124,12 +116,16 @@ def _sam2_checkpoint(arch: str, directory: Path) -> Path:
     import torch
     from transformers import Sam2VideoConfig, Sam2VideoModel
 
+    from reasonseg.models.lens import sam2_hiera_l_config
     from tiny_models import tiny_sam2
 
     if arch == "test128":
         return tiny_sam2(directory, presence_logit=6.0)
     torch.manual_seed(0)
-    Sam2VideoModel(Sam2VideoConfig(**SAM2_ARCHS[arch])).eval().save_pretrained(directory)
+    # Hiera-L: LENS's SAM2 backbone with SAM 2.1's defaults (object-pointer temporal encoding, occlusion embedding)
+    config = Sam2VideoConfig(vision_config=sam2_hiera_l_config().vision_config) if arch == "hiera_large" \
+        else Sam2VideoConfig()
+    Sam2VideoModel(config).eval().save_pretrained(directory)
     return directory
 
 

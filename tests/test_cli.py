@@ -90,6 +90,7 @@ def _linked_cache(tmp_path, cache_dir, damaged: str):
 
 
 def _flip_byte(path, offset: int) -> None:
+    assert not path.is_symlink(), f"{path} links into the real cache: damage only the private copy"
     data = bytearray(path.read_bytes())
     data[offset % len(data)] ^= 0x55
     path.write_bytes(bytes(data))

@@ -96,8 +96,10 @@ def masks_iou_vs_fp32(out_dir: Path, candidate: Path, photos: Sequence[np.ndarra
 
     ref = OnnxLiteSam(out_dir / ENCODER, out_dir / DECODER, mask_choice=mask_choice)
     alt = OnnxLiteSam(candidate, out_dir / DECODER, mask_choice=mask_choice)
+    from tqdm import tqdm
+
     ious = []
-    for img in photos:
+    for img in tqdm(photos, desc=f"[export] {candidate.name} vs fp32", unit="photo", leave=False):
         h, w = img.shape[:2]
         e_ref, e_alt = ref.encode(img), alt.encode(img)
         for fx0, fy0, fx1, fy1 in EVAL_BOXES:

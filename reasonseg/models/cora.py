@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
-                       read_sam2_config, read_safetensors, resolve_checkpoint, write_safetensors)
+                       read_sam2_config, read_safetensors, resolve_checkpoint)
 
 __all__ = ["CoraModel", "CoraConfig", "CoraCheckpointError", "AnchorEncoder", "SEG_TOKEN", "ANCHOR_MASK_TOKEN",
            "ANCHOR_BOX_TOKEN", "seg_prompt", "SEG_ANSWER"]
@@ -153,11 +153,9 @@ class CoraModel(MllmSamModel):
                                              local_files_only=True)
         config = CoraConfig(base.config, *ids)
         torch.manual_seed(seed)
-        return cls(config, sam.config, mllm=base, sam=sam).to(dtype or torch.float32).float_sam(), processor
-
-    def float_sam(self) -> CoraModel:
-        self.sam.float()  # SAM2 stays float32 (see MllmSamModel.build_for_loading)
-        return self
+        model = cls(config, sam.config, mllm=base, sam=sam).to(dtype or torch.float32)
+        model.sam.float()  # SAM2 stays float32 (see MllmSamModel.build_for_loading)
+        return model, processor
 
     def native_state_dict(self) -> dict[str, torch.Tensor]:
         """File names: the Qwen part under transformers' own names, the rest under ours."""
@@ -199,14 +197,8 @@ class CoraModel(MllmSamModel):
 
     def save_pretrained(self, out_dir: str | Path, *, dtype: torch.dtype = torch.bfloat16, processor: Any = None,
                         max_shard_bytes: int = SHARD_BYTES) -> Path:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_safetensors(self.native_state_dict(), out, dtype, max_shard_bytes)
-        (out / "config.json").write_text(json.dumps(self.config.to_json(), indent=2))
-        (out / SAM2_CONFIG_FILE).write_text(json.dumps(self.sam2_config.to_dict(), indent=2))
-        if processor is not None:
-            processor.save_pretrained(out)
-        return out
+        return self.write_checkpoint(out_dir, self.native_state_dict(), self.config.to_json(), dtype, processor,
+                                     max_shard_bytes)
 
     # -- forward -----------------------------------------------------------------------------------
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None, image_grid_thw: torch.Tensor | None,

@@ -30,7 +30,7 @@ from .lens_head import LensHead, second_pass_position_ids
 from .lens_release import (QWEN_TEXT_FIELDS, QWEN_VISION_FIELDS, LensReleaseConfig, our_key_to_release,
                            read_release_config, release_key_to_ours)
 from .mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
-                       read_sam2_config, read_safetensors, resolve_checkpoint, write_safetensors)
+                       read_sam2_config, read_safetensors, resolve_checkpoint)
 from .sam2_keys import hf_to_original, original_to_hf
 
 log = logging.getLogger(__name__)
@@ -140,14 +140,8 @@ class LensModel(MllmSamModel):
                         processor: Any = None, max_shard_bytes: int = SHARD_BYTES) -> Path:
         """The release's layout: flat config.json, release-named safetensors (sharded with an index when
         large), sam2_config.json, and the processor files when given."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_safetensors(self.release_state_dict(), out, dtype, max_shard_bytes)
-        (out / "config.json").write_text(json.dumps(self.release_config(dtype), indent=2))
-        (out / SAM2_CONFIG_FILE).write_text(json.dumps(self.sam2_config.to_dict(), indent=2))
-        if processor is not None:
-            processor.save_pretrained(out)
-        return out
+        return self.write_checkpoint(out_dir, self.release_state_dict(), self.release_config(dtype), dtype, processor,
+                                     max_shard_bytes)
 
     def release_config(self, dtype: torch.dtype = torch.bfloat16) -> dict[str, Any]:
         """The flat ``config.json`` of the release (lens_official.md)."""

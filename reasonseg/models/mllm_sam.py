@@ -157,6 +157,19 @@ class MllmSamModel(nn.Module):
     mllm: nn.Module
     sam: nn.Module
 
+    def write_checkpoint(self, out_dir: str | Path, state: Mapping[str, torch.Tensor], config: Mapping[str, Any],
+                         dtype: torch.dtype, processor: Any, max_shard_bytes: int) -> Path:
+        """What every save_pretrained writes: weights (sharded with an index when large), config.json,
+        sam2_config.json (this model's SAM2 dims) and the processor files when given."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_safetensors(state, out, dtype, max_shard_bytes)
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+        (out / SAM2_CONFIG_FILE).write_text(json.dumps(self.sam2_config.to_dict(), indent=2))
+        if processor is not None:
+            processor.save_pretrained(out)
+        return out
+
     @classmethod
     def build_for_loading(cls, dtype: torch.dtype | None, *args: Any) -> MllmSamModel:
         """``cls(*args)`` with no weight init (every tensor comes from the file), built directly in the run dtype
