@@ -105,7 +105,8 @@ def _lite_sam_tensorrt(seg: SegmenterSettings, cache: Path) -> Segmenter:
     from .export.tensorrt import TrtGraph, engine_path, gpu_name, require_tensorrt
     from .segmenters import OnnxLiteSam
 
-    require_tensorrt(), gpu_name()  # ConfigError naming what is missing, before any file is looked at
+    require_tensorrt()  # a ConfigError naming what is missing, before any file is looked at
+    gpu_name()
     (enc, p_enc), (dec, p_dec) = tensorrt_engines(seg, cache)
     engines = cache / "engines"
     return load_model("LiteSAM TensorRT", lambda: OnnxLiteSam(TrtGraph(engine_path(enc, engines, p_enc)),
@@ -115,9 +116,8 @@ def _lite_sam_tensorrt(seg: SegmenterSettings, cache: Path) -> Segmenter:
 
 
 def _sam2_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
-    from .sam2_onnx import OnnxSam2Segmenter
-
     from .export.sam2 import ENCODER
+    from .sam2_onnx import OnnxSam2Segmenter
 
     if not seg.model or not (Path(seg.model) / ENCODER).is_file():
         raise ConfigError(f"segmenter.model={seg.model!r} has no {ENCODER}: on onnxruntime it must be the folder "
