@@ -1,0 +1,86 @@
+"""Training objectives and metrics against values computed by hand (issue 11's first pieces)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from reasonseg.metrics import ReferringIoU, SemanticIoU
+from training.objectives.grpo import (box_iou, dice_loss, focal_loss, format_reward, group_advantages, grpo_loss,
+                                      mask_iou, unified_reward)
+
+
+def test_group_advantages_follow_eq_6_and_7() -> None:
+    a = group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 2.0, 2.0, 2.0]]))
+    # μ = 0.5, σ (population) = 0.5, δ = 1e-4 -> ±0.5 / 0.5001; a group of equal rewards teaches nothing
+    assert torch.allclose(a[0], torch.tensor([1, -1, -1, 1]) * (0.5 / 0.5001))
+    assert torch.equal(a[1], torch.zeros(4))
+
+
+def test_clipped_surrogate_and_kl_follow_eq_8_to_10() -> None:
+    mask = torch.ones(2, 1)
+    same = torch.zeros(2, 1)
+    out = grpo_loss(same, same, same, torch.tensor([1.0, -0.5]), mask)
+    assert out["loss"].item() == pytest.approx(-(1.0 - 0.5) / 2) and out["kl"].item() == 0.0
+    # ratio 1.5 with A = +1 clips to 1.2; ratio 0.5 with A = -1: min(-0.5, -0.8) = -0.8
+    logp = torch.log(torch.tensor([[1.5], [0.5]]))
+    out = grpo_loss(logp, same, logp, torch.tensor([1.0, -1.0]), mask, clip_eps=0.2, beta=0.0)
+    assert out["loss"].item() == pytest.approx(-(1.2 - 0.8) / 2) and out["clipped_share"].item() == 1.0
+    # KL estimator: π_ref / π_θ = 2 -> 2 - ln 2 - 1, weighted by β
+    out = grpo_loss(same[:1], same[:1], torch.log(torch.tensor([[2.0]])), torch.tensor([0.0]), mask[:1], beta=0.1)
+    assert out["kl"].item() == pytest.approx(1 - math.log(2))
+    assert out["loss"].item() == pytest.approx(0.1 * (1 - math.log(2)))
+
+
+def test_padding_tokens_do_not_count() -> None:
+    logp = torch.log(torch.tensor([[1.5, 9.0]]))
+    out = grpo_loss(logp, torch.zeros(1, 2), logp, torch.tensor([1.0]), torch.tensor([[1.0, 0.0]]), beta=0.0)
+    assert out["loss"].item() == pytest.approx(-1.2)
+
+
+def test_unified_reward_squares_the_ious_as_the_release_does() -> None:
+    r = unified_reward(torch.tensor([1.0]), torch.tensor([0.5]), torch.tensor([0.8]))
+    assert r.item() == pytest.approx(1 + 0.25 + 0.64)
+    assert unified_reward(torch.tensor([0.0]), torch.tensor([1.0]), torch.tensor([0.0]), (1, 2, 3)).item() == 2.0
+
+
+def test_rewards_components() -> None:
+    assert box_iou(torch.tensor([0.0, 0, 2, 2]), torch.tensor([1.0, 1, 3, 3])).item() == pytest.approx(1 / 7)
+    assert box_iou(torch.tensor([0.0, 0, 1, 1]), torch.tensor([2.0, 2, 3, 3])).item() == 0.0
+    logits = torch.tensor([[[3.0, -1.0], [2.0, -4.0]]])
+    gt = torch.tensor([[[1, 1], [0, 0]]])
+    assert mask_iou(logits, gt).item() == pytest.approx(1 / (3 + 1e-6))
+    plain = "<|object_ref_start|>the dog<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|><|im_end|>"
+    assert format_reward(plain, chain_of_thought=False) == 1.0 and format_reward("[1,2,3,4]", False) == 0.0
+    assert format_reward("<think>a\nb</think> <answer>[1,2,3,4]</answer>", True) == 1.0
+    assert format_reward("<answer>[1,2,3,4]</answer>", True) == 0.0
+
+
+def test_stage_1_losses() -> None:
+    ones = torch.ones(1, 2, 2)
+    assert dice_loss(torch.full((1, 2, 2), 50.0), ones).item() == pytest.approx(0.0, abs=1e-6)
+    # all-zero logits: p = 0.5 -> 1 - (2*2 + 1) / (2 + 4 + 1)
+    assert dice_loss(torch.zeros(1, 2, 2), ones).item() == pytest.approx(1 - 5 / 7)
+    # p_t = 0.5, CE = ln 2, α = 0.25 for positives: 0.25 * 0.5^2 * ln 2
+    assert focal_loss(torch.zeros(1, 2, 2), ones).item() == pytest.approx(0.25 * 0.25 * math.log(2))
+
+
+def test_ciou_giou_and_miou_by_hand() -> None:
+    m = ReferringIoU()
+    a = np.zeros((2, 4), bool)
+    a[0, :2] = True
+    b = np.zeros((2, 4), bool)
+    b[0, 1:3] = True
+    assert m.update(a, b) == pytest.approx(1 / 3)
+    big = np.ones((2, 4), bool)
+    assert m.update(big, big) == 1.0
+    assert m.ciou == pytest.approx((1 + 8) / (3 + 8)) and m.giou == pytest.approx((1 / 3 + 1) / 2)
+    assert m.update(np.zeros((1, 1), bool), np.zeros((1, 1), bool)) == 1.0  # both empty: right
+    s = SemanticIoU(num_classes=3, ignore_index=255)
+    s.update(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 255]))
+    assert s.per_class()[0] == pytest.approx(1 / 2) and s.per_class()[1] == pytest.approx(2 / 3)
+    assert math.isnan(s.per_class()[2]) and s.miou == pytest.approx((1 / 2 + 2 / 3) / 2)
+    with pytest.raises(ValueError, match="outside"):
+        s.update(np.array([5]), np.array([0]))
