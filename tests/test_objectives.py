@@ -84,3 +84,43 @@ def test_ciou_giou_and_miou_by_hand() -> None:
     assert math.isnan(s.per_class()[2]) and s.miou == pytest.approx((1 / 2 + 2 / 3) / 2)
     with pytest.raises(ValueError, match="outside"):
         s.update(np.array([5]), np.array([0]))
+
+
+def test_cora_variance_weights_follow_eq_6_and_weigh_stable_pixels_up() -> None:
+    from training.objectives.cora import consistency_weights, prediction_variance
+
+    # K-1 = 2 frozen passes, 2 pixels: agreeing (0.9, 0.9) and split (1.0, 0.0)
+    probs = torch.tensor([[[[0.9, 1.0]]], [[[0.9, 0.0]]]])
+    var = prediction_variance(probs)
+    assert torch.allclose(var, torch.tensor([[[0.0, 0.25]]]))  # mean of squared deviations, 1/(K-1)
+    assert torch.allclose(consistency_weights(probs), torch.tensor([[[1.0, 0.0]]]))
+
+
+def test_cora_segmentation_losses_by_hand() -> None:
+    from training.objectives.cora import labeled_loss, segmentation_loss, total_loss
+
+    logits, target = torch.zeros(1, 1, 2), torch.tensor([[[1.0, 0.0]]])
+    # BCE = ln 2 everywhere; Dice = 1 - (2*0.5 + 1) / (1 + 1 + 1)
+    expected = math.log(2) + 1 - 2 / 3
+    assert segmentation_loss(logits, target).item() == pytest.approx(expected)
+    # weight 0 on the second pixel: BCE mean = ln2 / 2, Dice = 1 - (1 + 1) / (0.5 + 1 + 1)
+    w = torch.tensor([[[1.0, 0.0]]])
+    assert segmentation_loss(logits, target, w).item() == pytest.approx(math.log(2) / 2 + 1 - 2 / 2.5)
+    assert labeled_loss(torch.tensor(2.0), logits, target, alpha=0.5).item() == pytest.approx(1 + expected)
+    assert total_loss(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0)).item() == pytest.approx(1.005)
+
+
+def test_cora_token_loss_follows_eq_8() -> None:
+    from training.objectives.cora import TokenBank, token_contrastive_loss
+
+    v = torch.tensor([[1.0, 0.0]])
+    bank = TokenBank(per_class=2)
+    bank.add(torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, 5.0]]), torch.tensor([7, 3, 3]))
+    keys, classes = bank.tensors()
+    loss = token_contrastive_loss(v, torch.tensor([7]), keys, classes, tau=0.5)
+    s_pos, s_negs = 1.0 / 0.5, [0.0, (1 / math.sqrt(2)) / 0.5]  # cosine / τ
+    by_hand = -math.log(math.exp(s_pos) / (math.exp(s_pos) + sum(math.exp(s) for s in s_negs)))
+    assert loss.item() == pytest.approx(by_hand, rel=1e-5)
+    bank.add(torch.tensor([[1.0, 1.0]]), torch.tensor([3]))  # FIFO: class 3 keeps its 2 newest tokens
+    keys, classes = bank.tensors()
+    assert classes.tolist() == [3, 3, 7] and torch.equal(keys[0], torch.tensor([5.0, 5.0]))
