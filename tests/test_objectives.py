@@ -124,3 +124,64 @@ def test_cora_token_loss_follows_eq_8() -> None:
     bank.add(torch.tensor([[1.0, 1.0]]), torch.tensor([3]))  # FIFO: class 3 keeps its 2 newest tokens
     keys, classes = bank.tensors()
     assert classes.tolist() == [3, 3, 7] and torch.equal(keys[0], torch.tensor([5.0, 5.0]))
+
+
+def test_l2l_spm_fusion_weights_by_hand() -> None:
+    from training.objectives.l2l import SpmCoefficients, agreement, certainty, fusion_weights, spm_fuse
+
+    p = torch.tensor([[[0.5, 0.9]]])
+    q = torch.tensor([[[0.7, 0.9]]])
+    assert torch.allclose(certainty(p), torch.tensor([[[0.0, 0.8]]]))
+    assert agreement(p, q).item() == pytest.approx(1 - 0.1)
+    # w = 0.40 + 0.25 (1 - c) - 0.20 (1 - 0.9): uncertain pixel 0.63, confident pixel 0.40 + 0.05 - 0.02 = 0.43
+    assert torch.allclose(fusion_weights(p, q), torch.tensor([[[0.63, 0.43]]]))
+    assert fusion_weights(p, q, SpmCoefficients(w0=2.0)).max().item() == pytest.approx(0.8)  # the cap
+    fused, w = spm_fuse(torch.logit(p), q)
+    expected = torch.sigmoid(0.37 * torch.logit(torch.tensor(0.5)) + 0.63 * torch.logit(torch.tensor(0.7)))
+    assert fused[0, 0, 0].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert fused[0, 0, 1].item() == pytest.approx(0.9, rel=1e-4)  # both say 0.9
+
+
+def test_l2l_reward_clipping_gain_and_state() -> None:
+    from training.objectives.l2l import RewardWeights, clipped_reward, instructional_gain, partition, rple_state
+
+    assert torch.equal(clipped_reward(torch.tensor([-3.0, 0.4, 2.0])), torch.tensor([-1.0, 0.4, 1.0]))
+    fused = torch.tensor([[[0.9, 0.8, 0.5, 0.1]]])
+    label, selected = partition(fused, torch.tensor([0.7]), torch.tensor([0.3]))
+    assert label.tolist() == [[[1, 1, 0, 0]]] and selected.tolist() == [[[True, True, False, True]]]
+    state = rple_state(fused, label * selected, selected, torch.tensor([0.9]))
+    assert state.shape == (1, 6) and state[0, 2:].tolist() == pytest.approx([0.5, 0.25, 0.25, 0.9])
+    weak = torch.tensor([[[1.0, 0.8, 0.5, 0.1]]])
+    rw = RewardWeights()
+    g = instructional_gain(weak, fused, label, selected, torch.tensor([[0.7, 0.3]]), torch.tensor([[0.6, 0.3]]), rw)
+    s = 1 / (1 + math.exp(-(0.85 - 0.1) / 0.1))
+    c = 1 - 0.1 / 3
+    assert g.item() == pytest.approx(s + c + 0.5 * 0.75 - 0.1 * 0.1, rel=1e-5)
+
+
+def test_l2l_ddpg_target_soft_update_and_losses() -> None:
+    from training.objectives.l2l import Actor, Critic, ddpg_losses, soft_update, td_target
+
+    y = td_target(torch.tensor([0.5, 0.5]), torch.tensor([2.0, 2.0]), torch.tensor([False, True]), gamma=0.9)
+    assert y.tolist() == pytest.approx([0.5 + 0.9 * 2.0, 0.5])
+    a, b = nn_linear(1.0), nn_linear(3.0)
+    soft_update(a, b, tau=0.25)
+    assert a.weight.item() == pytest.approx(0.75 * 1.0 + 0.25 * 3.0)
+    torch.manual_seed(0)
+    actor, critic = Actor(), Critic()
+    thresholds = actor(torch.rand(5, 6))
+    assert ((thresholds[:, 0] > 0.5) & (thresholds[:, 0] < 1) & (thresholds[:, 1] > 0) & (thresholds[:, 1] < 0.5)).all()
+    assert [m.out_features for m in actor.net if isinstance(m, torch.nn.Linear)] == [64, 2]  # App. B.3
+    c_loss, a_loss = ddpg_losses(actor, critic, Actor(), Critic(), torch.rand(4, 6), torch.rand(4, 2),
+                                 torch.rand(4), torch.rand(4, 6), torch.zeros(4))
+    c_loss.backward()
+    assert critic.net[0].weight.grad is not None and actor.net[0].weight.grad is None  # critic step only
+    a_loss.backward()
+    assert actor.net[0].weight.grad is not None
+
+
+def nn_linear(value: float) -> torch.nn.Linear:
+    layer = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(value)
+    return layer
