@@ -89,3 +89,34 @@ def test_semi_supervised_split_is_by_image_seeded_and_disjoint() -> None:
     assert semi_supervised_split(ids, 0.25, seed=8) != (lab, unl)
     with pytest.raises(ValueError):
         semi_supervised_split(ids, 1.0)
+
+
+def test_cityscapes_reader_maps_label_ids_to_train_ids(tmp_path) -> None:
+    from reasonseg.data.semantic import read_cityscapes
+
+    (tmp_path / "gtFine" / "val" / "ulm").mkdir(parents=True)
+    (tmp_path / "leftImg8bit" / "val" / "ulm").mkdir(parents=True)
+    ids = np.array([[7, 26, 0], [24, 33, 34]], np.uint8)  # road, car, unlabeled / person, bicycle, out of range
+    cv2.imwrite(str(tmp_path / "gtFine" / "val" / "ulm" / "ulm_000000_000019_gtFine_labelIds.png"), ids)
+    cv2.imwrite(str(tmp_path / "leftImg8bit" / "val" / "ulm" / "ulm_000000_000019_leftImg8bit.png"),
+                np.zeros((2, 3, 3), np.uint8))
+    (s,) = read_cityscapes(tmp_path, "val")
+    assert s.sample_id == "ulm_000000_000019" and s.labels.tolist() == [[0, 13, 255], [11, 18, 255]]
+
+
+def test_pannuke_reader_turns_instance_maps_into_classes(tmp_path) -> None:
+    from reasonseg.data.semantic import read_pannuke
+
+    masks = np.zeros((2, 4, 4, 6), np.float64)
+    masks[0, 0, 0, 0] = 3      # a neoplastic nucleus (instance 3)
+    masks[0, 1, 1, 4] = 7      # an epithelial one
+    masks[1, 2, 2, 1] = 1      # inflammatory
+    masks[..., 5] = 1 - (masks[..., :5].sum(-1) > 0)
+    np.save(tmp_path / "images.npy", np.zeros((2, 4, 4, 3), np.float64))
+    np.save(tmp_path / "masks.npy", masks)
+    first, second = read_pannuke(tmp_path)
+    assert first.labels[0, 0] == 1 and first.labels[1, 1] == 5 and first.labels.sum() == 6
+    assert second.labels[2, 2] == 2 and first.image.dtype == np.uint8 and first.image.shape == (4, 4, 3)
+    np.save(tmp_path / "masks.npy", masks[..., :5])
+    with pytest.raises(ValueError, match="do not pair up"):
+        next(read_pannuke(tmp_path))
