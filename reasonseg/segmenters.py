@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from reasonseg.onnx_session import check_feeds
 from reasonseg.prompt import MaskPrediction, Prompt, check_prompt_kinds
 
 if TYPE_CHECKING:
@@ -285,8 +286,7 @@ class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
         """All four mask tokens (token 0 first) as (bool mask, predicted IoU)."""
         _check_embedding(emb, self.input_size)
         coords, labels = build_prompt(emb, box, points, point_labels)
-        logits, iou = self.decoder.run(
-            DECODER_OUTPUTS,
-            dict(zip(DECODER_INPUTS, (np.ascontiguousarray(emb.embedding, np.float32), coords, labels))),
-        )
+        feeds = dict(zip(DECODER_INPUTS, (np.ascontiguousarray(emb.embedding, np.float32), coords, labels)))
+        check_feeds(self.decoder, feeds, "LiteSAM decoder")  # an embedding from another model: one line
+        logits, iou = self.decoder.run(DECODER_OUTPUTS, feeds)
         return [(postprocess_logits(logits[0, k], emb), float(iou[0, k])) for k in range(logits.shape[1])]

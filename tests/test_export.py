@@ -161,6 +161,11 @@ def test_corrupt_foreign_or_misfed_graphs_are_one_clear_line(tiny_export: Path, 
         open_session(tmp_path / "absent.onnx", "LiteSAM encoder")
     with pytest.raises(ValueError, match="not a LiteSAM graph"):  # the decoder where the encoder belongs
         OnnxLiteSam(tiny_export / DECODER_FILE, tiny_export / DECODER_FILE)
+    seg = OnnxLiteSam(tiny_export / ENCODER, tiny_export / DECODER_FILE)
+    emb = seg.encode(np.zeros((20, 20, 3), np.uint8))
+    foreign = type(emb)(np.zeros((1, 8, 4, 4), np.float32), emb.original_size, emb.resized_size, emb.input_size)
+    with pytest.raises(ValueError, match="input 'image_embeddings' has shape \\[1, 8, 4, 4\\]"):
+        seg.predict(foreign, Prompt(box=(2, 2, 10, 10)))  # an embedding from another model
     session = open_session(tiny_export / ENCODER, "LiteSAM encoder")
     with pytest.raises(ValueError, match=r"input 'image' has shape \[1, 3, 32, 32\], the graph takes \[1, 3, 64, 64\]"):
         check_feeds(session, {"image": np.zeros((1, 3, 32, 32), np.float32)}, "LiteSAM encoder")

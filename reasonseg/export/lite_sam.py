@@ -19,7 +19,7 @@ from .precision import to_fp16, to_int8
 if TYPE_CHECKING:
     from ..models.lite_sam import LiteSam, LiteSamConfig
 
-ENCODER, DECODER = "encoder.onnx", "decoder_multimask.onnx"  # file names the runtime looks for
+ENCODER = "encoder.onnx"  # file names the runtime looks for (decoder: segmenters.DECODER_FILE)
 FP32_MAX_REL = 1e-4
 # box prompts as fractions of the photo: whole, halves, a centre crop, a corner - objects or not, every
 # prompt kind the encoder must keep
@@ -37,7 +37,7 @@ def export_lite_sam_onnx(model: LiteSam, out_dir: Path) -> tuple[Path, Path]:
     iou_predictions [1,4]: every mask token; N dynamic)."""
     import torch
 
-    from ..segmenters import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
+    from ..segmenters import DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
 
     class _Decoder(torch.nn.Module):
         def __init__(self, m: LiteSam) -> None:
@@ -57,7 +57,7 @@ def export_lite_sam_onnx(model: LiteSam, out_dir: Path) -> tuple[Path, Path]:
         dec = export_module(_Decoder(model), (torch.randn(1, c, e, e),
                                               torch.tensor([[[s * 0.25, s * 0.25], [s * 0.75, s * 0.75]]]),
                                               torch.tensor([[2.0, 3.0]])),
-                            out_dir / DECODER, inputs=DECODER_INPUTS, outputs=DECODER_OUTPUTS,
+                            out_dir / DECODER_FILE, inputs=DECODER_INPUTS, outputs=DECODER_OUTPUTS,
                             dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
     finally:
         model.train(was_training)
@@ -92,10 +92,10 @@ def masks_iou_vs_fp32(out_dir: Path, candidate: Path, photos: Sequence[np.ndarra
                       mask_choice: str = "largest_in_box") -> dict:
     """Mask IoU of `candidate` encoder vs the fp32 one, same fp32 decoder, EVAL_BOXES on every photo."""
     from ..prompt import Prompt
-    from ..segmenters import OnnxLiteSam
+    from ..segmenters import DECODER_FILE, OnnxLiteSam
 
-    ref = OnnxLiteSam(out_dir / ENCODER, out_dir / DECODER, mask_choice=mask_choice)
-    alt = OnnxLiteSam(candidate, out_dir / DECODER, mask_choice=mask_choice)
+    ref = OnnxLiteSam(out_dir / ENCODER, out_dir / DECODER_FILE, mask_choice=mask_choice)
+    alt = OnnxLiteSam(candidate, out_dir / DECODER_FILE, mask_choice=mask_choice)
     from tqdm import tqdm
 
     ious = []

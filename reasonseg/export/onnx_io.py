@@ -1,21 +1,14 @@
 """Write ONNX files: torch export with an atomic rename, and the facts a manifest records about a graph."""
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
 from typing import Sequence
 
+from ..model_cache import sha256  # noqa: F401 - re-exported for the export tree
+
 OPSET = 17  # LayerNorm as one op; read by onnxruntime >= 1.14 and TensorRT >= 8.6
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def atomic_path(final: Path) -> Path:
