@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -202,6 +203,41 @@ def test_sam2_graphs_give_the_pytorch_segmenters_masks_for_every_prompt_kind(sam
         assert a.mask.any() and a.logits.shape == b.logits.shape
         assert np.abs(a.logits - b.logits).max() <= 1e-4 * np.abs(a.logits).max()
         assert mask_iou(a.mask, b.mask) > 0.999 and b.score == pytest.approx(a.score, abs=1e-5)
+
+
+@pytest.mark.parametrize("memory_frames, n_frames", [(3, 8), (20, 18)])
+def test_sam2_tracking_graphs_give_the_pytorch_streams_masks(sam2_export, photos, load_rgb, memory_frames, n_frames):
+    """A whole stream on onnxruntime (memory bank held in numpy) against transformers' streaming session:
+    a box and an ambiguous click, a bank that fills up (20: all 6 past memories, all 15 past pointers by
+    frame 16) and one pruned to the last 3 frames."""
+    from reasonseg.pipelines.base import Grounding, Target
+    from reasonseg.pipelines.memory_track import MemoryTrack
+    from reasonseg.sam2 import Sam2Segmenter
+
+    ckpt, onnx_dir = sam2_export
+    step = read_manifest(onnx_dir / "sam2_track_step.onnx")
+    assert step["num_maskmem"] == 7 and step["max_pointers"] == 16
+    assert all(v["max_rel"] <= 1e-4 for k, v in step["parity"].items() if isinstance(v, dict)
+               and not k.endswith("maskmem_features")) and "step/full/low_res_masks" in step["parity"]
+    torch_seg = Sam2Segmenter(str(ckpt), device="cpu")
+    onnx_seg = build_segmenter(SegmenterSettings(kind="sam2", backend="onnxruntime", model=str(onnx_dir)), Path("."))
+    assert onnx_seg.can_track
+    image = cv2.resize(load_rgb(photos / "dog.jpg"), (160, 120))
+    frames = [np.roll(image, (i % 5 - 2, 2 * i), axis=(0, 1)) for i in range(n_frames)]  # a panning camera
+    prompts = [Prompt(box=(20, 40, 70, 110)), Prompt(points=((120, 60),))]
+    a = torch_seg.start_stream(frames[0], prompts, memory_frames)
+    b = onnx_seg.start_stream(frames[0], prompts, memory_frames)
+    for i, frame in enumerate(frames):
+        pa, pb = (a.last, b.last) if i == 0 else (a.step(frame), b.step(frame))
+        for x, y in zip(pa, pb, strict=True):
+            assert np.abs(x.logits - y.logits).max() <= 1e-4 * np.abs(x.logits).max(), f"frame {i}"
+            assert y.score == pytest.approx(x.score, abs=1e-5) and mask_iou(x.mask, y.mask) > 0.999
+    assert b.stored_frames() == 2 * (1 + min(memory_frames + 1, n_frames - 1))  # conditioning + the last frames
+    g = Grounding("the dog", ("dog",), (Target("dog", 1.0, prompts[0]),), "", "test", "mllm")
+    track = MemoryTrack(onnx_seg, g, frames[0], memory_frames=memory_frames, min_score=0.5)
+    assert track.step(frames[1]).note == "tracked"
+    with pytest.raises(ValueError, match="tracker takes box, points"):
+        onnx_seg.start_stream(image, [Prompt(mask_logits=np.ones((8, 8), np.float32))], 4)
 
 
 def test_a_stale_sam2_export_is_refused(sam2_export, tmp_path) -> None:

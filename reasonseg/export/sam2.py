@@ -8,7 +8,7 @@ backend runs (`reasonseg.sam2_onnx.OnnxSam2Segmenter`):
   sparse_embeddings [1,K,C] (raw prompt tokens, LENS; K may be 0), mask_input [1,1,4h,4w] + has_mask_input [1],
   multimask_output [1] -> low_res_masks [1,1,4h,4w], iou_predictions [1,1], object_score_logits [1,1].
 
-N and K are dynamic. One graph serves single- and multi-mask prompts: the decoder runs once and the
+N and K are dynamic. A `sam2_video` checkpoint also gets the two tracking graphs (`sam2_track.py`). One graph serves single- and multi-mask prompts: the decoder runs once and the
 selection (SAM2's stability fallback for one mask, the best of tokens 1-3 for an ambiguous click) is a
 `Where` on `multimask_output`, the same choice `Sam2Segmenter.predict` makes in PyTorch.
 """
@@ -124,7 +124,11 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     for path in (enc, dec):
         write_manifest(path, format="sam2", precision="fp32", source=_weights_file(checkpoint), parity=parity,
                        checkpoint=str(checkpoint))
-    return [enc, dec]
+    if cls is not Sam2VideoModel:
+        return [enc, dec]
+    from .sam2_track import export_sam2_track
+
+    return [enc, dec, *export_sam2_track(model, out_dir, _weights_file(checkpoint), str(checkpoint))]
 
 
 def _weights_file(checkpoint: str | Path) -> Path | None:
