@@ -27,7 +27,7 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 
 
 # Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
-PIPELINES = ("auto", "refine", "mllm", "lens", "cora")
+PIPELINES = ("auto", "refine", "mllm", "lens", "cora", "l2l")
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters.py
 PRECISIONS = ("auto", "fp32", "fp16", "int8")  # exported encoder variants: see reasonseg/export/
@@ -148,6 +148,18 @@ class CoraSettings:
 
 
 @dataclass(frozen=True)
+class L2LSettings:
+    model: str = _f("", "L2L segmentor checkpoint dir written by training/ (L2LSegmentor.save_pretrained); "
+                        "'' = the l2l pipeline is not configured")
+    passes: int = _f(2, "forward passes per frame: pass 1 with an uninformative prior, each later one with the "
+                        "previous pass's probabilities as SESM's prior (no MLLM onboard)", lo=1, hi=4)
+    threshold: float = _f(0.5, "foreground probability that counts as mask", lo=0.01, hi=0.99)
+    min_area: float = _f(0.001, "smallest mask, as a share of the frame, that counts as found", lo=0.0, hi=1.0)
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N",
+                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
 class ResolverSettings:
     min_similarity: float = _f(0.40, "min MiniLM cosine similarity noun phrase -> class", lo=0.0, hi=1.0)
     sibling_similarity: float = _f(0.55, "label-label similarity above which a detection of a sibling class "
@@ -201,6 +213,7 @@ class Settings:
     mllm: MllmSettings = field(default_factory=MllmSettings)
     lens: LensSettings = field(default_factory=LensSettings)
     cora: CoraSettings = field(default_factory=CoraSettings)
+    l2l: L2LSettings = field(default_factory=L2LSettings)
     resolver: ResolverSettings = field(default_factory=ResolverSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)

@@ -60,6 +60,17 @@ class WordNet:
             self._hyper[offset] = tuple(int(ptrs[k + 1]) for k in range(0, len(ptrs), 4) if ptrs[k] in ("@", "@i"))
         return self._hyper[offset]
 
+    def synonyms(self, noun: str) -> tuple[str, ...]:
+        """Other words of the noun's most frequent sense ("car" -> automobile, auto, machine, motorcar)."""
+        out: list[str] = []
+        for offset in self.senses(noun)[:NOUN_SENSES]:
+            with self._lock:
+                self._data.seek(offset)
+                f = self._data.readline().decode("latin-1").split(" | ")[0].split()
+            words = [f[4 + 2 * k].replace("_", " ").lower() for k in range(int(f[3], 16))]
+            out += [w for w in words if w != noun.lower() and "(" not in w]
+        return tuple(dict.fromkeys(out))
+
     def ancestors(self, offset: int) -> set[int]:
         """The synset and everything above it."""
         seen, stack = {offset}, [offset]

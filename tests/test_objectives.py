@@ -156,7 +156,13 @@ def test_l2l_reward_clipping_gain_and_state() -> None:
     g = instructional_gain(weak, fused, label, selected, torch.tensor([[0.7, 0.3]]), torch.tensor([[0.6, 0.3]]), rw)
     s = 1 / (1 + math.exp(-(0.85 - 0.1) / 0.1))
     c = 1 - 0.1 / 3
-    assert g.item() == pytest.approx(s + c + 0.5 * 0.75 - 0.1 * 0.1, rel=1e-5)
+    assert g.item() == pytest.approx(0.4 * s + 0.4 * c + 0.2 * 0.75 - 0.1 * 0.1, rel=1e-5)
+    from training.objectives.l2l import boundary_band
+
+    lab = torch.zeros(1, 12, 12)
+    lab[:, :, 6:] = 1  # a vertical edge between columns 5 and 6
+    band = boundary_band(lab, width=3)[0]
+    assert band[:, 3:9].all() and not band[:, :3].any() and not band[:, 9:].any()
 
 
 def test_l2l_ddpg_target_soft_update_and_losses() -> None:
@@ -176,8 +182,10 @@ def test_l2l_ddpg_target_soft_update_and_losses() -> None:
                                  torch.rand(4), torch.rand(4, 6), torch.zeros(4))
     c_loss.backward()
     assert critic.net[0].weight.grad is not None and actor.net[0].weight.grad is None  # critic step only
+    critic_grad = critic.net[0].weight.grad.clone()
     a_loss.backward()
     assert actor.net[0].weight.grad is not None
+    assert torch.equal(critic.net[0].weight.grad, critic_grad)  # the actor's loss never moves the critic
 
 
 def nn_linear(value: float) -> torch.nn.Linear:

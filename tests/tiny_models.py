@@ -211,3 +211,11 @@ def tiny_lens_release(out_dir: Path, seed: int = 0, num_queries: int = 8, qwen_d
         if f.name not in ("config.json", "model.safetensors"):
             shutil.copy(f, out_dir / f.name)
     return out_dir, sam_dir
+
+
+def tiny_l2l(out_dir: Path, seed: int = 0) -> Path:
+    """A random-weight L2L segmentor (Swin 4 stages + 1-layer BERT, 64 px; `training.init_model`'s tiny
+    preset) with the real BERT uncased vocabulary, saved as the `l2l` pipeline loads it."""
+    from training.init_model import init_l2l
+
+    return init_l2l(out_dir, "tiny", seed)

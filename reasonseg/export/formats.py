@@ -85,6 +85,12 @@ def _lens_connector(args: argparse.Namespace) -> list[Path]:
     return export_lens_connector(_needs_checkpoint(args, "a LENS checkpoint in the release layout"), Path(args.out))
 
 
+def _l2l(args: argparse.Namespace) -> list[Path]:
+    from .l2l import export_l2l
+
+    return export_l2l(_needs_checkpoint(args, "an L2L segmentor dir written by training/"), Path(args.out))
+
+
 def _tensorrt(args: argparse.Namespace) -> list[Path]:
     """Build-only mode: the engines a settings file needs (or one --checkpoint ONNX), then exit."""
     from ..config import load_settings
@@ -115,6 +121,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("lens-connector", "LENS queries -> connector -> proj_to_sam (SAM2 prompt token)",
            "LENS checkpoint (release layout)", "lens_connector.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
            _lens_connector),
+    Format("l2l", "L2L onboard segmentor (Swin + BERT + SESM + FPN head): pixels, expression, prior -> logits",
+           "L2L segmentor dir (training/)", "l2l_segmentor.onnx", "fp32", "<= 1e-4 rel vs PyTorch", _l2l),
     Format("tensorrt", "TensorRT engines (build-only: what a settings file needs, or one ONNX)",
            "--config YAML (segmenter.*) or --checkpoint X.onnx", "engines/<graph>.<precision>.<key>.engine",
            "fp32 fp16 int8 (QDQ)", "keyed by ONNX sha256 + GPU + TensorRT version; needs an NVIDIA GPU", _tensorrt),

@@ -111,9 +111,21 @@ def _build_cora(settings: Settings, parts: _Parts) -> Pipeline:
     return TokenPipeline(grounder, settings)
 
 
+def _build_l2l(settings: Settings, parts: _Parts) -> Pipeline:
+    from .l2l import L2LPipeline
+
+    if not settings.l2l.model:
+        raise ConfigError("pipeline l2l needs l2l.model (an L2L segmentor dir written by training/)")
+    pipeline = _load(f"L2L segmentor {settings.l2l.model}", lambda: L2LPipeline(settings.l2l),
+                     "train one with training/ (configs/l2l_*.yaml) or point l2l.model at its output dir")
+    log.info("l2l pipeline: %s, %d pass(es), no MLLM", pipeline.endpoint, settings.l2l.passes)
+    return pipeline
+
+
 BUILDERS: dict[str, Callable[[Settings, _Parts], Pipeline]] = {"refine": _build_refine, "mllm": _build_mllm,
-                                                               "lens": _build_lens, "cora": _build_cora}
-# `auto`: the first configured pipeline that loads, with the ones after it as fallbacks (cora: only by name).
+                                                               "lens": _build_lens, "cora": _build_cora,
+                                                               "l2l": _build_l2l}
+# `auto`: the first configured pipeline that loads, with the ones after it as fallbacks (cora, l2l: by name).
 AUTO_ORDER = ("lens", "mllm", "refine")
 CONFIGURED: dict[str, Callable[[Settings], bool]] = {"lens": lambda s: bool(s.lens.model),
                                                      "mllm": lambda s: bool(s.mllm.model), "refine": lambda s: True}

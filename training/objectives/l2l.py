@@ -16,7 +16,8 @@ RPLE.
 * action (τ_fg, τ_bg): foreground where q̃ ≥ τ_fg, background where q̃ ≤ τ_bg, the rest ignored.
 * eq. 9  separability S = σ((m_fg − m_bg) / T), m_c the mean q̃ over class-c pixels; T = 0.1 (ASSUMPTION).
 * eq. 10 consistency C = 1 − mean over selected pixels of |p − q̃|; eq. 11 coverage V = selected share.
-* eq. 8  gain G = λ_s S + λ_c C + λ_v V − λ_stab ‖a_t − a_{t−1}‖₁ (ASSUMPTION: weights 1.0, 1.0, 0.5, 0.1).
+* eq. 8  gain G = λ_s S + λ_c C + λ_v V − λ_stab ‖a_t − a_{t−1}‖₁ (ASSUMPTION: weights 0.4, 0.4, 0.2, 0.1:
+         the three gains sum to 1, inside the clip).
 * eq. 12 r = clip(G, −r_max, r_max), r_max = 1.0 (the text's example value was lost; ASSUMPTION).
 * eq. 13 y = r + γ (1 − done) Q'(s', μ'(s')); eq. 14 critic loss (Q(s, a) − y)²; actor loss −Q(s, μ(s)).
 * App. B.3: actor and critic are 2-layer MLPs with hidden 64 (given); lr 1e-4, γ = 0.99, soft update
@@ -84,9 +85,11 @@ def rple_state(fused: torch.Tensor, selected_fg: torch.Tensor, selected: torch.T
 
 @dataclass(frozen=True)
 class RewardWeights:
-    separability: float = 1.0
-    consistency: float = 1.0
-    coverage: float = 0.5
+    # ASSUMPTION (values lost): the three gains weighted to sum 1, so the gain stays inside the clip. With
+    # (1.0, 1.0, 0.5) the gain sat near 2, every reward was clipped to r_max and the critic learnt nothing.
+    separability: float = 0.4
+    consistency: float = 0.4
+    coverage: float = 0.2
     stability: float = 0.1
     temperature: float = 0.1
     r_max: float = 1.0
@@ -151,9 +154,26 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float = 0.005) -> Non
 def ddpg_losses(actor: Actor, critic: Critic, target_actor: Actor, target_critic: Critic, state: torch.Tensor,
                 action: torch.Tensor, reward: torch.Tensor, next_state: torch.Tensor, done: torch.Tensor,
                 gamma: float = 0.99) -> tuple[torch.Tensor, torch.Tensor]:
-    """(critic loss, eq. 14; actor loss, deterministic policy gradient)."""
+    """(critic loss, eq. 14; actor loss, deterministic policy gradient). The actor's loss reads the critic through
+    detached parameters: one backward of the sum trains each network on its own loss only (one backward per
+    step is what DDP needs)."""
+    from torch.func import functional_call
+
     with torch.no_grad():
         y = td_target(reward, target_critic(next_state, target_actor(next_state)), done, gamma)
     critic_loss = ((critic(state, action) - y) ** 2).mean()
-    actor_loss = -critic(state, actor(state)).mean()
+    frozen = {k: v.detach() for k, v in critic.named_parameters()}
+    actor_loss = -functional_call(critic, frozen, (state, actor(state))).mean()
     return critic_loss, actor_loss
+
+
+def boundary_band(label: torch.Tensor, width: int = 3) -> torch.Tensor:
+    """App. B.3: pixels within `width` of a foreground / background boundary of a [B, H, W] 0/1 pseudo-label
+    (they are ignored: boundaries are where pseudo-labels are least reliable)."""
+    import torch.nn.functional as F
+
+    x = label[:, None].float()
+    k = 2 * width + 1
+    dilated = F.max_pool2d(x, k, stride=1, padding=width)
+    eroded = -F.max_pool2d(-x, k, stride=1, padding=width)
+    return (dilated != eroded)[:, 0]

@@ -1,0 +1,16 @@
+"""`python -m training fit --config training/configs/<experiment>.yaml`: LightningCLI over the modules and data
+modules in this tree (class paths in the YAML), every Trainer option (strategy ddp / fsdp / deepspeed,
+precision bf16-mixed, devices, num_nodes) from the same file or the command line."""
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+
+def main(args: list[str] | None = None) -> None:
+    LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                 save_config_kwargs={"overwrite": True}, args=args, auto_configure_optimizers=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""LightningModules, one per method; each imports its model from `reasonseg.models`."""
