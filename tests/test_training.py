@@ -371,3 +371,34 @@ def test_node_serves_pipeline_l2l_over_dds(l2l_init, tmp_path, photos, load_rgb)
     finally:
         client.close()
         stop_node(proc)
+
+
+@pytest.fixture(scope="module")
+def cora_ckpt(tmp_path_factory) -> Path:
+    import torch
+
+    from reasonseg.models.cora import CoraModel
+    from tiny_models import tiny_qwen25_vl, tiny_sam2
+
+    root = tmp_path_factory.mktemp("cora_train")
+    model, processor = CoraModel.from_base(tiny_qwen25_vl(root / "qwen"), tiny_sam2(root / "sam2", presence_logit=10.0))
+    return model.save_pretrained(root / "ckpt", dtype=torch.float32, processor=processor)
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_one_cora_step_of_each_stage_trains_only_lisas_set(cora_ckpt, stage) -> None:
+    from training.data_cora import CoraData
+    from training.modules.cora import CoraModule
+
+    module = CoraModule(str(cora_ckpt), stage=stage, lr=1e-3)
+    trainable = {f"model.{n}" for n in module.trainable}
+    mllm = module.model.mllm
+    if mllm.lm_head.weight is mllm.model.language_model.embed_tokens.weight:
+        trainable.add("model.mllm.lm_head.weight")  # tied to the embeddings
+    changed = _one_step(module, CoraData(str(cora_ckpt), stage=stage, num_labeled=4, num_unlabeled=4))
+    assert changed and changed <= trainable, sorted(changed - trainable)[:5]
+    assert any(n.startswith("model.seg_projection.") for n in changed)
+    assert any(n.startswith("model.sam.mask_decoder.") for n in changed)
+    assert any(n.startswith("model.anchor.") for n in changed) == (stage == 2)  # anchors only in stage 2's set
+    assert not any(n.startswith(("model.mllm.model.visual.", "model.sam.vision_encoder.",
+                                 "model.mllm.model.language_model.layers.")) for n in changed)

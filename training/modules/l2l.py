@@ -9,9 +9,13 @@ labeled part and, with pseudo-labels, an unlabeled part (weak-to-strong consiste
            thresholds (τ_fg, τ_bg) from the state (eq. 7); pixels outside both are ignored; the DDPG critic
            learns from the clipped instructional-gain reward (eq. 8-14), actor and critic trained in the same
            backward as the segmentor (their losses touch disjoint parameters).
-SESM's prior input: the labeled view and inference use the model's own first-pass prediction (no MLLM
-onboard); the weak view sees the external prior, the strong view the SPM-fused one (`rple`) or the
-external prior (`fixed`). Losses (App. B.3, eq. 22): labeled — pixel cross-entropy, ignore index 255, class
+SESM's prior input (`sesm_prior`): `self` (default) — every view gets what inference gives it onboard, the
+model's own prediction (pass 1 with no prior; the strong view the weak view's prediction, "P updated with
+the improving weak prediction", §3.2), and the external prior only shapes the pseudo-label through SPM;
+`external` — the paper's evaluation setting, where the MLLM + SAM2 prior is also there at test time: the
+weak view sees the external prior, the strong view the SPM-fused one (`rple`) or the external one
+(`fixed`). With `external`, the strong view's SESM input is the very map its pseudo-label is cut from, so
+onboard inference without an MLLM would see a different input than training did. Losses (App. B.3, eq. 22): labeled — pixel cross-entropy, ignore index 255, class
 weights (0.9, 1.1) for background / foreground (ASSUMPTION: the values were lost; LAVT's); unlabeled — cross-
 entropy on the selected pixels plus a Dice term on them, λ = 1 each (ASSUMPTION), the same for `fixed` and
 `rple` so the comparison isolates the selection.
@@ -62,10 +66,13 @@ class L2LModule(L.LightningModule):
     def __init__(self, model_dir: str, pseudo_label: str = "rple", lr: float = 1e-4, weight_decay: float = 0.01,
                  unlabeled_weight: float = 1.0, fixed_threshold: float = 0.95, rl_lr: float = 1e-4,
                  gamma: float = 0.99, tau: float = 0.005, exploration_std: float = 0.05,
-                 initial_thresholds: tuple[float, float] = (0.7, 0.3), seed: int = 0, out_dir: str = "") -> None:
+                 initial_thresholds: tuple[float, float] = (0.7, 0.3), sesm_prior: str = "self", seed: int = 0,
+                 out_dir: str = "") -> None:
         super().__init__()
         if pseudo_label not in PSEUDO_LABELS:
             raise ValueError(f"pseudo_label must be one of {PSEUDO_LABELS}, got {pseudo_label!r}")
+        if sesm_prior not in ("self", "external"):
+            raise ValueError(f"sesm_prior must be self or external, got {sesm_prior!r}")
         self.save_hyperparameters()
         self.model = L2LSegmentor.from_pretrained(model_dir).train()
         if pseudo_label == "rple":
@@ -98,21 +105,24 @@ class L2LModule(L.LightningModule):
     def _unlabeled(self, u: dict[str, torch.Tensor]) -> torch.Tensor:
         h = self.hparams
         prior = u["prior"][:, 0] if "prior" in u else None
-        with torch.no_grad():
-            weak_logits = self.model(u["pixels"], u["input_ids"], u["attention_mask"],
-                                     u["prior"] if prior is not None else None)[:, 0]
+        external = h.sesm_prior == "external"
+        if external and prior is None:
+            raise ValueError("sesm_prior external needs priors (priors_dir, or the synthetic source's simulated ones)")
+        with torch.no_grad():  # the weak prediction, as inference makes it (own prior) or with the external one
+            weak_in = u["prior"] if external else self.self_prior(u["pixels"], u["input_ids"], u["attention_mask"])
+            weak_logits = self.model(u["pixels"], u["input_ids"], u["attention_mask"], weak_in)[:, 0]
         p = torch.sigmoid(weak_logits)
         if h.pseudo_label == "fixed":
             label = (p > 0.5).float()
             selected = torch.maximum(p, 1 - p) >= h.fixed_threshold
-            strong_prior = u.get("prior")
+            strong_prior = u["prior"] if external else p[:, None]
             rl_loss = weak_logits.new_zeros(())
         else:
             if prior is None:
                 raise ValueError("pseudo_label rple needs priors (priors_dir, or the synthetic source's simulated ones)")
             fused, _ = spm_fuse(weak_logits, prior)                                        # eq. 3-6
             label, selected, rl_loss = self._rple(p, fused, agreement(p, prior))
-            strong_prior = fused[:, None]
+            strong_prior = fused[:, None] if external else p[:, None]
         strong = self.model(u["strong_pixels"], u["strong_input_ids"], u["strong_attention_mask"], strong_prior)[:, 0]
         sel = selected.float()
         loss = unlabeled_loss(strong, label, sel)
