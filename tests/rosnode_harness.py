@@ -134,6 +134,19 @@ class Client:
             time.sleep(0.05)
         return False
 
+    def results_of(self, pipeline: str, valid_only: bool = False) -> list:
+        """Result messages the named pipeline produced so far (optionally only those that found the target)."""
+        with self.lock:
+            return [m for _, m in self.results if m.pipeline == pipeline and (m.valid or not valid_only)]
+
+    def pump(self, bgr: np.ndarray, until, timeout: float = 60.0, period: float = 0.3) -> bool:
+        """Publish frames of `bgr` until `until()` holds or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            self.send(bgr, time.time_ns())
+            self.wait_for(until, period)
+        return until()
+
     def wait_node_ready(self, proc: subprocess.Popen, timeout: float = 120.0) -> None:
         subscribed = lambda: all(p.get_subscription_count() > 0 for p in self.image_pubs.values())  # noqa: E731
         ok = self.wait_for(lambda: subscribed() or proc.poll() is not None, timeout)

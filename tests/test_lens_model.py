@@ -253,8 +253,6 @@ def test_cli_segments_with_pipeline_lens(release, photos, tmp_path):
 def test_node_serves_pipeline_lens_over_dds(release, tmp_path, photos, load_rgb):
     """The shipped lens.yaml in the node, lens.model pointed at the tiny checkpoint: masks from LENS, then
     from the checkpoint's SAM2 memory tracker, on the node's topics."""
-    import time
-
     import yaml
 
     from rosnode_harness import Client, mask_array, start_node, stop_node, unique_domain_id
@@ -274,17 +272,9 @@ def test_node_serves_pipeline_lens_over_dds(release, tmp_path, photos, load_rgb)
         client.wait_node_ready(proc)
         bgr = load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()
         client.instruct("the dog")
-
-        def lens_results():
-            with client.lock:
-                return [m for _, m in client.results if m.pipeline == "lens"]
-
-        deadline = time.monotonic() + 60
-        while len(lens_results()) < 3 and time.monotonic() < deadline:
-            client.send(bgr, time.time_ns())
-            client.wait_for(lambda: len(lens_results()) >= 3, 0.3)
-        results = lens_results()
-        assert len(results) >= 3 and results[0].grounding_source == "lens"
+        assert client.pump(bgr, lambda: len(client.results_of("lens")) >= 3)
+        results = client.results_of("lens")
+        assert results[0].grounding_source == "lens"
         assert "context queries" in results[0].reasoning
         with client.lock:
             masks = [mask_array(m) for _, m in client.masks]

@@ -2,6 +2,8 @@
 OpenAI-compatible HTTP server on 127.0.0.1, and every fallback of `auto` with its reason."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import socket
 
@@ -175,13 +177,9 @@ def test_node_with_mllm_pipeline_over_dds(tmp_path, photos, load_rgb, sam2_dir):
             client.instruct("the white truck")
 
             def valid():
-                with client.lock:
-                    return [m for _, m in client.results if m.valid and m.pipeline == "mllm"]
+                return client.results_of("mllm", valid_only=True)
 
-            deadline = time.monotonic() + 60
-            while not valid() and time.monotonic() < deadline:
-                client.send(bgr, time.time_ns())
-                client.wait_for(lambda: bool(valid()), 0.2)
+            client.pump(bgr, lambda: bool(valid()), period=0.2)
             (first, *_) = valid()
             assert list(first.labels) == ["truck"] and first.grounding_source == "mllm:openai"
             assert client.wait_for(lambda: any(stamp_of(m) == stamp_of(first) for _, m in client.masks), 5)
@@ -215,9 +213,13 @@ def test_hostile_vlm_endpoint_is_cut_at_the_deadline_and_size_bound(vlm_server, 
     vlm_server.behaviour = behaviour
     settings = _settings(vlm_server.base_url, pipeline="auto")
     pipeline = build_pipeline(settings)
+    image = load_rgb(photos / "dog.jpg")
+    t0 = time.monotonic()  # the fallback's own cost on this machine, now (a shared CPU can be slow)
+    build_pipeline(dataclasses.replace(settings, pipeline="refine")).run(image, "the dog")
+    refine_s = time.monotonic() - t0
     t0 = time.monotonic()
-    res = pipeline.run(load_rgb(photos / "dog.jpg"), "the dog")
-    assert time.monotonic() - t0 < settings.mllm.timeout_s + 3.0  # + refine's own grounding and mask
+    res = pipeline.run(image, "the dog")
+    assert time.monotonic() - t0 < settings.mllm.timeout_s + refine_s + 2.0  # cut at the deadline, then refine
     assert res.grounding.pipeline == "refine" and "mllm failed" in res.grounding.source
     assert vlm_server.requests[-1]["auth"] == "Bearer sk-hostile-vlm-secret"  # sent to the endpoint only
     assert "sk-hostile" not in repr(res.grounding) + res.note

@@ -337,36 +337,21 @@ def test_cora_conditional_instructions_from_an_llm_are_validated_and_fall_back_t
 def test_node_serves_pipeline_l2l_over_dds(l2l_init, tmp_path, photos, load_rgb) -> None:
     """The shipped driving.yaml with pipeline l2l and l2l.model at a tiny segmentor: the node publishes l2l
     results (valid or "not in the image": random weights) on its topics, every frame, with no LLM."""
-    import yaml
-
     pytest.importorskip("rclpy", reason="ROS 2 rclpy wheels not installed")
-    from rosnode_harness import Client, start_node, stop_node, unique_domain_id
-    from reasonseg_perception.launch_runner import bringup_share
+    from rosnode_harness import Client, shipped_params, start_node, stop_node, unique_domain_id
 
-    data = yaml.safe_load((bringup_share() / "config" / "driving.yaml").read_text())
-    params = data["/**"]["ros__parameters"]
-    params.update(pipeline="l2l")
-    params["l2l"].update(model=str(l2l_init), device="cpu")
-    path = tmp_path / "l2l.yaml"
-    path.write_text(yaml.safe_dump(data))
+    def edit(params: dict) -> None:
+        params.update(pipeline="l2l")
+        params["l2l"].update(model=str(l2l_init), device="cpu")
+
     domain = unique_domain_id()
-    proc, log = start_node(tmp_path, domain, params_file=path)
+    proc, log = start_node(tmp_path, domain, params_file=shipped_params(tmp_path, edit))
     client = Client(domain)
     try:
         client.wait_node_ready(proc)
-        bgr = load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()
         client.instruct("the dog")
-
-        def l2l_results():
-            with client.lock:
-                return [m for _, m in client.results if m.pipeline == "l2l"]
-
-        deadline = time.monotonic() + 60
-        while len(l2l_results()) < 3 and time.monotonic() < deadline:
-            client.send(bgr, time.time_ns())
-            client.wait_for(lambda: len(l2l_results()) >= 3, 0.3)
-        results = l2l_results()
-        assert len(results) >= 3 and results[0].grounding_source == "l2l"
+        assert client.pump(load_rgb(photos / "dog.jpg")[:, :, ::-1].copy(), lambda: len(client.results_of("l2l")) >= 3)
+        assert client.results_of("l2l")[0].grounding_source == "l2l"
         assert "Traceback" not in log.read_text()
     finally:
         client.close()

@@ -21,13 +21,14 @@ import torch.nn.functional as F
 
 from reasonseg.models.cora import CoraModel
 
+from .checkpointing import TrainedTensorsCheckpoint
 from ..objectives.cora import (TokenBank, consistency_weights, labeled_loss, segmentation_loss,
                                token_contrastive_loss, total_loss)
 
 CORA_GROUPS = ("seg_projection", "anchor_encoder", "token_embeddings", "sam_mask_decoder")
 
 
-class CoraModule(L.LightningModule):
+class CoraModule(TrainedTensorsCheckpoint, L.LightningModule):
     def __init__(self, checkpoint: str, stage: int = 1, lr: float = 3e-4, alpha: float = 1.0, sigma: float = 1e-3,
                  pseudo_weighting: str = "consistency", confidence: float = 0.95, bank_per_class: int = 64,
                  out_dir: str = "") -> None:
@@ -89,21 +90,6 @@ class CoraModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=self.hparams.lr)
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Trained tensors only in Lightning's checkpoint; the whole model for `--pipeline cora` in `out_dir`."""
-        trained = set(self.trainable)
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if k.removeprefix("model.") in trained}
-        if self.hparams.out_dir and self.trainer.is_global_zero:
-            from transformers import AutoProcessor
-
-            processor = AutoProcessor.from_pretrained(self.hparams.checkpoint, local_files_only=True)
-            self.model.save_pretrained(self.hparams.out_dir, processor=processor)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        full = self.state_dict()
-        full.update(checkpoint["state_dict"])
-        checkpoint["state_dict"] = full
 
 
 __all__ = ["CoraModule", "CORA_GROUPS"]

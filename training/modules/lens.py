@@ -19,12 +19,13 @@ import torch.nn.functional as F
 
 from reasonseg.models.lens import LensModel
 
+from .checkpointing import TrainedTensorsCheckpoint
 from ..objectives.grpo import dice_loss, focal_loss
 
 STAGE1_GROUPS = ("queries", "connector")
 
 
-class LensStage1Module(L.LightningModule):
+class LensStage1Module(TrainedTensorsCheckpoint, L.LightningModule):
     def __init__(self, checkpoint: str, lr: float = 3e-5, weight_decay: float = 0.0, warmup_steps: int = 0,
                  dice_weight: float = 1.0, focal_weight: float = 1.0, gradient_checkpointing: bool = False,
                  out_dir: str = "") -> None:
@@ -65,23 +66,6 @@ class LensStage1Module(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, schedule),
                                                    "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Only the trained tensors go into Lightning's checkpoint (the frozen 3B stay in `checkpoint`); the full
-        model is written in the release layout to `out_dir` for the `lens` pipeline and `export/`."""
-        trained = set(self.trainable)
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if k.removeprefix("model.") in trained}
-        if self.hparams.out_dir and self.trainer.is_global_zero:
-            from transformers import AutoProcessor
-
-            processor = AutoProcessor.from_pretrained(self.hparams.checkpoint, local_files_only=True)
-            self.model.save_pretrained(self.hparams.out_dir, processor=processor)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A stage-1 checkpoint holds the trained tensors only: complete it from the frozen base."""
-        full = self.state_dict()
-        full.update(checkpoint["state_dict"])
-        checkpoint["state_dict"] = full
 
 
 STAGE2_GROUPS = ("mllm_language", "queries", "connector", "sam_prompt_encoder", "sam_mask_decoder")
@@ -102,7 +86,7 @@ def completion_logprobs(mllm, sequences: torch.Tensor, attention_mask: torch.Ten
     return torch.log_softmax(logits, -1).gather(-1, sequences[:, prompt_len:, None])[..., 0]
 
 
-class LensGrpoModule(L.LightningModule):
+class LensGrpoModule(TrainedTensorsCheckpoint, L.LightningModule):
     """LENS stage 2 (lens.txt §3.3, eq. 6-12): G sampled answers per prompt from the model's own `generate`;
     unified reward = format + box IoU² + mask IoU² (eq. 11, squares from the release's rewards.py); group-
     relative advantages with std + 1e-4 (eq. 6-7); clipped surrogate (ε) with a KL penalty (β) to the frozen
@@ -221,19 +205,6 @@ class LensGrpoModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1 - step / total))  # linear (Table A2)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The trained tensors only (the frozen encoders and the reference stay in `checkpoint`); the full model
-        in the release layout goes to `out_dir`."""
-        trained = set(self.trainable)
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if k.removeprefix("model.") in trained}
-        if self.hparams.out_dir and self.trainer.is_global_zero:
-            self.model.save_pretrained(self.hparams.out_dir, processor=self._processor())
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        full = self.state_dict()
-        full.update(checkpoint["state_dict"])
-        checkpoint["state_dict"] = full
 
 
 __all__ = ["LensStage1Module", "LensGrpoModule", "STAGE1_GROUPS", "STAGE2_GROUPS"]
