@@ -22,30 +22,27 @@ import time
 from pathlib import Path
 from statistics import mean, pstdev
 
+import lightning as L
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-class _Curve:
+class Curve(L.Callback):
     """Validation gIoU / cIoU after every epoch (a plain callback: no logger files needed)."""
 
-    def __new__(cls):  # noqa: D102 - built lazily so importing this file does not import lightning
-        import lightning as L
+    def __init__(self) -> None:
+        self.giou: list[float] = []
+        self.ciou: list[float] = []
 
-        class Curve(L.Callback):
-            def __init__(self) -> None:
-                self.giou, self.ciou = [], []
-
-            def on_validation_end(self, trainer, module) -> None:  # noqa: ANN001 - after the module logged
-                if not trainer.sanity_checking:
-                    m = trainer.callback_metrics
-                    self.giou.append(float(m["val/gIoU"]))
-                    self.ciou.append(float(m["val/cIoU"]))
-        return Curve()
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:  # after the module logged
+        if not trainer.sanity_checking:
+            m = trainer.callback_metrics
+            self.giou.append(float(m["val/gIoU"]))
+            self.ciou.append(float(m["val/cIoU"]))
 
 
 def run(init: Path, mode: str, seed: int, epochs: int, samples: int) -> dict:
-    import lightning as L
     import torch
 
     from training.data import SemiSupervisedReferring
@@ -56,7 +53,7 @@ def run(init: Path, mode: str, seed: int, epochs: int, samples: int) -> dict:
     module = L2LModule(str(init), pseudo_label=mode, lr=1e-3, seed=seed)
     data = SemiSupervisedReferring(str(init), num_samples=samples, num_val=128, labeled_share=0.1, seed=seed,
                                    batch_size=8, max_text_len=12)
-    curve = _Curve()
+    curve = Curve()
     trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         callbacks=[curve])

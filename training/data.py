@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from reasonseg.data.synthetic import SyntheticSample, make_scenes
+from reasonseg.data.synthetic import SyntheticSample, draw_object, make_scenes
 from reasonseg.models.l2l import MEAN, STD
 
 from .augment import eda, strong_image, weak_view
@@ -79,15 +79,13 @@ def simulated_prior(sample: SyntheticSample | Item, rng: np.random.Generator, ob
 
 def synthetic_priors(n: int, seed: int, size: int, prior_seed: int) -> dict[str, np.ndarray]:
     """Simulated priors for `synthetic_items(n, seed, size)`, fixed per sample (cached like real ones)."""
-    from reasonseg.data.synthetic import _draw  # the scene's own rasteriser
-
     out = {}
     for i, s in enumerate(make_scenes(n, seed=seed, size=size)):
         others = []
         for j, obj in enumerate(s.objects):
             if j != s.target:
                 m = np.zeros(s.mask.shape, np.uint8)
-                _draw(m, obj, 1)
+                draw_object(m, obj, 1)
                 others.append(m)
         out[f"synthetic-{seed}-{i}"] = simulated_prior(s, np.random.default_rng([prior_seed, i]), others)
     return out

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from reasonseg.data.synthetic import KINDS, _draw, make_scenes
+from reasonseg.data.synthetic import KINDS, draw_object, make_scenes
 from reasonseg.models.cora import SEG_ANSWER, seg_prompt
 
 from .cora_instructions import InstructionWriter, rephrasings, semantic_instructions
@@ -31,7 +31,7 @@ def object_masks(scene) -> list[np.ndarray]:  # noqa: ANN001
     """Visible pixels of each object of a synthetic scene (drawn back to front, as the scene was)."""
     owner = np.full(scene.mask.shape, -1, np.int16)
     for i, obj in enumerate(scene.objects):
-        _draw(owner, obj, i)
+        draw_object(owner, obj, i)
     return [(owner == i).astype(np.uint8) for i in range(len(scene.objects))]
 
 

@@ -37,7 +37,7 @@ class SyntheticSample:
     target: int             # index into objects
 
 
-def _draw(canvas: np.ndarray, obj: SceneObject, value) -> None:  # noqa: ANN001 - colour tuple or int
+def draw_object(canvas: np.ndarray, obj: SceneObject, value) -> None:  # noqa: ANN001 - colour tuple or int
     s, x, y = obj.scale, obj.cx, obj.base_y
     if obj.kind == "car":
         w, h = 2.4 * s, 0.9 * s
@@ -86,8 +86,8 @@ def make_scene(seed: int, size: int = 64) -> SyntheticSample:
     objects.sort(key=lambda o: o.base_y)                       # far first: near objects occlude far ones
     owner = np.full((size, size), -1, np.int16)
     for i, obj in enumerate(objects):
-        _draw(image, obj, COLOURS[obj.colour])
-        _draw(owner, obj, i)
+        draw_object(image, obj, COLOURS[obj.colour])
+        draw_object(owner, obj, i)
     visible = [int((owner == i).sum()) for i in range(len(objects))]
     target = int(rng.choice([i for i, v in enumerate(visible) if v == max(visible)] if max(visible) < 12
                             else [i for i, v in enumerate(visible) if v >= 12]))
@@ -101,4 +101,4 @@ def make_scenes(n: int, seed: int = 0, size: int = 64) -> list[SyntheticSample]:
     return [make_scene(seed * 1_000_003 + i, size) for i in range(n)]
 
 
-__all__ = ["SyntheticSample", "SceneObject", "make_scene", "make_scenes", "COLOURS", "KINDS"]
+__all__ = ["SyntheticSample", "SceneObject", "draw_object", "make_scene", "make_scenes", "COLOURS", "KINDS"]
