@@ -15,10 +15,15 @@ class TrainedTensorsCheckpoint:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                     if k.removeprefix("model.") in trained}
         if self.hparams.out_dir and self.trainer.is_global_zero:
+            self.model.save_pretrained(self.hparams.out_dir, processor=self.processor())
+
+    def processor(self):  # noqa: ANN201
+        """The starting checkpoint's processor, read once (every save writes it next to the model)."""
+        if getattr(self, "_processor_cache", None) is None:
             from transformers import AutoProcessor
 
-            processor = AutoProcessor.from_pretrained(self.hparams.checkpoint, local_files_only=True)
-            self.model.save_pretrained(self.hparams.out_dir, processor=processor)
+            self._processor_cache = AutoProcessor.from_pretrained(self.hparams.checkpoint, local_files_only=True)
+        return self._processor_cache
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         full = self.state_dict()

@@ -108,13 +108,6 @@ class LensGrpoModule(TrainedTensorsCheckpoint, L.LightningModule):
         if gradient_checkpointing:
             self.model.mllm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-    def _processor(self):  # noqa: ANN202
-        if not hasattr(self, "_proc"):
-            from transformers import AutoProcessor
-
-            self._proc = AutoProcessor.from_pretrained(self.hparams.checkpoint, local_files_only=True)
-        return self._proc
-
     def rewards(self, texts: list[str], boxes: torch.Tensor, sent: torch.Tensor, seg_iou: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
         """Eq. 11 per sample: format, box IoU (first box of the answer, in the sent image's pixels) and mask IoU."""
@@ -151,7 +144,7 @@ class LensGrpoModule(TrainedTensorsCheckpoint, L.LightningModule):
                                  do_sample=True, temperature=h.temperature, max_new_tokens=h.max_new_tokens,
                                  num_return_sequences=g)
             mllm.train(was_training)
-        tok = self._processor().tokenizer
+        tok = self.processor().tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         end_id = tok.convert_tokens_to_ids("<|im_end|>")
         completion = seqs[:, prompt_len:]
