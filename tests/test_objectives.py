@@ -106,6 +106,8 @@ def test_cora_segmentation_losses_by_hand() -> None:
     # weight 0 on the second pixel: BCE mean = ln2 / 2, Dice = 1 - (1 + 1) / (0.5 + 1 + 1)
     w = torch.tensor([[[1.0, 0.0]]])
     assert segmentation_loss(logits, target, w).item() == pytest.approx(math.log(2) / 2 + 1 - 2 / 2.5)
+    # eq. 7 as written: the weighted BCE summed over the W·H pixels, not averaged
+    assert segmentation_loss(logits, target, w, pixel_sum=True).item() == pytest.approx(math.log(2) + 1 - 2 / 2.5)
     assert labeled_loss(torch.tensor(2.0), logits, target, alpha=0.5).item() == pytest.approx(1 + expected)
     assert total_loss(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0)).item() == pytest.approx(1.005)
 

@@ -19,6 +19,7 @@ from reasonseg.cli import main as cli
 ROOT = Path(__file__).resolve().parents[1]
 L2L_CONFIG = ROOT / "training" / "configs" / "l2l_synthetic_tiny.yaml"
 LENS_CONFIG = ROOT / "training" / "configs" / "lens_stage1_tiny.yaml"
+CORA_CONFIG = ROOT / "training" / "configs" / "cora_synthetic_tiny.yaml"
 SMALL_DATA = ["--data.init_args.num_samples", "40", "--data.init_args.num_val", "8", "--data.init_args.batch_size", "4",
               "--data.init_args.labeled_share", "0.25"]
 
@@ -226,12 +227,15 @@ def test_a_killed_run_resumes_to_the_uninterrupted_runs_weights(l2l_init, tmp_pa
     assert manifest["parity"]["mask_logits"]["max_rel"] <= 1e-4
 
 
-def test_tiny_runs_serve_their_pipelines(l2l_init, lens_init, tmp_path, photos) -> None:
+def test_tiny_runs_serve_their_pipelines(l2l_init, lens_init, cora_ckpt, tmp_path, photos) -> None:
     for name, config, extra, pipeline, setting in (
             ("l2l", L2L_CONFIG, ["--model.init_args.model_dir", str(l2l_init), "--data.init_args.tokenizer_dir",
                                  str(l2l_init), *SMALL_DATA], "l2l", "l2l.model"),
             ("lens", LENS_CONFIG, ["--model.init_args.checkpoint", str(lens_init), "--data.init_args.checkpoint",
-                                   str(lens_init), "--data.init_args.num_samples", "4"], "lens", "lens.model")):
+                                   str(lens_init), "--data.init_args.num_samples", "4"], "lens", "lens.model"),
+            ("cora", CORA_CONFIG, ["--model.init_args.checkpoint", str(cora_ckpt), "--data.init_args.checkpoint",
+                                   str(cora_ckpt), "--data.init_args.num_labeled", "2", "--data.init_args.num_val",
+                                   "1"], "cora", "cora.model")):
         cwd = tmp_path / name
         cwd.mkdir()
         r = _fit(cwd, config, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", *extra)
@@ -243,6 +247,9 @@ def test_tiny_runs_serve_their_pipelines(l2l_init, lens_init, tmp_path, photos) 
         assert json.loads((out / "result.json").read_text())["pipeline"] == pipeline
     assert cli(["export", "lens-connector", "--checkpoint", str(next((tmp_path / "lens").rglob("model"))), "--out",
                 str(tmp_path / "lens_onnx")]) == 0
+    assert cli(["export", "cora-projection", "--checkpoint", str(next((tmp_path / "cora").rglob("model"))), "--out",
+                str(tmp_path / "cora_onnx")]) == 0
+    assert (tmp_path / "cora" / "runs" / "cora_tiny" / "logs" / "version_0" / "metrics.csv").read_text().count("val/gIoU")
 
 
 def test_offline_priors_are_written_once_per_sample_and_read_back(l2l_init, tmp_path) -> None:
@@ -360,14 +367,14 @@ def test_node_serves_pipeline_l2l_over_dds(l2l_init, tmp_path, photos, load_rgb)
 
 @pytest.fixture(scope="module")
 def cora_ckpt(tmp_path_factory) -> Path:
-    import torch
-
-    from reasonseg.models.cora import CoraModel
     from tiny_models import tiny_qwen25_vl, tiny_sam2
+    from training.init_model import main as init_model
 
     root = tmp_path_factory.mktemp("cora_train")
-    model, processor = CoraModel.from_base(tiny_qwen25_vl(root / "qwen"), tiny_sam2(root / "sam2", presence_logit=10.0))
-    return model.save_pretrained(root / "ckpt", dtype=torch.float32, processor=processor)
+    qwen, sam2 = tiny_qwen25_vl(root / "qwen"), tiny_sam2(root / "sam2", presence_logit=10.0)
+    assert init_model(["cora", "--qwen", str(qwen), "--sam2", str(sam2), "--dtype", "float32", "--out",
+                       str(root / "ckpt")]) == 0
+    return root / "ckpt"
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])

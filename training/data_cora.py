@@ -126,7 +126,8 @@ def _single(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
 class CoraData(L.LightningDataModule):
     def __init__(self, checkpoint: str, stage: int = 1, num_labeled: int = 16, num_unlabeled: int = 48,
-                 image_size: int = 64, seed: int = 0, pseudo_dir: str = "", num_workers: int = 0) -> None:
+                 num_val: int = 16, image_size: int = 64, seed: int = 0, pseudo_dir: str = "",
+                 num_workers: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
 
@@ -143,6 +144,9 @@ class CoraData(L.LightningDataModule):
         labeled = make_scenes(h.num_labeled, seed=h.seed, size=h.image_size)
         kind = "conditional" if h.stage == 2 else "labeled"
         self.labeled = _CoraSamples(labeled, kind, processor, size, h.seed)
+        # held-out scenes (their own seed), semantic and attribute instructions, drawn once
+        self.val = _CoraSamples(make_scenes(h.num_val, seed=h.seed + 2, size=h.image_size), "labeled", processor,
+                                size, h.seed)
         self.unlabeled = None
         if h.stage == 3:
             pseudo = h.pseudo_dir or str(write_pseudo_masks(Path(h.checkpoint) / "pseudo", h.num_unlabeled,
@@ -154,6 +158,9 @@ class CoraData(L.LightningDataModule):
     def _loader(self, ds: _CoraSamples) -> DataLoader:
         return DataLoader(ds, batch_size=1, sampler=EpochSampler(len(ds), self.hparams.seed), collate_fn=_single,
                           num_workers=self.hparams.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=1, collate_fn=_single, num_workers=self.hparams.num_workers)
 
     def train_dataloader(self) -> Any:
         if self.unlabeled is None:

@@ -80,9 +80,16 @@ def _sam2(args: argparse.Namespace) -> list[Path]:
 
 
 def _lens_connector(args: argparse.Namespace) -> list[Path]:
-    from .lens import export_lens_connector
+    from .prompt_heads import export_lens_connector
 
     return export_lens_connector(_needs_checkpoint(args, "a LENS checkpoint in the release layout"), Path(args.out))
+
+
+def _cora_projection(args: argparse.Namespace) -> list[Path]:
+    from .prompt_heads import export_cora_projection
+
+    return export_cora_projection(_needs_checkpoint(args, "a CORA checkpoint (CoraModel.save_pretrained)"),
+                                  Path(args.out))
 
 
 def _l2l(args: argparse.Namespace) -> list[Path]:
@@ -121,6 +128,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("lens-connector", "LENS queries -> connector -> proj_to_sam (SAM2 prompt token)",
            "LENS checkpoint (release layout)", "lens_connector.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
            _lens_connector),
+    Format("cora-projection", "CORA <SEG> hidden state -> seg_projection (SAM2 prompt token)",
+           "CORA checkpoint (training/)", "cora_projection.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
+           _cora_projection),
     Format("l2l", "L2L onboard segmentor (Swin + BERT + SESM + FPN head): pixels, expression, prior -> logits",
            "L2L segmentor dir (training/)", "l2l_segmentor.onnx", "fp32", "<= 1e-4 rel vs PyTorch", _l2l),
     Format("tensorrt", "TensorRT engines (build-only: what a settings file needs, or one ONNX)",

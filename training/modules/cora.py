@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from reasonseg.models.cora import CoraModel
 
 from .checkpointing import TrainedTensorsCheckpoint
+from .validation import ReferringValidation
 from ..objectives.cora import (TokenBank, consistency_weights, labeled_loss, segmentation_loss,
                                token_contrastive_loss, total_loss)
 
 CORA_GROUPS = ("seg_projection", "anchor_encoder", "token_embeddings", "sam_mask_decoder")
 
 
-class CoraModule(TrainedTensorsCheckpoint, L.LightningModule):
+class CoraModule(TrainedTensorsCheckpoint, ReferringValidation, L.LightningModule):
     def __init__(self, checkpoint: str, stage: int = 1, lr: float = 3e-4, alpha: float = 1.0, sigma: float = 1e-3,
                  pseudo_weighting: str = "consistency", confidence: float = 0.95, bank_per_class: int = 64,
                  out_dir: str = "") -> None:
@@ -79,13 +80,19 @@ class CoraModule(TrainedTensorsCheckpoint, L.LightningModule):
             else:
                 p = trained.mask_logits.sigmoid()
                 weights = (torch.maximum(p, 1 - p) >= h.confidence).float()
-        loss_u = segmentation_loss(trained.mask_logits, target, weights)                      # eq. 7
+        loss_u = segmentation_loss(trained.mask_logits, target, weights, pixel_sum=True)      # eq. 7
         bank, bank_classes = self.bank.tensors()
         loss_t = token_contrastive_loss(trained.seg_tokens, u["class_id"], bank.to(trained.seg_tokens),
                                         bank_classes.to(u["class_id"].device))              # eq. 8
         loss = total_loss(loss_l, loss_u, loss_t, h.sigma)                                     # eq. 9
         self.log_dict({"train/unlabeled_seg": loss_u, "train/token": loss_t, "train/weight_mean": weights.mean()})
         return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """The mask of the `<SEG>` token of the answer, at the image's size, against the instruction's target."""
+        logits = self._run(batch, lm_logits=False).mask_logits
+        logits = F.interpolate(logits[:, None], size=batch["mask"].shape[-2:], mode="bilinear")[:, 0]
+        self.update_val_iou(logits, batch["mask"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=self.hparams.lr)

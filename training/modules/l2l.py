@@ -30,9 +30,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from reasonseg.metrics import ReferringIoU
 from reasonseg.models.l2l import L2LSegmentor
 
+from .validation import ReferringValidation
 from ..objectives.grpo import dice_loss
 from ..objectives.l2l import (Actor, Critic, RewardWeights, agreement, boundary_band, clipped_reward,
                               ddpg_losses, instructional_gain, partition, rple_state, soft_update, spm_fuse)
@@ -62,7 +62,7 @@ def unlabeled_loss(logits: torch.Tensor, label: torch.Tensor, selected: torch.Te
     return ce + dice_loss(logits[has_fg].masked_fill(selected[has_fg] == 0, -1e4), (label * selected)[has_fg])
 
 
-class L2LModule(L.LightningModule):
+class L2LModule(ReferringValidation, L.LightningModule):
     def __init__(self, model_dir: str, pseudo_label: str = "rple", lr: float = 1e-4, weight_decay: float = 0.01,
                  unlabeled_weight: float = 1.0, fixed_threshold: float = 0.95, rl_lr: float = 1e-4,
                  gamma: float = 0.99, tau: float = 0.005, exploration_std: float = 0.05,
@@ -81,7 +81,6 @@ class L2LModule(L.LightningModule):
             for p in [*self.target_actor.parameters(), *self.target_critic.parameters()]:
                 p.requires_grad_(False)
             self.register_buffer("prev_action", torch.tensor(initial_thresholds, dtype=torch.float32))
-        self.val_iou = ReferringIoU()
 
     # -- steps ---------------------------------------------------------------------------------------
     def self_prior(self, pixels: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
@@ -180,19 +179,7 @@ class L2LModule(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         prior = self.self_prior(batch["pixels"], batch["input_ids"], batch["attention_mask"])
         logits = self.model(batch["pixels"], batch["input_ids"], batch["attention_mask"], prior)[:, 0]
-        pred = (logits > 0).cpu().numpy()
-        for m, t in zip(pred, batch["mask"].cpu().numpy()):
-            self.val_iou.update(m, t == 1)
-
-    def on_validation_epoch_end(self) -> None:
-        v = self.val_iou
-        stats = torch.tensor([v.intersection, v.union, sum(v.per_sample), len(v.per_sample)], dtype=torch.float64,
-                             device=self.device)
-        if self.trainer.world_size > 1:  # every rank saw a share: cIoU from summed areas, gIoU over all samples
-            stats = self.all_gather(stats).reshape(-1, 4).sum(0)
-        self.log_dict({"val/gIoU": float(stats[2] / stats[3].clamp(min=1)),
-                       "val/cIoU": float(stats[0] / stats[1].clamp(min=1))}, prog_bar=True)
-        self.val_iou = ReferringIoU()
+        self.update_val_iou(logits, batch["mask"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         h = self.hparams

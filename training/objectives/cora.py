@@ -5,8 +5,9 @@ Choices where the text is open (also in training/README.md):
   pixels get *lower* weights. We keep eq. 6 as `prediction_variance` and weight by
   λ_i = 1 - var_i / 0.25 (`consistency_weights`): probabilities in [0, 1] have variance at most 1/4, so
   stable pixels weigh 1 and a pixel split half/half weighs 0.
-* eq. 7 sums over the W·H pixels; we average (same minimum, a learning rate that does not depend on the
-  image size), and its DICE term is the λ-weighted soft Dice over the mask.
+* eq. 7 sums over the W·H pixels, and σ = 0.001 in eq. 9 is set against that sum: we sum the λ-weighted
+  BCE over the pixels of the mask the loss sees (`pixel_sum`; averaging instead made the unlabeled term
+  1000x weaker than the labeled one, i.e. absent). Its DICE term is the λ-weighted soft Dice over the mask.
 * eq. 8 sums over (v, k+) pairs; we average over pairs. τ = 0.1 (SimCLR's; the paper gives none).
 * eq. 5's α = 1.0 (not given); eq. 9's σ = 0.001 (the issue's value).
 """
@@ -22,12 +23,13 @@ TAU = 0.1
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
-                      eps: float = 1.0) -> torch.Tensor:
-    """Eq. 4 (weights None) / eq. 7 (per-pixel weights): BCE + Dice per mask, averaged over masks.
-    logits, target, weights: [B, H, W]."""
+                      eps: float = 1.0, pixel_sum: bool = False) -> torch.Tensor:
+    """Eq. 4 (weights None) / eq. 7 (per-pixel weights; `pixel_sum`: BCE summed over the pixels, as eq. 7
+    writes it, else averaged): BCE + Dice per mask, averaged over masks. logits, target, weights: [B, H, W]."""
     w = torch.ones_like(logits) if weights is None else weights
     t = target.float()
-    bce = (w * F.binary_cross_entropy_with_logits(logits, t, reduction="none")).flatten(1).mean(1)
+    bce = (w * F.binary_cross_entropy_with_logits(logits, t, reduction="none")).flatten(1)
+    bce = bce.sum(1) if pixel_sum else bce.mean(1)
     p = logits.sigmoid()
     dice = 1 - (2 * (w * p * t).flatten(1).sum(1) + eps) / ((w * p).flatten(1).sum(1) + (w * t).flatten(1).sum(1) + eps)
     return (bce + dice).mean()
