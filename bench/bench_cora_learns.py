@@ -25,31 +25,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from statistics import mean, pstdev
 
 import lightning as L
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from learning_curves import ValCurve, paired_margin, plot_curves, summarize  # noqa: E402
+
 ARMS = {"consistency": dict(pseudo_weighting="consistency"), "confidence": dict(pseudo_weighting="confidence"),
         "labeled": dict(pseudo_weighting="consistency", sigma=0.0)}
 
 
-class Curve(L.Callback):
-    def __init__(self) -> None:
-        self.steps: list[int] = []
-        self.giou: list[float] = []
-        self.ciou: list[float] = []
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.steps.append(trainer.global_step)
-            self.giou.append(float(trainer.callback_metrics["val/gIoU"]))
-            self.ciou.append(float(trainer.callback_metrics["val/cIoU"]))
-
-
-def fit(module, data, steps: int, every: int, curve: Curve | None = None) -> None:  # noqa: ANN001
+def fit(module, data, steps: int, every: int, curve: ValCurve | None = None) -> None:  # noqa: ANN001
     L.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, num_sanity_val_steps=0, val_check_interval=every,
               check_val_every_n_epoch=None, limit_val_batches=1.0 if curve else 0,
@@ -78,37 +66,15 @@ def one_seed(seed: int, stage1_steps: int, stage3_steps: int, every: int, arms: 
     runs = []
     for arm in arms:
         L.seed_everything(seed, verbose=False)
-        curve = Curve()
+        curve = ValCurve()
         t1 = time.perf_counter()
         module = CoraModule(str(ckpt), stage=3, lr=1e-3, **ARMS[arm])
         fit(module, CoraData(str(ckpt), stage=3, **data), stage3_steps, every, curve)
-        runs.append({"arm": arm, "seed": seed, "steps": curve.steps, "val_giou": curve.giou, "val_ciou": curve.ciou,
-                     "final_giou": curve.giou[-1], "final_ciou": curve.ciou[-1], "stage1_s": round(stage1_s, 1),
+        runs.append({"arm": arm, "seed": seed, **curve.record(), "stage1_s": round(stage1_s, 1),
                      "stage3_s": round(time.perf_counter() - t1, 1)})
         print(f"seed {seed} {arm:11s}: gIoU {curve.giou[0]:.3f} -> {curve.giou[-1]:.3f}  "
               f"cIoU {curve.ciou[-1]:.3f} ({runs[-1]['stage3_s']:.0f} s)", flush=True)
     return runs
-
-
-def plot(runs: list[dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key in zip(axes, ("val_giou", "val_ciou")):
-        for arm in dict.fromkeys(r["arm"] for r in runs):
-            curves = [r[key] for r in runs if r["arm"] == arm]
-            x = [r["steps"] for r in runs if r["arm"] == arm][0]
-            ax.plot(x, [mean(v) for v in zip(*curves)], label=arm)
-            ax.fill_between(x, [min(v) for v in zip(*curves)], [max(v) for v in zip(*curves)], alpha=0.2)
-        ax.set_xlabel("stage-3 step")
-        ax.set_title(key.replace("val_", "validation ").replace("iou", "IoU"))
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
 
 
 def main() -> int:
@@ -128,26 +94,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             runs += one_seed(seed, args.stage1_steps, args.stage3_steps, args.val_every, args.arms, Path(tmp))
-    rows, summary = [], {}
-    for arm in args.arms:
-        g = [r["final_giou"] for r in runs if r["arm"] == arm]
-        c = [r["final_ciou"] for r in runs if r["arm"] == arm]
-        summary[arm] = {"giou_mean": mean(g), "giou_std": pstdev(g), "ciou_mean": mean(c), "ciou_std": pstdev(c)}
-        rows.append([arm, f"{mean(g):.3f} ± {pstdev(g):.3f}", f"{mean(c):.3f} ± {pstdev(c):.3f}",
-                     " / ".join(f"{v:.3f}" for v in g)])
+    summary, rows = summarize(runs, args.arms, "arm")
     print(markdown_table(["stage-3 pseudo-label weighting", "val gIoU (mean ± std)", "val cIoU", "gIoU per seed"],
                          rows))
     for a, b in (("consistency", "confidence"), ("consistency", "labeled")):
         if a in summary and b in summary:
-            pairs = zip([r for r in runs if r["arm"] == a], [r for r in runs if r["arm"] == b])
-            wins = sum(x["final_giou"] > y["final_giou"] for x, y in pairs)
-            print(f"{a} - {b}: gIoU {summary[a]['giou_mean'] - summary[b]['giou_mean']:+.3f} "
-                  f"({wins}/{len(args.seeds)} seeds better)")
+            print(paired_margin(runs, summary, "arm", a, b))
     record = {"stage1_steps": args.stage1_steps, "stage3_steps": args.stage3_steps, "labeled": 16, "unlabeled": 64,
               "val": 48, "seeds": args.seeds, "summary": summary, "runs": runs,
               "wall_s": round(time.perf_counter() - t0, 1)}
     (args.out / "cora_learns.json").write_text(json.dumps(record, indent=2) + "\n")
-    plot(runs, args.out / "cora_learns.png")
+    plot_curves(runs, "arm", "steps", "stage-3 step", args.out / "cora_learns.png")
     print(f"wrote {args.out / 'cora_learns.json'} and cora_learns.png in {record['wall_s']:.0f} s")
     return 0
 

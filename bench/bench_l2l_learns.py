@@ -20,26 +20,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from statistics import mean, pstdev
 
 import lightning as L
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-class Curve(L.Callback):
-    """Validation gIoU / cIoU after every epoch (a plain callback: no logger files needed)."""
-
-    def __init__(self) -> None:
-        self.giou: list[float] = []
-        self.ciou: list[float] = []
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:  # after the module logged
-        if not trainer.sanity_checking:
-            m = trainer.callback_metrics
-            self.giou.append(float(m["val/gIoU"]))
-            self.ciou.append(float(m["val/cIoU"]))
+from learning_curves import ValCurve, paired_margin, plot_curves, summarize  # noqa: E402
 
 
 def run(init: Path, mode: str, seed: int, epochs: int, samples: int) -> dict:
@@ -53,36 +40,13 @@ def run(init: Path, mode: str, seed: int, epochs: int, samples: int) -> dict:
     module = L2LModule(str(init), pseudo_label=mode, lr=1e-3, seed=seed)
     data = SemiSupervisedReferring(str(init), num_samples=samples, num_val=128, labeled_share=0.1, seed=seed,
                                    batch_size=8, max_text_len=12)
-    curve = Curve()
+    curve = ValCurve()
     trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         callbacks=[curve])
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data)
-    return {"mode": mode, "seed": seed, "val_giou": curve.giou, "val_ciou": curve.ciou,
-            "final_giou": curve.giou[-1], "final_ciou": curve.ciou[-1], "seconds": round(time.perf_counter() - t0, 1)}
-
-
-def plot(runs: list[dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key in zip(axes, ("val_giou", "val_ciou")):
-        for mode in dict.fromkeys(r["mode"] for r in runs):
-            curves = [r[key] for r in runs if r["mode"] == mode]
-            x = range(1, len(curves[0]) + 1)
-            avg = [mean(v) for v in zip(*curves)]
-            ax.plot(x, avg, label=mode)
-            ax.fill_between(x, [min(v) for v in zip(*curves)], [max(v) for v in zip(*curves)], alpha=0.2)
-        ax.set_xlabel("epoch")
-        ax.set_title(key.replace("val_", "validation ").replace("iou", "IoU"))
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    return {"mode": mode, "seed": seed, **curve.record(), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def main() -> int:
@@ -106,24 +70,15 @@ def main() -> int:
                 runs.append(run(init, mode, seed, args.epochs, args.samples))
                 print(f"seed {seed} {mode:5s}: gIoU {runs[-1]['final_giou']:.3f} cIoU {runs[-1]['final_ciou']:.3f} "
                       f"({runs[-1]['seconds']:.0f} s)", flush=True)
-    rows, summary = [], {}
-    for mode in args.modes:
-        g = [r["final_giou"] for r in runs if r["mode"] == mode]
-        c = [r["final_ciou"] for r in runs if r["mode"] == mode]
-        summary[mode] = {"giou_mean": mean(g), "giou_std": pstdev(g), "ciou_mean": mean(c), "ciou_std": pstdev(c)}
-        rows.append([mode, f"{mean(g):.3f} ± {pstdev(g):.3f}", f"{mean(c):.3f} ± {pstdev(c):.3f}",
-                     " / ".join(f"{v:.3f}" for v in g)])
+    summary, rows = summarize(runs, args.modes, "mode")
     print(markdown_table(["pseudo-labels", "val gIoU (mean ± std)", "val cIoU", "gIoU per seed"], rows))
     for a, b in (("rple", "none"), ("rple", "fixed")):
         if a in summary and b in summary:
-            wins = sum(x["final_giou"] > y["final_giou"] for x, y in zip(
-                [r for r in runs if r["mode"] == a], [r for r in runs if r["mode"] == b]))
-            print(f"{a} - {b}: gIoU {summary[a]['giou_mean'] - summary[b]['giou_mean']:+.3f} "
-                  f"({wins}/{len(args.seeds)} seeds better)")
+            print(paired_margin(runs, summary, "mode", a, b))
     record = {"epochs": args.epochs, "train_scenes": args.samples, "labeled_share": 0.1, "val_scenes": 128,
               "seeds": args.seeds, "summary": summary, "runs": runs, "wall_s": round(time.perf_counter() - t0, 1)}
     (args.out / "l2l_learns.json").write_text(json.dumps(record, indent=2) + "\n")
-    plot(runs, args.out / "l2l_learns.png")
+    plot_curves(runs, "mode", "epochs", "epoch", args.out / "l2l_learns.png")
     print(f"wrote {args.out / 'l2l_learns.json'} and l2l_learns.png in {record['wall_s']:.0f} s")
     return 0
 
