@@ -20,7 +20,6 @@ the `<SEG>` token's mask at the image's size; gIoU / cIoU. JSON + PNG of the cur
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import lightning as L
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from learning_curves import ValCurve, paired_margin, plot_curves, summarize  # noqa: E402
+from learning_curves import ValCurve, paired_margin, summarize, write_results  # noqa: E402
 
 ARMS = {"consistency": dict(pseudo_weighting="consistency"), "confidence": dict(pseudo_weighting="confidence"),
         "labeled": dict(pseudo_weighting="consistency", sigma=0.0)}
@@ -103,9 +102,7 @@ def main() -> int:
     record = {"stage1_steps": args.stage1_steps, "stage3_steps": args.stage3_steps, "labeled": 16, "unlabeled": 64,
               "val": 48, "seeds": args.seeds, "summary": summary, "runs": runs,
               "wall_s": round(time.perf_counter() - t0, 1)}
-    (args.out / "cora_learns.json").write_text(json.dumps(record, indent=2) + "\n")
-    plot_curves(runs, "arm", "steps", "stage-3 step", args.out / "cora_learns.png")
-    print(f"wrote {args.out / 'cora_learns.json'} and cora_learns.png in {record['wall_s']:.0f} s")
+    write_results(args.out, "cora_learns", record, "arm", "steps", "stage-3 step")
     return 0
 
 

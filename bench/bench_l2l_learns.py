@@ -15,7 +15,6 @@ epoch's, wall time) and a PNG of the curves (mean and min-max over seeds), print
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import lightning as L
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from learning_curves import ValCurve, paired_margin, plot_curves, summarize  # noqa: E402
+from learning_curves import ValCurve, paired_margin, summarize, write_results  # noqa: E402
 
 
 def run(init: Path, mode: str, seed: int, epochs: int, samples: int) -> dict:
@@ -77,9 +76,7 @@ def main() -> int:
             print(paired_margin(runs, summary, "mode", a, b))
     record = {"epochs": args.epochs, "train_scenes": args.samples, "labeled_share": 0.1, "val_scenes": 128,
               "seeds": args.seeds, "summary": summary, "runs": runs, "wall_s": round(time.perf_counter() - t0, 1)}
-    (args.out / "l2l_learns.json").write_text(json.dumps(record, indent=2) + "\n")
-    plot_curves(runs, "mode", "epochs", "epoch", args.out / "l2l_learns.png")
-    print(f"wrote {args.out / 'l2l_learns.json'} and l2l_learns.png in {record['wall_s']:.0f} s")
+    write_results(args.out, "l2l_learns", record, "mode", "epochs", "epoch")
     return 0
 
 

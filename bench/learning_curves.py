@@ -2,6 +2,7 @@
 curve plot (mean and min-max band over seeds, one line per arm)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from statistics import mean, pstdev
 
@@ -69,3 +70,10 @@ def plot_curves(runs: list[dict], key: str, x: str, xlabel: str, out: Path) -> N
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def write_results(out: Path, stem: str, record: dict, key: str, x: str, xlabel: str) -> None:
+    """`<stem>.json` (the record) and `<stem>.png` (the curves of `record["runs"]`) under `out`."""
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    plot_curves(record["runs"], key, x, xlabel, out / f"{stem}.png")
+    print(f"wrote {out / stem}.json and {stem}.png in {record['wall_s']:.0f} s")
