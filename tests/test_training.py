@@ -377,6 +377,28 @@ def cora_ckpt(tmp_path_factory) -> Path:
     return root / "ckpt"
 
 
+def test_init_model_builds_lens_from_base_checkpoints(tmp_path) -> None:
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration, Sam2VideoModel
+
+    from reasonseg.models.lens import LensModel
+    from tiny_models import tiny_qwen25_vl, tiny_sam2
+    from training.init_model import main as init_model
+
+    qwen, sam2 = tiny_qwen25_vl(tmp_path / "qwen"), tiny_sam2(tmp_path / "sam2")
+    assert init_model(["lens", "--qwen", str(qwen), "--sam2", str(sam2), "--num-queries", "4", "--dtype", "float32",
+                       "--out", str(tmp_path / "lens")]) == 0
+    model = LensModel.from_pretrained(tmp_path / "lens", dtype=torch.float32)  # the release layout, read back
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(qwen)
+    sam = Sam2VideoModel.from_pretrained(sam2)
+    assert model.num_queries == 4
+    for ours, theirs in ((model.mllm, base), (model.sam, sam)):
+        mine = dict(ours.named_parameters())
+        assert all(torch.equal(mine[n], p) for n, p in theirs.named_parameters()), "base weights must load as they are"
+    queries = model.head.learnable_query
+    assert torch.isfinite(queries).all() and queries.std() > 0  # freshly initialised, not left empty
+
+
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_one_cora_step_of_each_stage_trains_only_lisas_set(cora_ckpt, stage) -> None:
     from training.data_cora import CoraData

@@ -1,12 +1,12 @@
 """Starting checkpoints for the recipes: `python -m training.init_model l2l --preset tiny --out DIR`,
-`python -m training.init_model cora --qwen DIR --sam2 DIR --out DIR`.
+`python -m training.init_model lens|cora --qwen DIR --sam2 DIR --out DIR`.
 
 Presets build the architecture from configs with random weights (`tiny`: the CPU recipes and tests;
 `swin-b`: the paper's Swin-B + BERT-base dims, for timing); `--vision DIR --text DIR` starts from
 pretrained Swin and BERT checkpoints instead (the paper's setting). The tokenizer is the BERT uncased
-vocabulary (the set-up cache's MiniLM tokenizer, or the text checkpoint's own). CORA starts from a
-Qwen2.5-VL and a SAM2 checkpoint (`CoraModel.from_base`: the three tokens added, the projection and anchor
-encoders fresh).
+vocabulary (the set-up cache's MiniLM tokenizer, or the text checkpoint's own). LENS and CORA start from
+a Qwen2.5-VL and a SAM2 checkpoint (`LensModel.from_base`: the context module fresh, written in the release's
+layout; `CoraModel.from_base`: the three tokens added, the projection and anchor encoders fresh).
 """
 from __future__ import annotations
 
@@ -45,31 +45,39 @@ def init_l2l(out: Path, preset: str = "tiny", seed: int = 0, vision: str = "", t
     return model.save_pretrained(out, tok)
 
 
-def init_cora(out: Path, qwen: str, sam2: str, dtype: str = "bfloat16") -> Path:
+def init_mllm(method: str, out: Path, qwen: str, sam2: str, dtype: str = "bfloat16", num_queries: int = 64,
+              seed: int = 0) -> Path:
+    """LENS or CORA from base checkpoints, saved where the recipes' `checkpoint:` points."""
     import torch
 
-    from reasonseg.models.cora import CoraModel
+    if method == "lens":
+        from reasonseg.models.lens import LensModel
 
-    model, processor = CoraModel.from_base(qwen, sam2)
+        model, processor = LensModel.from_base(qwen, sam2, num_queries=num_queries, seed=seed)
+    else:
+        from reasonseg.models.cora import CoraModel
+
+        model, processor = CoraModel.from_base(qwen, sam2, seed=seed)
     return model.save_pretrained(out, dtype=getattr(torch, dtype), processor=processor)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("method", choices=["l2l", "cora"])
+    p.add_argument("method", choices=["l2l", "lens", "cora"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--preset", choices=sorted(L2L_PRESETS), default="tiny")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vision", default="", help="pretrained Swin checkpoint (dir or cached HF id)")
     p.add_argument("--text", default="", help="pretrained BERT checkpoint (dir or cached HF id)")
-    p.add_argument("--qwen", default="", help="cora: Qwen2.5-VL checkpoint (dir or cached HF id)")
-    p.add_argument("--sam2", default="", help="cora: SAM2 checkpoint (dir or cached HF id)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16", help="cora: stored dtype")
+    p.add_argument("--qwen", default="", help="lens / cora: Qwen2.5-VL checkpoint (dir or cached HF id)")
+    p.add_argument("--sam2", default="", help="lens / cora: SAM2 checkpoint (dir or cached HF id)")
+    p.add_argument("--num-queries", type=int, default=64, help="lens: context queries (Table A1: 64)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16", help="lens / cora: stored dtype")
     args = p.parse_args(argv)
-    if args.method == "cora":
+    if args.method in ("lens", "cora"):
         if not (args.qwen and args.sam2):
-            p.error("cora needs --qwen and --sam2")
-        print(init_cora(args.out, args.qwen, args.sam2, args.dtype))
+            p.error(f"{args.method} needs --qwen and --sam2")
+        print(init_mllm(args.method, args.out, args.qwen, args.sam2, args.dtype, args.num_queries, args.seed))
     else:
         print(init_l2l(args.out, args.preset, args.seed, args.vision, args.text))
     return 0

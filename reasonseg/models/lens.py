@@ -120,6 +120,32 @@ class LensModel(MllmSamModel):
 
     # -- files -------------------------------------------------------------------------------------
     @classmethod
+    def from_base(cls, qwen_path: str | Path, sam2_path: str | Path, *, num_queries: int = 64,
+                  use_connector: bool = True, dtype: torch.dtype | None = None, seed: int = 0) -> tuple[LensModel, Any]:
+        """A fresh LENS from a Qwen2.5-VL and a SAM2 (`sam2_video`) checkpoint, what stage 1 starts from: both
+        loaded as they are, the context module (queries, connector, conv_1d, proj_to_sam) newly initialised
+        (seeded). Built on the meta device first, so a 3B language model is never allocated twice.
+        Returns (model, processor)."""
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration, Sam2VideoModel
+
+        processor = AutoProcessor.from_pretrained(resolve_checkpoint(qwen_path), local_files_only=True)
+        base = Qwen2_5_VLForConditionalGeneration.from_pretrained(resolve_checkpoint(qwen_path), dtype=dtype,
+                                                                  local_files_only=True)
+        sam = Sam2VideoModel.from_pretrained(resolve_checkpoint(sam2_path), dtype=torch.float32,
+                                             local_files_only=True)
+        config = LensReleaseConfig(base.config, num_queries, use_connector, bool(base.config.tie_word_embeddings))
+        with torch.device("meta"):
+            model = cls(config, sam.config)
+        torch.manual_seed(seed)
+        model.mllm, model.sam = base, sam
+        model.head = LensHead(base.config.text_config.hidden_size, num_queries, use_connector=use_connector,
+                              prompt_dim=sam.config.prompt_encoder_config.hidden_size).to(dtype or torch.float32)
+        meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+        if meta:  # a module added to LensModel must be replaced above too
+            raise RuntimeError(f"LensModel.from_base left tensors unbuilt: {meta[:3]}")
+        return model.eval(), processor
+
+    @classmethod
     def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | None = None,
                         num_queries: int = 0) -> LensModel:
         """A local dir (or an HF id already in the local cache) in the release's layout. ``num_queries``: used
