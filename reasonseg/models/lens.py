@@ -139,7 +139,8 @@ class LensModel(MllmSamModel):
         torch.manual_seed(seed)
         model.mllm, model.sam = base, sam
         model.head = LensHead(base.config.text_config.hidden_size, num_queries, use_connector=use_connector,
-                              prompt_dim=sam.config.prompt_encoder_config.hidden_size).to(dtype or torch.float32)
+                              prompt_dim=sam.config.prompt_encoder_config.hidden_size)
+        model.to(dtype or torch.float32).sam.float()  # one run dtype, SAM2 float32 (as CoraModel.from_base)
         meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if meta:  # a module added to LensModel must be replaced above too
             raise RuntimeError(f"LensModel.from_base left tensors unbuilt: {meta[:3]}")
