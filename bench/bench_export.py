@@ -7,7 +7,10 @@ slows all of them alike): LiteSAM encoder on torch / onnxruntime fp32 / fp16 / i
 QDQ, LiteSAM decoder torch / onnxruntime, CenterNet detector and the person segmenter on onnxruntime; then
 the embedded default end to end per frame at 640x480 (`refine`, a grounded target followed frame to frame:
 detector + encoder + decoder, as the node runs it) with `segmenter.precision` fp32 vs auto, and the mask
-IoU between the two. Prints a table, writes `bench_export.json`.
+IoU between the two. Then onnxruntime's own per-operator profile of the encoder (fp32 and the default int8):
+the time in matrix products (all int8 can speed up) against the rest, and the per-frame floor were those
+products free (Amdahl); and LiteSAM at smaller inputs than its 256 (masks vs 256). Prints tables, writes
+`bench_export.json`.
 """
 from __future__ import annotations
 
@@ -36,6 +39,70 @@ def interleaved(fns: dict, rounds: int) -> dict[str, float]:
     return {k: round(median(v), 1) for k, v in times.items()}
 
 
+MATMUL_OPS = frozenset({"Gemm", "MatMul", "FusedMatMul", "DynamicQuantizeMatMul", "MatMulInteger", "QLinearMatMul",
+                        "MatMulIntegerToFloat", "FusedGemm"})
+
+
+def op_profile(path: Path, feed: dict, rounds: int) -> dict[str, float]:
+    """Mean ms per run by operator type, from onnxruntime's profiler (session options as `open_session`)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.inter_op_num_threads = 1
+    opts.enable_profiling = True
+    with tempfile.TemporaryDirectory(prefix="reasonseg-prof-") as tmp:
+        opts.profile_file_prefix = str(Path(tmp) / "prof")
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess.run(None, feed)  # warm-up, counted out below by the mean over `rounds` more
+        for _ in range(rounds):
+            sess.run(None, feed)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    total: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            op = e["args"]["op_name"]
+            total[op] = total.get(op, 0.0) + e["dur"] / 1e3
+    return {op: round(ms / (rounds + 1), 1) for op, ms in sorted(total.items(), key=lambda kv: -kv[1])}
+
+
+def input_size_study(cache: Path, sizes: tuple[int, ...]) -> dict:
+    """Why not encode smaller? LiteSAM (trained at 256) run at smaller inputs, masks vs its 256 masks for the
+    detector's top-4 boxes (+ points, as `refine` prompts) on the evaluation photos (or the sample ones)."""
+    import numpy as np
+
+    from reasonseg.config import Settings
+    from reasonseg.export.formats import read_photos
+    from reasonseg.export.parity import mask_iou
+    from reasonseg.models.centernet import CenterNetDetector
+    from reasonseg.models.lite_sam import LiteSamConfig
+    from reasonseg.prompt import Prompt
+    from reasonseg.segmenters import TorchLiteSam
+
+    folder = cache / "eval_photos" if (cache / "eval_photos").is_dir() else cache / "images"
+    photos = [cv2.resize(p, (640, 480)) for p in read_photos(folder, limit=64)]
+    det = CenterNetDetector(cache / "centernet.onnx")
+    n = Settings().segmenter.num_points
+    prompts = [(i, Prompt(box=d.box, points=tuple(map(tuple, d.points[:n])))) for i, p in enumerate(photos)
+               for d in det.detect(p)[:4]]
+    masks, encode_ms = {}, {}
+    for size in (256, *sizes):
+        seg = TorchLiteSam(cache / "lite_sam.safetensors", LiteSamConfig(img_size=size), mask_choice="largest_in_box")
+        times, embs = [], []
+        for p in photos:
+            t0 = time.perf_counter()
+            embs.append(seg.encode(p))
+            times.append((time.perf_counter() - t0) * 1e3)
+        encode_ms[size] = round(median(times), 1)
+        masks[size] = [seg.predict(embs[i], pr).mask for i, pr in prompts]
+    out = {"photos": len(photos), "folder": folder.name, "prompts": len(prompts), "torch_encode_ms": encode_ms}
+    for size in sizes:
+        ious = np.array([mask_iou(a, b) for a, b in zip(masks[256], masks[size])])
+        out[f"mask_iou_{size}_vs_256"] = {"mean": round(float(ious.mean()), 3), "median": round(float(np.median(ious)), 3),
+                                         "p10": round(float(np.percentile(ious, 10)), 3)}
+    return out
+
+
 def main() -> int:
     import torch
 
@@ -48,7 +115,7 @@ def main() -> int:
     from reasonseg.pipelines import build_pipeline
     from reasonseg.prompt import Prompt
     from reasonseg.report import markdown_table
-    from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam, TorchLiteSam
+    from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam, TorchLiteSam, preprocess_image
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=15)
@@ -90,6 +157,20 @@ def main() -> int:
     frame = interleaved({k: (lambda k=k: pipes[k].segment(image, grounded[k])) for k in pipes}, args.rounds)
     masks = {k: pipes[k].segment(image, grounded[k]).mask for k in pipes}
 
+    print("[bench] encoder operator profile ...", flush=True)
+    feed = {"image": preprocess_image(image)[0]}
+    prof = {name: op_profile(path, feed, max(3, args.rounds // 3))
+            for name, path in (("ort fp32", ls / "encoder.onnx"), ("ort int8 dynamic (default)", ls / "encoder.int8.onnx"))}
+    matmul_ms = {k: round(sum(v for op, v in ops.items() if op in MATMUL_OPS), 1) for k, ops in prof.items()}
+    amdahl = {"encoder_matmul_ms": matmul_ms,
+              "encoder_other_ms": {k: round(sum(ops.values()) - matmul_ms[k], 1) for k, ops in prof.items()},
+              "per_frame_floor_ms_if_matmuls_free": round(frame["fp32"] - matmul_ms["ort fp32"], 1)}
+    fp32_total = sum(prof["ort fp32"].values())
+    amdahl["encoder_speedup_bound_if_matmuls_free"] = round(fp32_total / (fp32_total - matmul_ms["ort fp32"]), 2)
+
+    print("[bench] smaller encoder inputs (torch) ...", flush=True)
+    smaller = input_size_study(cache, (192, 128))
+
     report = {
         "machine": "2 CPU cores (this shared dev machine)", "rounds": args.rounds, "image": "dog.jpg at 640x480",
         "lite_sam_encoder_ms": enc, "lite_sam_decoder_ms": dec, "other_graphs_ms": other,
@@ -97,6 +178,7 @@ def main() -> int:
         "reduced_precision_mask_iou_vs_fp32": iou,
         "per_frame_ms": {"fp32": frame["fp32"], "auto (int8 when its manifest allows)": frame["auto"]},
         "per_frame_mask_iou_auto_vs_fp32": round(mask_iou(masks["fp32"], masks["auto"]), 4),
+        "encoder_op_profile_ms": prof, "amdahl": amdahl, "smaller_encoder_inputs": smaller,
         "targets": {"per_frame_ms": 300, "int8_encoder_speedup": 2.0},
     }
     rows = [[f"LiteSAM encoder, {k}", v, report["encoder_speedup_vs_ort_fp32"][k]] for k, v in enc.items()]
@@ -105,6 +187,18 @@ def main() -> int:
     rows += [[f"refine per frame (640x480), precision {k}", v, ""] for k, v in report["per_frame_ms"].items()]
     print(markdown_table(["component (median ms)", "ms", "x vs ort fp32"], rows))
     print(f"per-frame mask IoU auto vs fp32: {report['per_frame_mask_iou_auto_vs_fp32']}")
+    ops = list(prof["ort fp32"])[:8]
+    print(markdown_table(["encoder operator (ms per run)", *prof],
+                         [[op, *(prof[k].get(op, 0.0) for k in prof)] for op in ops]
+                         + [["all matrix products", *matmul_ms.values()],
+                            ["everything else", *amdahl["encoder_other_ms"].values()]]))
+    print(f"per-frame floor were every matrix product free: {amdahl['per_frame_floor_ms_if_matmuls_free']} ms "
+          f"(target {report['targets']['per_frame_ms']} ms); encoder speed-up bound from faster matrix products "
+          f"alone: {amdahl['encoder_speedup_bound_if_matmuls_free']}x (target {report['targets']['int8_encoder_speedup']}x)")
+    print(markdown_table(["encoder input", "torch encode ms", "mask IoU vs 256 (mean / median / p10)"],
+                         [[256, smaller["torch_encode_ms"][256], "reference"]]
+                         + [[k, smaller["torch_encode_ms"][k], " / ".join(map(str, smaller[f"mask_iou_{k}_vs_256"].values()))]
+                            for k in (192, 128)]))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_export.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"[bench] wrote {args.out / 'bench_export.json'}")

@@ -5,7 +5,7 @@ street scenes with 10 % labels, three ways, over seeds, side by side:
 * `fixed` — + FixMatch-style pseudo-labels from the weak view at a fixed confidence (App. A.1's baseline);
 * `rple`  — + SPM-fused priors and RPLE's learned per-image thresholds (the paper's method).
 
-    .venv/bin/python bench/bench_l2l_learns.py [--seeds 0 1 2] [--epochs 12] [--out bench/results/l2l_learns]
+    .venv/bin/python bench/bench_l2l_learns.py [--seeds 0 1 2] [--epochs 20] [--out bench/results/l2l_learns]
 
 The unlabeled part's priors come from `training.data.simulated_prior` (a frozen MLLM + SAM2 as a noise model:
 70 % a softened correct mask, 20 % another object's, 10 % a hallucinated blob). Validation is the inference
@@ -55,7 +55,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--modes", nargs="+", default=["none", "fixed", "rple"])
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--samples", type=int, default=256, help="training scenes (10 %% labeled)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "l2l_learns")
     args = p.parse_args()

@@ -133,6 +133,33 @@ def test_one_l2l_step_updates_the_segmentor_and_only_rples_own_networks(l2l_init
         assert not rl and changed == model_params
 
 
+def test_l2l_learning_rates_decay_polynomially_over_the_run(l2l_init) -> None:
+    """App. B.3: poly decay per step over the whole run, the segmentor's and RPLE's learning rates alike."""
+    import lightning as L
+
+    from training.data import SemiSupervisedReferring
+    from training.modules.l2l import L2LModule
+
+    seen: list[list[float]] = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            seen.append([g["lr"] for g in trainer.optimizers[0].param_groups])
+
+    module = L2LModule(str(l2l_init), pseudo_label="rple", lr=1e-3, rl_lr=2e-4, lr_power=0.9)
+    dm = SemiSupervisedReferring(str(l2l_init), num_samples=16, num_val=4, batch_size=4, labeled_share=0.25,
+                                 max_text_len=12)
+    trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, callbacks=[Record()])
+    trainer.fit(module, datamodule=dm)
+    total = trainer.estimated_stepping_batches
+    assert total == 4 and len(seen) == 4
+    for step, lrs in enumerate(seen):
+        factor = (1 - step / total) ** 0.9
+        np.testing.assert_allclose(lrs, [1e-3 * factor, 2e-4 * factor], rtol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def lens_init(tmp_path_factory) -> Path:
     from tiny_models import tiny_lens_release

@@ -20,6 +20,7 @@ weights (0.9, 1.1) for background / foreground (ASSUMPTION: the values were lost
 entropy on the selected pixels plus a Dice term on them, λ = 1 each (ASSUMPTION), the same for `fixed` and
 `rple` so the comparison isolates the selection.
 DDPG transitions are the current batch's images (ASSUMPTION: App. B.3's replay settings were lost).
+Schedule (App. B.3): AdamW with polynomial decay over the whole run, power `lr_power` = 0.9 (ASSUMPTION: lost).
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ class L2LModule(ReferringValidation, L.LightningModule):
                  unlabeled_weight: float = 1.0, fixed_threshold: float = 0.95, rl_lr: float = 1e-4,
                  gamma: float = 0.99, tau: float = 0.005, exploration_std: float = 0.05,
                  initial_thresholds: tuple[float, float] = (0.7, 0.3), sesm_prior: str = "self", seed: int = 0,
-                 out_dir: str = "") -> None:
+                 lr_power: float = 0.9, out_dir: str = "") -> None:
         super().__init__()
         if pseudo_label not in PSEUDO_LABELS:
             raise ValueError(f"pseudo_label must be one of {PSEUDO_LABELS}, got {pseudo_label!r}")
@@ -181,14 +182,19 @@ class L2LModule(ReferringValidation, L.LightningModule):
         logits = self.model(batch["pixels"], batch["input_ids"], batch["attention_mask"], prior)[:, 0]
         self.update_val_iou(logits, batch["mask"])
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
         groups = [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": h.lr,
                    "weight_decay": h.weight_decay}]
         if h.pseudo_label == "rple":
             groups.append({"params": [*self.actor.parameters(), *self.critic.parameters()], "lr": h.rl_lr,
                            "weight_decay": 0.0})
-        return torch.optim.AdamW(groups)
+        optimizer = torch.optim.AdamW(groups)
+        # App. B.3: "polynomial learning-rate decay with power [lost] over the whole training process", per step;
+        # ASSUMPTION: power 0.9 (the usual poly schedule of segmentation work), applied to every group
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        poly = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total) ** h.lr_power)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": poly, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Every checkpoint also leaves the segmentor as the `l2l` pipeline and `export/` load it."""
