@@ -25,6 +25,7 @@ Schedule (App. B.3): AdamW with polynomial decay over the whole run, power `lr_p
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import lightning as L
@@ -192,7 +193,8 @@ class L2LModule(ReferringValidation, L.LightningModule):
         optimizer = torch.optim.AdamW(groups)
         # App. B.3: "polynomial learning-rate decay with power [lost] over the whole training process", per step;
         # ASSUMPTION: power 0.9 (the usual poly schedule of segmentation work), applied to every group
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps = self.trainer.estimated_stepping_batches  # inf for a run with no step or epoch limit: no decay
+        total = max(1, int(steps)) if math.isfinite(steps) else math.inf
         poly = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total) ** h.lr_power)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": poly, "interval": "step"}}
 
