@@ -5,6 +5,8 @@ street scenes with 10 % labels, three ways, over seeds, side by side:
 * `fixed` — + FixMatch-style pseudo-labels from the weak view at a fixed confidence (App. A.1's baseline);
 * `rple`  — + SPM-fused priors and RPLE's learned per-image thresholds (the paper's method).
 
+Every arm trains with the module's schedule: AdamW, App. B.3's polynomial decay over the whole run.
+
     .venv/bin/python bench/bench_l2l_learns.py [--seeds 0 1 2] [--epochs 20] [--out bench/results/l2l_learns]
 
 The unlabeled part's priors come from `training.data.simulated_prior` (a frozen MLLM + SAM2 as a noise model:
