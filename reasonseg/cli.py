@@ -34,6 +34,11 @@ def _expand_images(paths: list[str]) -> list[Path]:
     return out
 
 
+def _shown(path: Path | str) -> str:
+    """A path as text that prints and encodes anywhere: undecodable file-name bytes become U+FFFD."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _read(settings, image: Path):
     from .image_codec import read_image_file
 
@@ -57,7 +62,7 @@ def _segment_one(pipeline, settings, image: Path, instruction: str, out: Path, r
     write_png(out / "overlay.png", render_overlay(rgb, result, instruction)[:, :, ::-1])
     g = result.grounding
     record = {
-        "image": str(image),
+        "image": _shown(image),
         "instruction": instruction,
         "label": result.labels[0] if result.valid and result.labels else None,
         "labels": list(result.labels) if result.valid else [],
@@ -73,7 +78,7 @@ def _segment_one(pipeline, settings, image: Path, instruction: str, out: Path, r
         record["timings_ms"]["model_load"] = model_load_ms
     write_json(out / "result.json", record)
     status = f"{record['label']} score={record['score']:.2f} box={record['box']}" if result.valid else "no target found"
-    print(f"{image.name}: {instruction!r}: {status} [{record['grounding_source']}] -> {out}", flush=True)
+    print(f"{_shown(image.name)}: {instruction!r}: {status} [{record['grounding_source']}] -> {_shown(out)}", flush=True)
     return record
 
 
@@ -111,8 +116,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             records.append(_segment_one(pipeline, settings, image, instruction, out / name))
         except ReasonSegError as exc:  # a bad image is reported and skipped; the others still run
             failed += 1
-            print(f"{image.name}: error: {exc}", file=sys.stderr, flush=True)
-            records.append({"image": str(image), "instruction": instruction, "error": str(exc)})
+            print(f"{_shown(image.name)}: error: {_shown(exc)}", file=sys.stderr, flush=True)
+            records.append({"image": _shown(image), "instruction": instruction, "error": _shown(exc)})
     totals = [r["timings_ms"]["total"] for r in records if "timings_ms" in r]
     summary = {"instruction": instruction, "images": len(images), "failed": failed, "model_load_ms": load_ms,
                "median_ms_per_image": round(sorted(totals)[len(totals) // 2], 1) if totals else None,
@@ -123,7 +128,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             for r in records]
     table = markdown_table(["image", "label", "score", "box", "ms"], rows)
     write_bytes(out / "summary.md", (f"{instruction!r}: models loaded once in {load_ms:.0f} ms\n\n" + table).encode())
-    print(table + f"{len(images) - failed}/{len(images)} images segmented -> {out}/summary.md")
+    print(table + f"{len(images) - failed}/{len(images)} images segmented -> {_shown(out)}/summary.md")
     return 2 if failed else 0
 
 
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ReasonSegError as exc:
-        print(f"reasonseg: error: {exc}", file=sys.stderr)
+        print(f"reasonseg: error: {_shown(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -26,6 +26,8 @@ def sanitize_instruction(raw: str | bytes, *, max_chars: int = 500) -> str:
             raise InputError(f"instruction is not valid UTF-8 (byte {exc.start})") from None
     if "\ufffd" in raw:  # what a transport leaves of invalid UTF-8 after decoding with replacement
         raise InputError("instruction is not valid UTF-8 (replacement characters)")
+    if any("\ud800" <= ch <= "\udfff" for ch in raw):  # lone surrogates: Python's stand-in for undecodable
+        raise InputError("instruction is not valid UTF-8 (undecodable bytes)")  # argv bytes; C code crashes on them
     if len(raw) > 8 * max_chars:  # bound the per-character work below; whitespace padding is no excuse
         raise InputError(f"instruction has {len(raw)} characters, limit is max_instruction_chars={max_chars}")
     text = unicodedata.normalize("NFKC", raw)

@@ -41,6 +41,9 @@ def _line_width(shape: tuple[int, ...]) -> int:
 
 def _caption(img: np.ndarray, text: str, scale: float | None = None) -> None:
     text = text if len(text) <= MAX_CAPTION_CHARS else text[: MAX_CAPTION_CHARS - 3] + "..."
+    # Hershey fonts draw ASCII only, and OpenCV segfaults on a str it cannot encode (a lone surrogate
+    # from an undecodable file name): hand it ASCII, '?' for the rest.
+    text = text.encode("ascii", "replace").decode("ascii")
     if scale is None:  # from the short side, clamped: a very wide frame must not draw a giant glyph
         scale = float(np.clip(min(img.shape[:2]) / 1000, 0.4, 1.5))
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)

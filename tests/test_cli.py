@@ -67,6 +67,26 @@ def test_bad_inputs_exit_nonzero_with_one_line(photos, tmp_path):
                     "segmenter.backend")
 
 
+def test_undecodable_bytes_in_instruction_or_file_name(photos, tmp_path):
+    """Bytes that are not UTF-8 reach Python as lone surrogates; OpenCV once segfaulted drawing them in the
+    overlay caption and summary.md raised UnicodeEncodeError. Strict stdio, as under a UTF-8 locale."""
+    strict = {"PYTHONIOENCODING": "utf-8:strict"}
+    proc = subprocess.run([*EXE, "segment", str(photos / "dog.jpg"), b"\xff\xfe the dog", "--out", str(tmp_path / "i")],
+                          capture_output=True, text=True, timeout=180, env={**os.environ, **strict})
+    _one_error_line(proc, "instruction is not valid UTF-8")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with open(os.path.join(os.fsencode(folder), b"d\xffg.jpg"), "wb") as f:
+        f.write((photos / "dog.jpg").read_bytes())
+    proc = run_cli("segment", str(folder), "the dog, caf\u00e9 \U0001f415", "--out", str(tmp_path / "o"), env_extra=strict)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "d\ufffdg.jpg: 'the dog, caf\u00e9 \U0001f415'" in proc.stdout
+    record = json.loads((tmp_path / "o" / "summary.json").read_text())["results"][0]
+    assert Path(record["image"]).name == "d\ufffdg.jpg" and record["found"], record
+    assert "| d\ufffdg.jpg |" in (tmp_path / "o" / "summary.md").read_text(encoding="utf-8")
+    assert os.path.isfile(os.path.join(os.fsencode(tmp_path / "o"), b"d\xffg.jpg", b"overlay.png"))
+
+
 def test_missing_model_cache(photos, tmp_path):
     proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "o"),
                    env_extra={"REASONSEG_CACHE": str(tmp_path / "no-cache")})

@@ -10,7 +10,7 @@ def test_sanitize_instruction_cleans_and_rejects():
     assert sanitize_instruction("die Straße".encode()) == "die Straße"
     for bad, match in [("", "empty"), ("   \n\t", "empty"), (b"\xff\xfe the dog", "UTF-8"),
                        ("x" * 100_000, "characters, limit"),
-                       ("h\ufffd\ufffdllo", "UTF-8")]:
+                       ("h\ufffd\ufffdllo", "UTF-8"), ("\udcff\udcfe the dog", "UTF-8")]:
         with pytest.raises(InputError, match=match):
             sanitize_instruction(bad, max_chars=500)
 

@@ -26,12 +26,13 @@ def test_overlay_tints_only_the_mask():
 
 
 def test_extreme_frames_render_in_a_child_process():
-    """A 1 x 10,000,000 frame once drew a caption scaled by its width and crashed OpenCV (SIGSEGV):
-    run it in a child so a crash fails this test instead of killing pytest."""
+    """A 1 x 10,000,000 frame once drew a caption scaled by its width, and a lone surrogate in a caption once
+    reached cv2.putText: both crashed OpenCV (SIGSEGV). Run them in a child so a crash fails this test
+    instead of killing pytest."""
     code = textwrap.dedent("""
         import numpy as np
         from reasonseg.pipelines.base import FrameResult
-        from reasonseg.render import render_overlay
+        from reasonseg.render import contact_sheet, render_overlay
         for h, w in ((1, 10_000_000), (10_000_000, 1), (2, 3_000_000)):
             img = np.zeros((h, w, 3), np.uint8)
             mask = np.zeros((h, w), bool)
@@ -39,6 +40,10 @@ def test_extreme_frames_render_in_a_child_process():
             res = FrameResult(mask, True, ("car",), ((0.0, 0.0, w / 2, float(h)),), 0.5, None, {})
             out = render_overlay(img, res, "x" * 10_000)
             assert out.shape == img.shape
+        img = np.zeros((40, 60, 3), np.uint8)  # text OpenCV cannot encode (lone surrogates) or draw (non-ASCII)
+        res = FrameResult(np.ones((40, 60), bool), True, ("d\\udcffg",), ((0.0, 0.0, 60.0, 40.0),), 0.5, None, {})
+        out = render_overlay(img, res, "the \\udcff\\udcfe d\\u00f6g \\U0001f415")
+        contact_sheet([(img, res.mask, out, "the \\udcff d\\u00f6g")])
         print("ok")
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
