@@ -62,6 +62,11 @@ def test_labels_are_data_and_bounded():
     text = json.dumps([{"bbox_2d": [1, 2, 30, 40], "label": "dog\n" + "x" * 500}])
     (obj,) = parse_answer(text, sent_size=(320, 240), frame_size=(320, 240)).objects
     assert obj.label.startswith("dog x") and len(obj.label) == 80
+    # a lone surrogate as the HTTP body's JSON decodes "\\udcff", and one as an escape inside the answer's JSON
+    text = "<think>bad \udcff bytes</think>" + '[{"bbox_2d": [1, 2, 30, 40], "label": "d\\ud800g"}]'
+    ans = parse_answer(text, sent_size=(320, 240), frame_size=(320, 240))
+    assert ans.objects[0].label == "d?g" and ans.reasoning == "bad ? bytes"  # lone surrogates: not encodable
+    (ans.objects[0].label + ans.reasoning).encode("utf-8")
 
 
 @pytest.mark.parametrize("width, height", [(640, 480), (1920, 1080), (500, 1500), (333, 777), (4000, 300)])

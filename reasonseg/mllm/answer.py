@@ -82,6 +82,11 @@ _PAIR_BOX = re.compile(r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)\s*,
                        r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)")
 
 
+def _encodable(text: str) -> str:
+    """Lone surrogates ("\\udcff" escapes in the model's JSON) become '?': ROS strings and OpenCV need UTF-8."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def parse_answer(text: str, *, sent_size: tuple[int, int], frame_size: tuple[int, int],
                  max_instances: int = 8) -> MllmAnswer:
     """Answer text -> objects in frame pixels. `sent_size`/`frame_size` are (width, height) of the image the
@@ -91,7 +96,7 @@ def parse_answer(text: str, *, sent_size: tuple[int, int], frame_size: tuple[int
     if len(text) > MAX_ANSWER_CHARS:
         raise MllmAnswerError(f"MLLM answer too long ({len(text)} chars)")
     think = _THINK.search(text)
-    reasoning = " ".join(think.group(1).split())[:500] if think else ""
+    reasoning = _encodable(" ".join(think.group(1).split())[:500]) if think else ""
     body = text[think.end():] if think else text
     answer = _ANSWER.search(body)
     body = answer.group(1) if answer else body
@@ -132,7 +137,7 @@ def _raw_objects(body: str) -> list[tuple[list[float], list[Point], str]]:
             raise MllmAnswerError("MLLM answer entry has no bbox_2d / bbox")
         points = [item[k] for k in ("point_2d", "points_1", "points_2", "point") if k in item]
         label = item.get("label", "")
-        label = " ".join(label.split())[:MAX_LABEL_CHARS] if isinstance(label, str) else ""
+        label = _encodable(" ".join(label.split())[:MAX_LABEL_CHARS]) if isinstance(label, str) else ""
         out.append((_numbers(box, 4, "bbox"), [tuple(_numbers(p, 2, "point")) for p in points], label))
     return out
 
