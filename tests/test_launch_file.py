@@ -33,7 +33,7 @@ def test_launch_file_names_real_executables_and_params():
     assert kw["package"].value == "reasonseg_perception" and kw["name"].value == "reasonseg"
     executable = kw["executable"].value
     setup = (ROOT / "ros_ws/src/reasonseg_perception/setup.py").read_text()
-    assert f'"{executable} = reasonseg_perception.node_main:main"' in setup
+    assert f'"{executable} = reasonseg_perception.entry:node"' in setup
     # the params file the launch file defaults to exists and every parameter in it is a declared one
     params_default = ast.unparse(args["params_file"])
     assert "'config', 'driving.yaml'" in params_default

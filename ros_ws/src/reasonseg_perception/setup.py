@@ -16,11 +16,12 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "reasonseg_node = reasonseg_perception.node_main:main",
-            "reasonseg_replay = reasonseg_perception.replay:main",
-            "reasonseg_demo = reasonseg_perception.demo:main",
-            "reasonseg_launch = reasonseg_perception.launch_runner:main",
-            "reasonseg_sample_drive = reasonseg_perception.sample_drive:main",
+            # every command through entry.py: a signal at any moment, imports included, is a clean stop
+            "reasonseg_node = reasonseg_perception.entry:node",
+            "reasonseg_replay = reasonseg_perception.entry:replay",
+            "reasonseg_demo = reasonseg_perception.entry:demo",
+            "reasonseg_launch = reasonseg_perception.entry:launch",
+            "reasonseg_sample_drive = reasonseg_perception.entry:sample_drive",
         ],
     },
 )

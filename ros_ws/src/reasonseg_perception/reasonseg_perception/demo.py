@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
@@ -29,7 +28,8 @@ from reasonseg.render import contact_sheet
 from reasonseg.report import markdown_table, median_table
 from reasonseg_interfaces.msg import SegmentationResult
 
-from .launch_runner import LAUNCH_DEFAULTS, node_command, ros_environment
+from .entry import ignore_further_signals
+from .launch_runner import LAUNCH_DEFAULTS, node_command, ros_environment, start_child, stop_child
 
 NS = "/perception"
 
@@ -138,40 +138,44 @@ def main(argv: list[str] | None = None) -> int:
     env["ROS_DOMAIN_ID"] = str(args.domain_id)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
                                           "FASTDDS_DEFAULT_PROFILES_FILE")})
-    rclpy.init()
-    rec = Recorder()
-    cmd = node_command(camera_topic="/camera/image_raw", params_file=args.params_file, backend=args.backend,
-                       namespace=NS)
-    print("[demo] starting node: " + " ".join(cmd), flush=True)
-    node_proc = subprocess.Popen(cmd, env=env)
-    replay_proc = None
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # plain KeyboardInterrupt, see replay.py
+    rec, node_proc, replay_proc, interrupted = None, None, None, False
     try:
+        rec = Recorder()
+        cmd = node_command(camera_topic="/camera/image_raw", params_file=args.params_file, backend=args.backend,
+                           namespace=NS)
+        print("[demo] starting node: " + " ".join(cmd), flush=True)
+        node_proc = start_child(cmd, env)
         # The node subscribes once its models are loaded: wait on the graph, not a sleep.
         if not _wait(lambda: rec.count_publishers(f"{NS}/mask") > 0 or node_proc.poll() is not None, 180, rec) \
                 or node_proc.poll() is not None:
             print("[demo] reasonseg_node did not come up (see its log above)", file=sys.stderr)
             return 1
         print("[demo] node up; replaying the sample drive", flush=True)
-        replay_proc = subprocess.Popen([str(Path(sys.executable).parent / "reasonseg_replay"), str(args.bag),
-                                        "--wait-subscribers", "1", "--restamp"], env=env)
+        replay_proc = start_child([str(Path(sys.executable).parent / "reasonseg_replay"), str(args.bag),
+                                   "--wait-subscribers", "1", "--restamp"], env)
         while replay_proc.poll() is None:
             rclpy.spin_once(rec, timeout_sec=0.1)
         _wait(lambda: False, 6.0, rec)  # the last grounding + mask after the final frame
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (entry.py): stop the children, keep what arrived
+        interrupted = True
+        print("[demo] interrupted: stopping the node and the replay", flush=True)
     finally:
+        ignore_further_signals()  # stopping either way: a second Ctrl-C must not cut the children's stop short
         for proc in (replay_proc, node_proc):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            if proc is not None:
+                stop_child(proc)
+        if rec is not None:
+            rec.destroy_node()
+        rclpy.try_shutdown()
+        ignore_further_signals()
+    if interrupted and (rec is None or not rec.results):
+        return 130
     summary = write_outputs(rec, args.out)
-    rec.destroy_node()
-    rclpy.shutdown()
     print(summary["table"])
     print(f"[demo] {len(rec.results)} masks; contact sheet with {summary['sheet_rows']} rows: "
-          f"{args.out / 'contact_sheet.png'}")
-    return 0 if summary["sheet_rows"] else 1
+          f"{args.out / 'contact_sheet.png'}" + (" (interrupted: what arrived before the stop)" if interrupted else ""))
+    return 130 if interrupted else 0 if summary["sheet_rows"] else 1
 
 
 if __name__ == "__main__":

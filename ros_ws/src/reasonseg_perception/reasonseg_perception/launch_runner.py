@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,15 +65,31 @@ def main(argv: list[str] | None = None) -> int:
     cmd = node_command(camera_topic=args.camera_topic, params_file=args.params_file, backend=args.backend,
                        namespace=args.namespace)
     print("[reasonseg_launch] " + " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, env=ros_environment(local_shm=args.local_shm))
+    proc = start_child(cmd, ros_environment(local_shm=args.local_shm))
     try:
         return proc.wait()
-    except KeyboardInterrupt:  # the node got the same SIGINT from the terminal
-        try:
-            return proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from docker stop / systemd (entry.py): stop the node too
+        return stop_child(proc)
+
+
+def start_child(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A child in its own process group: Ctrl-C in the terminal reaches only us, and `stop_child` passes it on
+    once. (Reaching the child directly, it could land while the child's interpreter starts, before any handler
+    of ours: a traceback from Python's start-up; and the child got it twice.)"""
+    return subprocess.Popen(cmd, env=env, process_group=0)
+
+
+def stop_child(proc: subprocess.Popen, timeout_s: float = 15.0) -> int:
+    """SIGTERM (rclpy and entry.py stop on it cleanly; still starting up, the default action ends the child
+    without output), then SIGKILL after `timeout_s`. Returns the exit code, 0 for a stop by our SIGTERM."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    return 0 if code == -signal.SIGTERM else code
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import rclpy
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.serialization import deserialize_message
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.utilities import remove_ros_args
@@ -75,18 +76,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.bag.exists():
         print(f"reasonseg_replay: bag not found: {args.bag}", file=sys.stderr)
         return 2
-    rclpy.init()
-    node = Node("reasonseg_replay")
+    # Python's own SIGINT handling (KeyboardInterrupt, caught below): rclpy's would shut the context down
+    # under a running publish or node creation, and raise a second KeyboardInterrupt in clean-up.
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = None
     try:
+        node = Node("reasonseg_replay")
         replay(node, args.bag, rate=args.rate, wait_subscribers=args.wait_subscribers, wait_timeout_s=args.wait_timeout,
                restamp=args.restamp)
         time.sleep(0.5)  # let the last samples leave before the publishers go
     except KeyboardInterrupt:
         pass
     finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
     return 0
 
 

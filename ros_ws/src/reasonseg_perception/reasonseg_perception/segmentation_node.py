@@ -43,6 +43,7 @@ from reasonseg.runtime.health import HealthRater, StreamSnapshot
 from reasonseg_interfaces.msg import SegmentationResult
 from reasonseg_interfaces.srv import SetInstruction
 
+from .entry import ignore_further_signals
 from .msg_convert import array_to_image, detections_msg, image_to_rgb, vision_msgs_available
 
 INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -488,12 +489,14 @@ def main(args: list[str] | None = None) -> int:
             print(f"reasonseg_node: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
             code = 1
     finally:
+        ignore_further_signals()
         try:
             if node is not None:
                 node.destroy_node()
             rclpy.try_shutdown()
         except (KeyboardInterrupt, ExternalShutdownException):  # a second Ctrl-C while stopping
             pass
+        ignore_further_signals()  # again: rclpy's shutdown put back the handlers it had replaced
     return code
 
 

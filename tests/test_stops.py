@@ -1,0 +1,131 @@
+"""Every command a user starts stops cleanly on a signal at any moment: no traceback, no process left behind.
+
+Ctrl-C in a terminal signals the whole process group (the demo and its node and replay children alike);
+`docker stop` and systemd send SIGTERM to the launcher alone."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rosnode_harness import unique_domain_id
+
+pytest.importorskip("rclpy", reason="ROS 2 rclpy wheels not installed")
+
+BIN = Path(sys.executable).parent
+CRASH_SIGNS = ("Traceback", "terminate called")
+
+
+def _wait_for_line(log: Path, needle: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while needle not in log.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, f"no {needle!r}: {log.read_text()[-2000:]}"
+        time.sleep(0.2)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":  # exited, waiting to be reaped by its new parent
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _assert_clean(log: Path) -> None:
+    text = log.read_text(errors="replace")
+    assert not any(s in text for s in CRASH_SIGNS), text[-3000:]
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 1.0])  # importing rclpy / OpenCV / torch, then starting up
+@pytest.mark.parametrize("argv, code", [
+    (["reasonseg_demo", "--out", "{tmp}/demo"], 130),
+    (["reasonseg_replay", "{bag}"], 0),
+    (["reasonseg_launch"], 0),
+])
+def test_interrupt_early_is_a_clean_stop(tmp_path, argv, code, delay_s):
+    from reasonseg.config import resolve_cache_dir
+
+    log = tmp_path / "out.log"
+    cmd = [str(BIN / argv[0]), *(a.format(tmp=tmp_path, bag=resolve_cache_dir() / "sample_drive") for a in argv[1:])]
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "ROS_DOMAIN_ID": str(unique_domain_id())})
+    time.sleep(delay_s)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the command and anything it started
+    try:
+        assert proc.wait(timeout=30) == code, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _assert_clean(log)
+
+
+def test_demo_stops_on_ctrl_c_with_frames_in_flight_and_keeps_what_arrived(tmp_path):
+    """The node gets SIGINT twice (the terminal's, then the demo's): it once died of the second one in
+    teardown (exit -2, or std::terminate), and the demo printed a KeyboardInterrupt traceback."""
+    log, out = tmp_path / "demo.log", tmp_path / "demo"
+    proc = subprocess.Popen([str(BIN / "reasonseg_demo"), "--out", str(out), "--domain-id", str(unique_domain_id())],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_line(log, "grounded 'the white truck", proc, 180)
+        time.sleep(2.0)  # masks arriving, the next frame being segmented
+        children = _children(proc.pid)
+        assert len(children) == 2, children  # node and replay
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _assert_clean(log)
+    assert all(_gone(c, 5) for c in children), "node or replay still running after the demo stopped"
+    assert "(interrupted: what arrived before the stop)" in log.read_text()
+    assert (out / "latency.json").is_file() and (out / "contact_sheet.png").is_file()
+
+
+def test_launcher_passes_sigterm_on_and_replay_stops_mid_publish(tmp_path):
+    """`docker stop` signals PID 1 (the launcher) only: the node must stop too, not be left running."""
+    from reasonseg_perception.launch_runner import ros_environment
+
+    env = ros_environment(local_shm=True)  # as the launcher sets it up for the node
+    env["ROS_DOMAIN_ID"] = str(unique_domain_id())
+    node_log, replay_log = tmp_path / "launch.log", tmp_path / "replay.log"
+    launcher = subprocess.Popen([str(BIN / "reasonseg_launch"), "--local-shm"], env=env,
+                                stdout=node_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    replay = None
+    try:
+        _wait_for_line(node_log, "active: image=", launcher, 180)
+        (node,) = _children(launcher.pid)
+        from reasonseg.config import resolve_cache_dir
+
+        replay = subprocess.Popen([str(BIN / "reasonseg_replay"), str(resolve_cache_dir() / "sample_drive"),
+                                   "--restamp"], env=env,
+                                  stdout=replay_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for_line(replay_log, "replaying", replay, 60)
+        time.sleep(2.0)  # publishing at 10 Hz
+        replay.send_signal(signal.SIGINT)
+        assert replay.wait(timeout=30) == 0, replay_log.read_text()[-2000:]
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=40) == 0, node_log.read_text()[-2000:]
+        assert _gone(node, 10), "the node outlived its launcher"
+    finally:
+        for p in (replay, launcher):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    _assert_clean(node_log)
+    _assert_clean(replay_log)
