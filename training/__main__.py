@@ -3,14 +3,24 @@ modules in this tree (class paths in the YAML), every Trainer option (strategy d
 precision bf16-mixed, devices, num_nodes) from the same file or the command line."""
 from __future__ import annotations
 
-import lightning as L
-from lightning.pytorch.cli import LightningCLI
+import sys
 
 
 def main(args: list[str] | None = None) -> None:
+    import lightning as L
+    from lightning.pytorch.cli import LightningCLI
+
     LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                  save_config_kwargs={"overwrite": True}, args=args, auto_configure_optimizers=False)
 
 
+def _load():
+    import lightning.pytorch.cli  # noqa: F401  the heavy imports, while a Ctrl-C is only noted (reasonseg.entry)
+
+    return main
+
+
 if __name__ == "__main__":
-    main()
+    from reasonseg.entry import run_command
+
+    sys.exit(run_command(_load))

@@ -22,13 +22,13 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from reasonseg.config import BACKENDS, resolve_cache_dir
+from reasonseg.entry import ignore_further_signals
 from reasonseg.image_codec import decode_image
 from reasonseg.output_files import write_png
 from reasonseg.render import contact_sheet
 from reasonseg.report import markdown_table, median_table
 from reasonseg_interfaces.msg import SegmentationResult
 
-from .entry import ignore_further_signals
 from .launch_runner import LAUNCH_DEFAULTS, node_command, ros_environment, start_child, stop_child
 
 NS = "/perception"

@@ -34,6 +34,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from reasonseg.config import Settings, check_ros_args, field_docs, unknown_parameter_warnings
+from reasonseg.entry import ignore_further_signals
 from reasonseg.errors import ConfigError, InputError, ReasonSegError
 from reasonseg.image_codec import check_image_layout, decode_compressed
 from reasonseg.pipelines import build_pipeline
@@ -43,7 +44,6 @@ from reasonseg.runtime.health import HealthRater, StreamSnapshot
 from reasonseg_interfaces.msg import SegmentationResult
 from reasonseg_interfaces.srv import SetInstruction
 
-from .entry import ignore_further_signals
 from .msg_convert import array_to_image, detections_msg, image_to_rgb, vision_msgs_available
 
 INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,

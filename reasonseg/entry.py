@@ -1,0 +1,50 @@
+"""Console entry points: a SIGINT or SIGTERM at any moment is a clean stop, for every command.
+
+While a command's modules import (torch, OpenCV, rclpy, Lightning: seconds on a cold start) a signal is only
+noted, and the command then exits without starting: a KeyboardInterrupt landing inside an import surfaces
+as a traceback, sometimes wrapped in another error (class creation wraps it in a RuntimeError). Afterwards
+SIGTERM (docker stop, systemd) raises KeyboardInterrupt as SIGINT does, so every command stops by the one
+path it has for Ctrl-C, never by the default action's silent kill. (A ROS node's rclpy.init then installs
+rclpy's handlers.)"""
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from importlib import import_module
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+INTERRUPTED = 130  # shell convention: 128 + SIGINT
+
+
+def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: int = INTERRUPTED) -> int | None:
+    """`load()` does the imports and returns the command's main; run it with clean stops (see module doc)."""
+    noted: list[int] = []
+    keep = {sig: signal.getsignal(sig) == signal.SIG_IGN for sig in _SIGNALS}  # e.g. SIGINT in a `cmd &` job
+    for sig in _SIGNALS:
+        if not keep[sig]:
+            signal.signal(sig, lambda signum, _frame: noted.append(signum))
+    main = load()
+    if noted:
+        return interrupted_code
+    for sig in _SIGNALS:
+        if not keep[sig]:
+            signal.signal(sig, signal.default_int_handler)
+    try:
+        return main()
+    except KeyboardInterrupt:  # also one landing inside a command's own clean-up or error handling
+        return interrupted_code
+
+
+def ignore_further_signals() -> None:
+    """For a process that is already stopping: a second SIGINT/SIGTERM (Ctrl-C reaches a whole process group,
+    and `ros2 launch` passes it on too) must not cut the clean-up short. Python resets its handlers to the
+    default action at interpreter exit, so one landing there killed the node mid-teardown (exit -2, or
+    std::terminate in DDS); SIG_IGN is kept through exit. Call again after rclpy's shutdown, which puts back
+    the handlers it had replaced."""
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def cli() -> int | None:
+    """`reasonseg` (see reasonseg.cli)."""
+    return run_command(lambda: import_module("reasonseg.cli").main)
