@@ -1,18 +1,19 @@
-"""Console entry points: a SIGINT or SIGTERM at any moment is a clean stop, for every command.
+"""Console entry points: a SIGINT, SIGTERM or SIGHUP at any moment is a clean stop, for every command.
 
 While a command's modules import (torch, OpenCV, rclpy, Lightning: seconds on a cold start) a signal is only
 noted, and the command then exits without starting: a KeyboardInterrupt landing inside an import surfaces
 as a traceback, sometimes wrapped in another error (class creation wraps it in a RuntimeError). Afterwards
-SIGTERM (docker stop, systemd) raises KeyboardInterrupt as SIGINT does, so every command stops by the one
-path it has for Ctrl-C, never by the default action's silent kill. (A ROS node's rclpy.init then installs
-rclpy's handlers.)"""
+SIGTERM (docker stop, systemd) and SIGHUP (a closed terminal) raise KeyboardInterrupt as SIGINT does, so
+every command stops by the one path it has for Ctrl-C, never by the default action's silent kill. (A ROS
+node's rclpy.init then installs rclpy's handlers for SIGINT and SIGTERM.)"""
 from __future__ import annotations
 
 import signal
 from collections.abc import Callable
 from importlib import import_module
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP too: a closed terminal must stop a launcher's node, which runs in its own process group
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 INTERRUPTED = 130  # shell convention: 128 + SIGINT
 
 

@@ -101,8 +101,10 @@ def test_demo_stops_on_ctrl_c_with_frames_in_flight_and_keeps_what_arrived(tmp_p
     assert (out / "latency.json").is_file() and (out / "contact_sheet.png").is_file()
 
 
-def test_launcher_passes_sigterm_on_and_replay_stops_mid_publish(tmp_path):
-    """`docker stop` signals PID 1 (the launcher) only: the node must stop too, not be left running."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_launcher_passes_a_stop_on_and_replay_stops_mid_publish(tmp_path, sig):
+    """`docker stop` signals PID 1 (the launcher) only, a closed terminal sends SIGHUP: the node must stop too,
+    not be left running."""
     from reasonseg_perception.launch_runner import ros_environment
 
     env = ros_environment(local_shm=True)  # as the launcher sets it up for the node
@@ -123,7 +125,7 @@ def test_launcher_passes_sigterm_on_and_replay_stops_mid_publish(tmp_path):
         time.sleep(2.0)  # publishing at 10 Hz
         replay.send_signal(signal.SIGINT)
         assert replay.wait(timeout=30) == 0, replay_log.read_text()[-2000:]
-        launcher.send_signal(signal.SIGTERM)
+        launcher.send_signal(sig)
         assert launcher.wait(timeout=40) == 0, node_log.read_text()[-2000:]
         assert _gone(node, 10), "the node outlived its launcher"
     finally:
