@@ -25,8 +25,10 @@ def load_model(what: str, fn: Callable[[], T], hint: str = SETUP_HINT) -> T:
     and onnxruntime error types): one line that names the model and the fix."""
     try:
         return fn()
-    except (ModelCacheError, CheckpointError):
-        raise  # already one line naming the file / keys and the fix
+    except ModelCacheError:
+        raise  # already one line naming the file and the fix
+    except CheckpointError as exc:  # one line naming the keys and the fix: add which checkpoint
+        raise type(exc)(f"{what}: {exc}") from None
     except Exception as exc:
         raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {hint}") from None
 

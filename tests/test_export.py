@@ -277,6 +277,20 @@ def test_export_errors_are_one_line(tmp_path, capsys) -> None:
     assert "--checkpoint" in err[0] and "none.safetensors" in err[1]
 
 
+@pytest.mark.parametrize("fmt", ["sam2", "lens-connector", "cora-projection", "l2l"])
+@pytest.mark.parametrize("config", ['{"model_type": ', '{"model_type": "sam2"}'])  # broken JSON; weights garbage
+def test_unreadable_checkpoints_are_one_line_naming_them(tmp_path, capsys, fmt, config) -> None:
+    """The loaders' own errors (JSON, safetensors header, transformers OSError) once escaped as tracebacks."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(config)
+    (ckpt / "model.safetensors").write_bytes(b"\xff" * 64)
+    assert cli(["export", fmt, "--checkpoint", str(ckpt), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("reasonseg: error: ") and str(ckpt) in err[0], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_tensorrt_backend_without_tensorrt_is_one_clear_line(cache_dir, tmp_path, capsys) -> None:
     try:
         import tensorrt  # noqa: F401

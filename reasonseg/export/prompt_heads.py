@@ -45,7 +45,11 @@ def export_lens_connector(checkpoint: str | Path, out_dir: Path, *, seed: int = 
 
     from ..models.lens import LensModel
 
-    head = LensModel.from_pretrained(checkpoint, dtype=torch.float32).head.float().eval()
+    from ..segmenter_factory import HF_HINT, load_model
+
+    lens = load_model(f"LENS checkpoint {checkpoint}", lambda: LensModel.from_pretrained(checkpoint, dtype=torch.float32),
+                      HF_HINT)
+    head = lens.head.float().eval()
     m, d = head.num_queries, head.learnable_query.shape[-1]
     return _export_head(head, (2, m, d), Path(out_dir) / CONNECTOR, "query_states", "LENS connector", seed,
                         format="lens-connector", checkpoint=str(checkpoint), num_queries=m, hidden_size=d)
@@ -65,7 +69,11 @@ def export_cora_projection(checkpoint: str | Path, out_dir: Path, *, seed: int =
         def forward(self, seg_state: torch.Tensor) -> torch.Tensor:
             return self.projection(seg_state)[:, None]  # one sparse prompt token, as CoraModel feeds SAM2
 
-    projection = CoraModel.from_pretrained(checkpoint, dtype=torch.float32).seg_projection.float().eval()
+    from ..segmenter_factory import HF_HINT, load_model
+
+    cora = load_model(f"CORA checkpoint {checkpoint}", lambda: CoraModel.from_pretrained(checkpoint, dtype=torch.float32),
+                      HF_HINT)
+    projection = cora.seg_projection.float().eval()
     d = projection[0].in_features
     return _export_head(Projection(projection).eval(), (2, d), Path(out_dir) / CORA_PROJECTION, "seg_state",
                         "CORA projection", seed, format="cora-projection", checkpoint=str(checkpoint), hidden_size=d)
