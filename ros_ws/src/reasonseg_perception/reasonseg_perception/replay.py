@@ -17,11 +17,15 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.serialization import deserialize_message
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.utilities import remove_ros_args
+from rosbags.rosbag2 import Reader, ReaderError
 
 def get_message(msgtype: str) -> type:
     """'sensor_msgs/msg/Image' -> the generated Python class (rosidl_runtime_py is not on PyPI)."""
-    pkg, kind, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    try:
+        pkg, kind, name = msgtype.split("/")
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ValueError, ImportError, AttributeError):
+        raise ReaderError(f"message type {msgtype!r} is not installed here") from None
 
 
 HAS_HEADER = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo"}
@@ -30,8 +34,6 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 
 def replay(node: Node, bag: Path, *, rate: float, wait_subscribers: int, wait_timeout_s: float,
            restamp: bool = False) -> int:
-    from rosbags.rosbag2 import Reader
-
     with Reader(bag) as reader:
         pubs = {}
         for conn in reader.connections:
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     # Python's own SIGINT handling (KeyboardInterrupt, caught below): rclpy's would shut the context down
     # under a running publish or node creation, and raise a second KeyboardInterrupt in clean-up.
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    node = None
+    node, code = None, 0
     try:
         node = Node("reasonseg_replay")
         replay(node, args.bag, rate=args.rate, wait_subscribers=args.wait_subscribers, wait_timeout_s=args.wait_timeout,
@@ -87,11 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.5)  # let the last samples leave before the publishers go
     except KeyboardInterrupt:
         pass
+    except ReaderError as exc:  # damaged metadata or storage file, a type not installed: one line
+        print(f"reasonseg_replay: cannot replay {args.bag}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        code = 2
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":
