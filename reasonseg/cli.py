@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="[%(levelname)s] %(name)s: %(message)s")
     try:
         return args.func(args)
-    except ReasonSegError as exc:
+    except (ReasonSegError, OSError) as exc:  # OSError: a cache or output path the system refuses (one line)
         print(f"reasonseg: error: {_shown(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -87,6 +87,10 @@ def test_undecodable_bytes_in_instruction_or_file_name(photos, tmp_path):
     assert os.path.isfile(os.path.join(os.fsencode(tmp_path / "o"), b"d\xffg.jpg", b"overlay.png"))
 
 
+def test_a_cache_path_the_system_refuses_is_one_line(tmp_path):
+    _one_error_line(run_cli("prepare-models", "--cache", "/proc/reasonseg-cache"), "No such file or directory")
+
+
 def test_missing_model_cache(photos, tmp_path):
     proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "o"),
                    env_extra={"REASONSEG_CACHE": str(tmp_path / "no-cache")})

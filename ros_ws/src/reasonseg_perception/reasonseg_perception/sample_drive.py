@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from reasonseg.errors import InputError
+from reasonseg.errors import InputError, ReasonSegError
+from reasonseg.image_codec import read_image_file
 
 CAMERA_TOPIC = "/camera/image_raw"
 INSTRUCTION_TOPIC = "/perception/instruction"  # the node in the launch default namespace
@@ -55,25 +57,31 @@ def write_sample_drive(images: Path, out: Path, *, fps: float = 10.0, force: boo
     if not force and out.is_dir() and stamp.is_file() and stamp.read_text() == want:
         return out
 
+    photos = {}  # all read before anything is written: a wrong --images must not cost the bag already there
+    for scene in SCENES:
+        try:
+            photos[scene.photo] = read_image_file(images / scene.photo)[:, :, ::-1].copy()  # RGB -> BGR
+        except InputError as exc:
+            raise InputError(f"{exc}: run the set-up step") from None
     ts = get_typestore(Stores.ROS2_KILTED)
     Image, String = ts.types["sensor_msgs/msg/Image"], ts.types["std_msgs/msg/String"]
     Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial")  # the old bag is replaced only by a complete one
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    partial = staging / out.name  # rosbags names the storage file after the bag folder
     t0_ns = 1_700_000_000 * 1_000_000_000
     step_ns = int(1e9 / fps)
     n_per = int(SECONDS_PER_INSTRUCTION * fps)
     total = sum(len(s.instructions) for s in SCENES) * n_per
-    with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+    with Writer(partial, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         cam = writer.add_connection(CAMERA_TOPIC, Image.__msgtype__, typestore=ts)
         ins = writer.add_connection(INSTRUCTION_TOPIC, String.__msgtype__, typestore=ts)
         k = 0
         with tqdm(total=total, desc="sample drive", unit="frame") as bar:
             for scene in SCENES:
-                bgr = cv2.imread(str(images / scene.photo))
-                if bgr is None:
-                    raise InputError(f"cannot read {images / scene.photo}: run the set-up step")
+                bgr = photos[scene.photo]
                 for text in scene.instructions:
                     t_ns = t0_ns + k * step_ns
                     writer.write(ins, t_ns - step_ns // 2, ts.serialize_cdr(String(data=text), String.__msgtype__))
@@ -87,6 +95,10 @@ def write_sample_drive(images: Path, out: Path, *, fps: float = 10.0, force: boo
                         writer.write(cam, t_ns, ts.serialize_cdr(msg, Image.__msgtype__))
                         k += 1
                         bar.update()
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    staging.rmdir()
     stamp.write_text(want)
     return out
 
@@ -104,13 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="rewrite even if up to date")
     args = p.parse_args(argv)
     cache = resolve_cache_dir()
-    out = write_sample_drive(args.images or cache / "images", args.out or cache / "sample_drive", fps=args.fps,
-                             force=args.force)
+    try:
+        out = write_sample_drive(args.images or cache / "images", args.out or cache / "sample_drive", fps=args.fps,
+                                 force=args.force)
+    except (ReasonSegError, OSError) as exc:  # missing photos, an output path the system refuses: one line
+        print(f"reasonseg_sample_drive: error: {exc}", file=sys.stderr)
+        return 2
     print(f"[setup] sample drive: {out}")
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -1,0 +1,36 @@
+"""reasonseg_sample_drive (a set-up step): refuses bad input in one line and never costs the bag already there."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rosbags", reason="rosbags (the ros-tools extra) not installed")
+EXE = str(Path(sys.executable).parent / "reasonseg_sample_drive")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_unreadable_photos_leave_the_existing_bag_alone(tmp_path):
+    bag = tmp_path / "drive"
+    bag.mkdir()
+    (bag / "drive.mcap").write_bytes(b"the bag a user already has")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "dog.jpg").write_bytes(b"not a jpeg")
+    for folder in (photos, tmp_path / "missing"):
+        proc = _run("--images", str(folder), "--out", str(bag), "--force")
+        lines = [line for line in proc.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith("reasonseg_sample_drive: error: ") and "dog.jpg" in lines[0], lines
+        assert (bag / "drive.mcap").read_bytes() == b"the bag a user already has"
+
+
+def test_an_output_path_the_system_refuses_is_one_line(tmp_path):
+    proc = _run("--out", "/proc/reasonseg-drive")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("reasonseg_sample_drive: error: ")
+    assert "Traceback" not in proc.stderr, proc.stderr
