@@ -37,7 +37,7 @@ def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: 
 
 
 def ignore_further_signals() -> None:
-    """For a process that is already stopping: a second SIGINT/SIGTERM (Ctrl-C reaches a whole process group,
+    """For a process that is already stopping: a second signal (Ctrl-C reaches a whole process group,
     and `ros2 launch` passes it on too) must not cut the clean-up short. Python resets its handlers to the
     default action at interpreter exit, so one landing there killed the node mid-teardown (exit -2, or
     std::terminate in DDS); SIG_IGN is kept through exit. Call again after rclpy's shutdown, which puts back

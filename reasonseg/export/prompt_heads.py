@@ -44,7 +44,6 @@ def export_lens_connector(checkpoint: str | Path, out_dir: Path, *, seed: int = 
     import torch
 
     from ..models.lens import LensModel
-
     from ..segmenter_factory import HF_HINT, load_model
 
     lens = load_model(f"LENS checkpoint {checkpoint}", lambda: LensModel.from_pretrained(checkpoint, dtype=torch.float32),
@@ -60,6 +59,7 @@ def export_cora_projection(checkpoint: str | Path, out_dir: Path, *, seed: int =
     from torch import nn
 
     from ..models.cora import CoraModel
+    from ..segmenter_factory import HF_HINT, load_model
 
     class Projection(nn.Module):
         def __init__(self, projection: nn.Module) -> None:
@@ -68,8 +68,6 @@ def export_cora_projection(checkpoint: str | Path, out_dir: Path, *, seed: int =
 
         def forward(self, seg_state: torch.Tensor) -> torch.Tensor:
             return self.projection(seg_state)[:, None]  # one sparse prompt token, as CoraModel feeds SAM2
-
-    from ..segmenter_factory import HF_HINT, load_model
 
     cora = load_model(f"CORA checkpoint {checkpoint}", lambda: CoraModel.from_pretrained(checkpoint, dtype=torch.float32),
                       HF_HINT)
