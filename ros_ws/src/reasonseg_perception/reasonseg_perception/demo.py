@@ -168,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
         if rec is not None:
             rec.destroy_node()
         rclpy.try_shutdown()
-        ignore_further_signals()
     if interrupted and (rec is None or not rec.results):
         return 130
     summary = write_outputs(rec, args.out)
