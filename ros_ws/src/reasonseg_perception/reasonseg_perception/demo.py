@@ -24,7 +24,7 @@ from sensor_msgs.msg import Image
 from reasonseg.config import BACKENDS, resolve_cache_dir
 from reasonseg.entry import ignore_further_signals
 from reasonseg.image_codec import decode_image
-from reasonseg.output_files import write_png
+from reasonseg.output_files import OutputError, prepare_output_dir, write_png
 from reasonseg.render import contact_sheet
 from reasonseg.report import markdown_table, median_table
 from reasonseg_interfaces.msg import SegmentationResult
@@ -133,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.bag.exists():
         print(f"reasonseg_demo: sample drive not found at {args.bag}: run the set-up step", file=sys.stderr)
+        return 2
+    try:
+        prepare_output_dir(args.out)  # before the node and the replay: a bad --out fails at once, not after them
+    except OutputError as exc:
+        print(f"reasonseg_demo: {exc}", file=sys.stderr)
         return 2
     env = ros_environment(local_shm=True)  # bag replay, node and recorder all on this machine
     env["ROS_DOMAIN_ID"] = str(args.domain_id)
