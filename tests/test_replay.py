@@ -2,6 +2,7 @@
 not installed here, is one line and exit 2."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,6 @@ def _bag(path: Path, msgtype: str = "std_msgs/msg/String") -> Path:
 
 
 def _replay(bag: Path) -> subprocess.CompletedProcess:
-    import os
-
     env = {**os.environ, "ROS_DOMAIN_ID": str(unique_domain_id()), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     return subprocess.run([REPLAY, str(bag), "--wait-subscribers", "0", "--rate", "10"], capture_output=True,
                           text=True, timeout=60, env=env)

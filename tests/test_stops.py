@@ -1,7 +1,8 @@
 """Every command a user starts stops cleanly on a signal at any moment: no traceback, no process left behind.
 
-Ctrl-C in a terminal signals the whole process group (the demo and its node and replay children alike);
-`docker stop` and systemd send SIGTERM to the launcher alone."""
+Ctrl-C in a terminal signals the foreground process group: the command itself, whose node and replay children
+run in their own groups and get the stop passed on once; `docker stop` and systemd send SIGTERM to the launcher
+alone, a closed terminal SIGHUP."""
 from __future__ import annotations
 
 import os
