@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .config import PIPELINES
+from .entry import INTERRUPTED, stop_requested
 from .errors import ReasonSegError
 from .export.formats import add_export_parser
 
@@ -172,10 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ReasonSegError, OSError) as exc:  # OSError: a cache or output path the system refuses (one line)
+        if stop_requested():  # a Ctrl-C that a C library turned into its own error (entry.py)
+            return INTERRUPTED
         print(f"reasonseg: error: {_shown(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -17,19 +17,37 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 INTERRUPTED = 130  # shell convention: 128 + SIGINT
 
 
+_received: list[int] = []  # stop signals this process got through our handlers
+
+
+def stop_requested() -> bool:
+    """A stop signal has arrived. C code a KeyboardInterrupt lands in may turn it into an error of its own
+    (onnxruntime's first import reports "initialization failed"): an error handler asks this first, so the
+    command reports a stop, not a broken model file."""
+    return bool(_received)
+
+
+def _note(signum: int, _frame: object) -> None:
+    _received.append(signum)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
 def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: int = INTERRUPTED) -> int | None:
     """`load()` does the imports and returns the command's main; run it with clean stops (see module doc)."""
-    noted: list[int] = []
     keep = {sig: signal.getsignal(sig) == signal.SIG_IGN for sig in _SIGNALS}  # e.g. SIGINT in a `cmd &` job
     for sig in _SIGNALS:
         if not keep[sig]:
-            signal.signal(sig, lambda signum, _frame: noted.append(signum))
+            signal.signal(sig, _note)
     main = load()
-    if noted:
+    if _received:
         return interrupted_code
     for sig in _SIGNALS:
         if not keep[sig]:
-            signal.signal(sig, signal.default_int_handler)
+            signal.signal(sig, _interrupt)
     try:
         return main()
     except KeyboardInterrupt:  # also one landing inside a command's own clean-up or error handling
