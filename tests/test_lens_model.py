@@ -276,6 +276,7 @@ def test_node_serves_pipeline_lens_over_dds(release, tmp_path, photos, load_rgb)
         results = client.results_of("lens")
         assert results[0].grounding_source == "lens"
         assert "context queries" in results[0].reasoning
+        assert client.wait_for(lambda: bool(client.masks), 10)  # a separate topic from the results
         with client.lock:
             masks = [mask_array(m) for _, m in client.masks]
         assert masks and all(m.shape == bgr.shape[:2] for m in masks)

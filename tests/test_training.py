@@ -254,6 +254,30 @@ def test_a_killed_run_resumes_to_the_uninterrupted_runs_weights(l2l_init, tmp_pa
     assert manifest["parity"]["mask_logits"]["max_rel"] <= 1e-4
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_exits_130_and_keeps_its_checkpoints(l2l_init, tmp_path, sig) -> None:
+    """Ctrl-C in the terminal, SIGTERM from a scheduler: Lightning stops gracefully but exits 1, which reads as a
+    failure to a shell or a job array; the stop is reported as the other commands report it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "fit.log"
+    proc = subprocess.Popen([sys.executable, "-m", "training", "fit", "--config", str(L2L_CONFIG),
+                             "--model.init_args.model_dir", str(l2l_init), "--data.init_args.tokenizer_dir",
+                             str(l2l_init), "--trainer.max_epochs", "50", *SMALL_DATA], cwd=tmp_path, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    last = tmp_path / "runs" / "l2l_tiny" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # in the next epoch
+    os.killpg(proc.pid, sig)
+    try:
+        assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in log.read_text() and last.is_file()
+
+
 def test_tiny_runs_serve_their_pipelines(l2l_init, lens_init, cora_ckpt, tmp_path, photos) -> None:
     for name, config, extra, pipeline, setting in (
             ("l2l", L2L_CONFIG, ["--model.init_args.model_dir", str(l2l_init), "--data.init_args.tokenizer_dir",

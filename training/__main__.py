@@ -6,12 +6,20 @@ from __future__ import annotations
 import sys
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int | None:
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
-    LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                 save_config_kwargs={"overwrite": True}, args=args, auto_configure_optimizers=False)
+    from reasonseg.entry import INTERRUPTED, stop_requested
+
+    try:
+        LightningCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                     save_config_kwargs={"overwrite": True}, args=args, auto_configure_optimizers=False)
+    except SystemExit as exc:  # Lightning ends a run stopped by Ctrl-C or SIGTERM with exit(1): report a stop
+        if exc.code == 1 and stop_requested():
+            return INTERRUPTED
+        raise
+    return None
 
 
 def _load():
