@@ -34,3 +34,28 @@ def test_an_output_path_the_system_refuses_is_one_line(tmp_path):
     proc = _run("--out", "/proc/reasonseg-drive")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("reasonseg_sample_drive: error: ")
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_stop_mid_write_keeps_the_old_bag_and_leaves_no_partial_one(tmp_path):
+    import os
+    import signal
+    import time
+
+    bag = tmp_path / "drive"
+    bag.mkdir()
+    (bag / "drive.mcap").write_bytes(b"the bag a user already has")
+    log = tmp_path / "log"
+    proc = subprocess.Popen([EXE, "--out", str(bag), "--force"], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "frame/s" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # tqdm's rate: frames are being written
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in log.read_text()
+    assert (bag / "drive.mcap").read_bytes() == b"the bag a user already has"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drive", "log"]  # no .drive.partial

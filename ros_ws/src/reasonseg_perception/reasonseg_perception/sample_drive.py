@@ -75,26 +75,31 @@ def write_sample_drive(images: Path, out: Path, *, fps: float = 10.0, force: boo
     step_ns = int(1e9 / fps)
     n_per = int(SECONDS_PER_INSTRUCTION * fps)
     total = sum(len(s.instructions) for s in SCENES) * n_per
-    with Writer(partial, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        cam = writer.add_connection(CAMERA_TOPIC, Image.__msgtype__, typestore=ts)
-        ins = writer.add_connection(INSTRUCTION_TOPIC, String.__msgtype__, typestore=ts)
-        k = 0
-        with tqdm(total=total, desc="sample drive", unit="frame") as bar:
-            for scene in SCENES:
-                bgr = photos[scene.photo]
-                for text in scene.instructions:
-                    t_ns = t0_ns + k * step_ns
-                    writer.write(ins, t_ns - step_ns // 2, ts.serialize_cdr(String(data=text), String.__msgtype__))
-                    for _ in range(n_per):
+    try:
+        with Writer(partial, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+            cam = writer.add_connection(CAMERA_TOPIC, Image.__msgtype__, typestore=ts)
+            ins = writer.add_connection(INSTRUCTION_TOPIC, String.__msgtype__, typestore=ts)
+            k = 0
+            with tqdm(total=total, desc="sample drive", unit="frame") as bar:
+                for scene in SCENES:
+                    bgr = photos[scene.photo]
+                    for text in scene.instructions:
                         t_ns = t0_ns + k * step_ns
-                        frame = _pan(bgr, k / fps)
-                        header = Header(stamp=Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000),
-                                        frame_id="camera")
-                        msg = Image(header=header, height=FRAME_SIZE[1], width=FRAME_SIZE[0], encoding="bgr8",
-                                    is_bigendian=0, step=FRAME_SIZE[0] * 3, data=frame.reshape(-1))
-                        writer.write(cam, t_ns, ts.serialize_cdr(msg, Image.__msgtype__))
-                        k += 1
-                        bar.update()
+                        writer.write(ins, t_ns - step_ns // 2,
+                                     ts.serialize_cdr(String(data=text), String.__msgtype__))
+                        for _ in range(n_per):
+                            t_ns = t0_ns + k * step_ns
+                            frame = _pan(bgr, k / fps)
+                            header = Header(stamp=Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000),
+                                            frame_id="camera")
+                            msg = Image(header=header, height=FRAME_SIZE[1], width=FRAME_SIZE[0], encoding="bgr8",
+                                        is_bigendian=0, step=FRAME_SIZE[0] * 3, data=frame.reshape(-1))
+                            writer.write(cam, t_ns, ts.serialize_cdr(msg, Image.__msgtype__))
+                            k += 1
+                            bar.update()
+    except BaseException:  # a stop or a full disk mid-write: no half-written bag left next to the old one
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
