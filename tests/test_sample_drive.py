@@ -45,7 +45,7 @@ def test_a_stop_mid_write_keeps_the_old_bag_and_leaves_no_partial_one(tmp_path):
     bag.mkdir()
     (bag / "drive.mcap").write_bytes(b"the bag a user already has")
     log = tmp_path / "log"
-    proc = subprocess.Popen([EXE, "--out", str(bag), "--force"], stdout=log.open("w"), stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([EXE, "--out", str(bag), "--force", "--fps", "40"], stdout=log.open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 60
