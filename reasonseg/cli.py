@@ -109,18 +109,22 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if single:
         _segment_one(pipeline, settings, images[0], instruction, out, rgb, model_load_ms=load_ms)
         return 0
-    records, failed, names = [], 0, set()
-    for image in images:
-        name = image.name if image.name not in names else f"{image.stem}-{len(names)}{image.suffix}"
-        names.add(name)
-        try:
-            records.append(_segment_one(pipeline, settings, image, instruction, out / name))
-        except ReasonSegError as exc:  # a bad image is reported and skipped; the others still run
-            failed += 1
-            print(f"{_shown(image.name)}: error: {_shown(exc)}", file=sys.stderr, flush=True)
-            records.append({"image": _shown(image), "instruction": instruction, "error": _shown(exc)})
+    records, failed, names, interrupted = [], 0, set(), False
+    try:
+        for image in images:
+            name = image.name if image.name not in names else f"{image.stem}-{len(names)}{image.suffix}"
+            names.add(name)
+            try:
+                records.append(_segment_one(pipeline, settings, image, instruction, out / name))
+            except ReasonSegError as exc:  # a bad image is reported and skipped; the others still run
+                failed += 1
+                print(f"{_shown(image.name)}: error: {_shown(exc)}", file=sys.stderr, flush=True)
+                records.append({"image": _shown(image), "instruction": instruction, "error": _shown(exc)})
+    except KeyboardInterrupt:  # a long folder run stopped: the summary still lists the images done before it
+        interrupted = True
     totals = [r["timings_ms"]["total"] for r in records if "timings_ms" in r]
-    summary = {"instruction": instruction, "images": len(images), "failed": failed, "model_load_ms": load_ms,
+    summary = {"instruction": instruction, "images": len(images), "done": len(records), "failed": failed,
+               "interrupted": interrupted, "model_load_ms": load_ms,
                "median_ms_per_image": round(sorted(totals)[len(totals) // 2], 1) if totals else None,
                "results": records}
     write_json(out / "summary.json", summary)
@@ -128,9 +132,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
              r.get("score", "-"), r.get("box", "-"), r["timings_ms"]["total"] if "timings_ms" in r else "-"]
             for r in records]
     table = markdown_table(["image", "label", "score", "box", "ms"], rows)
-    write_bytes(out / "summary.md", (f"{instruction!r}: models loaded once in {load_ms:.0f} ms\n\n" + table).encode())
-    print(table + f"{len(images) - failed}/{len(images)} images segmented -> {_shown(out)}/summary.md")
-    return 2 if failed else 0
+    stop = f" (interrupted after {len(records)} of {len(images)})" if interrupted else ""
+    write_bytes(out / "summary.md",
+                (f"{instruction!r}: models loaded once in {load_ms:.0f} ms{stop}\n\n" + table).encode())
+    print(table + f"{len(records) - failed}/{len(images)} images segmented{stop} -> {_shown(out)}/summary.md")
+    return INTERRUPTED if interrupted else 2 if failed else 0
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:

@@ -171,3 +171,32 @@ def test_ctrl_c_inside_onnxruntimes_first_import_is_a_stop(tmp_path):
         out = subprocess.run([sys.executable, str(script), f"{step * 0.00025:.5f}", "segment", str(photo), "the dog",
                               "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert (out.returncode, out.stderr) == (130, ""), (step, out.returncode, out.stderr[-2000:])
+
+
+def test_a_stopped_folder_run_keeps_a_summary_of_the_images_done(tmp_path):
+    """Ctrl-C in a long `reasonseg segment FOLDER` run: exit 130, and summary.json / summary.md list the images
+    segmented before the stop (they used to be written only at the end)."""
+    import json
+    import shutil
+
+    from reasonseg.config import resolve_cache_dir
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(8):
+        shutil.copy(resolve_cache_dir() / "images" / "dog.jpg", folder / f"dog{i}.jpg")
+    log, out = tmp_path / "out.log", tmp_path / "out"
+    proc = subprocess.Popen([str(BIN / "reasonseg"), "segment", str(folder), "the dog", "--out", str(out)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_line(log, "dog0.jpg: 'the dog'", proc, 120)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _assert_clean(log)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and 1 <= summary["done"] < 8 == summary["images"], summary
+    assert [r["image"] for r in summary["results"]] == [str(folder / f"dog{i}.jpg") for i in range(summary["done"])]
+    assert f"(interrupted after {summary['done']} of 8)" in (out / "summary.md").read_text()
