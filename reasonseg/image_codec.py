@@ -109,6 +109,11 @@ def read_image_file(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     p = Path(path)
     if not p.is_file():
         raise InputError(f"image not found: {p}")
+    # read into memory only what could be an image of at most max_pixels (16-bit RGBA raw is 8 bytes a
+    # pixel): a video or disk image named .jpg must not be loaded whole before the decoder refuses it
+    if (nbytes := p.stat().st_size) > 8 * max_pixels + (1 << 20):
+        raise InputError(f"{p} is {nbytes / 1e6:.0f} MB, more than an image of max_image_pixels={max_pixels} "
+                         "can be")
     size = header_size(p)
     if size is not None:
         check_image_size(*size, max_pixels=max_pixels, max_aspect=max_aspect)

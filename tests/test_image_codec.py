@@ -50,3 +50,20 @@ def test_validate_rgb():
     for bad in (np.zeros((4, 5), np.uint8), np.zeros((4, 5, 3), np.float32), np.zeros((0, 5, 3), np.uint8)):
         with pytest.raises(InputError):
             validate_rgb(bad)
+
+
+def test_a_file_too_big_for_any_allowed_image_is_refused_unread(tmp_path):
+    """A video or disk image named .jpg: refused from its size, before it is read into memory (np.fromfile read
+    it whole, then the decoder refused it)."""
+    from reasonseg.image_codec import read_image_file
+
+    big = tmp_path / "drive.jpg"
+    with big.open("wb") as f:  # sparse: 1 GB on paper, nothing on disk
+        f.truncate(1 << 30)
+    with pytest.raises(InputError, match="1074 MB, more than an image of max_image_pixels") as info:
+        read_image_file(big)
+    assert "\n" not in str(info.value)
+    with big.open("r+b") as f:
+        f.truncate(2 << 20)
+    with pytest.raises(InputError, match="2 MB, more than an image of max_image_pixels=1000"):
+        read_image_file(big, max_pixels=1000)  # the cap follows the setting
