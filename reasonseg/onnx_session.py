@@ -6,7 +6,7 @@ here, so a corrupt file, a foreign graph or a wrong input shape reads the same e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -32,9 +32,59 @@ def providers_for(device: str) -> list[str]:
     return [p for p in _GPU_PROVIDERS if p in have] + ["CPUExecutionProvider"]
 
 
-def open_session(path: Path | str, what: str, *, threads: int = 0, device: str = "cpu"):
+class BoundSession:
+    """An InferenceSession run through IO binding, as onnxruntime advises for CUDA / TensorRT: inputs are
+    copied to the session's device once per run, outputs are allocated there, and the outputs named in `keep`
+    stay there as OrtValues, so the next graph of a chain (encoder -> decoder, features -> tracking step)
+    takes them without a round trip through host memory. Everything else reads like the session."""
+
+    def __init__(self, session, device_type: str = "cpu", device_id: int = 0) -> None:
+        self.session, self.device_type, self.device_id = session, device_type, int(device_id)
+
+    def __getattr__(self, name: str):  # get_inputs, get_outputs, get_providers, ...
+        return getattr(self.session, name)
+
+    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, object],
+            keep: Collection[str] = ()) -> list:
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        names = list(output_names) if output_names else [o.name for o in self.session.get_outputs()]
+        for name in names:
+            binding.bind_output(name, self.device_type, self.device_id)
+        self.session.run_with_iobinding(binding)
+        return [v if n in keep else v.numpy() for n, v in zip(names, binding.get_outputs())]
+
+
+def run_graph(graph, output_names: Sequence[str] | None, feeds: Mapping[str, object],
+              keep: Collection[str] = ()) -> list:
+    """`graph.run`, leaving the `keep` outputs on the device where the graph is IO-bound (elsewhere all
+    outputs are numpy, and OrtValue feeds from a bound graph come back to the host first)."""
+    if isinstance(graph, BoundSession):
+        return graph.run(output_names, feeds, keep)
+    return graph.run(output_names, {k: host(v) for k, v in feeds.items()})
+
+
+def is_device_value(value: object) -> bool:
+    """An onnxruntime OrtValue (a kept output of a BoundSession), not a host array."""
+    return hasattr(value, "device_name")
+
+
+def host(value):
+    """A graph output as numpy, wherever it lives."""
+    return value.numpy() if is_device_value(value) else value
+
+
+def open_session(path: Path | str, what: str, *, threads: int = 0, device: str = "cpu",
+                 io_binding: bool | None = None):
     """An InferenceSession tuned for latency: full graph optimisation, `threads` intra-op threads (0 = one per
-    core), one inter-op thread (the graphs here are chains; parallel branches only add contention)."""
+    core), one inter-op thread (the graphs here are chains; parallel branches only add contention). On a GPU
+    provider (or with `io_binding=True`) it comes as a :class:`BoundSession`."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -46,11 +96,17 @@ def open_session(path: Path | str, what: str, *, threads: int = 0, device: str =
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # errors only: shape-merge warnings of exported graphs are noise to a user
     try:
-        return ort.InferenceSession(str(path), opts, providers=providers_for(device))
+        session = ort.InferenceSession(str(path), opts, providers=providers_for(device))
     except ModelCacheError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind types
         raise CheckpointError(f"{what}: cannot load ONNX model {path}: {' '.join(str(exc).split())[:200]}") from None
+    first = session.get_providers()[0]
+    if io_binding is False or (io_binding is None and first == "CPUExecutionProvider"):
+        return session
+    if first == "CPUExecutionProvider":
+        return BoundSession(session)
+    return BoundSession(session, "cuda", int(session.get_provider_options()[first].get("device_id", 0)))
 
 
 def check_feeds(session, feeds: Mapping[str, np.ndarray], what: str) -> None:
@@ -59,5 +115,6 @@ def check_feeds(session, feeds: Mapping[str, np.ndarray], what: str) -> None:
         if spec.name not in feeds:
             raise ValueError(f"{what}: missing input {spec.name!r}")
         got = feeds[spec.name].shape
+        got = got() if callable(got) else got  # an OrtValue's shape is a method
         if len(got) != len(spec.shape) or any(isinstance(d, int) and d != g for d, g in zip(spec.shape, got)):
             raise ValueError(f"{what}: input {spec.name!r} has shape {list(got)}, the graph takes {spec.shape}")

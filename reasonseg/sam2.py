@@ -28,7 +28,9 @@ NO_OBJECT = -1024.0  # SAM2's logit for "not present" (NO_OBJ_SCORE)
 
 @dataclass(frozen=True, eq=False)
 class Sam2Embedding:
-    features: list[Any]             # torch tensors: high-res levels, then the last level (+ no-memory token)
+    # high-res levels, then the last level (+ no-memory token): torch tensors; on onnxruntime arrays, or
+    # OrtValues on the device of an IO-bound (GPU) encoder
+    features: list[Any]
     original_size: tuple[int, int]  # (H, W) of the frame
 
 

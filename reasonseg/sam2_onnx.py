@@ -18,7 +18,7 @@ from .errors import CheckpointError
 from .export.manifest import read_manifest
 from .export.sam2 import DECODER, DECODER_INPUTS, ENCODER, ENCODER_INPUTS
 from .export.sam2_track import START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS
-from .onnx_session import open_session
+from .onnx_session import open_session, run_graph
 from .prompt import MaskPrediction, Prompt, check_prompt_kinds
 from .sam2 import NO_OBJECT, Sam2Embedding, _logits_to_mask, _sigmoid, sam2_pixels, sam2_points
 
@@ -29,7 +29,7 @@ class OnnxSam2Segmenter:
     TRACK_PROMPT_KINDS = frozenset({"box", "points"})
 
     def __init__(self, folder: Path | str, *, device: str = "cpu", num_threads: int | None = None,
-                 antialias: bool = False) -> None:
+                 antialias: bool = False, io_binding: bool | None = None) -> None:
         folder = Path(folder)
         manifests = {}
         for name in (ENCODER, DECODER, START, STEP):
@@ -44,7 +44,8 @@ class OnnxSam2Segmenter:
                                  for k in ("num_maskmem", "max_pointers", "multimask_min", "multimask_max")}
         sessions = {}
         for name, names in graphs.items():
-            sessions[name] = open_session(folder / name, f"SAM2 {name}", threads=num_threads or 0, device=device)
+            sessions[name] = open_session(folder / name, f"SAM2 {name}", threads=num_threads or 0, device=device,
+                                          io_binding=io_binding)
             if [i.name for i in sessions[name].get_inputs()] != names:
                 raise CheckpointError(f"{folder / name}: not a graph from `reasonseg export sam2`")
         self.encoder, self.decoder = sessions[ENCODER], sessions[DECODER]
@@ -57,7 +58,8 @@ class OnnxSam2Segmenter:
 
     def encode(self, image_rgb: np.ndarray) -> Sam2Embedding:
         pixels = sam2_pixels(image_rgb, self.input_size, self.antialias)[None]
-        return Sam2Embedding(self.encoder.run(None, {"pixel_values": pixels}),
+        names = [o.name for o in self.encoder.get_outputs()]  # IO-bound (GPU): the features stay on the device
+        return Sam2Embedding(run_graph(self.encoder, names, {"pixel_values": pixels}, keep=names),
                              (int(image_rgb.shape[0]), int(image_rgb.shape[1])))
 
     def predict(self, embedding: Sam2Embedding, prompt: Prompt) -> MaskPrediction:
@@ -81,7 +83,7 @@ class OnnxSam2Segmenter:
             mask[0, 0] = cv2.resize(np.ascontiguousarray(prompt.mask_logits, np.float32), self.mask_input_size[::-1],
                                     interpolation=cv2.INTER_LINEAR)
         feats = embedding.features
-        low, iou, obj = self.decoder.run(None, dict(zip(DECODER_INPUTS, (
+        low, iou, obj = run_graph(self.decoder, None, dict(zip(DECODER_INPUTS, (
             feats[0], feats[1], feats[-1], coords[None].astype(np.float32), labels[None].astype(np.int64), raw[None],
             mask, np.array([float(prompt.mask_logits is not None)], np.float32),
             np.array([float(multimask)], np.float32)))))
@@ -127,7 +129,7 @@ class Sam2OnnxStream:
             coords, labels = sam2_points(prompt, self.size, segmenter.input_size)
             lim = segmenter.track_limits  # transformers' `_use_multimask` for a conditioning frame
             multimask = lim["multimask_min"] <= len(coords) <= lim["multimask_max"]
-            out = dict(zip(TRACK_OUTPUTS, segmenter.track_start.run(None, dict(zip(START_INPUTS, (
+            out = dict(zip(TRACK_OUTPUTS, run_graph(segmenter.track_start, None, dict(zip(START_INPUTS, (
                 *feats, coords[None].astype(np.float32), labels[None].astype(np.int64),
                 np.array([float(multimask)], np.float32)))))))
             self.objects.append({"cond": out, "past": {}})
@@ -149,7 +151,7 @@ class Sam2OnnxStream:
             ptr_offsets = [t] + [k for k in range(1, limits["max_pointers"]) if t - k in past]
             memory = [obj["cond"]["maskmem_features"]] + [past[t - k]["maskmem_features"] for k in mem_offsets[1:]]
             pointers = [obj["cond"]["object_pointer"]] + [past[t - k]["object_pointer"] for k in ptr_offsets[1:]]
-            out = dict(zip(TRACK_OUTPUTS, self.seg.track_step.run(None, dict(zip(STEP_INPUTS, (
+            out = dict(zip(TRACK_OUTPUTS, run_graph(self.seg.track_step, None, dict(zip(STEP_INPUTS, (
                 *feats, np.stack(memory), np.array(mem_offsets, np.int64), np.concatenate(pointers),
                 np.array(ptr_offsets, np.float32)))))))
             past[t] = out

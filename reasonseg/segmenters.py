@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from reasonseg.onnx_session import check_feeds
+from reasonseg.onnx_session import check_feeds, is_device_value, run_graph
 from reasonseg.prompt import MaskPrediction, Prompt, check_prompt_kinds
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ Box = tuple[float, float, float, float]
 
 @dataclass(frozen=True)
 class ImageEmbedding:
-    embedding: np.ndarray  # (1, C, E, E) float32
+    embedding: np.ndarray  # (1, C, E, E) float32 (an OrtValue on the device of an IO-bound encoder)
     original_size: tuple[int, int]  # (H, W) of the source image
     resized_size: tuple[int, int]  # (h, w) after longest-side resize, before padding
     input_size: int  # square model input side S
@@ -252,15 +252,16 @@ class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
     `reasonseg export lite-sam` writes them (:mod:`reasonseg.export.lite_sam`)."""
 
     def __init__(self, encoder: Path | str, decoder: Path | str, *, num_threads: int | None = None,
-                 device: str = "cpu", mask_choice: str = "single") -> None:
+                 device: str = "cpu", mask_choice: str = "single", io_binding: bool | None = None) -> None:
         from reasonseg.onnx_session import open_session
 
         self.mask_choice = mask_choice
-        # a path, or a graph with the session interface (a TensorRT engine: reasonseg.export.tensorrt.TrtGraph)
+        # a path, or a graph with the session interface (a TensorRT engine: reasonseg.export.tensorrt.TrtGraph);
+        # IO-bound sessions (GPU) keep the embedding on the device between encoder and decoder
         self.encoder = encoder if hasattr(encoder, "run") else open_session(
-            encoder, "LiteSAM encoder", threads=num_threads or 0, device=device)
+            encoder, "LiteSAM encoder", threads=num_threads or 0, device=device, io_binding=io_binding)
         self.decoder = decoder if hasattr(decoder, "run") else open_session(
-            decoder, "LiteSAM decoder", threads=num_threads or 0, device=device)
+            decoder, "LiteSAM decoder", threads=num_threads or 0, device=device, io_binding=io_binding)
         for path, session, names in ((encoder, self.encoder, ENCODER_INPUTS), (decoder, self.decoder, DECODER_INPUTS)):
             got = [i.name for i in session.get_inputs()]
             if got != names:
@@ -278,7 +279,7 @@ class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
 
     def encode(self, image_rgb: np.ndarray) -> ImageEmbedding:
         x, resized = preprocess_image(image_rgb, self.input_size)
-        (e,) = self.encoder.run(ENCODER_OUTPUTS, {ENCODER_INPUTS[0]: x})
+        (e,) = run_graph(self.encoder, ENCODER_OUTPUTS, {ENCODER_INPUTS[0]: x}, keep=ENCODER_OUTPUTS)
         return ImageEmbedding(e, (image_rgb.shape[0], image_rgb.shape[1]), resized, self.input_size)
 
     def decode_all(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
@@ -286,7 +287,8 @@ class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
         """All four mask tokens (token 0 first) as (bool mask, predicted IoU)."""
         _check_embedding(emb, self.input_size)
         coords, labels = build_prompt(emb, box, points, point_labels)
-        feeds = dict(zip(DECODER_INPUTS, (np.ascontiguousarray(emb.embedding, np.float32), coords, labels)))
+        e = emb.embedding if is_device_value(emb.embedding) else np.ascontiguousarray(emb.embedding, np.float32)
+        feeds = dict(zip(DECODER_INPUTS, (e, coords, labels)))
         check_feeds(self.decoder, feeds, "LiteSAM decoder")  # an embedding from another model: one line
-        logits, iou = self.decoder.run(DECODER_OUTPUTS, feeds)
+        logits, iou = run_graph(self.decoder, DECODER_OUTPUTS, feeds)
         return [(postprocess_logits(logits[0, k], emb), float(iou[0, k])) for k in range(logits.shape[1])]

@@ -240,6 +240,56 @@ def test_sam2_tracking_graphs_give_the_pytorch_streams_masks(sam2_export, photos
         onnx_seg.start_stream(image, [Prompt(mask_logits=np.ones((8, 8), np.float32))], 4)
 
 
+def test_io_binding_keeps_features_on_the_device_and_gives_the_same_masks(tiny_export, sam2_export, photos,
+                                                                          load_rgb) -> None:
+    """What runs on a GPU (outputs allocated on the session's device, the encoder's output fed to the decoder and
+    the tracking graphs as an OrtValue, no host round trip), run here on the CPU device: same numbers."""
+    from reasonseg.onnx_session import BoundSession, host, is_device_value
+    from reasonseg.sam2_onnx import OnnxSam2Segmenter
+
+    image = load_rgb(photos / "dog.jpg")
+    plain = OnnxLiteSam(tiny_export / ENCODER, tiny_export / DECODER_FILE)
+    bound = OnnxLiteSam(tiny_export / ENCODER, tiny_export / DECODER_FILE, io_binding=True)
+    assert isinstance(bound.encoder, BoundSession) and not isinstance(plain.encoder, BoundSession)
+    ep, eb = plain.encode(image), bound.encode(image)
+    assert is_device_value(eb.embedding) and eb.embedding.device_name().lower() == "cpu"
+    assert np.array_equal(ep.embedding, host(eb.embedding))
+    for box in ((100, 100, 400, 400), (0, 0, image.shape[1], image.shape[0])):
+        for emb, seg in ((eb, bound), (eb, plain)):  # a device embedding also feeds an unbound decoder
+            got, want = seg.decode_all(emb, box), plain.decode_all(ep, box)
+            assert all(np.array_equal(m1, m2) and i1 == pytest.approx(i2, abs=1e-6)
+                       for (m1, i1), (m2, i2) in zip(got, want, strict=True))
+
+    _, onnx_dir = sam2_export
+    plain2, bound2 = OnnxSam2Segmenter(onnx_dir), OnnxSam2Segmenter(onnx_dir, io_binding=True)
+    ep2, eb2 = plain2.encode(image), bound2.encode(image)
+    assert all(is_device_value(f) for f in eb2.features)
+    for prompt in (Prompt(box=(120, 130, 560, 470)), Prompt(points=((300, 300),))):
+        a, b = plain2.predict(ep2, prompt), bound2.predict(eb2, prompt)
+        assert np.array_equal(a.logits, b.logits) and a.score == pytest.approx(b.score, abs=1e-6)
+    small = cv2.resize(image, (160, 120))
+    frames = [np.roll(small, 3 * i, axis=1) for i in range(4)]
+    sa, sb = (s.start_stream(frames[0], [Prompt(box=(20, 40, 70, 110))], 3) for s in (plain2, bound2))
+    for frame in frames[1:]:
+        (x,), (y,) = sa.step(frame), sb.step(frame)
+        assert np.array_equal(x.logits, y.logits)
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
+                    reason="this onnxruntime has no CUDA provider (onnxruntime-gpu on an NVIDIA GPU machine)")
+def test_cuda_sessions_are_io_bound_and_keep_the_masks(tiny_export, photos, load_rgb) -> None:
+    from reasonseg.onnx_session import BoundSession
+
+    image = load_rgb(photos / "dog.jpg")
+    cpu = OnnxLiteSam(tiny_export / ENCODER, tiny_export / DECODER_FILE)
+    gpu = OnnxLiteSam(tiny_export / ENCODER, tiny_export / DECODER_FILE, device="cuda")
+    assert isinstance(gpu.encoder, BoundSession) and gpu.encoder.device_type == "cuda"
+    emb = gpu.encode(image)
+    assert emb.embedding.device_name().lower() == "cuda"
+    box = (100, 100, 400, 400)
+    assert mask_iou(gpu.predict(emb, Prompt(box=box)).mask, cpu.predict(cpu.encode(image), Prompt(box=box)).mask) > 0.99
+
+
 def test_a_stale_sam2_export_is_refused(sam2_export, tmp_path) -> None:
     _, onnx_dir = sam2_export
     copy = tmp_path / "onnx"
