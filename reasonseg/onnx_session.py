@@ -46,11 +46,9 @@ class BoundSession:
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, object],
             keep: Collection[str] = ()) -> list:
-        import onnxruntime as ort
-
         binding = self.session.io_binding()
         for name, value in feeds.items():
-            if isinstance(value, ort.OrtValue):
+            if is_device_value(value):
                 binding.bind_ortvalue_input(name, value)
             else:
                 binding.bind_cpu_input(name, np.ascontiguousarray(value))
@@ -102,11 +100,11 @@ def open_session(path: Path | str, what: str, *, threads: int = 0, device: str =
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind types
         raise CheckpointError(f"{what}: cannot load ONNX model {path}: {' '.join(str(exc).split())[:200]}") from None
     first = session.get_providers()[0]
-    if io_binding is False or (io_binding is None and first == "CPUExecutionProvider"):
+    gpu = first != "CPUExecutionProvider"
+    if not (gpu if io_binding is None else io_binding):
         return session
-    if first == "CPUExecutionProvider":
-        return BoundSession(session)
-    return BoundSession(session, "cuda", int(session.get_provider_options()[first].get("device_id", 0)))
+    device_id = int(session.get_provider_options()[first].get("device_id", 0)) if gpu else 0
+    return BoundSession(session, "cuda" if gpu else "cpu", device_id)
 
 
 def check_feeds(session, feeds: Mapping[str, np.ndarray], what: str) -> None:
