@@ -57,3 +57,16 @@ def test_a_damaged_bag_is_one_line(tmp_path, damage, needle):
     lines = [line for line in proc.stderr.splitlines() if line.strip() and "[INFO]" not in line]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"reasonseg_replay: cannot replay {bag}") and needle in lines[0], lines
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--rate", "0"], "--rate: must be a finite number > 0, got '0'"),  # was a ZeroDivisionError after the wait
+    (["--rate", "-1"], "--rate: must be a finite number > 0"),  # were replayed as fast as possible
+    (["--rate", "nan"], "--rate: must be a finite number > 0"),
+    (["--wait-subscribers", "-2"], "--wait-subscribers: must be a finite number >= 0"),
+    (["--wait-subscribers", "1.5"], "--wait-subscribers: not an integer: '1.5'"),
+    (["--wait-timeout", "inf"], "--wait-timeout: must be a finite number >= 0"),
+])
+def test_bad_numbers_are_usage_errors(tmp_path, args, needle):
+    proc = subprocess.run([REPLAY, str(_bag(tmp_path / "good")), *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
