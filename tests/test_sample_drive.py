@@ -59,3 +59,12 @@ def test_a_stop_mid_write_keeps_the_old_bag_and_leaves_no_partial_one(tmp_path):
     assert "Traceback" not in log.read_text()
     assert (bag / "drive.mcap").read_bytes() == b"the bag a user already has"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drive", "log"]  # no .drive.partial
+
+
+@pytest.mark.parametrize("fps", ["0", "-1", "nan", "inf", "1e-9", "5000", "ten"])
+def test_a_bad_frame_rate_is_a_usage_error(tmp_path, fps):
+    """0 was a ZeroDivisionError, NaN / inf a ValueError / OverflowError traceback; -1 and 1e-9 wrote a bag with
+    negative or overflowing stamps."""
+    proc = _run("--out", str(tmp_path / "drive"), "--fps", fps)
+    assert proc.returncode == 2 and "argument --fps: " in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "drive").exists()

@@ -21,6 +21,7 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from reasonseg.cli_args import number
 from reasonseg.config import BACKENDS, resolve_cache_dir
 from reasonseg.entry import ignore_further_signals
 from reasonseg.image_codec import decode_image
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--params-file", default=None)
     p.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=BACKENDS)
-    p.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42")))
+    p.add_argument("--domain-id", type=number(int, high=232), default=os.environ.get("ROS_DOMAIN_ID", "42"),
+                   help="ROS_DOMAIN_ID of the node and the replay (default: $ROS_DOMAIN_ID, else 42)")
     args = p.parse_args(argv)
     if not args.bag.exists():
         print(f"reasonseg_demo: sample drive not found at {args.bag}: run the set-up step", file=sys.stderr)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,8 @@ from rclpy.serialization import deserialize_message
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.utilities import remove_ros_args
 from rosbags.rosbag2 import Reader, ReaderError
+
+from reasonseg.cli_args import number
 
 def get_message(msgtype: str) -> type:
     """'sensor_msgs/msg/Image' -> the generated Python class (rosidl_runtime_py is not on PyPI)."""
@@ -67,28 +68,14 @@ def replay(node: Node, bag: Path, *, rate: float, wait_subscribers: int, wait_ti
     return sent
 
 
-def _number(kind: type, *, positive: bool):
-    """argparse type: a finite number > 0 (`positive`) or >= 0; anything else is a usage error, exit 2
-    (a rate of 0 divided by zero after the wait, a negative or NaN one replayed the bag as fast as possible)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
-        if not math.isfinite(value) or value < 0 or (positive and value == 0):
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if positive else '>='} 0, got {text!r}")
-        return value
-    return parse
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = remove_ros_args(sys.argv if argv is None else argv)[1:]
     p = argparse.ArgumentParser(prog="reasonseg_replay")
     p.add_argument("bag", type=Path)
-    p.add_argument("--rate", type=_number(float, positive=True), default=1.0, help="speed-up over recorded time")
-    p.add_argument("--wait-subscribers", type=_number(int, positive=False), default=1,
+    p.add_argument("--rate", type=number(above=True), default=1.0, help="speed-up over recorded time")
+    p.add_argument("--wait-subscribers", type=number(int), default=1,
                    help="wait for this many subscribers on each topic")
-    p.add_argument("--wait-timeout", type=_number(float, positive=False), default=60.0, help="seconds")
+    p.add_argument("--wait-timeout", type=number(), default=60.0, help="seconds")
     p.add_argument("--restamp", action="store_true", help="set header stamps to the time of publishing")
     args = p.parse_args(argv)
     if not args.bag.exists():

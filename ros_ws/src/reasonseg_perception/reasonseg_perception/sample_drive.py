@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from reasonseg.cli_args import number
 from reasonseg.errors import InputError, ReasonSegError
 from reasonseg.image_codec import read_image_file
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="reasonseg_sample_drive", description="write the sample drive rosbag2 (MCAP)")
     p.add_argument("--images", type=Path, help="photo folder (default: <cache>/images)")
     p.add_argument("--out", type=Path, help="bag folder (default: <cache>/sample_drive)")
-    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--fps", type=number(low=1, high=1000), default=10.0)  # >= 1 frame per instruction
     p.add_argument("--force", action="store_true", help="rewrite even if up to date")
     args = p.parse_args(argv)
     cache = resolve_cache_dir()
