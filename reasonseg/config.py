@@ -353,6 +353,17 @@ def with_overrides(settings: "Settings", assignments: Iterable[str]) -> "Setting
     return Settings.from_flat(values)
 
 
+MAX_DOMAIN_ID = 232  # higher ids map to UDP ports above 65535
+
+
+def check_domain_id() -> None:
+    """$ROS_DOMAIN_ID, when set, is an integer from 0 to MAX_DOMAIN_ID; ConfigError otherwise. rcl refuses a
+    non-number with a traceback, and Fast DDS ends the process (exit 1, no word of ours) on one above 232."""
+    raw = os.environ.get("ROS_DOMAIN_ID", "").strip()
+    if raw and not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_DOMAIN_ID):
+        raise ConfigError(f"ROS_DOMAIN_ID={raw[:40]!r} must be an integer from 0 to {MAX_DOMAIN_ID}")
+
+
 def check_ros_args(argv: list[str]) -> None:
     """Validate a node command line's parameter sources before rcl reads them; ConfigError on a bad one.
 

@@ -70,3 +70,15 @@ def test_a_damaged_bag_is_one_line(tmp_path, damage, needle):
 def test_bad_numbers_are_usage_errors(tmp_path, args, needle):
     proc = subprocess.run([REPLAY, str(_bag(tmp_path / "good")), *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("command", ["reasonseg_replay", "reasonseg_node"])
+@pytest.mark.parametrize("domain_id", ["abc", "999"])
+def test_a_bad_ros_domain_id_is_one_line(tmp_path, command, domain_id):
+    """rcl refused 'abc' with a traceback (replay); with 999 Fast DDS ended the process, exit 1, with only its
+    own "port number is too high" lines."""
+    args = [str(_bag(tmp_path / "good")), "--wait-subscribers", "0"] if command == "reasonseg_replay" else []
+    proc = subprocess.run([str(Path(REPLAY).parent / command), *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "ROS_DOMAIN_ID": domain_id})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"{command}: ROS_DOMAIN_ID='{domain_id}' must be an integer from 0 to 232"

@@ -22,7 +22,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from reasonseg.cli_args import number
-from reasonseg.config import BACKENDS, resolve_cache_dir
+from reasonseg.config import BACKENDS, MAX_DOMAIN_ID, resolve_cache_dir
 from reasonseg.entry import ignore_further_signals
 from reasonseg.image_codec import decode_image
 from reasonseg.output_files import OutputError, prepare_output_dir, write_png
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--params-file", default=None)
     p.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=BACKENDS)
-    p.add_argument("--domain-id", type=number(int, high=232), default=os.environ.get("ROS_DOMAIN_ID", "42"),
+    p.add_argument("--domain-id", type=number(int, high=MAX_DOMAIN_ID), default=os.environ.get("ROS_DOMAIN_ID", "42"),
                    help="ROS_DOMAIN_ID of the node and the replay (default: $ROS_DOMAIN_ID, else 42)")
     args = p.parse_args(argv)
     if not args.bag.exists():

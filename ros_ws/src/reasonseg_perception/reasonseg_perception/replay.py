@@ -20,6 +20,8 @@ from rclpy.utilities import remove_ros_args
 from rosbags.rosbag2 import Reader, ReaderError
 
 from reasonseg.cli_args import number
+from reasonseg.config import check_domain_id
+from reasonseg.errors import ConfigError
 
 def get_message(msgtype: str) -> type:
     """'sensor_msgs/msg/Image' -> the generated Python class (rosidl_runtime_py is not on PyPI)."""
@@ -80,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.bag.exists():
         print(f"reasonseg_replay: bag not found: {args.bag}", file=sys.stderr)
+        return 2
+    try:
+        check_domain_id()
+    except ConfigError as exc:
+        print(f"reasonseg_replay: {exc}", file=sys.stderr)
         return 2
     # Python's own SIGINT handling (KeyboardInterrupt, caught below): rclpy's would shut the context down
     # under a running publish or node creation, and raise a second KeyboardInterrupt in clean-up.

@@ -33,7 +33,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from reasonseg.config import Settings, check_ros_args, field_docs, unknown_parameter_warnings
+from reasonseg.config import Settings, check_domain_id, check_ros_args, field_docs, unknown_parameter_warnings
 from reasonseg.entry import ignore_further_signals
 from reasonseg.errors import ConfigError, InputError, ReasonSegError
 from reasonseg.image_codec import check_image_layout, decode_compressed
@@ -459,6 +459,7 @@ def _one_line(exc: BaseException) -> str:
 
 def main(args: list[str] | None = None) -> int:
     try:
+        check_domain_id()
         check_ros_args(sys.argv if args is None else args)
         rclpy.init(args=args)
     except ConfigError as exc:
