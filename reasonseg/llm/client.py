@@ -49,6 +49,10 @@ class ChatLlm:
         self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
         # A local server (vLLM, Ollama) often needs no key.
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # a pasted key with a line break or non-ASCII cannot go into a header (http.client: a bare ValueError)
+        self._key_problem = None if not api_key or all(" " <= c <= "~" for c in api_key) else (
+            "OPENAI_API_KEY holds characters an HTTP header cannot carry (a line break, a control or non-ASCII "
+            "character): check the variable")
         self.endpoint = redact_url(base_url or DEFAULT_BASE_URL)  # safe to log
         self._answers: dict[tuple, PreRefinement] = {}
 
@@ -65,6 +69,8 @@ class ChatLlm:
 
     def chat(self, messages: list[dict], *, max_tokens: int | None = None, max_bytes: int = MAX_RESPONSE_BYTES) -> str:
         """The assistant's text for `messages` (text or OpenAI image content parts); raises LlmError."""
+        if self._key_problem:
+            raise LlmError(self._key_problem)
         payload = {"model": self.model, "temperature": 0, "max_tokens": max_tokens or self.max_tokens,
                    "messages": messages}
         try:
