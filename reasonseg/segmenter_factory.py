@@ -33,6 +33,15 @@ def load_model(what: str, fn: Callable[[], T], hint: str = SETUP_HINT) -> T:
         raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {hint}") from None
 
 
+def load_hf_model(what: str, ref: str | Path, fn: Callable[[], T]) -> T:
+    """`load_model` for a model named by a local dir or a cached HF id. A path that does not exist is said to
+    be missing; transformers reports one as a malformed repo id ("Repo id must use alphanumeric chars")."""
+    text = str(ref)
+    if (text.startswith(("/", ".", "~")) or text.count("/") > 1) and not Path(text).expanduser().exists():
+        raise ModelCacheError(f"{what}: no such file or folder; {HF_HINT}")
+    return load_model(what, fn, HF_HINT)
+
+
 def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
     """The LiteSAM encoder file `segmenter.precision` asks for, and why that one (logged at load)."""
     from .export.lite_sam import encoder_file
@@ -82,8 +91,8 @@ def _sam2_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
     if not seg.model:
         raise ConfigError("segmenter.kind sam2 needs segmenter.model (HF id or local dir, e.g. "
                           "facebook/sam2.1-hiera-tiny)")
-    return load_model(f"SAM2 {seg.model}",
-                      lambda: Sam2Segmenter(seg.model, device=seg.device, num_threads=seg.threads or None), HF_HINT)
+    return load_hf_model(f"SAM2 {seg.model}", seg.model,
+                         lambda: Sam2Segmenter(seg.model, device=seg.device, num_threads=seg.threads or None))
 
 
 def tensorrt_engines(seg: SegmenterSettings, cache: Path) -> list[tuple[Path, str]]:

@@ -341,6 +341,17 @@ def test_unreadable_checkpoints_are_one_line_naming_them(tmp_path, capsys, fmt, 
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.parametrize("fmt", ["sam2", "lens-connector", "cora-projection"])
+@pytest.mark.parametrize("ref", ["{tmp}/no-such-dir", "runs/no_run/model", "./no-such-dir"])
+def test_a_checkpoint_path_that_does_not_exist_is_said_to_be_missing(tmp_path, capsys, monkeypatch, fmt, ref) -> None:
+    """transformers reported a missing path as a malformed HF repo id ("Repo id must use alphanumeric chars")."""
+    monkeypatch.chdir(tmp_path)
+    ref = ref.format(tmp=tmp_path)
+    assert cli(["export", fmt, "--checkpoint", ref, "--out", str(tmp_path / "out")]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert f"checkpoint {ref}: no such file or folder; the model must be a local dir" in err, err
+
+
 def test_tensorrt_backend_without_tensorrt_is_one_clear_line(cache_dir, tmp_path, capsys) -> None:
     try:
         import tensorrt  # noqa: F401

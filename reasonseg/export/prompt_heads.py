@@ -44,10 +44,10 @@ def export_lens_connector(checkpoint: str | Path, out_dir: Path, *, seed: int = 
     import torch
 
     from ..models.lens import LensModel
-    from ..segmenter_factory import HF_HINT, load_model
+    from ..segmenter_factory import load_hf_model
 
-    lens = load_model(f"LENS checkpoint {checkpoint}", lambda: LensModel.from_pretrained(checkpoint, dtype=torch.float32),
-                      HF_HINT)
+    lens = load_hf_model(f"LENS checkpoint {checkpoint}", checkpoint,
+                         lambda: LensModel.from_pretrained(checkpoint, dtype=torch.float32))
     head = lens.head.float().eval()
     m, d = head.num_queries, head.learnable_query.shape[-1]
     return _export_head(head, (2, m, d), Path(out_dir) / CONNECTOR, "query_states", "LENS connector", seed,
@@ -59,7 +59,7 @@ def export_cora_projection(checkpoint: str | Path, out_dir: Path, *, seed: int =
     from torch import nn
 
     from ..models.cora import CoraModel
-    from ..segmenter_factory import HF_HINT, load_model
+    from ..segmenter_factory import load_hf_model
 
     class Projection(nn.Module):
         def __init__(self, projection: nn.Module) -> None:
@@ -69,8 +69,8 @@ def export_cora_projection(checkpoint: str | Path, out_dir: Path, *, seed: int =
         def forward(self, seg_state: torch.Tensor) -> torch.Tensor:
             return self.projection(seg_state)[:, None]  # one sparse prompt token, as CoraModel feeds SAM2
 
-    cora = load_model(f"CORA checkpoint {checkpoint}", lambda: CoraModel.from_pretrained(checkpoint, dtype=torch.float32),
-                      HF_HINT)
+    cora = load_hf_model(f"CORA checkpoint {checkpoint}", checkpoint,
+                         lambda: CoraModel.from_pretrained(checkpoint, dtype=torch.float32))
     projection = cora.seg_projection.float().eval()
     d = projection[0].in_features
     return _export_head(Projection(projection).eval(), (2, d), Path(out_dir) / CORA_PROJECTION, "seg_state",

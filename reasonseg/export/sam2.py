@@ -105,15 +105,15 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     import torch
     from transformers import AutoConfig, Sam2Model, Sam2VideoModel
 
-    from ..segmenter_factory import HF_HINT, load_model
+    from ..segmenter_factory import load_hf_model
 
     what = f"SAM2 checkpoint {checkpoint}"
-    config = load_model(what, lambda: AutoConfig.from_pretrained(str(checkpoint), local_files_only=True), HF_HINT)
+    config = load_hf_model(what, checkpoint, lambda: AutoConfig.from_pretrained(str(checkpoint), local_files_only=True))
     if config.model_type not in ("sam2", "sam2_video"):
         raise ValueError(f"{checkpoint} is a {config.model_type!r} checkpoint, not SAM2")
     cls = Sam2VideoModel if config.model_type == "sam2_video" else Sam2Model
-    model = load_model(what, lambda: cls.from_pretrained(str(checkpoint), local_files_only=True,
-                                                         dtype=torch.float32), HF_HINT).eval()
+    model = load_hf_model(what, checkpoint, lambda: cls.from_pretrained(str(checkpoint), local_files_only=True,
+                                                                       dtype=torch.float32)).eval()
     encoder, decoder = _modules(model)
     s = int(config.image_size if isinstance(config.image_size, int) else config.image_size[0])
     out_dir = Path(out_dir)

@@ -7,7 +7,7 @@ from typing import Callable
 from ..config import Settings
 from ..errors import ConfigError, ReasonSegError
 from ..model_cache import require
-from ..segmenter_factory import HF_HINT, build_segmenter, load_model as _load
+from ..segmenter_factory import build_segmenter, load_hf_model, load_model as _load
 from .base import Pipeline
 from .chain import FallbackChain
 
@@ -82,7 +82,7 @@ def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
     else:
         from ..mllm.qwen_vl import QwenVl
 
-        vlm = _load(f"MLLM {m.model}", lambda: QwenVl(m), HF_HINT)
+        vlm = load_hf_model(f"MLLM {m.model}", m.model, lambda: QwenVl(m))
     log.info("mllm pipeline: %s (%s) @ %s, segmenter=%s", m.model, m.backend, vlm.endpoint, _describe(settings))
     return MllmPipeline(vlm, parts.segmenter, settings)
 
@@ -93,7 +93,7 @@ def _build_lens(settings: Settings, parts: _Parts) -> Pipeline:
 
     if not settings.lens.model:
         raise ConfigError("pipeline lens needs lens.model (a LENS checkpoint dir, or an HF id in the local cache)")
-    grounder = _load(f"LENS {settings.lens.model}", lambda: LensGrounder(settings.lens), HF_HINT)
+    grounder = load_hf_model(f"LENS {settings.lens.model}", settings.lens.model, lambda: LensGrounder(settings.lens))
     log.info("lens pipeline: %s (%d queries), SAM2 from the checkpoint", grounder.endpoint,
              grounder.model.num_queries)
     return TokenPipeline(grounder, settings)
@@ -106,7 +106,7 @@ def _build_cora(settings: Settings, parts: _Parts) -> Pipeline:
     if not settings.cora.model:
         raise ConfigError("pipeline cora needs cora.model (a CORA checkpoint dir written by training/, or an HF id "
                           "in the local cache)")
-    grounder = _load(f"CORA {settings.cora.model}", lambda: CoraGrounder(settings.cora), HF_HINT)
+    grounder = load_hf_model(f"CORA {settings.cora.model}", settings.cora.model, lambda: CoraGrounder(settings.cora))
     log.info("cora pipeline: %s, SAM2 from the checkpoint", grounder.endpoint)
     return TokenPipeline(grounder, settings)
 
