@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--params-file", default=None)
     p.add_argument("--backend", default=LAUNCH_DEFAULTS["backend"], choices=BACKENDS)
-    p.add_argument("--domain-id", type=number(int, high=MAX_DOMAIN_ID), default=os.environ.get("ROS_DOMAIN_ID", "42"),
+    p.add_argument("--domain-id", type=number(int, high=MAX_DOMAIN_ID), default=os.environ.get("ROS_DOMAIN_ID") or "42",
                    help="ROS_DOMAIN_ID of the node and the replay (default: $ROS_DOMAIN_ID, else 42)")
     args = p.parse_args(argv)
     if not args.bag.exists():
