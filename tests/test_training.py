@@ -196,10 +196,22 @@ def test_one_lens_grpo_step_trains_the_language_model_and_sam_decoder_not_the_en
 
 
 # -- the product command line: DDP, resume, pipelines, export ------------------------------------------------
+def _fit_env() -> dict[str, str]:
+    """`python -m training` from any folder, one thread per process (DDP ranks share the 2 cores)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _wait_past_first_checkpoint(last: Path, proc: subprocess.Popen) -> None:
+    """Until the run has written `last` (or ended), then half a second into the next epoch."""
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+
+
 def _fit(cwd: Path, config: Path, *extra: str, timeout: float = 420) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "training", "fit", "--config", str(config), *extra], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+                          env=_fit_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _digests(run_dir: Path) -> dict[str, str]:
@@ -232,14 +244,10 @@ def test_a_killed_run_resumes_to_the_uninterrupted_runs_weights(l2l_init, tmp_pa
     assert _fit(whole, L2L_CONFIG, *args).returncode == 0
     killed = tmp_path / "killed"
     killed.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "training", "fit", "--config", str(L2L_CONFIG), *args], cwd=killed,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=_fit_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "runs" / "l2l_tiny" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
+    _wait_past_first_checkpoint(last, proc)
     proc.send_signal(signal.SIGKILL)  # no clean-up, no final checkpoint
     proc.wait()
     assert last.exists() and not _digests(killed), "the run must die before it ends"
@@ -258,17 +266,13 @@ def test_a_killed_run_resumes_to_the_uninterrupted_runs_weights(l2l_init, tmp_pa
 def test_a_stopped_run_exits_130_and_keeps_its_checkpoints(l2l_init, tmp_path, sig) -> None:
     """Ctrl-C in the terminal, SIGTERM from a scheduler: Lightning stops gracefully but exits 1, which reads as a
     failure to a shell or a job array; the stop is reported as the other commands report it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     log = tmp_path / "fit.log"
     proc = subprocess.Popen([sys.executable, "-m", "training", "fit", "--config", str(L2L_CONFIG),
                              "--model.init_args.model_dir", str(l2l_init), "--data.init_args.tokenizer_dir",
-                             str(l2l_init), "--trainer.max_epochs", "50", *SMALL_DATA], cwd=tmp_path, env=env,
+                             str(l2l_init), "--trainer.max_epochs", "50", *SMALL_DATA], cwd=tmp_path, env=_fit_env(),
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     last = tmp_path / "runs" / "l2l_tiny" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # in the next epoch
+    _wait_past_first_checkpoint(last, proc)
     os.killpg(proc.pid, sig)
     try:
         assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
