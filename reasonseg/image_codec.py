@@ -17,8 +17,9 @@ import numpy as np
 
 from .errors import InputError
 
-# encoding -> (channels, dtype, channel order to reach RGB)
-_ENCODINGS: dict[str, tuple[int, np.dtype, tuple[int, ...] | None]] = {
+# encoding -> (channels in the buffer, dtype, how to reach RGB: a channel order, or an OpenCV conversion).
+# Names and layouts as sensor_msgs/image_encodings.hpp defines them; conversions as cv_bridge makes them.
+_ENCODINGS: dict[str, tuple[int, np.dtype, tuple[int, ...] | str | None]] = {
     "rgb8": (3, np.dtype(np.uint8), None),
     "bgr8": (3, np.dtype(np.uint8), (2, 1, 0)),
     "rgba8": (4, np.dtype(np.uint8), (0, 1, 2)),
@@ -26,8 +27,23 @@ _ENCODINGS: dict[str, tuple[int, np.dtype, tuple[int, ...] | None]] = {
     "mono8": (1, np.dtype(np.uint8), None),
     "8UC1": (1, np.dtype(np.uint8), None),
     "8UC3": (3, np.dtype(np.uint8), (2, 1, 0)),  # OpenCV convention: BGR
+    "8UC4": (4, np.dtype(np.uint8), (2, 1, 0)),  # BGRA
     "mono16": (1, np.dtype(np.uint16), None),
+    "rgb16": (3, np.dtype(np.uint16), None),
+    "bgr16": (3, np.dtype(np.uint16), (2, 1, 0)),
+    "rgba16": (4, np.dtype(np.uint16), (0, 1, 2)),
+    "bgra16": (4, np.dtype(np.uint16), (2, 1, 0)),
+    # packed 4:2:2, two bytes a pixel: "yuv422" is UYVY, "yuv422_yuy2" is YUYV (uyvy / yuyv: their aliases)
+    "yuv422": (2, np.dtype(np.uint8), "COLOR_YUV2RGB_UYVY"),
+    "uyvy": (2, np.dtype(np.uint8), "COLOR_YUV2RGB_UYVY"),
+    "yuv422_yuy2": (2, np.dtype(np.uint8), "COLOR_YUV2RGB_YUYV"),
+    "yuyv": (2, np.dtype(np.uint8), "COLOR_YUV2RGB_YUYV"),
 }
+# raw sensor mosaics, demosaiced. OpenCV names a pattern by its second row (RGGB is its "BG"); these
+# older names exist in every OpenCV 4 and 5.
+_ENCODINGS |= {f"bayer_{pattern}{bits}": (1, np.dtype(np.uint8 if bits == 8 else np.uint16), f"COLOR_Bayer{cv}2RGB")
+               for pattern, cv in (("rggb", "BG"), ("bggr", "RG"), ("gbrg", "GR"), ("grbg", "GB"))
+               for bits in (8, 16)}
 SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_MAX_ASPECT = 10.0
@@ -47,17 +63,21 @@ def decode_image(
     """Return an HxWx3 uint8 RGB copy of a raw image buffer or raise InputError."""
     buf = data.reshape(-1).view(np.uint8) if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
     check_image_layout(encoding, height, width, step, buf.size, max_pixels=max_pixels, max_aspect=max_aspect)
-    channels, dtype, order = _ENCODINGS[encoding]
+    channels, dtype, to_rgb = _ENCODINGS[encoding]
     row_bytes = width * channels * dtype.itemsize
     rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
     pixels = rows.copy().view(dtype.newbyteorder(">" if is_bigendian else "<") if dtype.itemsize > 1 else dtype)
     pixels = pixels.reshape(height, width, channels)
-    if dtype.itemsize > 1:  # mono16 -> 8 bit by the top byte: display-grade, enough for detection
+    if dtype.itemsize > 1:  # 16 bit -> 8 bit by the top byte, as cv_bridge scales: enough for detection
         pixels = (pixels.astype(np.uint16) >> 8).astype(np.uint8)
+    if isinstance(to_rgb, str):  # demosaic / unpack 4:2:2
+        import cv2
+
+        return cv2.cvtColor(pixels[:, :, 0] if channels == 1 else pixels, getattr(cv2, to_rgb))
     if channels == 1:
         return np.repeat(pixels, 3, axis=2)
-    if order is not None:
-        pixels = pixels[:, :, list(order)]
+    if to_rgb is not None:
+        pixels = pixels[:, :, list(to_rgb)]
     return np.ascontiguousarray(pixels[:, :, :3])
 
 
@@ -85,6 +105,11 @@ def check_image_layout(encoding: str, height: int, width: int, step: int, nbytes
         raise InputError(f"step {step} < width*channels*bytes ({row_bytes}) for {encoding} {width}x{height}")
     if nbytes < step * height:
         raise InputError(f"image data has {nbytes} bytes, expected step*height = {step * height}")
+    conversion = _ENCODINGS[encoding][2]
+    if isinstance(conversion, str) and "YUV" in conversion and width % 2:
+        raise InputError(f"{encoding} packs two pixels in four bytes: width {width} must be even")
+    if isinstance(conversion, str) and "Bayer" in conversion and min(width, height) < 2:
+        raise InputError(f"{encoding} is a 2x2 colour mosaic: {width}x{height} holds none")
 
 
 def validate_rgb(image: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from rosnode_harness import Client, log_lines, mask_array, stamp_of, start_node, stop_node, unique_domain_id
+from rosnode_harness import (Client, bgr_image_msg, log_lines, mask_array, stamp_of, start_node, stop_node,
+                             unique_domain_id)
 from targets import BOXES, mask_in_box
 
 MAX_PIXELS = 1_000_000
@@ -127,8 +128,9 @@ def test_bad_inputs_are_dropped_and_node_keeps_serving(live):
     bad_images = {
         "step 20 <": _bad_image(Image, height=h, width=w, encoding="rgb8", step=20, data=bytes(20 * h)),
         "expected step*height": _bad_image(Image, height=h, width=w, encoding="rgb8", step=30, data=bytes(30 * h - 1)),
-        "unsupported image encoding": _bad_image(Image, height=h, width=w, encoding="yuv422", step=20,
+        "unsupported image encoding": _bad_image(Image, height=h, width=w, encoding="nv21", step=20,
                                                  data=bytes(20 * h)),
+        "width 9 must be even": _bad_image(Image, height=h, width=9, encoding="yuv422", step=18, data=bytes(18 * h)),
         "empty image": _bad_image(Image, height=0, width=0, encoding="rgb8", step=0, data=b""),
         "exceeds max_image_pixels": _bad_image(Image, height=1000, width=1001, encoding="mono8", step=1001,
                                                data=bytes(1001 * 1000)),
@@ -167,6 +169,39 @@ def test_bad_inputs_are_dropped_and_node_keeps_serving(live):
     client.instruct("the dog")
     client.clear()
     _stream_until(client, bgr, lambda: _valid_result_for(client, "the dog") is not None)
+
+
+def test_raw_camera_encodings_are_segmented(live):
+    """A UVC camera's packed YUV 4:2:2 and a GigE camera's Bayer mosaic: each frame comes out as a mask on
+    the dog (these encodings were dropped as unsupported)."""
+    import cv2
+
+    client, proc, log, bgr = live
+    client.instruct("the dog")
+    h, w = bgr.shape[:2]
+    mosaic = np.zeros((h, w), np.uint8)  # RGGB, cut from the photo
+    for (dy, dx), channel in zip([(0, 0), (0, 1), (1, 0), (1, 1)], (2, 1, 1, 0)):
+        mosaic[dy::2, dx::2] = bgr[dy::2, dx::2, channel]
+    frames = {"yuv422_yuy2": (cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_YUY2).tobytes(), 2 * w),
+              "bayer_rggb8": (mosaic.tobytes(), w)}
+    for encoding, (data, step) in frames.items():
+        sent = []
+
+        def masked() -> bool:
+            return any(_mask_for(client, stamp) is not None for stamp in sent)
+
+        deadline = time.monotonic() + 90
+        while not masked() and time.monotonic() < deadline:
+            sent.append(time.time_ns())
+            msg = bgr_image_msg(client.Image, bgr, sent[-1])
+            msg.encoding, msg.step, msg.data = encoding, step, data
+            client.pub_image.publish(msg)
+            client.wait_for(masked, 0.5)
+        mask = next((m for stamp in sent if (m := _mask_for(client, stamp)) is not None), None)
+        assert mask is not None, f"{encoding}: no mask: {_tail(log)}"
+        assert (mask.height, mask.width) == (h, w)
+        mask_in_box(mask_array(mask), BOXES[("dog.jpg", "dog")])
+    assert not log_lines(log, "unsupported image encoding 'yuv422_yuy2'"), _tail(log)
 
 
 @pytest.mark.parametrize("backend, precision", [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")])
