@@ -59,6 +59,44 @@ class BoundSession:
         return [v if n in keep else v.numpy() for n, v in zip(names, binding.get_outputs())]
 
 
+class DeviceStack:
+    """`np.stack` for OrtValues that stays on their device: up to `slots` same-shape values -> one
+    [n, ...] OrtValue, through a two-node graph (Concat, Slice) on a bound session's device. What SAM2's
+    tracking step reads as its memory bank is stacked here on a GPU, so the bank never goes back to the host."""
+
+    def __init__(self, like: BoundSession, slots: int) -> None:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+
+        self.slots = int(slots)
+        names = [f"x{i}" for i in range(self.slots)]
+        nodes = [helper.make_node("Unsqueeze", [n, "axis0"], [f"u{i}"]) for i, n in enumerate(names)]
+        nodes += [helper.make_node("Concat", [f"u{i}" for i in range(self.slots)], ["all"], axis=0),
+                  helper.make_node("Slice", ["all", "axis0", "count", "axis0"], ["stacked"])]
+        zero = onnx.numpy_helper.from_array(np.zeros(1, np.int64), "axis0")
+        graph = helper.make_graph(
+            nodes, "stack", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names]
+            + [helper.make_tensor_value_info("count", TensorProto.INT64, [1])],
+            [helper.make_tensor_value_info("stacked", TensorProto.FLOAT, None)], initializer=[zero])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8  # readable by every onnxruntime this project supports
+        options = like.session.get_provider_options()
+        providers = [(p, options.get(p, {})) for p in like.session.get_providers()
+                     if p != "TensorrtExecutionProvider"]  # a copy needs no engine: CUDA (or CPU) runs it
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = BoundSession(ort.InferenceSession(model.SerializeToString(), opts, providers=providers),
+                                    like.device_type, like.device_id)
+
+    def __call__(self, values: Sequence[object]):
+        if not 0 < len(values) <= self.slots:
+            raise ValueError(f"cannot stack {len(values)} values in {self.slots} slots")
+        feeds = {f"x{i}": values[min(i, len(values) - 1)] for i in range(self.slots)}  # unused slots: a repeat
+        return self.session.run(["stacked"], feeds | {"count": np.array([len(values)], np.int64)},
+                                keep={"stacked"})[0]
+
+
 def run_graph(graph, output_names: Sequence[str] | None, feeds: Mapping[str, object],
               keep: Collection[str] = ()) -> list:
     """`graph.run`, leaving the `keep` outputs on the device where the graph is IO-bound (elsewhere all

@@ -18,7 +18,7 @@ from .errors import CheckpointError
 from .export.manifest import read_manifest
 from .export.sam2 import DECODER, DECODER_INPUTS, ENCODER, ENCODER_INPUTS
 from .export.sam2_track import START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS
-from .onnx_session import open_session, run_graph
+from .onnx_session import BoundSession, DeviceStack, open_session, run_graph
 from .prompt import MaskPrediction, Prompt, check_prompt_kinds
 from .sam2 import NO_OBJECT, Sam2Embedding, _logits_to_mask, _sigmoid, sam2_pixels, sam2_points
 
@@ -50,6 +50,10 @@ class OnnxSam2Segmenter:
                 raise CheckpointError(f"{folder / name}: not a graph from `reasonseg export sam2`")
         self.encoder, self.decoder = sessions[ENCODER], sessions[DECODER]
         self.track_start, self.track_step = sessions.get(START), sessions.get(STEP)
+        # IO-bound (GPU): each frame's memory stays on the device, and the bank is stacked there
+        self.stack_memory = (DeviceStack(self.track_step, self.track_limits["num_maskmem"])
+                             if isinstance(self.track_step, BoundSession) else np.stack)
+        self.keep = ("maskmem_features",) if isinstance(self.track_step, BoundSession) else ()
         self.source, self.antialias = str(folder), antialias
         self.input_size = int(self.encoder.get_inputs()[0].shape[-1])
         specs = {i.name: i.shape for i in self.decoder.get_inputs()}
@@ -101,7 +105,8 @@ class OnnxSam2Segmenter:
 
 
 class Sam2OnnxStream:
-    """`reasonseg.sam2.Sam2Stream` on the tracking graphs: the memory bank is plain arrays held here.
+    """`reasonseg.sam2.Sam2Stream` on the tracking graphs: the memory bank is held here (numpy, or OrtValues on
+    the device when the graphs are IO-bound).
 
     Per object: the conditioning frame's memory and object pointer (kept for the whole stream), and the
     last frames' (at most `memory_frames`, and never more than SAM2 reads: `num_maskmem - 1` memories,
@@ -131,7 +136,7 @@ class Sam2OnnxStream:
             multimask = lim["multimask_min"] <= len(coords) <= lim["multimask_max"]
             out = dict(zip(TRACK_OUTPUTS, run_graph(segmenter.track_start, None, dict(zip(START_INPUTS, (
                 *feats, coords[None].astype(np.float32), labels[None].astype(np.int64),
-                np.array([float(multimask)], np.float32)))))))
+                np.array([float(multimask)], np.float32)))), keep=segmenter.keep)))
             self.objects.append({"cond": out, "past": {}})
             self.last.append(self._prediction(out))
 
@@ -152,8 +157,8 @@ class Sam2OnnxStream:
             memory = [obj["cond"]["maskmem_features"]] + [past[t - k]["maskmem_features"] for k in mem_offsets[1:]]
             pointers = [obj["cond"]["object_pointer"]] + [past[t - k]["object_pointer"] for k in ptr_offsets[1:]]
             out = dict(zip(TRACK_OUTPUTS, run_graph(self.seg.track_step, None, dict(zip(STEP_INPUTS, (
-                *feats, np.stack(memory), np.array(mem_offsets, np.int64), np.concatenate(pointers),
-                np.array(ptr_offsets, np.float32)))))))
+                *feats, self.seg.stack_memory(memory), np.array(mem_offsets, np.int64), np.concatenate(pointers),
+                np.array(ptr_offsets, np.float32)))), keep=self.seg.keep)))
             past[t] = out
             for k in [k for k in past if k < t - self.memory_frames]:
                 del past[k]

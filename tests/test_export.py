@@ -268,17 +268,26 @@ def test_io_binding_keeps_features_on_the_device_and_gives_the_same_masks(tiny_e
         a, b = plain2.predict(ep2, prompt), bound2.predict(eb2, prompt)
         assert np.array_equal(a.logits, b.logits) and a.score == pytest.approx(b.score, abs=1e-6)
     small = cv2.resize(image, (160, 120))
-    frames = [np.roll(small, 3 * i, axis=1) for i in range(4)]
-    sa, sb = (s.start_stream(frames[0], [Prompt(box=(20, 40, 70, 110))], 3) for s in (plain2, bound2))
+    frames = [np.roll(small, 3 * i, axis=1) for i in range(10)]  # 9 steps: the 7-slot bank fills, then slides
+    sa, sb = (s.start_stream(frames[0], [Prompt(box=(20, 40, 70, 110))], 16) for s in (plain2, bound2))
     for frame in frames[1:]:
         (x,), (y,) = sa.step(frame), sb.step(frame)
         assert np.array_equal(x.logits, y.logits)
+    # the bank stays on the device: every frame's memory is an OrtValue, stacked there for the next step
+    bank = [sb.objects[0]["cond"], *sb.objects[0]["past"].values()]
+    assert all(is_device_value(m["maskmem_features"]) for m in bank) and len(bank) == 10
+    stacked = bound2.stack_memory([m["maskmem_features"] for m in bank[:3]])
+    assert is_device_value(stacked) and np.array_equal(
+        host(stacked), np.stack([host(m["maskmem_features"]) for m in bank[:3]]))
+    with pytest.raises(ValueError, match="cannot stack 8 values in 7 slots"):
+        bound2.stack_memory([m["maskmem_features"] for m in bank[:8]])
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
                     reason="this onnxruntime has no CUDA provider (onnxruntime-gpu on an NVIDIA GPU machine)")
-def test_cuda_sessions_are_io_bound_and_keep_the_masks(tiny_export, photos, load_rgb) -> None:
+def test_cuda_sessions_are_io_bound_and_keep_the_masks(tiny_export, sam2_export, photos, load_rgb) -> None:
     from reasonseg.onnx_session import BoundSession
+    from reasonseg.sam2_onnx import OnnxSam2Segmenter
 
     image = load_rgb(photos / "dog.jpg")
     cpu = OnnxLiteSam(tiny_export / ENCODER, tiny_export / DECODER_FILE)
@@ -288,6 +297,13 @@ def test_cuda_sessions_are_io_bound_and_keep_the_masks(tiny_export, photos, load
     assert emb.embedding.device_name().lower() == "cuda"
     box = (100, 100, 400, 400)
     assert mask_iou(gpu.predict(emb, Prompt(box=box)).mask, cpu.predict(cpu.encode(image), Prompt(box=box)).mask) > 0.99
+    frames = [np.roll(cv2.resize(image, (160, 120)), 3 * i, axis=1) for i in range(10)]
+    streams = [OnnxSam2Segmenter(sam2_export[1], device=d).start_stream(frames[0], [Prompt(box=(20, 40, 70, 110))], 16)
+               for d in ("cpu", "cuda")]
+    for frame in frames[1:]:
+        (x,), (y,) = (s.step(frame) for s in streams)
+        assert mask_iou(x.mask, y.mask) > 0.99
+    assert all(m["maskmem_features"].device_name().lower() == "cuda" for m in streams[1].objects[0]["past"].values())
 
 
 def test_a_stale_sam2_export_is_refused(sam2_export, tmp_path) -> None:
