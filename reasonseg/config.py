@@ -22,8 +22,12 @@ from .errors import ConfigError
 
 
 def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
-       choices: tuple[str, ...] | None = None, check: Callable[[Any], str | None] | None = None) -> Any:
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices, "check": check})
+       choices: tuple[str, ...] | None = None, check: Callable[[Any], str | None] | None = None,
+       schema: Mapping[str, Any] | None = None) -> Any:
+    """A setting: default, description and bounds. `check` is a rule beyond them; `schema` says the same rule
+    in JSON Schema terms for the parameter schema file (reasonseg/param_schema.py)."""
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices, "check": check,
+                                            "schema": dict(schema or {})})
 
 
 # Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
@@ -34,7 +38,12 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8")  # exported encoder variants: see 
 SEGMENTER_KINDS = ("lite_sam", "sam2")
 MLLM_BACKENDS = ("transformers", "openai")
 MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
+def _device(doc: str = "auto | cpu | cuda | cuda:N") -> Any:
+    return _f("auto", doc, check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N",
+              schema={"pattern": f"^({_DEVICE.pattern})$"})
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 _CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -66,8 +75,7 @@ class SegmenterSettings:
     kind: str = _f("lite_sam", "segmenter model family", choices=SEGMENTER_KINDS)
     model: str = _f("", "sam2: HF id (from the local cache) or local dir, e.g. facebook/sam2.1-hiera-tiny "
                         "(lite_sam: '' = the embedded default)")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N",
-                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+    device: str = _device()
     # SAM2 reads 6 past masks and 15 past object pointers (sam2.1 configs); older frames are dropped.
     memory_frames: int = _f(16, "sam2 tracker: past frames kept in the memory bank", lo=1, hi=256)
     # onnxruntime runs the LiteSAM encoder ~2x faster than torch on CPU; torch is the reference.
@@ -107,8 +115,7 @@ class MllmSettings:
     chain_of_thought: bool = _f(False, "ask for <think>...</think><answer>...</answer>")
     timeout_s: float = _f(20.0, "deadline for one grounding answer", lo=0.1, hi=600.0)
     max_new_tokens: int = _f(512, "answer token budget", lo=16, hi=8192)
-    device: str = _f("auto", "transformers backend: auto | cpu | cuda | cuda:N",
-                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+    device: str = _device("transformers backend: auto | cpu | cuda | cuda:N")
     dtype: str = _f("auto", "transformers backend weights dtype (auto: bfloat16 on CUDA, float32 on CPU)",
                     choices=MLLM_DTYPES)
     # Qwen2.5-VL's smart_resize: the frame is resized to multiples of 28 px within these pixel counts
@@ -129,8 +136,7 @@ class LensSettings:
     max_new_tokens: int = _f(256, "answer token budget (the release's demo: 256)", lo=1, hi=8192)
     timeout_s: float = _f(30.0, "deadline for one grounding; past it auto falls back to the next pipeline",
                           lo=0.1, hi=600.0)
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N",
-                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+    device: str = _device()
     dtype: str = _f("auto", "MLLM + connector dtype (auto: bfloat16 on CUDA, float32 on CPU); SAM2 stays float32",
                     choices=MLLM_DTYPES)
 
@@ -141,8 +147,7 @@ class CoraSettings:
                         "dir ('' = the cora pipeline is not configured)")
     max_new_tokens: int = _f(32, "answer token budget (the answer is short: \"Sure, it is <SEG>.\")", lo=1, hi=8192)
     timeout_s: float = _f(30.0, "deadline for one grounding", lo=0.1, hi=600.0)
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N",
-                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+    device: str = _device()
     dtype: str = _f("auto", "MLLM dtype (auto: bfloat16 on CUDA, float32 on CPU); SAM2 stays float32",
                     choices=MLLM_DTYPES)
 
@@ -155,8 +160,7 @@ class L2LSettings:
                         "previous pass's probabilities as SESM's prior (no MLLM onboard)", lo=1, hi=4)
     threshold: float = _f(0.5, "foreground probability that counts as mask", lo=0.01, hi=0.99)
     min_area: float = _f(0.001, "smallest mask, as a share of the frame, that counts as found", lo=0.0, hi=1.0)
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N",
-                     check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N")
+    device: str = _device()
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,10 @@ class Settings:
     # -- node only (the CLI reads and ignores these) --
     autostart: bool = _f(True, "configure and activate at start; false waits for a lifecycle manager")
     cameras: tuple[str, ...] = _f(("",), "camera names; each gets <name>/image, <name>/mask, ... ([''] = the "
-                                         "node's own topics)", check=_check_cameras)
+                                         "node's own topics)", check=_check_cameras,
+                                  schema={"anyOf": [{"const": [""]}, {
+                                      "minItems": 1, "uniqueItems": True,
+                                      "items": {"pattern": f"^{_CAMERA_NAME.pattern}$"}}]})
     shared_instruction: bool = _f(False, "one `instruction` topic for every camera instead of <name>/instruction")
     image_transport: str = _f("raw", "raw: sensor_msgs/Image on <image>; compressed: CompressedImage (JPEG/PNG) on "
                                      "<image>/compressed", choices=IMAGE_TRANSPORTS)

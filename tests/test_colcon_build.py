@@ -24,6 +24,7 @@ def test_colcon_builds_the_workspace(tmp_path):
     for rel in ("lib/reasonseg_perception/reasonseg_node", "lib/reasonseg_perception/reasonseg_launch",
                 "share/reasonseg_bringup/launch/driving.launch.py", "share/reasonseg_bringup/config/driving.yaml",
                 "share/reasonseg_bringup/config/fastdds_localhost_shm.xml",
+                "share/reasonseg_perception/schema/reasonseg_node.schema.json",
                 "share/reasonseg_interfaces/srv/SetInstruction.srv",
                 "share/reasonseg_interfaces/msg/SegmentationResult.msg",
                 "lib/libreasonseg_interfaces__rosidl_typesupport_c.so"):

@@ -9,6 +9,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
+        (f"share/{package_name}/schema", ["schema/reasonseg_node.schema.json"]),  # the params files' schema
     ],
     install_requires=["setuptools"],
     zip_safe=True,
