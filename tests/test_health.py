@@ -1,6 +1,6 @@
 """Diagnostics levels: OK, WARN and ERROR from a camera's counters, each with the reason in the message."""
 from reasonseg.config import DiagnosticsSettings
-from reasonseg.runtime.health import ERROR, OK, WARN, HealthRater, StreamSnapshot
+from reasonseg.runtime.health import ERROR, OK, WARN, HealthRater, StreamSnapshot, frame_latency_ms
 
 
 def _snap(**kw) -> StreamSnapshot:
@@ -25,3 +25,11 @@ def test_levels_and_reasons():
     assert level == ERROR and "no frame for 7.5 s" in msg
     assert HealthRater(DiagnosticsSettings(no_frame_s=5))\
         .rate(_snap(since_last_frame_s=None, since_active_s=9.0), [])[0] == ERROR  # a camera that never sent
+
+
+def test_latency_runs_from_arrival_where_the_stamp_is_on_another_clock():
+    now = 1_795_000_000 * 10**9
+    assert frame_latency_ms(now, now - 80 * 10**6, now - 70 * 10**6) == (80.0, True)  # synced: from the stamp
+    assert frame_latency_ms(now, now - 9 * 10**9, now - 1 * 10**9) == (9000.0, True)   # late, but on this clock
+    for stamp in (0, now - 3600 * 10**9, now + 50 * 10**9):  # unstamped; an hour off; a clock ahead
+        assert frame_latency_ms(now, stamp, now - 120 * 10**6) == (120.0, False)

@@ -28,14 +28,16 @@ def live(tmp_path_factory, photos, load_rgb):
         stop_node(proc)
 
 
-def _stream_until(client: Client, bgr: np.ndarray, cond, *, hz: float = 5.0, timeout: float = 90.0) -> dict[int, float]:
-    """Publish frames with fresh stamps until cond() holds; returns stamp -> publish time."""
+def _stream_until(client: Client, bgr: np.ndarray, cond, *, hz: float = 5.0, timeout: float = 90.0,
+                  stamp=time.time_ns) -> dict[int, float]:
+    """Publish frames stamped by `stamp()` (fresh ones by default) until cond() holds; returns stamp -> publish
+    time."""
     sent: dict[int, float] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not cond():
-        stamp = time.time_ns()
-        client.send(bgr, stamp)
-        sent[stamp] = time.monotonic()
+        stamp_ns = stamp()
+        client.send(bgr, stamp_ns)
+        sent[stamp_ns] = time.monotonic()
         time.sleep(1.0 / hz)
     assert cond(), "no matching output before the timeout"
     return sent
@@ -202,6 +204,19 @@ def test_raw_camera_encodings_are_segmented(live):
         assert (mask.height, mask.width) == (h, w)
         mask_in_box(mask_array(mask), BOXES[("dog.jpg", "dog")])
     assert not log_lines(log, "unsupported image encoding 'yuv422_yuy2'"), _tail(log)
+
+
+def test_unstamped_frames_get_a_latency_from_arrival(live):
+    """A camera that leaves stamps at 0 (or stamps on its own clock): the result's latency is arrival ->
+    publish, not 56 years, and the log says why once."""
+    client, proc, log, bgr = live
+    client.instruct("the dog")
+    client.clear()
+    _stream_until(client, bgr, lambda: any(stamp_of(m) == 0 for _, m in client.results), stamp=lambda: 0)
+    with client.lock:
+        latencies = [m.latency_ms for _, m in client.results if stamp_of(m) == 0]
+    assert latencies and all(0 < v < 60_000 for v in latencies), latencies
+    assert len(log_lines(log, "s behind this node's clock")) == 1, _tail(log)
 
 
 @pytest.mark.parametrize("backend, precision", [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")])

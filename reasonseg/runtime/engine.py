@@ -36,6 +36,7 @@ class Frame:
     stamp_ns: int            # source stamp (camera clock)
     frame_id: str = ""
     header: Any = None       # opaque, handed back with the output (a ROS header, say)
+    arrived_ns: int | None = None  # arrival on the receiver's clock (latency where the stamp is on another)
 
     def pixels(self) -> np.ndarray:
         return validate_rgb(self.source() if callable(self.source) else self.source)

@@ -9,6 +9,17 @@ from ..config import DiagnosticsSettings
 
 OK, WARN, ERROR = 0, 1, 2
 MIN_FRAMES_FOR_SHARE = 10  # too few frames in a window say nothing about a drop share
+# A frame stamped this far from the node's clock on arrival was not stamped on that clock: unstamped (0), a
+# sensor's own clock, a bag replayed without use_sim_time. Transport takes milliseconds, not seconds.
+MAX_STAMP_SKEW_S = 10.0
+
+
+def frame_latency_ms(now_ns: int, stamp_ns: int, arrived_ns: int) -> tuple[float, bool]:
+    """(latency in ms, whether it is from the frame's stamp): stamp -> now where the stamp is on this clock,
+    else arrival -> now, so an unsynchronised camera does not read as a 50-year delay."""
+    if abs(arrived_ns - stamp_ns) > MAX_STAMP_SKEW_S * 1e9:
+        return (now_ns - arrived_ns) / 1e6, False
+    return (now_ns - stamp_ns) / 1e6, True
 
 
 @dataclass(frozen=True)

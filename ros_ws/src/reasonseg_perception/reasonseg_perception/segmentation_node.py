@@ -40,7 +40,7 @@ from reasonseg.image_codec import check_image_layout, decode_compressed
 from reasonseg.pipelines import build_pipeline
 from reasonseg.render import render_overlay
 from reasonseg.runtime.engine import Camera, EngineOutput, Frame, PerceptionEngine
-from reasonseg.runtime.health import HealthRater, StreamSnapshot
+from reasonseg.runtime.health import HealthRater, StreamSnapshot, frame_latency_ms
 from reasonseg_interfaces.msg import SegmentationResult
 from reasonseg_interfaces.srv import SetInstruction
 
@@ -102,6 +102,7 @@ class _CameraIO:
     overhead_s: float = 0.0
     compute_s: float = 0.0
     active_since: float = 0.0
+    off_clock_said: bool = False  # frame stamps not on the node's clock: said once per camera
 
 
 class ReasonSegNode(LifecycleNode):
@@ -300,7 +301,7 @@ class ReasonSegNode(LifecycleNode):
 
     def _submit(self, io: _CameraIO, header: Any, decode, t0: float) -> None:
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        io.cam.submit(Frame(decode, stamp_ns, header.frame_id, header))
+        io.cam.submit(Frame(decode, stamp_ns, header.frame_id, header, self.get_clock().now().nanoseconds))
         with self._lock:
             io.overhead_s += time.perf_counter() - t0
 
@@ -386,7 +387,14 @@ class ReasonSegNode(LifecycleNode):
         if "detections" in io.pubs:
             io.pubs["detections"].publish(detections_msg(header, result.instances))
         publish_overhead = (time.perf_counter() - t0) * 1e3
-        latency = (self.get_clock().now().nanoseconds - out.frame.stamp_ns) / 1e6
+        now, frame = self.get_clock().now().nanoseconds, out.frame
+        latency, from_stamp = frame_latency_ms(now, frame.stamp_ns, frame.arrived_ns or now)
+        if not from_stamp and not io.off_clock_said:
+            io.off_clock_said = True
+            skew = (frame.arrived_ns - frame.stamp_ns) / 1e9
+            self._warn(f"{f'[{io.cam.name}] ' if io.cam.name else ''}frame stamps are {abs(skew):.0f} s "
+                       f"{'behind' if skew > 0 else 'ahead of'} this node's clock (unstamped frames, a sensor's "
+                       "own clock, or a bag replayed without use_sim_time): latency is measured from arrival")
         msg.latency_ms = float(latency)
         msg.stage_names = list(out.timings_ms) + ["ros_publish"]
         msg.stage_ms = [float(v) for v in out.timings_ms.values()] + [publish_overhead]
