@@ -237,3 +237,25 @@ def test_cameras_share_one_pipeline_fairly_and_clear_stops_one():
         assert len(outputs["left"]) == n_left and cams["left"].instruction is None
     finally:
         eng.stop()
+
+
+def test_a_camera_that_changes_resolution_is_grounded_again_before_it_is_masked():
+    """The grounding's box is in the old frame's pixels: no mask of a new-size frame may use it."""
+    pipe = TimedPipeline(segment_s=0.01, ground_s=0.05)
+    eng, cam, outputs, errors = _engine(pipe, reground_period_s=0.0)
+    try:
+        cam.set_instruction("the thing", 100)
+        for size in ((4, 6), (8, 12), (4, 6)):
+            n = len(outputs)
+            for i in range(200):
+                cam.submit(Frame(np.zeros((*size, 3), np.uint8), stamp_ns=i))
+                time.sleep(0.01)
+                if len(outputs) - n >= 5 and outputs[-1].image.shape[:2] == size:
+                    break
+            assert outputs[-1].image.shape[:2] == size, f"no output at {size}"
+        for out in outputs:  # every mask from a grounding of its own frame size
+            h, w = out.image.shape[:2]
+            assert out.result.grounding.boxes == ((0, 0, w, h),), (out.image.shape, out.result.grounding.boxes)
+        assert pipe.grounded.is_set() and not errors
+    finally:
+        eng.stop()

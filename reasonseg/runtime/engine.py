@@ -145,6 +145,11 @@ class Camera:
                 return  # cleared while the detector ran
             grounding = self._grounding if self._grounding_gen == gen else None
             ground_frame = self._ground_frame
+            if grounding is not None and ground_frame is not None and ground_frame[0].shape[:2] != image.shape[:2]:
+                # the camera changed resolution: the grounding's pixel prompts belong to the old size
+                log.info("%sframe size changed from %dx%d to %dx%d: grounding again", self._prefix,
+                         ground_frame[0].shape[1], ground_frame[0].shape[0], image.shape[1], image.shape[0])
+                grounding = self._grounding = self._ground_frame = ground_frame = None
             request = not self._ground_pending and self._grounding_due(grounding)
             self._ground_pending |= request
         if request:  # hand over this frame's analysis: the grounding thread need not detect again
