@@ -7,6 +7,7 @@ configured; nothing in the text is ever executed.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -55,6 +56,14 @@ _SCENE_WORDS = {"street", "road", "sidewalk", "pavement", "ground", "grass", "fi
                 "crosswalk", "floor", "beach", "snow", "sand", "background", "foreground", "picture", "image", "scene",
                 "frame", "camera", "way", "highway", "intersection", "corner", "parking", "lot", "area", "side"}
 _WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
+# "everything except the dog", "the vehicles but not the truck", "not the dog": classes the target excludes
+_EXCLUSION = re.compile(r"(?:^|\s)(?:except(?:\s+for)?|but(?:\s+not)?|other\s+than|apart\s+from|besides|excluding|"
+                        r"(?:that|which|who)\s+(?:is|are)\s+not|and\s+not|not)\s+")
+_LEADING_NOT = re.compile(r"^(?:not|no)\s+")
+# a target phrase that names no class: every class the exclusion leaves
+_ANY_CLASS = {"everything", "anything", "else", "object", "objects", "thing", "things", "stuff", "something", "rest",
+              "whatever"}
+_CONJUNCTION = re.compile(r"\s*(?:,|\band\b|\bor\b|&)\s*")
 
 
 @dataclass(frozen=True)
@@ -73,11 +82,46 @@ class Query:
     plural: bool = False
     count: int | None = None                    # "the two people": how many instances are meant
     relation: Relation | None = None
+    also: tuple["Query", ...] = ()              # "the dog and the red truck": further targets, each with its cues
+    excluded: tuple["Query", ...] = ()          # "except the dog" (a class), "except the red one" (an instance)
+    any_class: bool = False                     # "everything except ...": the phrase names no class
 
 
 def parse_query(text: str) -> Query:
     lowered = text.lower().replace("’", "'")
-    words = _WORD.findall(_LEAD.sub("", lowered.strip(" .!?"), count=1))
+    head, exclusions = _split_exclusion(_LEAD.sub("", lowered.strip(" .!?"), count=1))
+    excluded = tuple(q for q in (_parse_words(part, _WORD.findall(part), part) for part in exclusions)
+                     if q.phrase or q.colours or q.spatial or q.ordinal)
+    words = _WORD.findall(head)
+    if excluded and all(w in _ANY_CLASS or w in _ARTICLES or w in _PLURAL_CUES for w in words):
+        return Query(text=text, phrase="", plural=True, excluded=excluded, any_class=True)
+    parts = _CONJUNCTION.split(head)
+    if len(parts) > 1 and all(_WORD.search(part) for part in parts):  # "the dog and the bicycle"
+        each = [_parse_words(part, _WORD.findall(part), part) for part in parts]
+        if all(q.phrase and len(q.phrase.split()) <= 3 and q.relation is None for q in each):  # noun phrases
+            return dataclasses.replace(each[0], text=text, also=tuple(each[1:]), excluded=excluded)
+    return dataclasses.replace(_parse_words(text, words, head), excluded=excluded)
+
+
+def _split_exclusion(text: str) -> tuple[str, tuple[str, ...]]:
+    """(the target part, the excluded parts): "all vehicles except the truck and the bus"."""
+    lead = _LEADING_NOT.match(text)
+    if lead:
+        head, rest = "", text[lead.end():]
+    else:
+        m = _EXCLUSION.search(text)
+        if m is None or m.start() == 0:
+            return text, ()
+        head, rest = text[:m.start()], text[m.end():]
+        if m.group(0).split() == ["but"] and not any(  # "all cars but", not "the small but fast car"
+                w in _ANY_CLASS or w in _PLURAL_CUES for w in _WORD.findall(head)):
+            return text, ()
+    parts = tuple(part for part in _CONJUNCTION.split(rest) if _WORD.search(part))
+    return (head, parts) if parts else (text, ())
+
+
+def _parse_words(text: str, words: list[str], lowered: str) -> Query:
+    """The target phrase and its cues from the instruction's words (exclusions already split off)."""
     if not words:
         return Query(text=text, phrase="")
     target_words, relation = _split_relation(words)

@@ -14,6 +14,7 @@ Box = tuple[float, float, float, float]
 CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider
 PLURAL_SHARE = 0.3     # "all horses" keeps less certain instances too
 TRUNCATED_SHARE = 0.25  # border-cut instances smaller than this share of the largest are not referents
+SAME_OBJECT_IOU = 0.7  # boxes overlapping this much are one object scored under two classes
 _DEPTH_CUE = {"behind": "far_by_ground", "in_front_of": "near_by_ground"}  # relation to an undetected reference
 
 
@@ -92,8 +93,10 @@ def select_instances(
     label_similarity: Callable[[str, str], float],
     sibling_similarity: float,
     reference_labels: Sequence[str] = (),
+    excluded_labels: Sequence[str] = (),
 ) -> Selection:
-    """Choose the detection(s) the instruction refers to, with a reason a person can read."""
+    """Choose the detection(s) the instruction refers to, with a reason a person can read. A detection of an
+    excluded label ("everything except the dog") is never chosen, not even as a sibling class."""
     if not target_labels:
         return Selection((), "no allowed label matches the instruction")
     # Class-similarity-aware candidates: a sibling class (sheep for horse) may carry the right box.
@@ -101,17 +104,25 @@ def select_instances(
     siblings_ok = len(target_labels) == 1
     weight = {}
     for i, det in enumerate(detections):
+        if det.label in excluded_labels:
+            continue
         if det.label in target_labels:
             weight[i] = 1.0
         elif siblings_ok and det.label not in reference_labels:
             w = label_similarity(det.label, target_labels[0])
             if w >= sibling_similarity:
                 weight[i] = w
-    cand = _dedupe([i for i in weight], detections, weight)
+    # One object scored under two classes is the one it scores higher as: the dog also scored as a cat is the
+    # excluded dog in "everything except the dog", and still the wanted dog in "the dog but not the cat".
+    left_out = [d for d in detections if d.label in excluded_labels]
+    cand = _dedupe([i for i in weight if not any(box_iou(detections[i].box, d.box) >= SAME_OBJECT_IOU
+                                                 and d.score >= detections[i].score for d in left_out)],
+                   detections, weight)
+    named = "/".join(target_labels) if len(target_labels) <= 6 else f"any of {len(target_labels)} classes"
     if not cand:
-        return Selection((), f"no {'/'.join(target_labels)} detected")
+        return Selection((), f"no {named} detected")
     eff = {i: detections[i].score * weight[i] for i in cand}
-    reasons = [f"{len(cand)} candidate(s) for {'/'.join(target_labels)}"]
+    reasons = [f"{len(cand)} candidate(s) for {named}"]
     # Choose among confident instances only: a weak fragment box (a dog's head, a fruit cut by the frame edge)
     # may score a little higher, or be closer, browner or further left, but it is not what a person refers to.
     share = PLURAL_SHARE if query.plural and not (query.spatial or query.colours) else CONFIDENT_SHARE
@@ -167,7 +178,7 @@ def _dedupe(idx: list[int], dets: Sequence[DetectionLike], weight: dict[int, flo
     """One candidate per object: boxes of sibling classes on the same object collapse to the best."""
     keep: list[int] = []
     for i in sorted(idx, key=lambda i: -dets[i].score * weight[i]):
-        if all(box_iou(dets[i].box, dets[k].box) < 0.7 for k in keep):
+        if all(box_iou(dets[i].box, dets[k].box) < SAME_OBJECT_IOU for k in keep):
             keep.append(i)
     return keep
 

@@ -62,3 +62,41 @@ def test_parse_query(text, phrase, cues):
         assert (q.relation.kind, q.relation.reference) == cues["relation"]
     else:
         assert q.relation is None
+
+
+def _cues(q):
+    return (q.phrase, q.colours, q.spatial, q.ordinal)
+
+
+@pytest.mark.parametrize("text, phrase, any_class, excluded", [
+    ("everything except the dog", "", True, [("dog", (), (), None)]),
+    ("not the dog", "", True, [("dog", (), (), None)]),
+    ("anything but the bicycle", "", True, [("bicycle", (), (), None)]),
+    ("all objects other than people", "", True, [("people", (), (), None)]),
+    ("all vehicles except the truck and the bus", "vehicles", False, [("truck", (), (), None), ("bus", (), (), None)]),
+    ("the vehicle that is not the truck", "vehicle", False, [("truck", (), (), None)]),
+    ("the dog but not the cat", "dog", False, [("cat", (), (), None)]),
+    ("all cars except the red one", "cars", False, [("", ("red",), (), None)]),      # one instance
+    ("every person except the leftmost", "person", False, [("", (), ("left",), None)]),
+    ("everything except the dog on the left", "", True, [("dog", (), ("left",), None)]),
+    ("the small but fast car", "but fast car", False, []),                           # "but" of two adjectives
+    ("the white truck parked on the street", "truck", False, []),
+])
+def test_exclusions_are_split_off_the_target(text, phrase, any_class, excluded):
+    q = parse_query(text)
+    assert (q.phrase, q.any_class) == (phrase, any_class)
+    assert [_cues(e) for e in q.excluded] == excluded
+
+
+@pytest.mark.parametrize("text, targets", [
+    ("the dog and the bicycle", [("dog", (), (), None), ("bicycle", (), (), None)]),
+    ("the dog, the bicycle and the truck", [("dog", (), (), None), ("bicycle", (), (), None), ("truck", (), (), None)]),
+    ("the red car and the blue truck", [("car", ("red",), (), None), ("truck", ("blue",), (), None)]),
+    ("cats or dogs", [("cats", (), (), None), ("dogs", (), (), None)]),
+    # a relation makes it one target: "and" ends its clause, as before
+    ("the man next to the car and the bike", [("man", (), (), None)]),
+    ("the person riding a horse and carrying a flag", [("person", (), (), None)]),
+])
+def test_several_targets_each_keep_their_cues(text, targets):
+    q = parse_query(text)
+    assert [_cues(t) for t in (q, *q.also)] == targets

@@ -109,3 +109,50 @@ def test_llm_endpoint_down_falls_back(refine_pipeline, photos, load_rgb):
         refine_pipeline.llm = None
     assert res.grounding.source == "local_fallback: LLM endpoint unreachable (http://127.0.0.1:%d/v1)" % port
     mask_in_box(res.mask, BOXES[("dog.jpg", "dog")])
+
+
+def _cover(mask, box) -> float:
+    x0, y0, x1, y1 = box
+    return float(mask[y0:y1, x0:x1].mean())
+
+
+@pytest.mark.parametrize("instruction", ["everything except the dog", "not the dog", "anything but the dog"])
+def test_an_excluded_class_is_never_masked(refine_pipeline, photos, load_rgb, instruction):
+    """The dog (also scored as a cat by the detector) is left out, and cut out of the bicycle behind it;
+    what else is in the photo is masked."""
+    res = refine_pipeline.run(load_rgb(photos / "dog.jpg"), instruction)
+    assert res.valid and "dog" not in res.labels and "cat" not in res.labels, (res.labels, res.grounding.reasoning)
+    assert {"bicycle", "car"} <= set(res.labels) and "leaving out dog" in res.grounding.reasoning
+    x0, y0, x1, y1 = BOXES[("dog.jpg", "dog")]
+    core = (x0 + (x1 - x0) // 4, y0 + (y1 - y0) // 4, x1 - (x1 - x0) // 4, y1 - (y1 - y0) // 4)
+    assert _cover(res.mask, core) < 0.1, _cover(res.mask, core)  # before: the dog's own mask
+    assert _cover(res.mask, BOXES[("dog.jpg", "bicycle")]) > 0.2
+
+
+@pytest.mark.parametrize("instruction, labels", [
+    ("the vehicle that is not the truck", {"bicycle"}),
+    ("all vehicles except the truck", {"bicycle", "car"}),
+    ("the dog but not the cat", {"dog"}),
+    ("the car that is not moving", {"car"}),        # the clause names no class: nothing is left out
+])
+def test_exclusions_leave_the_rest_of_the_target(refine_pipeline, photos, load_rgb, instruction, labels):
+    res = refine_pipeline.run(load_rgb(photos / "dog.jpg"), instruction)
+    assert res.valid and set(res.labels) == labels, (res.labels, res.grounding.reasoning)
+
+
+def test_several_targets_are_masked_together(refine_pipeline, photos, load_rgb):
+    res = refine_pipeline.run(load_rgb(photos / "dog.jpg"), "the dog and the bicycle")
+    assert res.valid and set(res.labels) == {"dog", "bicycle"}
+    assert _cover(res.mask, BOXES[("dog.jpg", "dog")]) > 0.3 and _cover(res.mask, BOXES[("dog.jpg", "bicycle")]) > 0.3
+    res = refine_pipeline.run(load_rgb(photos / "dog.jpg"), "the bicycle and the tree")  # no class for trees
+    assert res.valid and res.labels == ("bicycle",) and "'tree' is not in the label set" in res.grounding.source
+
+
+@pytest.mark.parametrize("instruction", ["all vehicles but the biggest", "every vehicle except the red one"])
+def test_an_excluded_instance_is_left_out_of_the_others(refine_pipeline, photos, load_rgb, instruction):
+    """One instance, named by its cues among those chosen: here the (red, biggest) bicycle of the vehicles."""
+    image = load_rgb(photos / "dog.jpg")
+    every = refine_pipeline.run(image, "all vehicles").boxes
+    res = refine_pipeline.run(image, instruction)
+    bike = max(every, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+    assert res.valid and bike not in res.boxes and set(res.boxes) == set(every) - {bike}, res.grounding.reasoning

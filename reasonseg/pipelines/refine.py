@@ -36,6 +36,9 @@ class RefineDetail:
 
     query: Query
     reference_labels: tuple[str, ...]  # labels of objects named as reference ("left of the bus")
+    targets: tuple[tuple[Query, tuple[str, ...]], ...] = ()  # each target ("the dog and the bicycle"), its labels
+    excluded_labels: tuple[str, ...] = ()  # classes the instruction leaves out ("everything except the dog")
+    excluded_instances: tuple[tuple[Query, tuple[str, ...]], ...] = ()  # instances it leaves out ("the red one")
 
 
 class RefinePipeline(Pipeline):
@@ -98,28 +101,26 @@ class RefinePipeline(Pipeline):
         query = parse_query(instruction)
         tags = sorted({d.label for d in dets})
         with timer.stage("pre_refine"):
-            labels, refs, source, query = self._pre_refine(instruction, query, tags)
+            labels, source, detail = self._pre_refine(instruction, query, tags)
         with timer.stage("select"):
-            sel = select_instances(image_rgb, dets, labels, query,
-                                   label_similarity=self.resolver.label_similarity,
-                                   sibling_similarity=self.settings.resolver.sibling_similarity,
-                                   reference_labels=refs)
+            indices, reasoning = self._select(image_rgb, dets, detail)
         n = self.settings.segmenter.num_points  # paper §3.4: box + top-n points of the detection
         targets = tuple(Target(self._as_target(d, labels) if labels else d.label, float(d.score),
                                Prompt(box=d.box, points=tuple(map(tuple, d.points[:n]))))
-                        for d in (dets[i] for i in sel.indices))
-        return Grounding(instruction=instruction, labels=labels, targets=targets, reasoning=sel.reasoning,
-                         source=source, pipeline=self.name, timings_ms=timer.ms, detail=RefineDetail(query, refs))
+                        for d in (dets[i] for i in indices))
+        return Grounding(instruction=instruction, labels=labels, targets=targets, reasoning=reasoning,
+                         source=source, pipeline=self.name, timings_ms=timer.ms, detail=detail)
 
     def _pre_refine(self, instruction: str, query: Query, tags: Sequence[str]
-                    ) -> tuple[tuple[str, ...], tuple[str, ...], str, Query]:
+                    ) -> tuple[tuple[str, ...], str, RefineDetail]:
         """§3.3.1: instruction + tags -> target labels (and reference labels), by the LLM when configured,
-        else locally: a purpose or action is read from its verb, a thing from its noun phrase."""
+        else locally: a purpose or action is read from its verb, a thing from its noun phrase; several targets
+        ("the dog and the bicycle") each from their own; what the instruction excludes is left out."""
         fallback_reason = ""
         if self.llm is not None:
             try:
                 answer = self.llm.pre_refine(instruction, tags, self.labels)
-                return answer.labels, answer.reference_labels, "llm", query
+                return answer.labels, "llm", RefineDetail(query, answer.reference_labels, ((query, answer.labels),))
             except LlmError as exc:
                 fallback_reason = str(exc)
                 log.warning("LLM pre-refinement failed, using the local resolver: %s", exc)
@@ -128,15 +129,64 @@ class RefinePipeline(Pipeline):
         if aff is not None:  # "what the player is kicking": the ball, near the player
             refs = self._reference_labels(aff.subject) if aff.subject else ()
             relation = Relation("near", aff.subject) if refs else None
-            return aff.labels, refs, source, dataclasses.replace(query, phrase=aff.verb, relation=relation)
-        matches = self.resolver.resolve(query.phrase, top_k=1)
-        if matches and matches[0].how == "outside":  # WordNet: no label is it or a kind of it
-            return (), (), f"{source}: '{query.phrase}' is not in the label set (nearest: {matches[0].label})", query
-        labels = tuple(m.label for m in matches if m.how == "category") or tuple(m.label for m in matches[:1])
-        refs: tuple[str, ...] = ()
-        if query.relation is not None:
-            refs = self._reference_labels(query.relation.reference)
-        return labels, refs, source, query
+            query = dataclasses.replace(query, phrase=aff.verb, relation=relation)
+            return aff.labels, source, RefineDetail(query, refs, ((query, aff.labels),))
+        excluded: list[str] = []
+        instances: list[tuple[Query, tuple[str, ...]]] = []
+        for ex in query.excluded:
+            ex_labels = self._known_labels(ex.phrase)
+            if ex.colours or ex.spatial or ex.ordinal:  # one instance: "except the red one", "the dog on the left"
+                instances.append((dataclasses.replace(ex, plural=False, count=None), ex_labels))
+            else:  # a class; a phrase no label surely is ("not moving") excludes nothing
+                excluded += ex_labels
+        targets, outside = [], []
+        for q in (dataclasses.replace(query, also=(), excluded=()), *query.also):
+            if query.any_class:
+                labels = self.labels
+            else:
+                matches = self.resolver.resolve(q.phrase, top_k=1)
+                if matches and matches[0].how == "outside":  # WordNet: no label is it or a kind of it
+                    outside.append(f"'{q.phrase}' is not in the label set (nearest: {matches[0].label})")
+                    continue
+                labels = tuple(m.label for m in matches if m.how == "category") or tuple(m.label for m in matches[:1])
+            labels = tuple(label for label in labels if label not in excluded)
+            if labels:
+                targets.append((q, labels))
+        if not targets:
+            why = outside[0] if outside else f"the instruction leaves out every class it names ({', '.join(excluded)})"
+            return (), f"{source}: {why}", RefineDetail(query, ())
+        if outside:  # "the bicycle and the tree": the bicycle, and why not the tree
+            source = f"{source}: {'; '.join(outside)}"
+        union = tuple(dict.fromkeys(label for _, labels in targets for label in labels))
+        refs = self._reference_labels(query.relation.reference) if query.relation is not None else ()
+        return union, source, RefineDetail(query, refs, tuple(targets), tuple(dict.fromkeys(excluded)),
+                                           tuple((q, labels or union) for q, labels in instances))
+
+    def _known_labels(self, phrase: str) -> tuple[str, ...]:
+        """Labels a phrase surely names (the label, a synonym, a category, a kind of it): what may be excluded."""
+        return tuple(m.label for m in self.resolver.resolve(phrase, top_k=1)
+                     if m.how in ("exact", "synonym", "category", "wordnet")) if phrase else ()
+
+    def _select(self, image_rgb: np.ndarray, dets: list, detail: RefineDetail) -> tuple[tuple[int, ...], str]:
+        """Every target's instances, minus the instances the instruction leaves out."""
+        sim, sib = self.resolver.label_similarity, self.settings.resolver.sibling_similarity
+        chosen: list[int] = []
+        reasons = []
+        for q, labels in detail.targets:
+            sel = select_instances(image_rgb, dets, labels, q, label_similarity=sim, sibling_similarity=sib,
+                                   reference_labels=detail.reference_labels, excluded_labels=detail.excluded_labels)
+            chosen += [i for i in sel.indices if i not in chosen]
+            reasons.append(sel.reasoning)
+        if detail.excluded_labels:
+            reasons.append(f"leaving out {'/'.join(detail.excluded_labels)}")
+        for q, labels in detail.excluded_instances:  # "all cars except the red one": the red one of those chosen
+            pool = [dets[i] for i in chosen]
+            left_out = select_instances(image_rgb, pool, labels, q, label_similarity=sim, sibling_similarity=sib)
+            chosen = [i for k, i in enumerate(chosen) if k not in left_out.indices]
+            reasons.append(f"leaving out {left_out.reasoning}" if left_out.indices else "nothing to leave out")
+        if not detail.targets:
+            reasons.append("no allowed label matches the instruction")
+        return tuple(chosen), "; ".join(reasons)
 
     def _reference_labels(self, phrase: str) -> tuple[str, ...]:
         """The label of a reference object ("the fence" names none: WordNet puts it outside the label set)."""
@@ -177,7 +227,7 @@ class RefinePipeline(Pipeline):
         occluder_masks: dict[int, np.ndarray] = {}  # "all horses": one occluder may sit in several boxes
         for det in chosen:
             m = decode(det)
-            for other in self._occluders(dets, det, grounding.labels):
+            for other in self._occluders(dets, det, grounding.labels, grounding.detail):
                 if id(other) not in occluder_masks:
                     occluder_masks[id(other)] = decode(other)
                 m &= ~occluder_masks[id(other)]
@@ -190,18 +240,23 @@ class RefinePipeline(Pipeline):
         n = self.settings.segmenter.num_points  # paper §3.4: box + top-n points of the detection
         return self.segmenter.predict(emb, Prompt(box=det.box, points=tuple(map(tuple, det.points[:n])))).mask
 
-    def _occluders(self, dets: list, target, target_labels: tuple[str, ...]) -> list:
+    def _occluders(self, dets: list, target, target_labels: tuple[str, ...], detail: RefineDetail | None) -> list:
         """Confident other-class objects lying mostly inside the target's box (the dog in front of the bicycle).
 
-        A box prompt segments everything salient in the box; cutting these out keeps the target alone.
+        A box prompt segments everything salient in the box; cutting these out keeps the target alone. What the
+        instruction excludes ("everything except the dog") is cut out whatever the setting and the classes' kinship.
         """
-        if not self.settings.segmenter.subtract_occluders:
+        excluded = detail.excluded_labels if isinstance(detail, RefineDetail) else ()
+        if not self.settings.segmenter.subtract_occluders and not excluded:
             return []
         sim, sib = self.resolver.label_similarity, self.settings.resolver.sibling_similarity
         t_area = box_area(target.box)
         out: list = []
         for d in sorted(dets, key=lambda d: -d.score):
-            if d.score < OCCLUDER_MIN_SCORE or max(sim(d.label, t) for t in target_labels) >= sib:
+            if d.label not in excluded and (not self.settings.segmenter.subtract_occluders
+                                            or max(sim(d.label, t) for t in target_labels) >= sib):
+                continue
+            if d.score < OCCLUDER_MIN_SCORE:
                 continue
             area = box_area(d.box)
             if (area <= 0 or box_intersection(d.box, target.box) / area < 0.6 or area > 0.8 * t_area
@@ -224,7 +279,9 @@ class RefinePipeline(Pipeline):
             return [], "instruction names no known class"
         sim = self.resolver.label_similarity
         sib = self.settings.resolver.sibling_similarity
-        pool = [d for d in dets if max(sim(d.label, t) for t in grounding.labels) >= sib]
+        detail: RefineDetail = grounding.detail
+        pool = [d for d in dets if max(sim(d.label, t) for t in grounding.labels) >= sib
+                and d.label not in detail.excluded_labels]
         chosen = []
         for box in track:
             best = max(pool, key=lambda d: box_iou(d.box, box), default=None)
@@ -232,11 +289,9 @@ class RefinePipeline(Pipeline):
                 chosen.append(best)
         if chosen and len(chosen) == len(track):
             return chosen, "tracked"
-        detail: RefineDetail = grounding.detail
-        sel = select_instances(image_rgb, dets, grounding.labels, detail.query, label_similarity=sim,
-                               sibling_similarity=sib, reference_labels=detail.reference_labels)
-        if sel.indices:
-            return [dets[i] for i in sel.indices], "re-acquired by rules"
+        indices, _ = self._select(image_rgb, dets, detail)
+        if indices:
+            return [dets[i] for i in indices], "re-acquired by rules"
         return [], "target lost"
 
 
