@@ -156,3 +156,13 @@ def test_an_excluded_instance_is_left_out_of_the_others(refine_pipeline, photos,
     res = refine_pipeline.run(image, instruction)
     bike = max(every, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
     assert res.valid and bike not in res.boxes and set(res.boxes) == set(every) - {bike}, res.grounding.reasoning
+
+
+def test_an_llm_answer_naming_what_the_instruction_excludes_is_not_trusted(llm_pipeline, photos, load_rgb):
+    pipeline, srv = llm_pipeline
+    srv.behaviour = lambda m: json.dumps({"labels": ["dog", "bicycle"], "reference_labels": []})
+    res = pipeline.run(load_rgb(photos / "dog.jpg"), "everything except the dog")
+    assert res.grounding.source == "llm" and res.labels == ("bicycle",), res.grounding.reasoning
+    srv.behaviour = lambda m: json.dumps({"labels": ["dog"], "reference_labels": []})
+    res = pipeline.run(load_rgb(photos / "dog.jpg"), "not the dog")
+    assert not res.valid and not res.mask.any()

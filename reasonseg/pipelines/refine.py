@@ -116,11 +116,21 @@ class RefinePipeline(Pipeline):
         """§3.3.1: instruction + tags -> target labels (and reference labels), by the LLM when configured,
         else locally: a purpose or action is read from its verb, a thing from its noun phrase; several targets
         ("the dog and the bicycle") each from their own; what the instruction excludes is left out."""
+        excluded: list[str] = []
+        instances: list[tuple[Query, tuple[str, ...]]] = []
+        for ex in query.excluded:
+            ex_labels = self._known_labels(ex.phrase)
+            if ex.colours or ex.spatial or ex.ordinal:  # one instance: "except the red one", "the dog on the left"
+                instances.append((dataclasses.replace(ex, plural=False, count=None), ex_labels))
+            else:  # a class; a phrase no label surely is ("not moving") excludes nothing
+                excluded += ex_labels
         fallback_reason = ""
         if self.llm is not None:
             try:
                 answer = self.llm.pre_refine(instruction, tags, self.labels)
-                return answer.labels, "llm", RefineDetail(query, answer.reference_labels, ((query, answer.labels),))
+                labels = tuple(label for label in answer.labels if label not in excluded)  # validated, not trusted
+                return labels, "llm", RefineDetail(query, answer.reference_labels, ((query, labels),) if labels else (),
+                                                   tuple(dict.fromkeys(excluded)))
             except LlmError as exc:
                 fallback_reason = str(exc)
                 log.warning("LLM pre-refinement failed, using the local resolver: %s", exc)
@@ -131,14 +141,6 @@ class RefinePipeline(Pipeline):
             relation = Relation("near", aff.subject) if refs else None
             query = dataclasses.replace(query, phrase=aff.verb, relation=relation)
             return aff.labels, source, RefineDetail(query, refs, ((query, aff.labels),))
-        excluded: list[str] = []
-        instances: list[tuple[Query, tuple[str, ...]]] = []
-        for ex in query.excluded:
-            ex_labels = self._known_labels(ex.phrase)
-            if ex.colours or ex.spatial or ex.ordinal:  # one instance: "except the red one", "the dog on the left"
-                instances.append((dataclasses.replace(ex, plural=False, count=None), ex_labels))
-            else:  # a class; a phrase no label surely is ("not moving") excludes nothing
-                excluded += ex_labels
         targets, outside = [], []
         for q in (dataclasses.replace(query, also=(), excluded=()), *query.also):
             if query.any_class:
