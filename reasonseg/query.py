@@ -87,10 +87,12 @@ class Query:
     any_class: bool = False                     # "everything except ...": the phrase names no class
 
 
-def parse_query(text: str) -> Query:
+def parse_query(text: str, *, exclusions: bool = True) -> Query:
+    """`exclusions=False`: read "not" / "except" as plain words (when what follows names nothing known)."""
     lowered = text.lower().replace("’", "'")
-    head, exclusions = _split_exclusion(_LEAD.sub("", lowered.strip(" .!?"), count=1))
-    excluded = tuple(q for q in (_parse_words(part, _WORD.findall(part), part) for part in exclusions)
+    stripped = _LEAD.sub("", lowered.strip(" .!?"), count=1)
+    head, excluded_parts = _split_exclusion(stripped) if exclusions else (stripped, ())
+    excluded = tuple(q for q in (_parse_words(part, _WORD.findall(part), part) for part in excluded_parts)
                      if q.phrase or q.colours or q.spatial or q.ordinal)
     words = _WORD.findall(head)
     if excluded and all(w in _ANY_CLASS or w in _ARTICLES or w in _PLURAL_CUES for w in words):

@@ -166,3 +166,14 @@ def test_an_llm_answer_naming_what_the_instruction_excludes_is_not_trusted(llm_p
     srv.behaviour = lambda m: json.dumps({"labels": ["dog"], "reference_labels": []})
     res = pipeline.run(load_rgb(photos / "dog.jpg"), "not the dog")
     assert not res.valid and not res.mask.any()
+
+
+def test_a_negation_that_names_nothing_known_reads_as_before(refine_pipeline, photos, load_rgb):
+    """"not" in a name or a clause of no class leaves the instruction as it was read without exclusions."""
+    from reasonseg.query import parse_query
+
+    image = load_rgb(photos / "dog.jpg")
+    for text in ("the car that is not moving", "the do not enter sign"):
+        res = refine_pipeline.run(image, text)
+        plain = parse_query(text, exclusions=False)
+        assert res.grounding.detail.query == plain and not res.grounding.detail.excluded_labels, text

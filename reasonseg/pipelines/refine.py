@@ -124,6 +124,8 @@ class RefinePipeline(Pipeline):
                 instances.append((dataclasses.replace(ex, plural=False, count=None), ex_labels))
             else:  # a class; a phrase no label surely is ("not moving") excludes nothing
                 excluded += ex_labels
+        if query.excluded and not excluded and not instances:  # "the do not enter sign": no exclusion after all
+            query = parse_query(instruction, exclusions=False)
         fallback_reason = ""
         if self.llm is not None:
             try:
