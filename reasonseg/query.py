@@ -25,6 +25,9 @@ SPATIAL = {
     "farthest": "farthest", "furthest": "farthest", "far": "farthest", "distant": "farthest",
     "back": "farthest", "middle": "middle", "center": "middle", "centre": "middle", "central": "middle",
     "top": "top", "upper": "top", "highest": "top", "bottom": "bottom", "lower": "bottom", "lowest": "bottom",
+    # comparatives: "the bigger dog" is the biggest of the two
+    "bigger": "biggest", "larger": "biggest", "smaller": "smallest", "closer": "nearest", "nearer": "nearest",
+    "frontmost": "nearest", "foremost": "nearest", "farther": "farthest", "further": "farthest", "higher": "top",
 }
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5}
 
@@ -45,7 +48,7 @@ _LEAD = re.compile(
     r"(?:segment|find|show(?:\s+me)?|highlight|track|follow|locate|mask|detect|select|get|give\s+me|point\s+(?:at|to)|"
     r"where\s+(?:is|are)|watch|look\s+(?:at|for)|keep\s+an\s+eye\s+on|mark|outline|identify)?\s*",
 )
-_ARTICLES = {"the", "a", "an", "this", "that", "these", "those", "my", "our", "your", "its", "one", "ones", "some",
+_ARTICLES = {"away", "the", "a", "an", "this", "that", "these", "those", "my", "our", "your", "its", "one", "ones", "some",
              "any", "each", "every", "all", "both", "most", "only", "other", "another", "one's", "please"}
 _PLURAL_CUES = {"all", "every", "each", "both", "these", "those", "two", "three", "four", "five", "several", "many"}
 _COUNTS = {"both": 2, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}  # "the two people": exactly two
@@ -126,7 +129,14 @@ def _parse_words(text: str, words: list[str], lowered: str) -> Query:
     """The target phrase and its cues from the instruction's words (exclusions already split off)."""
     if not words:
         return Query(text=text, phrase="")
+    if "of" in words[1:]:  # "the closer of the two cars": the cue before "of", the thing after it
+        k = words.index("of")
+        if all(w in _ARTICLES or w in SPATIAL or w in ORDINALS for w in words[:k]):
+            words = words[:k] + words[k + 1:]
     target_words, relation = _split_relation(words)
+    clause = words[len(target_words):]  # "the car that is furthest away": a superlative in its own clause
+    if relation is None and clause[:1] in (["that"], ["which"], ["who"]) and clause[1:2] in (["is"], ["are"]):
+        target_words += [w for w in clause[2:] if w in SPATIAL]
     plural = any(w in _PLURAL_CUES for w in target_words)
     colours, spatial, keep = [], [], []
     ordinal = count = None

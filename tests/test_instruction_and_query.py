@@ -44,6 +44,11 @@ def test_format_characters_are_dropped_inside_words():
     ("segment both horses", "horses", {"plural": True, "count": 2}),
     ("the 3 cars on the left", "cars", {"plural": True, "count": 3, "spatial": ("left",)}),
     ("the truck parked behind the fence", "truck", {"relation": ("behind", "fence"), "count": None}),
+    ("the bigger dog", "dog", {"spatial": ("biggest",)}),          # comparatives: the -est of the two
+    ("the closer of the two cars", "cars", {"spatial": ("nearest",), "count": 2}),
+    ("the car further away", "car", {"spatial": ("farthest",)}),
+    ("the car that is closest to us", "car", {"spatial": ("nearest",)}),
+    ("the second of the dogs", "dogs", {"ordinal": 2}),
 ])
 def test_parse_query(text, phrase, cues):
     q = parse_query(text)
