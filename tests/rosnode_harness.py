@@ -95,6 +95,7 @@ class Client:
         self.image_pubs, self.instruction_pubs, self.cam_masks = {}, {}, {}
         self.masks: list = []     # (recv_monotonic, msg), every camera
         self.results: list = []
+        self.output_subs: list = []  # mask and result per camera: matched before a test sends frames
         for cam in cameras:
             if compressed:
                 self.image_pubs[cam] = self.node.create_publisher(
@@ -104,10 +105,11 @@ class Client:
                                                                   qos_profile_sensor_data)
             self.instruction_pubs[cam] = self.node.create_publisher(String, camera_topic(cam, "instruction"), latched)
             self.cam_masks[cam] = []
-            self.node.create_subscription(Image, camera_topic(cam, "mask"),
-                                          lambda m, cam=cam: self._rec(self.masks, m, self.cam_masks[cam]), 10)
-            self.node.create_subscription(SegmentationResult, camera_topic(cam, "result"),
-                                          lambda m: self._rec(self.results, m), 10)
+            self.output_subs += [
+                self.node.create_subscription(Image, camera_topic(cam, "mask"),
+                                              lambda m, cam=cam: self._rec(self.masks, m, self.cam_masks[cam]), 10),
+                self.node.create_subscription(SegmentationResult, camera_topic(cam, "result"),
+                                              lambda m: self._rec(self.results, m), 10)]
         first = cameras[0]
         self.pub_image, self.pub_instruction = self.image_pubs[first], self.instruction_pubs[first]
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -151,8 +153,10 @@ class Client:
         subscribed = lambda: all(p.get_subscription_count() > 0 for p in self.image_pubs.values())  # noqa: E731
         ok = self.wait_for(lambda: subscribed() or proc.poll() is not None, timeout)
         assert ok and proc.poll() is None, "reasonseg_node did not subscribe to the camera topic(s)"
-        assert self.wait_for(lambda: all(self.node.count_publishers(camera_topic(c, "result")) > 0
-                                         for c in self.image_pubs), 30)
+        # Each output endpoint matches on its own: a mask published before its subscription matched is lost
+        # (volatile), though the result of the same frame arrives. Wait for every match, not the graph's word.
+        assert self.wait_for(lambda: all(sub.get_publisher_count() > 0 for sub in self.output_subs), 30), \
+            "the node's mask / result publishers did not match this client"
 
     def instruct(self, text: str, camera: str | None = None) -> None:
         pub = self.pub_instruction if camera is None else self.instruction_pubs[camera]

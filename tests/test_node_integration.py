@@ -231,11 +231,14 @@ def test_node_masks_the_target_on_every_segmenter_backend(tmp_path, photos, load
         client.wait_node_ready(proc)
         bgr = load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()
         client.instruct("the truck")
-        _stream_until(client, bgr, lambda: _valid_result_for(client, "the truck") is not None)
-        stamp = stamp_of(_valid_result_for(client, "the truck"))
-        # result and mask are separate topics: the result may arrive first
-        assert client.wait_for(lambda: _mask_for(client, stamp) is not None, 20), _tail(log)
-        mask_in_box(mask_array(_mask_for(client, stamp)) > 0, BOXES[("dog.jpg", "truck")])
+
+        def masked():  # result and mask are separate topics: a valid result and the mask of its frame
+            result = _valid_result_for(client, "the truck")
+            return result is not None and _mask_for(client, stamp_of(result)) is not None
+
+        _stream_until(client, bgr, masked)
+        mask = _mask_for(client, stamp_of(_valid_result_for(client, "the truck")))
+        mask_in_box(mask_array(mask) > 0, BOXES[("dog.jpg", "truck")])
         assert "Traceback" not in log.read_text()
     finally:
         client.close()
