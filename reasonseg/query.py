@@ -62,7 +62,9 @@ _WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 # "everything except the dog", "the vehicles but not the truck", "not the dog": classes the target excludes
 _EXCLUSION = re.compile(r"(?:^|\s)(?:except(?:\s+for)?|but(?:\s+not)?|other\s+than|apart\s+from|besides|excluding|"
                         r"(?:that|which|who)\s+(?:is|are)\s+not|and\s+not|not)\s+")
-_LEADING_NOT = re.compile(r"^(?:not|no)\s+")
+# "not the dog", "don't segment the dog", "ignore the dog": everything but it
+_LEADING_NOT = re.compile(r"^(?:not|no|never|without|ignore|skip|exclude|leave\s+out|(?:do\s+not|don't|dont)"
+                          r"(?:\s+(?:segment|mask|highlight|track|follow|show|select|detect|find|include|mark))?)\s+")
 # a target phrase that names no class: every class the exclusion leaves
 _ANY_CLASS = {"everything", "anything", "else", "object", "objects", "thing", "things", "stuff", "something", "rest",
               "whatever"}

@@ -76,6 +76,9 @@ def _cues(q):
 @pytest.mark.parametrize("text, phrase, any_class, excluded", [
     ("everything except the dog", "", True, [("dog", (), (), None)]),
     ("not the dog", "", True, [("dog", (), (), None)]),
+    ("don't segment the dog", "", True, [("dog", (), (), None)]),
+    ("Do not mask the dogs", "", True, [("dogs", (), (), None)]),
+    ("ignore the dog", "", True, [("dog", (), (), None)]),
     ("anything but the bicycle", "", True, [("bicycle", (), (), None)]),
     ("all objects other than people", "", True, [("people", (), (), None)]),
     ("all vehicles except the truck and the bus", "vehicles", False, [("truck", (), (), None), ("bus", (), (), None)]),

@@ -116,7 +116,8 @@ def _cover(mask, box) -> float:
     return float(mask[y0:y1, x0:x1].mean())
 
 
-@pytest.mark.parametrize("instruction", ["everything except the dog", "not the dog", "anything but the dog"])
+@pytest.mark.parametrize("instruction", ["everything except the dog", "not the dog", "anything but the dog",
+                                         "don't segment the dog"])
 def test_an_excluded_class_is_never_masked(refine_pipeline, photos, load_rgb, instruction):
     """The dog (also scored as a cat by the detector) is left out, and cut out of the bicycle behind it;
     what else is in the photo is masked."""
