@@ -276,7 +276,7 @@ def field_docs() -> dict[str, str]:
     """Dotted name -> description, for ROS parameter descriptors and --help."""
     docs: dict[str, str] = {}
     for f in dataclasses.fields(Settings):
-        if _is_section(f):
+        if is_section(f):
             docs.update({f"{f.name}.{sub.name}": sub.metadata.get("doc", "")
                          for sub in dataclasses.fields(f.default_factory)})
         else:
@@ -284,7 +284,8 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
-def _is_section(f: dataclasses.Field) -> bool:
+def is_section(f: dataclasses.Field) -> bool:
+    """A field that holds a group of settings (`segmenter`, `runtime`, ...), not one value."""
     return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
 
 
@@ -298,7 +299,7 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         f = known[name]
-        if _is_section(f):
+        if is_section(f):
             kwargs[name] = _build(f.default_factory, value or {}, f"{prefix}{name}.")
         else:
             kwargs[name] = _check(f, value, prefix + name)

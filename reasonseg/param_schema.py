@@ -16,7 +16,7 @@ import dataclasses
 import json
 from typing import Any
 
-from .config import Settings
+from .config import Settings, is_section
 
 NODE = "reasonseg_node"
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", tuple: "array"}
@@ -48,8 +48,7 @@ def _property(f: dataclasses.Field) -> dict[str, Any]:
 def _object(cls: type) -> dict[str, Any]:
     properties = {}
     for f in dataclasses.fields(cls):
-        section = f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
-        properties[f.name] = _object(f.default_factory) if section else _property(f)
+        properties[f.name] = _object(f.default_factory) if is_section(f) else _property(f)
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 

@@ -51,9 +51,9 @@ class OnnxSam2Segmenter:
         self.encoder, self.decoder = sessions[ENCODER], sessions[DECODER]
         self.track_start, self.track_step = sessions.get(START), sessions.get(STEP)
         # IO-bound (GPU): each frame's memory stays on the device, and the bank is stacked there
-        self.stack_memory = (DeviceStack(self.track_step, self.track_limits["num_maskmem"])
-                             if isinstance(self.track_step, BoundSession) else np.stack)
-        self.keep = ("maskmem_features",) if isinstance(self.track_step, BoundSession) else ()
+        bound = isinstance(self.track_step, BoundSession)
+        self.stack_memory = DeviceStack(self.track_step, self.track_limits["num_maskmem"]) if bound else np.stack
+        self.keep = ("maskmem_features",) if bound else ()
         self.source, self.antialias = str(folder), antialias
         self.input_size = int(self.encoder.get_inputs()[0].shape[-1])
         specs = {i.name: i.shape for i in self.decoder.get_inputs()}
