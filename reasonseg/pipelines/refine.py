@@ -21,7 +21,7 @@ from ..label_resolver import LabelResolver
 from ..prompt import Box, Prompt
 from ..affordances import parse_affordance
 from ..query import Query, Relation, parse_query
-from ..selection import box_area, box_intersection, box_iou, select_instances
+from ..selection import SAME_OBJECT_IOU, box_area, box_intersection, box_iou, select_instances
 from .base import FrameResult, Grounding, Instance, Pipeline, Target, Timer
 
 log = logging.getLogger(__name__)
@@ -264,9 +264,9 @@ class RefinePipeline(Pipeline):
                 continue
             area = box_area(d.box)
             if (area <= 0 or box_intersection(d.box, target.box) / area < 0.6 or area > 0.8 * t_area
-                    or box_iou(d.box, target.box) > 0.7):
+                    or box_iou(d.box, target.box) > SAME_OBJECT_IOU):
                 continue
-            if all(box_iou(d.box, o.box) < 0.7 for o in out):
+            if all(box_iou(d.box, o.box) < SAME_OBJECT_IOU for o in out):
                 out.append(d)
             if len(out) == MAX_OCCLUDERS:
                 break
