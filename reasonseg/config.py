@@ -83,7 +83,8 @@ class SegmenterSettings:
     # The int8 encoder is made by the set-up step (`reasonseg export lite-sam --precision int8`) and judged
     # there: its manifest records the mask IoU vs fp32 on the sample photos.
     precision: str = _f("auto", "lite_sam on onnxruntime: image encoder precision; auto = int8 when its manifest "
-                                "shows mean mask IoU >= 0.95 vs fp32, else fp32", choices=PRECISIONS)
+                                "shows mean mask IoU >= 0.95 vs fp32, else fp32 (lite_sam on tensorrt: auto = "
+                                "fp16; other kinds and backends: fp32 only)", choices=PRECISIONS)
     # Paper §3.4 prompts SAM with the box plus the n_p = 20 top-probability points. LiteMedSAM was trained on
     # boxes only and points shrink its masks (measured: truck box cover 0.46 -> 0.17 with 20 points), so the
     # embedded default is box-only; set 20 for SAM/SAM2 proper.

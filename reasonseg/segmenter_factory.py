@@ -148,10 +148,19 @@ BUILDERS: dict[tuple[str, str], Callable[[SegmenterSettings, Path], Segmenter]] 
 }
 
 
+# Where `segmenter.precision` picks reduced-precision graphs; every other pair runs fp32 and refuses an explicit
+# fp16 / int8 rather than silently running fp32 (issue 10: never a silent wrong result).
+REDUCED_PRECISION = frozenset({("lite_sam", "onnxruntime"), ("lite_sam", "tensorrt")})
+
+
 def build_segmenter(seg: SegmenterSettings, cache: Path) -> Segmenter:
     builder = BUILDERS.get((seg.kind, seg.backend))
     if builder is None:
         have = ", ".join(b for k, b in BUILDERS if k == seg.kind)
         raise ConfigError(f"segmenter.kind {seg.kind} has no {seg.backend} backend yet (set segmenter.backend "
                           f"to {have})")
+    if seg.precision not in ("auto", "fp32") and (seg.kind, seg.backend) not in REDUCED_PRECISION:
+        have = " or ".join(f"{k} on {b}" for k, b in sorted(REDUCED_PRECISION))
+        raise ConfigError(f"segmenter.precision={seg.precision}: segmenter.kind {seg.kind} on {seg.backend} runs "
+                          f"fp32 only ({seg.precision} is for {have}); set segmenter.precision=auto or fp32")
     return builder(seg, cache)

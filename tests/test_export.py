@@ -12,7 +12,7 @@ import pytest
 
 from reasonseg.cli import main as cli
 from reasonseg.config import SegmenterSettings
-from reasonseg.errors import CheckpointError, ModelCacheError
+from reasonseg.errors import CheckpointError, ConfigError, ModelCacheError
 from reasonseg.export.formats import FORMATS, read_photos
 from reasonseg.export.lite_sam import ENCODER, FP32_MAX_REL, export_lite_sam
 from reasonseg.export.manifest import manifest_path, read_manifest
@@ -138,6 +138,20 @@ def test_a_precision_that_was_not_exported_is_one_clear_error(tiny_export, tmp_p
     cache = _cache_with(tiny_export, tmp_path, None)
     with pytest.raises(ModelCacheError, match="reasonseg export lite-sam --precision int8"):
         build_segmenter(SegmenterSettings(precision="int8"), cache)
+
+
+@pytest.mark.parametrize("kind, backend", [("lite_sam", "torch"), ("sam2", "torch"), ("sam2", "onnxruntime")])
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_where_only_fp32_runs_is_refused_not_ignored(tmp_path, kind, backend, precision) -> None:
+    """An explicit fp16 / int8 on a backend that runs fp32 would silently run fp32: one line instead, before
+    any file is read (the cache here is empty)."""
+    seg = SegmenterSettings(kind=kind, backend=backend, precision=precision, model=str(tmp_path))
+    with pytest.raises(ConfigError, match=f"segmenter.precision={precision}: .* runs fp32 only"):
+        build_segmenter(seg, tmp_path)
+    with pytest.raises((ModelCacheError, ConfigError)) as missing:  # fp32 passes, then the model is looked for
+        build_segmenter(SegmenterSettings(kind=kind, backend=backend, precision="fp32", model=str(tmp_path / "x")),
+                        tmp_path)
+    assert "segmenter.precision" not in str(missing.value)
 
 
 def test_the_set_up_cache_follows_its_own_manifest(cache_dir: Path) -> None:
