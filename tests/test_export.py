@@ -357,6 +357,22 @@ def test_export_errors_are_one_line(tmp_path, capsys) -> None:
     assert "--checkpoint" in err[0] and "none.safetensors" in err[1]
 
 
+def test_calibration_photos_skip_unreadable_files_and_a_file_is_not_a_folder(tmp_path, photos, capsys) -> None:
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    (folder / "0_broken.jpg").write_bytes(b"not a jpeg")  # sorts first: skipped, not counted against the limit
+    (folder / "1_empty.png").write_bytes(b"")
+    for path in sorted(photos.glob("*.jpg"))[:2]:
+        shutil.copy(path, folder / path.name)
+    assert len(read_photos(folder, limit=2)) == 2
+    with pytest.raises(ValueError, match="is not a folder of photos"):
+        read_photos(folder / "0_broken.jpg")
+    assert cli(["export", "lite-sam", "--precision", "int8", "--photos", str(folder / "0_broken.jpg"),
+                "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"reasonseg: error: export lite-sam: {folder / '0_broken.jpg'} is not a folder of photos"
+
+
 @pytest.mark.parametrize("fmt", ["sam2", "lens-connector", "cora-projection", "l2l"])
 @pytest.mark.parametrize("config", ['{"model_type": ', '{"model_type": "sam2"}'])  # broken JSON; weights garbage
 def test_unreadable_checkpoints_are_one_line_naming_them(tmp_path, capsys, fmt, config) -> None:

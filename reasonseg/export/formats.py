@@ -32,11 +32,15 @@ def read_photos(folder: Path, limit: int = 16) -> list[np.ndarray]:
 
     from ..cli import IMAGE_SUFFIXES
 
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder} is not a folder of photos")
     photos = []
-    for path in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    for path in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)  # unreadable files are skipped, not counted
         if bgr is not None:
             photos.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        if len(photos) == limit:
+            break
     if not photos:
         raise ValueError(f"no readable photos in {folder}")
     return photos
