@@ -9,7 +9,9 @@ the embedded default end to end per frame at 640x480 (`refine`, a grounded targe
 detector + encoder + decoder, as the node runs it) with `segmenter.precision` fp32 vs auto, and the mask
 IoU between the two. Then onnxruntime's own per-operator profile of the encoder (fp32 and the default int8):
 the time in matrix products (all int8 can speed up) against the rest, and the per-frame floor were those
-products free (Amdahl); and LiteSAM at smaller inputs than its 256 (masks vs 256). Prints tables, writes
+products free (Amdahl), and the compute floor (the encoder's FLOPs at the best matrix-product rate of these
+cores); and LiteSAM at smaller inputs than its 256, of the whole frame or of a crop around the target
+(masks vs 256). Prints tables, writes
 `bench_export.json`.
 """
 from __future__ import annotations
@@ -66,6 +68,34 @@ def op_profile(path: Path, feed: dict, rounds: int) -> dict[str, float]:
     return {op: round(ms / (rounds + 1), 1) for op, ms in sorted(total.items(), key=lambda kv: -kv[1])}
 
 
+def compute_floor(weights: Path, other_ms: float) -> dict:
+    """The frame time no kernel can beat here: the encoder's FLOPs (torch's counter, a multiply-add = 2) at the
+    best dense fp32 matrix-product rate these cores reach (2048^3 sgemm, best of 7), plus the other graphs."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from reasonseg.models.lite_sam import LiteSamConfig, load_lite_sam
+
+    model = load_lite_sam(weights, LiteSamConfig()).eval()
+    s = model.cfg.img_size
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.image_encoder(torch.rand(1, 3, s, s))
+    gflop = counter.get_total_flops() / 1e9
+    a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
+    a @ b
+    best = float("inf")
+    for _ in range(7):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    peak = 2 * 2048 ** 3 / best / 1e9
+    encoder_ms = gflop / peak * 1e3
+    return {"encoder_gflop": round(gflop, 2), "sgemm_gflop_per_s_best": round(peak, 1),
+            "encoder_floor_ms_at_sgemm_rate": round(encoder_ms, 1),
+            "detector_and_decoder_ms_measured": round(other_ms, 1),
+            "per_frame_floor_ms_fp32": round(encoder_ms + other_ms, 1)}
+
+
 def input_size_study(cache: Path, sizes: tuple[int, ...]) -> dict:
     """Why not encode smaller? LiteSAM (trained at 256) run at smaller inputs, masks vs its 256 masks for the
     detector's top-4 boxes (+ points, as `refine` prompts) on the evaluation photos (or the sample ones)."""
@@ -85,9 +115,10 @@ def input_size_study(cache: Path, sizes: tuple[int, ...]) -> dict:
     n = Settings().segmenter.num_points
     prompts = [(i, Prompt(box=d.box, points=tuple(map(tuple, d.points[:n])))) for i, p in enumerate(photos)
                for d in det.detect(p)[:4]]
-    masks, encode_ms = {}, {}
+    masks, encode_ms, segs = {}, {}, {}
     for size in (256, *sizes):
-        seg = TorchLiteSam(cache / "lite_sam.safetensors", LiteSamConfig(img_size=size), mask_choice="largest_in_box")
+        seg = segs[size] = TorchLiteSam(cache / "lite_sam.safetensors", LiteSamConfig(img_size=size),
+                                        mask_choice="largest_in_box")
         times, embs = [], []
         for p in photos:
             t0 = time.perf_counter()
@@ -100,7 +131,38 @@ def input_size_study(cache: Path, sizes: tuple[int, ...]) -> dict:
         ious = np.array([mask_iou(a, b) for a, b in zip(masks[256], masks[size])])
         out[f"mask_iou_{size}_vs_256"] = {"mean": round(float(ious.mean()), 3), "median": round(float(np.median(ious)), 3),
                                          "p10": round(float(np.percentile(ious, 10)), 3)}
+    out["crop_at_smallest"] = crop_study(segs[min(sizes)], photos, prompts, masks[256])
     return out
+
+
+def crop_study(seg, photos: list, prompts: list, reference: list) -> dict:  # noqa: ANN001
+    """Why not encode just a square around the target at a small input? Boxes whose crop (the box plus half
+    its side on each side) shows the object at least as large as the full-frame 256 input does: crop, encode,
+    prompt in crop pixels, paste back; masks vs the full-frame ones."""
+    import numpy as np
+
+    from reasonseg.export.parity import mask_iou
+    from reasonseg.prompt import Prompt
+
+    ious = []
+    for (i, pr), ref in zip(prompts, reference):
+        img = photos[i]
+        h, w = img.shape[:2]
+        x0, y0, x1, y1 = pr.box
+        side = int(np.ceil(max(64.0, 2 * max(x1 - x0, y1 - y0))))
+        if side * 256 / max(h, w) > seg.input_size:  # the crop would see the object smaller: not taken
+            continue
+        ox, oy = int(round((x0 + x1 - side) / 2)), int(round((y0 + y1 - side) / 2))
+        crop = np.zeros((side, side, 3), np.uint8)
+        sx0, sy0, sx1, sy1 = max(ox, 0), max(oy, 0), min(ox + side, w), min(oy + side, h)
+        crop[sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox] = img[sy0:sy1, sx0:sx1]
+        shifted = Prompt(box=(x0 - ox, y0 - oy, x1 - ox, y1 - oy), points=tuple((px - ox, py - oy) for px, py in pr.points))
+        mask = np.zeros((h, w), bool)
+        mask[sy0:sy1, sx0:sx1] = seg.predict(seg.encode(crop), shifted).mask[sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox]
+        ious.append(mask_iou(ref, mask))
+    ious = np.array(ious) if ious else np.zeros(1)
+    return {"input": seg.input_size, "prompts_cropped": len(ious), "mask_iou_vs_full_frame_256":
+            {"mean": round(float(ious.mean()), 3), "median": round(float(np.median(ious)), 3)}}
 
 
 def main() -> int:
@@ -168,6 +230,8 @@ def main() -> int:
               "encoder_speedup_bound_if_matmuls_free":
                   round((matmul_ms["ort fp32"] + other_ms["ort fp32"]) / other_ms["ort fp32"], 2)}
 
+    floor = compute_floor(cache / "lite_sam.safetensors", other["CenterNet detector (ort fp32)"] + dec["ort"])
+
     print("[bench] smaller encoder inputs (torch) ...", flush=True)
     smaller = input_size_study(cache, (192, 128))
 
@@ -178,7 +242,7 @@ def main() -> int:
         "reduced_precision_mask_iou_vs_fp32": iou,
         "per_frame_ms": {"fp32": frame["fp32"], "auto (int8 when its manifest allows)": frame["auto"]},
         "per_frame_mask_iou_auto_vs_fp32": round(mask_iou(masks["fp32"], masks["auto"]), 4),
-        "encoder_op_profile_ms": prof, "amdahl": amdahl, "smaller_encoder_inputs": smaller,
+        "encoder_op_profile_ms": prof, "amdahl": amdahl, "compute_floor": floor, "smaller_encoder_inputs": smaller,
         "targets": {"per_frame_ms": 300, "int8_encoder_speedup": 2.0},
     }
     rows = [[f"LiteSAM encoder, {k}", v, report["encoder_speedup_vs_ort_fp32"][k]] for k, v in enc.items()]
@@ -195,10 +259,17 @@ def main() -> int:
     print(f"per-frame floor were every matrix product free: {amdahl['per_frame_floor_ms_if_matmuls_free']} ms "
           f"(target {report['targets']['per_frame_ms']} ms); encoder speed-up bound from faster matrix products "
           f"alone: {amdahl['encoder_speedup_bound_if_matmuls_free']}x (target {report['targets']['int8_encoder_speedup']}x)")
+    print(f"compute floor: encoder {floor['encoder_gflop']} GFLOP at the best sgemm rate here "
+          f"({floor['sgemm_gflop_per_s_best']} GFLOP/s) = {floor['encoder_floor_ms_at_sgemm_rate']} ms; with the "
+          f"detector and decoder a frame cannot take under {floor['per_frame_floor_ms_fp32']} ms in fp32")
     print(markdown_table(["encoder input", "torch encode ms", "mask IoU vs 256 (mean / median / p10)"],
                          [[256, smaller["torch_encode_ms"][256], "reference"]]
                          + [[k, smaller["torch_encode_ms"][k], " / ".join(map(str, smaller[f"mask_iou_{k}_vs_256"].values()))]
                             for k in (192, 128)]))
+    crop = smaller["crop_at_smallest"]
+    print(f"crop around the target at {crop['input']} px ({crop['prompts_cropped']} boxes small enough): mask IoU "
+          f"vs the full frame at 256 mean {crop['mask_iou_vs_full_frame_256']['mean']}, median "
+          f"{crop['mask_iou_vs_full_frame_256']['median']}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_export.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"[bench] wrote {args.out / 'bench_export.json'}")

