@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 from rosnode_harness import use_ros_transport  # noqa: E402
 
 use_ros_transport()  # before any test creates a DDS participant, whatever the test order
+
+# The stop tests play a terminal's Ctrl-C to commands started as their own foreground group. Run as a background
+# job of a shell without job control (`bash .ci/run &`, nohup), this process inherits SIGINT ignored, every
+# command it starts would too, and rightly keep ignoring it (reasonseg.entry): give them what a terminal gives.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
