@@ -19,11 +19,15 @@ from rosnode_harness import use_ros_transport  # noqa: E402
 
 use_ros_transport()  # before any test creates a DDS participant, whatever the test order
 
-# The stop tests play a terminal's Ctrl-C to commands started as their own foreground group. Run as a background
-# job of a shell without job control (`bash .ci/run &`, nohup), this process inherits SIGINT ignored, every
-# command it starts would too, and rightly keep ignoring it (reasonseg.entry): give them what a terminal gives.
+# The stop tests play a terminal's Ctrl-C and hang-up to commands started as their own foreground group. Run as
+# a background job of a shell without job control (`bash .ci/run &`) this process inherits SIGINT ignored, under
+# nohup SIGHUP; every command it starts would too, and rightly keep ignoring them (reasonseg.entry). A Python
+# handler here is reset to the default action in each command it starts, which is what a terminal gives them;
+# this process itself still ignores a hang-up, as nohup asked.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: None)
 
 
 @pytest.fixture(scope="session")
