@@ -28,11 +28,12 @@ def _op(*names: str) -> Callable[[_Op], _Op]:
 
 
 class _Run:
-    def __init__(self, graph: TfjsGraph) -> None:
+    """The values computed so far (tensor ref -> float64 / int64 torch tensor)."""
+
+    def __init__(self) -> None:
         import torch
 
         self.torch = torch
-        self.graph = graph
         self.values: dict[str, object] = {}
 
     def get(self, ref: str):  # noqa: ANN201 - a torch tensor
@@ -219,7 +220,7 @@ def run_tfjs_graph(graph: TfjsGraph, feeds: dict[str, np.ndarray], outputs: Sequ
     """The graph's `outputs` for `feeds` (placeholder name -> NHWC array), computed in float64."""
     import torch
 
-    r = _Run(graph)
+    r = _Run()
     nodes = _needed_nodes(graph, outputs)
     missing = sorted({n.op for n in nodes if n.op not in _OPS and n.op not in ("Const", "Placeholder")})
     if missing:
