@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_export.py [--rounds 15] [--out bench/results/export]
 
 Per component, medians over interleaved rounds (every variant once per round, so a busy shared machine
-slows all of them alike): LiteSAM encoder on torch / onnxruntime fp32 / fp16 / int8 dynamic / int8 static
-QDQ, LiteSAM decoder torch / onnxruntime, CenterNet detector and the person segmenter on onnxruntime; then
+slows all of them alike): LiteSAM encoder on torch / onnxruntime fp32 / fp16 / int8 dynamic (7-bit weights,
+the default; and 8-bit) / int8 static QDQ, with their mask IoU vs fp32 and the CPU's int8 kernels, LiteSAM decoder torch / onnxruntime, CenterNet detector and the person segmenter on onnxruntime; then
 the embedded default end to end per frame at 640x480 (`refine`, a grounded target followed frame to frame:
 detector + encoder + decoder, as the node runs it) with `segmenter.precision` fp32 vs auto, and the mask
 IoU between the two. Then onnxruntime's own per-operator profile of the encoder (fp32 and the default int8):
@@ -170,7 +170,9 @@ def main() -> int:
 
     from reasonseg.config import Settings, resolve_cache_dir, with_overrides
     from reasonseg.export.formats import read_photos
-    from reasonseg.export.lite_sam import export_lite_sam
+    from reasonseg.export.cpu_int8 import this_cpu
+    from reasonseg.export.lite_sam import export_lite_sam, masks_iou_vs_fp32
+    from reasonseg.export.precision import to_int8
     from reasonseg.export.parity import mask_iou
     from reasonseg.models.centernet import CenterNetDetector
     from reasonseg.person_mask import PersonSegmenter
@@ -189,18 +191,23 @@ def main() -> int:
     image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))[:, :, ::-1].copy()
     box = Prompt(box=(120.0, 130.0, 560.0, 470.0))
 
-    with tempfile.TemporaryDirectory(prefix="reasonseg-bench-") as tmp:  # fp16 and static int8 for comparison
-        print("[bench] exporting fp16 and static-int8 encoders for comparison ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="reasonseg-bench-") as tmp:  # the other precisions, to compare
+        print("[bench] exporting fp16, static-int8 and full-range dynamic-int8 encoders for comparison ...",
+              flush=True)
+        photos = read_photos(cache / "images")
         written = export_lite_sam(cache / "lite_sam.safetensors", Path(tmp), precisions=("fp16", "int8"),
-                                  photos=read_photos(cache / "images"), int8_method="static")
+                                  photos=photos, int8_method="static")
+        full = to_int8(written[0], Path(tmp) / "encoder.int8-full.onnx", method="dynamic")
         seg = {"torch": TorchLiteSam(cache / "lite_sam.safetensors"),
                "ort fp32": OnnxLiteSam(ls / "encoder.onnx", ls / DECODER_FILE),
                "ort fp16": OnnxLiteSam(written[2], ls / DECODER_FILE),
                "ort int8 dynamic (default)": OnnxLiteSam(ls / "encoder.int8.onnx", ls / DECODER_FILE),
+               "ort int8 dynamic, 8-bit weights": OnnxLiteSam(full, ls / DECODER_FILE),
                "ort int8 static QDQ": OnnxLiteSam(written[3], ls / DECODER_FILE)}
         iou = {name: json.loads(Path(f"{path}.manifest.json").read_text())["parity"]
                for name, path in (("ort fp16", written[2]), ("ort int8 static QDQ", written[3]),
                                   ("ort int8 dynamic (default)", ls / "encoder.int8.onnx"))}
+        iou["ort int8 dynamic, 8-bit weights"] = masks_iou_vs_fp32(Path(tmp), full, photos)
         print("[bench] LiteSAM encoder ...", flush=True)
         enc = interleaved({k: (lambda s=s: s.encode(image)) for k, s in seg.items()}, args.rounds)
         emb = {k: s.encode(image) for k, s in seg.items()}
@@ -236,7 +243,7 @@ def main() -> int:
     smaller = input_size_study(cache, (192, 128))
 
     report = {
-        "machine": "2 CPU cores (this shared dev machine)", "rounds": args.rounds, "image": "dog.jpg at 640x480",
+        "machine": {"cores": 2, "what": "this shared dev machine", **this_cpu()}, "rounds": args.rounds, "image": "dog.jpg at 640x480",
         "lite_sam_encoder_ms": enc, "lite_sam_decoder_ms": dec, "other_graphs_ms": other,
         "encoder_speedup_vs_ort_fp32": {k: round(enc["ort fp32"] / v, 2) for k, v in enc.items()},
         "reduced_precision_mask_iou_vs_fp32": iou,
@@ -245,11 +252,14 @@ def main() -> int:
         "encoder_op_profile_ms": prof, "amdahl": amdahl, "compute_floor": floor, "smaller_encoder_inputs": smaller,
         "targets": {"per_frame_ms": 300, "int8_encoder_speedup": 2.0},
     }
-    rows = [[f"LiteSAM encoder, {k}", v, report["encoder_speedup_vs_ort_fp32"][k]] for k, v in enc.items()]
-    rows += [[f"LiteSAM decoder, {k}", v, ""] for k, v in dec.items()]
-    rows += [[k, v, ""] for k, v in other.items()]
-    rows += [[f"refine per frame (640x480), precision {k}", v, ""] for k, v in report["per_frame_ms"].items()]
-    print(markdown_table(["component (median ms)", "ms", "x vs ort fp32"], rows))
+    rows = [[f"LiteSAM encoder, {k}", v, report["encoder_speedup_vs_ort_fp32"][k],
+             round(iou[k]["mask_iou_mean"], 3) if k in iou else ""] for k, v in enc.items()]
+    rows += [[f"LiteSAM decoder, {k}", v, "", ""] for k, v in dec.items()]
+    rows += [[k, v, "", ""] for k, v in other.items()]
+    rows += [[f"refine per frame (640x480), precision {k}", v, "", ""] for k, v in report["per_frame_ms"].items()]
+    m = report["machine"]
+    print(f"machine: {m['cpu']} ({m['arch']}, {m['cores']} cores), int8 kernels: {m['int8_kernels']}")
+    print(markdown_table(["component (median ms)", "ms", "x vs ort fp32", "mask IoU vs fp32"], rows))
     print(f"per-frame mask IoU auto vs fp32: {report['per_frame_mask_iou_auto_vs_fp32']}")
     ops = list(prof["ort fp32"])[:8]
     print(markdown_table(["encoder operator (ms per run)", *prof],

@@ -81,7 +81,8 @@ class SegmenterSettings:
     # onnxruntime runs the LiteSAM encoder ~2x faster than torch on CPU; torch is the reference.
     backend: str = _f("onnxruntime", "segmenter backend", choices=BACKENDS)
     # The int8 encoder is made by the set-up step (`reasonseg export lite-sam --precision int8`) and judged
-    # there: its manifest records the mask IoU vs fp32 on the sample photos.
+    # there: its manifest records the mask IoU vs fp32 on the sample photos and the CPU that judged it
+    # (export/cpu_int8.py: auto does not carry a judgement over to a CPU whose int8 kernels saturate).
     precision: str = _f("auto", "lite_sam on onnxruntime: image encoder precision; auto = int8 when its manifest "
                                 "shows mean mask IoU >= 0.95 vs fp32, else fp32 (lite_sam on tensorrt: auto = "
                                 "fp16; other kinds and backends: fp32 only)", choices=PRECISIONS)

@@ -44,6 +44,7 @@ def load_hf_model(what: str, ref: str | Path, fn: Callable[[], T]) -> T:
 
 def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
     """The LiteSAM encoder file `segmenter.precision` asks for, and why that one (logged at load)."""
+    from .export.cpu_int8 import saturation_risk, this_cpu
     from .export.lite_sam import encoder_file
     from .export.manifest import read_manifest
 
@@ -58,9 +59,14 @@ def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
     # absent (a cache from before the int8 export): fp32; present but damaged: refused like any cache file
     record = read_manifest(require(cache, f"lite_sam/{int8.name}")) if int8.exists() else None
     iou = (record or {}).get("parity", {}).get("mask_iou_mean")
-    if iou is not None and iou >= AUTO_INT8_MIN_IOU:
+    risk = saturation_risk(record, this_cpu()["int8_kernels"]) if record else None
+    if iou is not None and iou >= AUTO_INT8_MIN_IOU and risk is None:
         return int8, f"int8 (auto: mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU})"
-    why = "no int8 encoder with a manifest" if iou is None else f"int8 mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}"
+    if risk:
+        why = (f"int8 not used: {risk}; judge it here with `reasonseg export lite-sam --precision fp32 int8`, "
+               "then run the set-up step again")
+    else:
+        why = "no int8 encoder with a manifest" if iou is None else f"int8 mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}"
     return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {why})"
 
 

@@ -13,6 +13,8 @@ import pytest
 from reasonseg.cli import main as cli
 from reasonseg.config import SegmenterSettings
 from reasonseg.errors import CheckpointError, ConfigError, ModelCacheError
+from reasonseg.export import cpu_int8
+from reasonseg.export.cpu_int8 import this_cpu
 from reasonseg.export.formats import FORMATS, read_photos
 from reasonseg.export.lite_sam import ENCODER, FP32_MAX_REL, export_lite_sam
 from reasonseg.export.manifest import manifest_path, read_manifest
@@ -23,6 +25,7 @@ from reasonseg.onnx_session import check_feeds, open_session
 from reasonseg.prompt import Prompt
 from reasonseg.segmenter_factory import AUTO_INT8_MIN_IOU, build_segmenter, lite_sam_encoder
 from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam
+from test_cpu_int8 import SKYLAKE, ZEN4
 from test_lite_sam import TINY, _randomized
 
 
@@ -107,8 +110,8 @@ def test_parity_helpers_fail_beyond_tolerance() -> None:
     assert mask_iou(a, b) == pytest.approx(4 / 12) and mask_iou(a & False, b & False) == 1.0
 
 
-def _cache_with(tiny_export: Path, tmp_path: Path, iou: float | None) -> Path:
-    """A model cache holding the tiny export, the int8 manifest claiming `iou` (None: no int8 encoder)."""
+def _cache_with(tiny_export: Path, tmp_path: Path, iou: float | None, **claims) -> Path:
+    """A model cache holding the tiny export, the int8 manifest claiming `iou` and `claims` (None: no int8)."""
     cache = tmp_path / "cache"
     shutil.copytree(tiny_export, cache / "lite_sam")
     int8 = cache / "lite_sam" / "encoder.int8.onnx"
@@ -118,7 +121,7 @@ def _cache_with(tiny_export: Path, tmp_path: Path, iou: float | None) -> Path:
     else:
         record = json.loads(manifest_path(int8).read_text())
         record["parity"]["mask_iou_mean"] = iou
-        manifest_path(int8).write_text(json.dumps(record))
+        manifest_path(int8).write_text(json.dumps({**record, **claims}))
     manifest = read_cache_manifest(cache)
     record_files(cache, manifest, ["lite_sam"])
     write_manifest(cache, manifest)
@@ -164,6 +167,46 @@ def test_the_set_up_cache_follows_its_own_manifest(cache_dir: Path) -> None:
     assert path.name == ("encoder.int8.onnx" if wants_int8 else ENCODER)
     fp32 = read_manifest(cache_dir / "lite_sam" / ENCODER)["parity"]
     assert fp32["image_embeddings"]["max_rel"] <= FP32_MAX_REL and fp32["low_res_masks"]["max_rel"] <= FP32_MAX_REL
+
+
+def test_dynamic_int8_weights_are_7_bit_so_no_pair_saturates(tiny_export: Path) -> None:
+    """x86 without VNNI adds adjacent u8 x s8 products in a saturating int16: with |w| <= 64 no pair can pass
+    2 * 255 * 64 = 32640 < 32767. The manifest says so, and on which CPU the masks were judged."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = tiny_export / "encoder.int8.onnx"
+    graph = onnx.load(str(path)).graph
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    quantized = [weights[n.input[1]] for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    assert quantized and all(w.dtype == np.int8 for w in quantized)
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in quantized) <= 64
+    assert 2 * 255 * 64 <= np.iinfo(np.int16).max
+    record = read_manifest(path)
+    assert record["reduce_range"] is True and record["int8_method"] == "dynamic"
+    assert record["judged_on"] == this_cpu() and record["judged_on"]["int8_kernels"] in ("exact", "saturating", "unknown")
+
+
+@pytest.mark.parametrize("reduce_range, judged, here, chosen", [
+    (False, "exact", SKYLAKE, "encoder.onnx"),  # full-range, judged exact, run saturating: not believed
+    (True, "exact", SKYLAKE, "encoder.int8.onnx"),  # 7-bit weights cannot saturate
+    (False, "saturating", SKYLAKE, "encoder.int8.onnx"),  # judged under the same kernels
+    (False, "exact", ZEN4, "encoder.int8.onnx"),
+    (False, "saturating", ZEN4, "encoder.int8.onnx"),  # exact kernels only remove error
+])
+def test_auto_takes_int8_only_where_its_judgement_carries_over(tiny_export, tmp_path, monkeypatch,
+                                                              reduce_range, judged, here, chosen) -> None:
+    cache = _cache_with(tiny_export, tmp_path, 0.98, reduce_range=reduce_range,
+                        judged_on={"cpu": "test", "arch": "x86_64", "int8_kernels": judged})
+    info = tmp_path / "cpuinfo"
+    info.write_text(here)
+    monkeypatch.setattr(cpu_int8, "CPUINFO", info)
+    monkeypatch.setattr(cpu_int8, "ARCH", "x86_64")
+    path, why = lite_sam_encoder(SegmenterSettings(precision="auto"), cache)
+    assert path.name == chosen
+    if chosen == "encoder.onnx":
+        assert why.startswith("fp32 (auto: int8 not used:") and "no VNNI" in why and "\n" not in why
+        assert "reasonseg export lite-sam --precision fp32 int8" in why
 
 
 def test_corrupt_foreign_or_misfed_graphs_are_one_clear_line(tiny_export: Path, tmp_path: Path) -> None:

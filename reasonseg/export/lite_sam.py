@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from .cpu_int8 import this_cpu
 from .manifest import write_manifest
 from .onnx_io import export_module
 from .parity import mask_iou, require_close
@@ -137,11 +138,13 @@ def export_lite_sam(weights: Path, out_dir: Path, *, precisions: Sequence[str] =
             to_fp16(enc, target)
             extra = {}
         elif precision == "int8":
-            to_int8(enc, target, method=int8_method, calibration=calibration_feeds(photos, model.cfg.img_size))
-            extra = {"int8_method": int8_method}
+            reduce_range = int8_method == "dynamic"  # 7-bit weights where CPU kernels run it (cpu_int8)
+            to_int8(enc, target, method=int8_method, calibration=calibration_feeds(photos, model.cfg.img_size),
+                    reduce_range=reduce_range)
+            extra = {"int8_method": int8_method, "reduce_range": reduce_range}
         else:
             raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
         write_manifest(target, format="lite-sam", precision=precision, source=weights,
-                       parity=masks_iou_vs_fp32(out_dir, target, photos), **extra)
+                       parity=masks_iou_vs_fp32(out_dir, target, photos), judged_on=this_cpu(), **extra)
         written.append(target)
     return written

@@ -4,10 +4,13 @@ int8 comes two ways, recorded in the manifest:
 * `static`: QDQ format (QuantizeLinear/DequantizeLinear pairs) with activation ranges calibrated on a folder
   of images - the form TensorRT reads as explicit quantization;
 * `dynamic`: int8 weights, activations quantized per batch at run time (MatMulInteger); onnxruntime CPU only.
+  The LiteSAM export gives it 7-bit weights (`reduce_range`): x86 CPUs without VNNI saturate full-range
+  products (`cpu_int8`), and one file must keep its masks on whichever CPU runs it.
 Measured on the LiteSAM encoder (2 CPU cores, 6 sample photos, mask IoU vs fp32 over 36 box prompts):
-quantizing its convolutions costs IoU 0.61-0.68 whichever subset is chosen, so both quantize the matrix
-products only (MatMul / Gemm: 47 % of its time); dynamic per-channel was the faster (1.50x vs 1.40x) and the
-closer (IoU 0.970 vs 0.965, medians).
+quantizing its convolutions costs IoU 0.61-0.68 on AVX2 and 0.75-0.80 on AVX-512 VNNI whichever subset is
+chosen (and is no faster there than the matrix products alone), so both quantize the matrix products only
+(MatMul / Gemm: 47 % of its time); dynamic per-channel was the faster (1.50x vs 1.40x) and the closer (IoU
+0.970 vs 0.965, medians).
 """
 from __future__ import annotations
 
@@ -51,8 +54,9 @@ class _Feeds:
 
 
 def to_int8(src: Path, dst: Path, *, method: str = "static", calibration: Iterable[dict[str, np.ndarray]] = (),
-            op_types: Sequence[str] = MATMUL_OPS) -> Path:
-    """Quantize `op_types` to int8, per output channel. `static` needs `calibration` (model inputs)."""
+            op_types: Sequence[str] = MATMUL_OPS, reduce_range: bool = False) -> Path:
+    """Quantize `op_types` to int8, per output channel (7-bit weights with `reduce_range`). `static` needs
+    `calibration` (model inputs)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
 
@@ -65,7 +69,7 @@ def to_int8(src: Path, dst: Path, *, method: str = "static", calibration: Iterab
     try:
         if method == "dynamic":
             quantize_dynamic(str(src), str(tmp), op_types_to_quantize=list(op_types), per_channel=True,
-                             weight_type=QuantType.QInt8)
+                             weight_type=QuantType.QInt8, reduce_range=reduce_range)
         else:
             feeds = list(calibration)
             if not feeds:
@@ -73,7 +77,7 @@ def to_int8(src: Path, dst: Path, *, method: str = "static", calibration: Iterab
             quantize_static(str(src), str(tmp), _Feeds(feeds), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=list(op_types), per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=CalibrationMethod.MinMax, reduce_range=reduce_range)
         os.replace(tmp, dst)
     finally:
         quiet.setLevel(level)
