@@ -90,10 +90,8 @@ def main() -> int:
     cache = resolve_cache_dir()
     seg = TorchLiteSam(cache / "lite_sam.safetensors", mask_choice="largest_in_box")  # the export check's
     photos = read_photos(cache / "images", limit=args.photos)
-    emu, fp32_forward = Emulation(), {}
-    for m in seg.model.image_encoder.modules():
-        if isinstance(m, torch.nn.Linear):
-            fp32_forward[m] = m.forward
+    emu = Emulation()
+    layers = [m for m in seg.model.image_encoder.modules() if isinstance(m, torch.nn.Linear)]  # the encoder's only
 
     def masks() -> list[np.ndarray]:
         out = []
@@ -105,7 +103,7 @@ def main() -> int:
         return out
 
     reference = masks()
-    for m in fp32_forward:
+    for m in layers:
         m.forward = types.MethodType(emu.linear, m)
     results = {}
     for name, (qmax, saturate) in VARIANTS.items():
@@ -119,7 +117,7 @@ def main() -> int:
         print(f"[bench] {name}: mean IoU {results[name]['mask_iou_mean']} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     report = {"machine": {"cores": 2, **this_cpu()}, "photos": len(photos), "prompts": len(reference),
-              "linear_layers": len(fp32_forward), "variants": results}
+              "linear_layers": len(layers), "variants": results}
     print(markdown_table(["int8 encoder (emulated)", "mask IoU mean / median / min", "pairs clipped"],
                          [[k, f"{v['mask_iou_mean']} / {v['mask_iou_median']} / {v['mask_iou_min']}",
                            f"{v['pairs_clipped']:.1e}"] for k, v in results.items()]))
