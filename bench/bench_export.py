@@ -10,7 +10,7 @@ detector + encoder + decoder, as the node runs it) with `segmenter.precision` fp
 IoU between the two. Then onnxruntime's own per-operator profile of the encoder (fp32 and the default int8):
 the time in matrix products (all int8 can speed up) against the rest, and the per-frame floor were those
 products free (Amdahl), and the compute floor (the encoder's FLOPs at the best matrix-product rate of these
-cores); and LiteSAM at smaller inputs than its 256, of the whole frame or of a crop around the target
+cores; with onnxruntime's own fp32 and u8s8 int8 matrix-product rates); and LiteSAM at smaller inputs than its 256, of the whole frame or of a crop around the target
 (masks vs 256). Prints tables, writes
 `bench_export.json`.
 """
@@ -66,6 +66,38 @@ def op_profile(path: Path, feed: dict, rounds: int) -> dict[str, float]:
             op = e["args"]["op_name"]
             total[op] = total.get(op, 0.0) + e["dur"] / 1e3
     return {op: round(ms / (rounds + 1), 1) for op, ms in sorted(total.items(), key=lambda kv: -kv[1])}
+
+
+def ort_matmul_rates(n: int = 2048) -> dict[str, float]:
+    """Best-of-7 rate of onnxruntime's own n^3 matrix products on these cores: MatMul (fp32, GFLOP/s) and
+    MatMulInteger u8 x s8 (the dynamic-int8 kernel, GOP/s): how much int8 can gain here at most."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    cases = {"fp32 MatMul": ("MatMul", TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.FLOAT,
+                             rng.random((n, n), np.float32), rng.random((n, n), np.float32)),
+             "u8s8 MatMulInteger": ("MatMulInteger", TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32,
+                                    rng.integers(0, 256, (n, n), np.uint8), rng.integers(-127, 128, (n, n), np.int8))}
+    rates = {}
+    for name, (op, ta, tb, ty, a, b) in cases.items():
+        graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], name,
+                                  [helper.make_tensor_value_info("a", ta, [n, n]),
+                                   helper.make_tensor_value_info("b", tb, [n, n])],
+                                  [helper.make_tensor_value_info("y", ty, [n, n])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 2
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess.run(None, {"a": a, "b": b})
+        best = float("inf")
+        for _ in range(7):
+            t0 = time.perf_counter()
+            sess.run(None, {"a": a, "b": b})
+            best = min(best, time.perf_counter() - t0)
+        rates[name] = round(2 * n ** 3 / best / 1e9, 1)
+    return rates
 
 
 def compute_floor(weights: Path, other_ms: float) -> dict:
@@ -238,6 +270,7 @@ def main() -> int:
                   round((matmul_ms["ort fp32"] + other_ms["ort fp32"]) / other_ms["ort fp32"], 2)}
 
     floor = compute_floor(cache / "lite_sam.safetensors", other["CenterNet detector (ort fp32)"] + dec["ort"])
+    floor["ort_matmul_2048_g_per_s"] = rates = ort_matmul_rates()
 
     print("[bench] smaller encoder inputs (torch) ...", flush=True)
     smaller = input_size_study(cache, (192, 128))
@@ -272,6 +305,9 @@ def main() -> int:
     print(f"compute floor: encoder {floor['encoder_gflop']} GFLOP at the best sgemm rate here "
           f"({floor['sgemm_gflop_per_s_best']} GFLOP/s) = {floor['encoder_floor_ms_at_sgemm_rate']} ms; with the "
           f"detector and decoder a frame cannot take under {floor['per_frame_floor_ms_fp32']} ms in fp32")
+    print(f"onnxruntime 2048^3: fp32 MatMul {rates['fp32 MatMul']} GFLOP/s, u8s8 MatMulInteger "
+          f"{rates['u8s8 MatMulInteger']} GOP/s ({rates['u8s8 MatMulInteger'] / rates['fp32 MatMul']:.1f}x; "
+          f"int8 kernels: {report['machine']['int8_kernels']})")
     print(markdown_table(["encoder input", "torch encode ms", "mask IoU vs 256 (mean / median / p10)"],
                          [[256, smaller["torch_encode_ms"][256], "reference"]]
                          + [[k, smaller["torch_encode_ms"][k], " / ".join(map(str, smaller[f"mask_iou_{k}_vs_256"].values()))]
