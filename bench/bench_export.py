@@ -4,14 +4,15 @@
 
 Per component, medians over interleaved rounds (every variant once per round, so a busy shared machine
 slows all of them alike): LiteSAM encoder on torch / onnxruntime fp32 / fp16 / int8 dynamic (7-bit weights,
-the default; and 8-bit) / int8 static QDQ, with their mask IoU vs fp32 and the CPU's int8 kernels, LiteSAM decoder torch / onnxruntime, CenterNet detector and the person segmenter on onnxruntime; then
+the default; and 8-bit) / int8 static QDQ, with their mask IoU vs fp32 and the CPU's int8 kernels, LiteSAM
+decoder torch / onnxruntime, CenterNet detector and the person segmenter on onnxruntime; then
 the embedded default end to end per frame at 640x480 (`refine`, a grounded target followed frame to frame:
 detector + encoder + decoder, as the node runs it) with `segmenter.precision` fp32 vs auto, and the mask
 IoU between the two. Then onnxruntime's own per-operator profile of the encoder (fp32 and the default int8):
 the time in matrix products (all int8 can speed up) against the rest, and the per-frame floor were those
 products free (Amdahl), and the compute floor (the encoder's FLOPs at the best matrix-product rate of these
-cores; with onnxruntime's own fp32 and u8s8 int8 matrix-product rates); and LiteSAM at smaller inputs than its 256, of the whole frame or of a crop around the target
-(masks vs 256). Prints tables, writes
+cores; with onnxruntime's own fp32 and u8s8 int8 matrix-product rates); and LiteSAM at smaller inputs than
+its 256, of the whole frame or of a crop around the target (masks vs 256). Prints tables, writes
 `bench_export.json`.
 """
 from __future__ import annotations
@@ -68,6 +69,17 @@ def op_profile(path: Path, feed: dict, rounds: int) -> dict[str, float]:
     return {op: round(ms / (rounds + 1), 1) for op, ms in sorted(total.items(), key=lambda kv: -kv[1])}
 
 
+def best_seconds(fn, runs: int = 7) -> float:  # noqa: ANN001
+    """Fastest of `runs` calls after one warm-up: a peak rate, not a typical time."""
+    fn()
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def ort_matmul_rates(n: int = 2048) -> dict[str, float]:
     """Best-of-7 rate of onnxruntime's own n^3 matrix products on these cores: MatMul (fp32, GFLOP/s) and
     MatMulInteger u8 x s8 (the dynamic-int8 kernel, GOP/s): how much int8 can gain here at most."""
@@ -90,13 +102,7 @@ def ort_matmul_rates(n: int = 2048) -> dict[str, float]:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 2
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        sess.run(None, {"a": a, "b": b})
-        best = float("inf")
-        for _ in range(7):
-            t0 = time.perf_counter()
-            sess.run(None, {"a": a, "b": b})
-            best = min(best, time.perf_counter() - t0)
-        rates[name] = round(2 * n ** 3 / best / 1e9, 1)
+        rates[name] = round(2 * n ** 3 / best_seconds(lambda: sess.run(None, {"a": a, "b": b})) / 1e9, 1)
     return rates
 
 
@@ -114,13 +120,7 @@ def compute_floor(weights: Path, other_ms: float) -> dict:
         model.image_encoder(torch.rand(1, 3, s, s))
     gflop = counter.get_total_flops() / 1e9
     a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
-    a @ b
-    best = float("inf")
-    for _ in range(7):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    peak = 2 * 2048 ** 3 / best / 1e9
+    peak = 2 * 2048 ** 3 / best_seconds(lambda: a @ b) / 1e9
     encoder_ms = gflop / peak * 1e3
     return {"encoder_gflop": round(gflop, 2), "sgemm_gflop_per_s_best": round(peak, 1),
             "encoder_floor_ms_at_sgemm_rate": round(encoder_ms, 1),
@@ -276,13 +276,15 @@ def main() -> int:
     smaller = input_size_study(cache, (192, 128))
 
     report = {
-        "machine": {"cores": 2, "what": "this shared dev machine", **this_cpu()}, "rounds": args.rounds, "image": "dog.jpg at 640x480",
+        "machine": {"cores": 2, "what": "this shared dev machine", **this_cpu()}, "rounds": args.rounds,
+        "image": "dog.jpg at 640x480",
         "lite_sam_encoder_ms": enc, "lite_sam_decoder_ms": dec, "other_graphs_ms": other,
         "encoder_speedup_vs_ort_fp32": {k: round(enc["ort fp32"] / v, 2) for k, v in enc.items()},
         "reduced_precision_mask_iou_vs_fp32": iou,
         "per_frame_ms": {"fp32": frame["fp32"], "auto (int8 when its manifest allows)": frame["auto"]},
         "per_frame_mask_iou_auto_vs_fp32": round(mask_iou(masks["fp32"], masks["auto"]), 4),
-        "encoder_op_profile_ms": prof, "amdahl": amdahl, "compute_floor": floor, "smaller_encoder_inputs": smaller,
+        "encoder_op_profile_ms": prof, "amdahl": amdahl, "compute_floor": floor,
+        "smaller_encoder_inputs": smaller,
         "targets": {"per_frame_ms": 300, "int8_encoder_speedup": 2.0},
     }
     rows = [[f"LiteSAM encoder, {k}", v, report["encoder_speedup_vs_ort_fp32"][k],

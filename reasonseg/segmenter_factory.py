@@ -66,7 +66,8 @@ def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
         why = (f"int8 not used: {risk}; judge it here with `reasonseg export lite-sam --precision fp32 int8`, "
                "then run the set-up step again")
     else:
-        why = "no int8 encoder with a manifest" if iou is None else f"int8 mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}"
+        why = ("no int8 encoder with a manifest" if iou is None
+               else f"int8 mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}")
     return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {why})"
 
 
