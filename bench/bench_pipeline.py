@@ -4,6 +4,9 @@
 
 Part 1 (in process): medians of detector, LiteSAM encoder/decoder on torch and onnxruntime side by side,
 local resolver, and an LLM round trip against a stub OpenAI server on 127.0.0.1 (client cost only).
+Part 1b (`frame_sequence`): one refine frame's sessions back to back (detector -> encoder -> decoder), in
+fresh processes, onnxruntime's idle threads sleeping (as open_session sets) vs spinning (onnxruntime's
+default), alternated.
 Part 2 (real node over DDS): 640x480 bgr8 at --fps for --duration seconds into reasonseg_node; reports
 frame-stamp -> mask-received latency, masks/s vs frames/s, node RSS over time (flatness), stale-frame
 drops and the node's own overhead (image conversion + publishing) as a share of pipeline compute.
@@ -60,6 +63,53 @@ def bench_stages(cache: Path, repeats: int) -> dict:
         out["llm_roundtrip_stub"] = median_ms(lambda: llm.complete("system", '{"instruction": "the white truck"}'),
                                                repeats)
     return out
+
+
+def frame_sequence_child(spin: bool, repeats: int) -> dict:
+    """Median ms of detector, encoder, decoder and the whole frame, run one after the other as the node does."""
+    if spin:  # what open_session ran before it set allow_spinning = 0: onnxruntime's default
+        import onnxruntime as ort
+
+        real = ort.SessionOptions.add_session_config_entry
+        ort.SessionOptions.add_session_config_entry = (
+            lambda self, key, value: real(self, key, "1" if key == "session.intra_op.allow_spinning" else value))
+    from reasonseg.config import Settings, resolve_cache_dir
+    from reasonseg.models.centernet import CenterNetDetector
+    from reasonseg.segmenter_factory import build_segmenter
+
+    cache = resolve_cache_dir()
+    image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))[:, :, ::-1].copy()
+    det, seg = CenterNetDetector(cache / "centernet.onnx"), build_segmenter(Settings().segmenter, cache)
+    box = (375.0, 60.0, 565.0, 140.0)
+    times: dict[str, list[float]] = {"detector": [], "encoder": [], "decoder": [], "frame": []}
+    for i in range(repeats + 2):  # two warm-up frames
+        t0 = time.perf_counter()
+        det.detect(image)
+        t1 = time.perf_counter()
+        emb = seg.encode(image)
+        t2 = time.perf_counter()
+        seg.decode(emb, box)
+        t3 = time.perf_counter()
+        if i >= 2:
+            for name, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
+                times[name].append(dt * 1e3)
+    return {name: round(median(v), 1) for name, v in times.items()}
+
+
+def bench_frame_sequence(repeats: int, rounds: int = 3) -> dict:
+    """frame_sequence_child in fresh processes, sleeping and spinning alternated `rounds` times; medians over
+    rounds of the per-round medians, and spinning / sleeping ratios."""
+    import subprocess
+
+    runs: dict[str, list[dict]] = {"sleeping": [], "spinning": []}
+    for _ in range(rounds):
+        for variant, results in runs.items():
+            out = subprocess.run([sys.executable, __file__, "--frame-sequence-child", variant, "--repeats",
+                                  str(repeats)], check=True, capture_output=True, text=True).stdout
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    med = {v: {k: round(median(r[k] for r in rs), 1) for k in rs[0]} for v, rs in runs.items()}
+    ratio = {k: round(med["spinning"][k] / med["sleeping"][k], 3) for k in med["sleeping"]}
+    return {"median_ms": med, "ratio_spinning_over_sleeping": ratio, "rounds": runs}
 
 
 def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_params: tuple[str, ...] = ()) -> dict:
@@ -135,19 +185,33 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--skip-node", action="store_true")
+    p.add_argument("--skip-frame-sequence", action="store_true")
+    p.add_argument("--frame-sequence-child", choices=("sleeping", "spinning"), help=argparse.SUPPRESS)
     p.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                    help="node parameter over the shipped YAML, repeatable: --node-param segmenter.precision:=fp32")
     args = p.parse_args()
+    if args.frame_sequence_child:
+        print(json.dumps(frame_sequence_child(args.frame_sequence_child == "spinning", args.repeats)))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     cache = resolve_cache_dir()
     print("[bench] per-stage medians (640x480, in process) ...", flush=True)
     report = {"stages_ms": bench_stages(cache, args.repeats)}
+    if not args.skip_frame_sequence:
+        print("[bench] frame sequence, onnxruntime threads sleeping vs spinning (fresh processes) ...", flush=True)
+        report["frame_sequence"] = bench_frame_sequence(args.repeats)
     if not args.skip_node:
         print(f"[bench] node soak: {args.fps:g} Hz for {args.duration:g} s ...", flush=True)
         report["node"] = bench_node(cache, args.duration, args.fps, args.out, tuple(args.node_param))
         report["node"]["params"] = args.node_param
     rows = [[k, v] for k, v in report["stages_ms"].items()]
     print(markdown_table(["stage (median ms)", "value"], rows))
+    if "frame_sequence" in report:
+        fs = report["frame_sequence"]
+        rows = [[k, fs["median_ms"]["sleeping"][k], fs["median_ms"]["spinning"][k],
+                 f"{fs['ratio_spinning_over_sleeping'][k]:.2f}x"] for k in fs["median_ms"]["sleeping"]]
+        print(markdown_table(["frame sequence (median ms)", "threads sleep (shipped)", "threads spin", "spin / sleep"],
+                             rows))
     if "node" in report:
         n = report["node"]
         rows = [[k, v] for k, v in n.items() if k not in ("rss_series", "node_stage_medians_ms", "params")]

@@ -119,8 +119,9 @@ def host(value):
 def open_session(path: Path | str, what: str, *, threads: int = 0, device: str = "cpu",
                  io_binding: bool | None = None):
     """An InferenceSession tuned for latency: full graph optimisation, `threads` intra-op threads (0 = one per
-    core), one inter-op thread (the graphs here are chains; parallel branches only add contention). On a GPU
-    provider (or with `io_binding=True`) it comes as a :class:`BoundSession`."""
+    core), one inter-op thread (the graphs here are chains; parallel branches only add contention), and pool
+    threads that sleep instead of spinning when idle. On a GPU provider (or with `io_binding=True`) it comes as
+    a :class:`BoundSession`."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -130,6 +131,11 @@ def open_session(path: Path | str, what: str, *, threads: int = 0, device: str =
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
+    # Each session owns a thread pool whose threads spin after a run by default. A frame runs several sessions
+    # back to back (detector, encoder, decoder) next to the ROS threads, so the last session's spinning threads
+    # take the cores from the next one: on 2 cores, sleeping cuts a refine frame by about a fifth
+    # (bench/bench_pipeline.py, `frame_sequence`).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # errors only: shape-merge warnings of exported graphs are noise to a user
     try:
         session = ort.InferenceSession(str(path), opts, providers=providers_for(device))

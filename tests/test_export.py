@@ -230,6 +230,15 @@ def test_corrupt_foreign_or_misfed_graphs_are_one_clear_line(tiny_export: Path, 
         check_feeds(session, {"image": np.zeros((1, 3, 32, 32), np.float32)}, "LiteSAM encoder")
 
 
+def test_sessions_are_tuned_for_latency_with_sleeping_pool_threads(tiny_export: Path) -> None:
+    """A frame runs several sessions back to back: spinning pool threads of one would take the next one's cores
+    (bench/bench_pipeline.py, frame_sequence)."""
+    opts = open_session(tiny_export / ENCODER, "LiteSAM encoder").get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.inter_op_num_threads == 1
+    assert opts.graph_optimization_level.name == "ORT_ENABLE_ALL"
+
+
 @pytest.fixture(scope="module")
 def sam2_export(tmp_path_factory) -> tuple[Path, Path]:
     from tiny_models import tiny_sam2
