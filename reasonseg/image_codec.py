@@ -38,7 +38,12 @@ _ENCODINGS: dict[str, tuple[int, np.dtype, tuple[int, ...] | str | None]] = {
     "uyvy": (2, np.dtype(np.uint8), "COLOR_YUV2RGB_UYVY"),
     "yuv422_yuy2": (2, np.dtype(np.uint8), "COLOR_YUV2RGB_YUYV"),
     "yuyv": (2, np.dtype(np.uint8), "COLOR_YUV2RGB_YUYV"),
+    # semi-planar 4:2:0 (V4L2, libcamera, GStreamer): a Y plane of `height` rows of `step` bytes, then
+    # height / 2 rows of interleaved chroma at the same step (U, V for nv12; V, U for nv21), as rviz reads it
+    "nv12": (1, np.dtype(np.uint8), "COLOR_YUV2RGB_NV12"),
+    "nv21": (1, np.dtype(np.uint8), "COLOR_YUV2RGB_NV21"),
 }
+_SEMI_PLANAR = ("nv12", "nv21")
 # raw sensor mosaics, demosaiced. OpenCV names a pattern by its second row (RGGB is its "BG"); these
 # older names exist in every OpenCV 4 and 5.
 _ENCODINGS |= {f"bayer_{pattern}{bits}": (1, np.dtype(np.uint8 if bits == 8 else np.uint16), f"COLOR_Bayer{cv}2RGB")
@@ -64,6 +69,11 @@ def decode_image(
     buf = data.reshape(-1).view(np.uint8) if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
     check_image_layout(encoding, height, width, step, buf.size, max_pixels=max_pixels, max_aspect=max_aspect)
     channels, dtype, to_rgb = _ENCODINGS[encoding]
+    if encoding in _SEMI_PLANAR:  # OpenCV takes the two planes stacked as one (height * 3 / 2)-row image
+        planes = buf[: step * height * 3 // 2].reshape(height * 3 // 2, step)[:, :width].copy()
+        import cv2
+
+        return cv2.cvtColor(planes, getattr(cv2, to_rgb))
     row_bytes = width * channels * dtype.itemsize
     rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
     pixels = rows.copy().view(dtype.newbyteorder(">" if is_bigendian else "<") if dtype.itemsize > 1 else dtype)
@@ -103,6 +113,12 @@ def check_image_layout(encoding: str, height: int, width: int, step: int, nbytes
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise InputError(f"step {step} < width*channels*bytes ({row_bytes}) for {encoding} {width}x{height}")
+    if encoding in _SEMI_PLANAR:
+        if width % 2 or height % 2:
+            raise InputError(f"{encoding} shares one chroma pair among 2x2 pixels: {width}x{height} must be even")
+        if nbytes < step * height * 3 // 2:
+            raise InputError(f"image data has {nbytes} bytes, expected step*height*3/2 = {step * height * 3 // 2} "
+                             f"for {encoding}")
     if nbytes < step * height:
         raise InputError(f"image data has {nbytes} bytes, expected step*height = {step * height}")
     conversion = _ENCODINGS[encoding][2]

@@ -85,6 +85,27 @@ def test_packed_yuv422_is_unpacked_in_its_byte_order(encoding, order):
     assert np.abs(out.astype(np.int32) - want[None]).max() <= 3, out[0]
 
 
+@pytest.mark.parametrize("encoding", ["nv12", "nv21"])
+def test_semi_planar_420_is_read_with_its_chroma_order_and_step(encoding):
+    """V4L2 / libcamera / GStreamer cameras: a Y plane, then one interleaved chroma pair per 2x2 block. Each
+    2x2 block of one colour comes back within rounding, through a padded step; the other chroma order swaps
+    red and blue."""
+    colours = [(255, 0, 0), (0, 0, 255), (250, 200, 30), (20, 40, 60)]
+    h, w, step = 2, 2 * len(colours), 2 * len(colours) + 4
+    y_plane, chroma = np.zeros((h, step), np.uint8), np.zeros((h // 2, step), np.uint8)
+    for i, rgb in enumerate(colours):
+        y, u, v = _bt601(rgb)
+        y_plane[:, 2 * i: 2 * i + 2] = y
+        chroma[0, 2 * i: 2 * i + 2] = (u, v) if encoding == "nv12" else (v, u)
+    data = np.concatenate([y_plane, chroma]).tobytes()
+    want = np.repeat(np.array(colours, np.int32), 2, axis=0)[None]
+    out = decode_image(encoding, h, w, step, data)
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(np.int32) - want).max() <= 3, out[0]
+    other = decode_image("nv21" if encoding == "nv12" else "nv12", h, w, step, data)
+    assert np.abs(other.astype(np.int32) - want).max() > 100  # pure red reads as blue
+
+
 def test_sixteen_bit_colour_and_8uc4():
     img = _rgb()
     wide = (img.astype(np.uint16) << 8) | 0x5A  # the low byte must not leak into the 8-bit result
@@ -103,7 +124,9 @@ def test_sixteen_bit_colour_and_8uc4():
 @pytest.mark.parametrize("args, match", [
     (("rgb8", 4, 5, 14, bytes(60)), "step 14 <"),              # step smaller than a row
     (("rgb8", 4, 5, 15, bytes(59)), "expected step\\*height"),  # data shorter than step*height
-    (("nv21", 4, 6, 6, bytes(36)), "unsupported image encoding"),
+    (("nv24", 4, 6, 6, bytes(72)), "unsupported image encoding"),
+    (("nv12", 4, 6, 6, bytes(35)), "expected step\\*height\\*3/2 = 36 for nv12"),  # the chroma plane is missing
+    (("nv21", 3, 6, 6, bytes(36)), "2x2 pixels: 6x3 must be even"),
     (("32FC1", 4, 5, 20, bytes(80)), "unsupported image encoding"),
     (("yuv422", 4, 5, 10, bytes(40)), "width 5 must be even"),         # 4:2:2 packs pixel pairs
     (("yuv422_yuy2", 4, 4, 7, bytes(28)), "step 7 <"),

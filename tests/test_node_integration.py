@@ -130,7 +130,7 @@ def test_bad_inputs_are_dropped_and_node_keeps_serving(live):
     bad_images = {
         "step 20 <": _bad_image(Image, height=h, width=w, encoding="rgb8", step=20, data=bytes(20 * h)),
         "expected step*height": _bad_image(Image, height=h, width=w, encoding="rgb8", step=30, data=bytes(30 * h - 1)),
-        "unsupported image encoding": _bad_image(Image, height=h, width=w, encoding="nv21", step=20,
+        "unsupported image encoding": _bad_image(Image, height=h, width=w, encoding="nv24", step=20,
                                                  data=bytes(20 * h)),
         "width 9 must be even": _bad_image(Image, height=h, width=9, encoding="yuv422", step=18, data=bytes(18 * h)),
         "empty image": _bad_image(Image, height=0, width=0, encoding="rgb8", step=0, data=b""),
@@ -174,8 +174,8 @@ def test_bad_inputs_are_dropped_and_node_keeps_serving(live):
 
 
 def test_raw_camera_encodings_are_segmented(live):
-    """A UVC camera's packed YUV 4:2:2 and a GigE camera's Bayer mosaic: each frame comes out as a mask on
-    the dog (these encodings were dropped as unsupported)."""
+    """A UVC camera's packed YUV 4:2:2, a GigE camera's Bayer mosaic and a V4L2 / libcamera camera's NV12:
+    each frame comes out as a mask on the dog (these encodings were dropped as unsupported)."""
     import cv2
 
     client, proc, log, bgr = live
@@ -184,8 +184,11 @@ def test_raw_camera_encodings_are_segmented(live):
     mosaic = np.zeros((h, w), np.uint8)  # RGGB, cut from the photo
     for (dy, dx), channel in zip([(0, 0), (0, 1), (1, 0), (1, 1)], (2, 1, 1, 0)):
         mosaic[dy::2, dx::2] = bgr[dy::2, dx::2, channel]
+    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)  # Y, then the U and V planes one after the other
+    u, v = (i420[h + k * h // 4: h + (k + 1) * h // 4].reshape(h // 2, w // 2) for k in (0, 1))
+    nv12 = np.concatenate([i420[:h], np.stack([u, v], -1).reshape(h // 2, w)])  # chroma interleaved
     frames = {"yuv422_yuy2": (cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_YUY2).tobytes(), 2 * w),
-              "bayer_rggb8": (mosaic.tobytes(), w)}
+              "bayer_rggb8": (mosaic.tobytes(), w), "nv12": (nv12.tobytes(), w)}
     for encoding, (data, step) in frames.items():
         sent = []
 
