@@ -66,7 +66,8 @@ def bench_stages(cache: Path, repeats: int) -> dict:
 
 
 def frame_sequence_child(spin: bool, repeats: int) -> dict:
-    """Median ms of detector, encoder, decoder and the whole frame, run one after the other as the node does."""
+    """Median ms of detector, encoder, decoder and the whole frame, run one after the other as the node does;
+    then of the encoder run alone, back to back."""
     if spin:  # what open_session ran before it set allow_spinning = 0: onnxruntime's default
         import onnxruntime as ort
 
@@ -93,6 +94,11 @@ def frame_sequence_child(spin: bool, repeats: int) -> dict:
         if i >= 2:
             for name, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
                 times[name].append(dt * 1e3)
+    times["encoder alone"] = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        seg.encode(image)
+        times["encoder alone"].append((time.perf_counter() - t0) * 1e3)
     return {name: round(median(v), 1) for name, v in times.items()}
 
 
