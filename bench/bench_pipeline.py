@@ -6,7 +6,7 @@ Part 1 (in process): medians of detector, LiteSAM encoder/decoder on torch and o
 local resolver, and an LLM round trip against a stub OpenAI server on 127.0.0.1 (client cost only).
 Part 1b (`frame_sequence`): one refine frame's sessions back to back (detector -> encoder -> decoder), in
 fresh processes, onnxruntime's idle threads sleeping (as open_session sets) vs spinning (onnxruntime's
-default), alternated.
+default), alternated; and the encoder alone, back to back (the one case spinning helps).
 Part 2 (real node over DDS): 640x480 bgr8 at --fps for --duration seconds into reasonseg_node; reports
 frame-stamp -> mask-received latency, masks/s vs frames/s, node RSS over time (flatness), stale-frame
 drops and the node's own overhead (image conversion + publishing) as a share of pipeline compute.
