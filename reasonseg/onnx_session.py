@@ -134,7 +134,7 @@ def open_session(path: Path | str, what: str, *, threads: int = 0, device: str =
     # Each session owns a thread pool whose threads spin after a run by default. A frame runs several sessions
     # back to back (detector, encoder, decoder) next to the ROS threads, so the last session's spinning threads
     # take the cores from the next one: on 2 cores a refine frame is 1.09-1.26x faster with them sleeping, though
-    # an encoder run alone back to back is ~8 % slower (bench/bench_pipeline.py, `frame_sequence`).
+    # an encoder run alone back to back can be up to ~8 % slower (bench/bench_pipeline.py, `frame_sequence`).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # errors only: shape-merge warnings of exported graphs are noise to a user
     try:
