@@ -10,7 +10,7 @@ default), alternated; and the encoder alone, back to back (the one case spinning
 Part 2 (real node over DDS): 640x480 bgr8 at --fps for --duration seconds into reasonseg_node; reports
 frame-stamp -> mask-received latency, masks/s vs frames/s, node RSS over time (flatness), stale-frame
 drops and the node's own overhead (image conversion + publishing) as a share of pipeline compute.
-Prints a table and writes JSON (+ an RSS curve PNG) under --out.
+Prints a table and writes JSON (+ soak.png: node RSS and every mask's latency over the soak) under --out.
 """
 from __future__ import annotations
 
@@ -156,6 +156,7 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_par
             masks = [(t, stamp_of(m)) for t, m in client.masks if stamp_of(m) in sent]
             results = [m for _, m in client.results]
         lat_e2e = [(t - sent[s]) * 1e3 for t, s in masks]  # stamp (= send time) -> mask received
+        lat_series = [(round(sent[s] - t_start, 2), round(ms, 1)) for (_, s), ms in zip(masks, lat_e2e)]
         stages: dict[str, list[float]] = {}
         for r in results:
             for name, v in zip(r.stage_names, r.stage_ms):
@@ -174,7 +175,7 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_par
             "node_overhead_s": overhead, "node_compute_s": compute,
             "node_overhead_ratio": round(overhead / compute, 4) if compute else None,
             "rss_mb_start_median": round(first, 1), "rss_mb_end_median": round(final, 1),
-            "rss_growth_mb": round(final - first, 1), "rss_series": rss,
+            "rss_growth_mb": round(final - first, 1), "rss_series": rss, "latency_series": lat_series,
         }
     finally:
         client.close()
@@ -220,31 +221,58 @@ def main() -> int:
                              rows))
     if "node" in report:
         n = report["node"]
-        rows = [[k, v] for k, v in n.items() if k not in ("rss_series", "node_stage_medians_ms", "params")]
+        rows = [[k, v] for k, v in n.items()
+                if k not in ("rss_series", "latency_series", "node_stage_medians_ms", "params")]
         rows += [[f"node stage {k} (median ms)", v] for k, v in n["node_stage_medians_ms"].items()]
         print(markdown_table(["node soak", "value"], rows))
-        _plot_rss(n["rss_series"], args.out / "rss.png")
+        _plot_soak(n["rss_series"], n["latency_series"], args.out / "soak.png")
     path = args.out / "bench.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"[bench] wrote {path}")
     return 0
 
 
-def _plot_rss(series: list, path: Path) -> None:
-    """A small RSS-over-time curve drawn with OpenCV (no plotting dependency)."""
+def _plot_soak(rss: list, latency: list, path: Path) -> None:
+    """Two panels over the soak, drawn with OpenCV (no plotting dependency): node RSS after start-up (MB, its
+    own narrow scale, so growth would show) and every mask's latency (ms) with the median line."""
     from reasonseg.output_files import write_png
 
-    if len(series) < 2:
+    warm = [(t, r) for t, r in rss if t > 0]  # the first sample is the node still loading its models
+    if len(warm) < 2 or not latency:
         return
-    w, h, pad = 640, 240, 40
-    t = np.array([s[0] for s in series]); r = np.array([s[1] for s in series])
-    img = np.full((h, w, 3), 255, np.uint8)
-    lo, hi = r.min() - 20, r.max() + 20
-    pts = np.stack([pad + (t - t.min()) / max(1e-9, np.ptp(t)) * (w - 2 * pad),
-                    h - pad - (r - lo) / (hi - lo) * (h - 2 * pad)], 1).astype(np.int32)
-    cv2.polylines(img, [pts], False, (200, 60, 0), 2)
-    cv2.putText(img, f"node RSS {lo + 20:.0f}-{hi - 20:.0f} MB over {t.max():.0f} s", (pad, 25),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    w, panel_h, left, pad = 760, 200, 70, 28
+    img = np.full((2 * panel_h + 2 * pad, w, 3), 255, np.uint8)
+    t_max = max(max(t for t, _ in warm), max(t for t, _ in latency))
+    font, black, grey = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0), (200, 200, 200)
+
+    def panel(top: int, series: list, lo: float, hi: float, title: str, unit: str, dots: bool) -> None:
+        y0, y1 = top + pad, top + panel_h
+        cv2.rectangle(img, (left, y0), (w - 10, y1), grey, 1)
+        cv2.putText(img, title, (left, top + 18), font, 0.5, black, 1, cv2.LINE_AA)
+        for v in (lo, hi):
+            y = int(y1 - (v - lo) / (hi - lo) * (y1 - y0))
+            cv2.putText(img, f"{v:.0f} {unit}", (4, y + 4), font, 0.4, black, 1, cv2.LINE_AA)
+        pts = np.array([[left + t / t_max * (w - 10 - left), y1 - (v - lo) / (hi - lo) * (y1 - y0)]
+                        for t, v in series], np.int32)
+        if dots:
+            for x, y in pts:
+                cv2.circle(img, (int(x), int(y)), 1, (200, 60, 0), -1)
+        else:
+            cv2.polylines(img, [pts], False, (200, 60, 0), 2)
+
+    r = np.array([v for _, v in warm])
+    panel(0, warm, r.min() - 10, r.max() + 10,
+          f"node RSS after start-up: {r.min():.0f}-{r.max():.0f} MB over {t_max:.0f} s", "MB", dots=False)
+    lat = np.array([v for _, v in latency])
+    top, hi = panel_h + pad, float(np.percentile(lat, 99.5)) * 1.1
+    med = float(np.median(lat))
+    panel(top, [(t, min(v, hi)) for t, v in latency], 0.0, hi,
+          f"frame stamp -> mask latency, {len(lat)} masks: median {med:.0f} ms, p95 {np.percentile(lat, 95):.0f} ms",
+          "ms", dots=True)
+    y_med = int(top + panel_h - med / hi * (panel_h - pad))
+    cv2.line(img, (left, y_med), (w - 10, y_med), (0, 140, 0), 1)
+    cv2.putText(img, f"t = 0 .. {t_max:.0f} s", (w - 140, 2 * panel_h + 2 * pad - 8), font, 0.4, black, 1,
+                cv2.LINE_AA)
     write_png(path, img)
 
 
