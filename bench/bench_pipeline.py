@@ -26,6 +26,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the stub OpenAI server and the node harness live with the tests
+BOX = (375.0, 60.0, 565.0, 140.0)  # the truck in the 640x480 frame: the decoder's box prompt
+
+
+def frame_bgr(cache: Path) -> np.ndarray:
+    """The benchmark's camera frame: the sample dog photo at 640x480, BGR as a camera driver sends it."""
+    return cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))
 
 
 def bench_stages(cache: Path, repeats: int) -> dict:
@@ -39,10 +45,9 @@ def bench_stages(cache: Path, repeats: int) -> dict:
     from reasonseg.report import median_ms
     from reasonseg.text_embedding import TextEmbedder
 
-    image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))[:, :, ::-1].copy()
+    image = frame_bgr(cache)[:, :, ::-1].copy()
     settings = Settings()
     det = CenterNetDetector(cache / "centernet.onnx")
-    box = (375.0, 60.0, 565.0, 140.0)
     out = {"detector": median_ms(lambda: det.detect(image), repeats)}
     for backend in BACKENDS:
         try:
@@ -52,7 +57,7 @@ def bench_stages(cache: Path, repeats: int) -> dict:
             continue
         emb = seg.encode(image)
         out[f"sam_encoder[{backend}]"] = median_ms(lambda: seg.encode(image), repeats)
-        out[f"sam_decoder[{backend}]"] = median_ms(lambda: seg.decode(emb, box), repeats)
+        out[f"sam_decoder[{backend}]"] = median_ms(lambda: seg.decode(emb, BOX), repeats)
     resolver = LabelResolver(COCO_LABELS, TextEmbedder(cache / "minilm"))
     words = iter(f"the parked vehicle number {i}" for i in range(10_000))  # uncached phrases
     out["local_resolver"] = median_ms(lambda: resolver.resolve(next(words)), repeats)
@@ -79,9 +84,8 @@ def frame_sequence_child(spin: bool, repeats: int) -> dict:
     from reasonseg.segmenter_factory import build_segmenter
 
     cache = resolve_cache_dir()
-    image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))[:, :, ::-1].copy()
+    image = frame_bgr(cache)[:, :, ::-1].copy()
     det, seg = CenterNetDetector(cache / "centernet.onnx"), build_segmenter(Settings().segmenter, cache)
-    box = (375.0, 60.0, 565.0, 140.0)
     times: dict[str, list[float]] = {"detector": [], "encoder": [], "decoder": [], "frame": []}
     for i in range(repeats + 2):  # two warm-up frames
         t0 = time.perf_counter()
@@ -89,7 +93,7 @@ def frame_sequence_child(spin: bool, repeats: int) -> dict:
         t1 = time.perf_counter()
         emb = seg.encode(image)
         t2 = time.perf_counter()
-        seg.decode(emb, box)
+        seg.decode(emb, BOX)
         t3 = time.perf_counter()
         if i >= 2:
             for name, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
@@ -124,7 +128,7 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_par
 
     use_ros_transport()
 
-    image = cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))
+    image = frame_bgr(cache)
     domain = unique_domain_id()
     proc, log = start_node(out_dir, domain, "runtime.reground_period_s:=5.0", *node_params)
     client = Client(domain)
