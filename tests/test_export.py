@@ -19,30 +19,13 @@ from reasonseg.export.formats import FORMATS, read_photos
 from reasonseg.export.lite_sam import ENCODER, FP32_MAX_REL, export_lite_sam
 from reasonseg.export.manifest import manifest_path, read_manifest
 from reasonseg.export.parity import ParityError, errors, mask_iou, require_close
-from reasonseg.models.lite_sam import build_lite_sam, save_lite_sam
 from reasonseg.model_cache import read_manifest as read_cache_manifest, record_files, write_manifest
 from reasonseg.onnx_session import check_feeds, open_session
 from reasonseg.prompt import Prompt
 from reasonseg.segmenter_factory import AUTO_INT8_MIN_IOU, build_segmenter, lite_sam_encoder
 from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam
 from test_cpu_int8 import SKYLAKE, ZEN4
-from test_lite_sam import TINY, _randomized
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("w") / "tiny_lite_sam.safetensors"
-    save_lite_sam(_randomized(build_lite_sam(TINY), seed=3), out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_export(tiny_weights: Path, photos: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("export") / "lite_sam"
-    written = export_lite_sam(tiny_weights, out, precisions=("fp32", "fp16", "int8"),
-                              photos=read_photos(photos, limit=2), cfg=TINY)
-    assert [p.name for p in written] == [ENCODER, DECODER_FILE, "encoder.fp16.onnx", "encoder.int8.onnx"]
-    return out
+from test_lite_sam import TINY
 
 
 def test_list_prints_every_format(capsys) -> None:
@@ -155,6 +138,15 @@ def test_reduced_precision_where_only_fp32_runs_is_refused_not_ignored(tmp_path,
         build_segmenter(SegmenterSettings(kind=kind, backend=backend, precision="fp32", model=str(tmp_path / "x")),
                         tmp_path)
     assert "segmenter.precision" not in str(missing.value)
+
+
+@pytest.mark.parametrize("backend, precision, runs", [("openvino", "fp16", "fp32 / bf16"),
+                                                      ("openvino", "int8", "fp32 / bf16"),
+                                                      ("onnxruntime", "bf16", "fp32 / fp16 / int8"),
+                                                      ("tensorrt", "bf16", "fp32 / fp16 / int8")])
+def test_a_precision_of_another_backend_is_refused_naming_where_it_runs(tmp_path, backend, precision, runs) -> None:
+    with pytest.raises(ConfigError, match=f"lite_sam on {backend} runs {runs} .*{precision} is for lite_sam on "):
+        build_segmenter(SegmenterSettings(backend=backend, precision=precision), tmp_path)
 
 
 def test_the_set_up_cache_follows_its_own_manifest(cache_dir: Path) -> None:

@@ -222,6 +222,7 @@ def test_node_refuses_to_start_with_one_clear_line(tmp_path, cache_dir, case, ne
         cache = _linked_cache(tmp_path, cache_dir, "lite_sam/encoder.int8.onnx")
         _flip_byte(cache / "lite_sam" / "encoder.int8.onnx", 4_000_000)
         kwargs["env_extra"] = {"REASONSEG_CACHE": str(cache)}
+        params = ("segmenter.backend:=onnxruntime",)  # the int8 encoder is onnxruntime's (auto may run openvino)
     proc, log = start_node(tmp_path, unique_domain_id(), *params, **kwargs)
     try:
         assert proc.wait(timeout=120) == 2, log.read_text()[-2000:]

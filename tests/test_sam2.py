@@ -99,7 +99,7 @@ def test_factory_errors_name_the_setting_and_the_fix(tmp_path, sam2_dir):
         _segmenter("")
     from reasonseg.segmenter_factory import build_segmenter
 
-    s = with_overrides(Settings(), ["segmenter.kind=sam2", f"segmenter.model={sam2_dir}"])  # backend onnxruntime
+    s = with_overrides(Settings(), ["segmenter.kind=sam2", f"segmenter.model={sam2_dir}", "segmenter.backend=onnxruntime"])
     with pytest.raises(ConfigError, match="has no sam2_encoder.onnx.*reasonseg export sam2.*segmenter.backend=torch"):
         build_segmenter(s.segmenter, s.cache_path)  # a checkpoint, not an export, on onnxruntime
     with pytest.raises(ModelCacheError, match="SAM2 .*missing: no such file or folder; .*nothing downloads at run time"):

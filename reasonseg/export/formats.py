@@ -119,8 +119,10 @@ def _tensorrt(args: argparse.Namespace) -> list[Path]:
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("lite-sam", "LiteSAM image encoder + prompt decoder (embedded default)",
-           "lite_sam.safetensors (set-up cache)", "encoder{,.fp16,.int8}.onnx + decoder_multimask.onnx",
-           "fp32 fp16 int8", "fp32: <= 1e-4 rel vs PyTorch; fp16/int8: mask IoU vs fp32 on photos", _lite_sam),
+           "lite_sam.safetensors (set-up cache)",
+           "encoder{,.fp16,.int8}.onnx + decoder_multimask.onnx; bf16: encoder.bf16.xml (OpenVINO IR)",
+           "fp32 fp16 int8 bf16", "fp32: <= 1e-4 rel vs PyTorch; fp16/int8/bf16: mask IoU vs fp32 on photos "
+           "(bf16: in OpenVINO, on a CPU with native bf16)", _lite_sam),
     Format("centernet", "embedded COCO detector (MobileNetV3 CenterNet)", "TF.js model.json + shards",
            "centernet.onnx", "fp32", "<= 1e-4 rel vs the TF.js graph run in TF semantics, on photos + noise",
            _tfjs(CENTERNET, "centernet.onnx")),
@@ -160,7 +162,7 @@ def add_export_parser(sub) -> None:
     s.add_argument("--list", action="store_true", help="print the table of formats and exit")
     s.add_argument("--checkpoint", help="source checkpoint (default: the set-up cache's, where there is one)")
     s.add_argument("--out", help="output folder or file (default: the set-up cache, where the runtime reads it)")
-    s.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8"],
+    s.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8", "bf16"],
                    help="precisions to write (fp32 always: the reference)")
     s.add_argument("--int8-method", choices=["dynamic", "static"], default="dynamic",
                    help="dynamic: int8 weights, activations at run time (CPU); static: calibrated QDQ (TensorRT)")

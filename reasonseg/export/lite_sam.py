@@ -1,8 +1,10 @@
-"""LiteSAM (TinyViT image encoder + SAM prompt decoder) -> ONNX, fp32 / fp16 / int8, each checked and described.
+"""LiteSAM (TinyViT image encoder + SAM prompt decoder) -> ONNX, fp32 / fp16 / int8, each checked and described;
+bf16: an OpenVINO IR of the fp32 encoder, judged as OpenVINO runs it with bf16 inside (encoder and decoder).
 
 fp32 is checked against PyTorch on fresh random inputs (relative error on embeddings and mask logits);
-fp16 and int8 encoders against the fp32 graph by mask IoU on real photos, through the product's own
+fp16, int8 and bf16 against the fp32 graphs by mask IoU on real photos, through the product's own
 pre/post-processing and mask choice (`OnnxLiteSam.predict`), for a fixed set of box prompts per photo.
+bf16 is judged only where the CPU runs it natively: elsewhere OpenVINO would not run bf16 at all.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from ..errors import CheckpointError, ConfigError
 from .cpu_int8 import this_cpu
 from .manifest import write_manifest
-from .onnx_io import export_module
+from .onnx_io import export_module, sha256
 from .parity import mask_iou, require_close
 from .precision import to_fp16, to_int8
 
@@ -29,7 +32,21 @@ EVAL_BOXES = ((0.05, 0.05, 0.95, 0.95), (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.
 
 
 def encoder_file(precision: str) -> str:
+    if precision == "bf16":
+        return "encoder.bf16.xml"  # OpenVINO IR (+ .bin): bf16 is how OpenVINO runs it, not a file format
     return ENCODER if precision == "fp32" else f"encoder.{precision}.onnx"
+
+
+def to_openvino_ir(src: Path, dst: Path) -> Path:
+    """The ONNX graph as an OpenVINO IR (`dst` .xml + .bin), weights kept fp32 (the runtime picks bf16)."""
+    from ..openvino_graph import require_openvino
+
+    ov = require_openvino()
+    try:
+        ov.save_model(ov.convert_model(str(src)), str(dst), compress_to_fp16=False)
+    except Exception as exc:  # noqa: BLE001 - OpenVINO's converter errors are long
+        raise CheckpointError(f"{src}: OpenVINO cannot convert it: {' '.join(str(exc).split())[:200]}") from None
+    return dst
 
 
 def export_lite_sam_onnx(model: LiteSam, out_dir: Path) -> tuple[Path, Path]:
@@ -90,13 +107,21 @@ def check_fp32(model: LiteSam, enc: Path, dec: Path, *, seed: int = 0) -> dict:
 
 
 def masks_iou_vs_fp32(out_dir: Path, candidate: Path, photos: Sequence[np.ndarray],
-                      mask_choice: str = "largest_in_box") -> dict:
-    """Mask IoU of `candidate` encoder vs the fp32 one, same fp32 decoder, EVAL_BOXES on every photo."""
+                      mask_choice: str = "largest_in_box", openvino: str | None = None) -> dict:
+    """Mask IoU of `candidate` encoder vs the fp32 one, EVAL_BOXES on every photo: with the fp32 decoder on
+    onnxruntime, or with `openvino` (a precision) both candidate graphs run in OpenVINO at that precision."""
     from ..prompt import Prompt
     from ..segmenters import DECODER_FILE, OnnxLiteSam
 
     ref = OnnxLiteSam(out_dir / ENCODER, out_dir / DECODER_FILE, mask_choice=mask_choice)
-    alt = OnnxLiteSam(candidate, out_dir / DECODER_FILE, mask_choice=mask_choice)
+    if openvino:
+        from ..openvino_graph import OvGraph
+
+        alt = OnnxLiteSam(OvGraph(candidate, "LiteSAM encoder", precision=openvino),
+                          OvGraph(out_dir / DECODER_FILE, "LiteSAM decoder", precision=openvino),
+                          mask_choice=mask_choice)
+    else:
+        alt = OnnxLiteSam(candidate, out_dir / DECODER_FILE, mask_choice=mask_choice)
     from tqdm import tqdm
 
     ious = []
@@ -133,6 +158,9 @@ def export_lite_sam(weights: Path, out_dir: Path, *, precisions: Sequence[str] =
             continue
         if not photos:
             raise ValueError(f"{precision}: needs photos to judge masks against fp32 (and to calibrate int8)")
+        if precision == "bf16":
+            written.append(export_bf16(out_dir, photos, weights))
+            continue
         target = out_dir / encoder_file(precision)
         if precision == "fp16":
             to_fp16(enc, target)
@@ -143,8 +171,26 @@ def export_lite_sam(weights: Path, out_dir: Path, *, precisions: Sequence[str] =
                     reduce_range=reduce_range)
             extra = {"int8_method": int8_method, "reduce_range": reduce_range}
         else:
-            raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+            raise ValueError(f"precision must be fp32, fp16, int8 or bf16, got {precision!r}")
         write_manifest(target, format="lite-sam", precision=precision, source=weights,
                        parity=masks_iou_vs_fp32(out_dir, target, photos), judged_on=this_cpu(), **extra)
         written.append(target)
     return written
+
+
+def export_bf16(out_dir: Path, photos: Sequence[np.ndarray], source: Path | None = None) -> Path:
+    """`out_dir`'s fp32 encoder as an OpenVINO IR, judged by mask IoU vs fp32 as OpenVINO runs it in bf16 (encoder
+    and decoder); its manifest is what `segmenter.precision: auto` reads on the openvino backend."""
+    from ..openvino_graph import native_bf16, require_openvino
+
+    if not native_bf16():  # judged where it runs: elsewhere OpenVINO would not run bf16, the judgement would be void
+        raise ConfigError("bf16: this CPU has no native bf16 (AVX512_BF16 / AMX), so OpenVINO would not run bf16 "
+                          "here; export it on the machine that will run it")
+    if not photos:
+        raise ValueError("bf16: needs photos to judge masks against fp32")
+    target = to_openvino_ir(out_dir / ENCODER, out_dir / encoder_file("bf16"))
+    write_manifest(target, format="lite-sam", precision="bf16", source=source or out_dir / ENCODER,
+                   parity=masks_iou_vs_fp32(out_dir, target, photos, openvino="bf16"), judged_on=this_cpu(),
+                   runtime=f"openvino {require_openvino().__version__}",
+                   weights_sha256=sha256(target.with_suffix(".bin")))
+    return target

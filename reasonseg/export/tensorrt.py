@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError, ModelCacheError
+from ..onnx_session import GraphIo
 from .onnx_io import atomic_path, sha256
 
 DEFAULT_WORKSPACE = 2 << 30          # bytes of scratch TensorRT may use while choosing tactics
@@ -115,12 +116,6 @@ def build_engine(onnx: Path, engine_dir: Path, *, precision: str = "fp16",
     return out
 
 
-@dataclass(frozen=True)
-class _Io:
-    name: str
-    shape: list
-
-
 class TrtGraph:
     """A deserialized engine behind onnxruntime's `get_inputs()` / `run(None, feeds)` interface (numpy in and
     out; device buffers are torch CUDA tensors on the current stream)."""
@@ -141,13 +136,13 @@ class TrtGraph:
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        self.inputs = [_Io(n, list(self.engine.get_tensor_shape(n))) for n in names if is_input[n]]
-        self.outputs = [_Io(n, list(self.engine.get_tensor_shape(n))) for n in names if not is_input[n]]
+        self.inputs = [GraphIo(n, list(self.engine.get_tensor_shape(n))) for n in names if is_input[n]]
+        self.outputs = [GraphIo(n, list(self.engine.get_tensor_shape(n))) for n in names if not is_input[n]]
 
-    def get_inputs(self) -> list[_Io]:
+    def get_inputs(self) -> list[GraphIo]:
         return self.inputs
 
-    def get_outputs(self) -> list[_Io]:
+    def get_outputs(self) -> list[GraphIo]:
         return self.outputs
 
     def _torch_dtype(self, name: str):
