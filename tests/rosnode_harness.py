@@ -1,6 +1,7 @@
 """Run reasonseg_node as its own process and talk to it over DDS from the test process."""
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import threading
@@ -23,8 +24,14 @@ def use_ros_transport() -> None:
                        if k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
 
 
+_DOMAIN_CALLS = itertools.count()
+
+
 def unique_domain_id() -> int:
-    return 1 + os.getpid() % 100  # 1..100: distinct per parallel pytest process
+    """A ROS domain for one node under test and its client, 1..100 (Linux's safe range): a new one per call, so
+    a module's long-lived node never answers another test's client (both would be /t/reasonseg), offset by
+    the pid for parallel pytest processes."""
+    return 1 + (os.getpid() + next(_DOMAIN_CALLS)) % 100
 
 
 def start_node(tmp_path: Path, domain_id: int, *extra_params: str, env_extra: dict | None = None,
@@ -88,7 +95,7 @@ class Client:
         self.rclpy, self.Image, self.String, self.CompressedImage = rclpy, Image, String, CompressedImage
         self.compressed = compressed
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node("reasonseg_test_client", context=self.context)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.lock = threading.Lock()
