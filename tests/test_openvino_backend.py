@@ -167,3 +167,12 @@ def test_auto_backend_for_sam2_follows_what_segmenter_model_is(tmp_path) -> None
         "onnxruntime"
     assert auto_backend(SegmenterSettings(kind="sam2", backend="auto", model="facebook/sam2.1-hiera-tiny"),
                         tmp_path)[0] == "torch"
+
+
+def test_set_up_step_skips_bf16_where_the_cpu_has_none(tmp_path, monkeypatch, capsys) -> None:
+    from reasonseg import assets
+
+    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: False)
+    assets.prepare_lite_sam_bf16(tmp_path)  # nothing read: the photos and encoder are not even there
+    assert "skipped: this CPU has no native bf16" in capsys.readouterr().out
+    assert not list(tmp_path.rglob("*"))
