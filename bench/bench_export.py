@@ -9,9 +9,9 @@ bf16), with their mask IoU vs fp32 and the CPU's int8 kernels, LiteSAM decoder t
 CenterNet detector and the person segmenter on onnxruntime; then the embedded default end to end per frame
 at 640x480 (`refine`, a grounded target followed frame to frame: detector + encoder + decoder, as the node
 runs it): onnxruntime fp32, onnxruntime auto (int8) and the shipped default (`segmenter.backend: auto`), and
-the mask IoU of each against onnxruntime fp32. Then onnxruntime's own per-operator profile of the encoder (fp32 and the default int8):
-the time in matrix products (all int8 can speed up) against the rest, and the per-frame floor were those
-products free (Amdahl), and the compute floor (the encoder's FLOPs at the best matrix-product rate of these
+the mask IoU of each against onnxruntime fp32. Then onnxruntime's own per-operator profile of the encoder
+(fp32 and int8): the time in matrix products (all int8 can speed up) against the rest, and the per-frame
+floor were those products free (Amdahl); OpenVINO's per-node profile of the bf16 encoder; and the compute floor (the encoder's FLOPs at the best matrix-product rate of these
 cores; with onnxruntime's own fp32 and u8s8 int8 matrix-product rates); and LiteSAM at smaller inputs than
 its 256, of the whole frame or of a crop around the target (masks vs 256). Prints tables, writes
 `bench_export.json`.
@@ -68,6 +68,25 @@ def op_profile(path: Path, feed: dict, rounds: int) -> dict[str, float]:
             op = e["args"]["op_name"]
             total[op] = total.get(op, 0.0) + e["dur"] / 1e3
     return {op: round(ms / (rounds + 1), 1) for op, ms in sorted(total.items(), key=lambda kv: -kv[1])}
+
+
+def ov_op_profile(path: Path, feed: dict, rounds: int, precision: str) -> dict[str, float]:
+    """Mean ms per run by node type, from OpenVINO's per-node counters (compiled with OvGraph's latency settings,
+    plus the counters)."""
+    import openvino as ov
+
+    from reasonseg.openvino_graph import OV_PRECISIONS
+
+    cm = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
+                                                    "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision]})
+    req = cm.create_infer_request()
+    req.infer(list(feed.values()))  # warm-up
+    total: dict[str, float] = {}
+    for _ in range(rounds):
+        req.infer(list(feed.values()))
+        for node in req.profiling_info:
+            total[node.node_type] = total.get(node.node_type, 0.0) + node.real_time.total_seconds() * 1e3
+    return {op: round(ms / rounds, 1) for op, ms in sorted(total.items(), key=lambda kv: -kv[1]) if ms / rounds >= 0.05}
 
 
 def best_seconds(fn, runs: int = 7) -> float:  # noqa: ANN001
@@ -273,6 +292,7 @@ def main() -> int:
     feed = {"image": preprocess_image(image)[0]}
     prof = {name: op_profile(path, feed, max(3, args.rounds // 3))
             for name, path in (("ort fp32", ls / "encoder.onnx"), ("ort int8 dynamic (ort auto)", ls / "encoder.int8.onnx"))}
+    ov_prof = ov_op_profile(ls / "encoder.bf16.xml", feed, max(3, args.rounds // 3), "bf16") if native_bf16() else {}
     matmul_ms = {k: round(sum(v for op, v in ops.items() if op in MATMUL_OPS), 1) for k, ops in prof.items()}
     other_ms = {k: round(sum(ops.values()) - matmul_ms[k], 1) for k, ops in prof.items()}
     amdahl = {"encoder_matmul_ms": matmul_ms, "encoder_other_ms": other_ms,
@@ -296,7 +316,8 @@ def main() -> int:
         "default_backend": dict(zip(("backend", "why"), auto_backend(Settings().segmenter, cache))),
         "per_frame_mask_iou_vs_onnxruntime_fp32": {k: round(mask_iou(masks["onnxruntime fp32"], m), 4)
                                                    for k, m in masks.items()},
-        "encoder_op_profile_ms": prof, "amdahl": amdahl, "compute_floor": floor,
+        "encoder_op_profile_ms": prof, "encoder_op_profile_ms_openvino_bf16": ov_prof, "amdahl": amdahl,
+        "compute_floor": floor,
         "smaller_encoder_inputs": smaller,
         "targets": {"per_frame_ms": 300, "int8_encoder_speedup": 2.0},
     }
@@ -314,6 +335,9 @@ def main() -> int:
                          [[op, *(prof[k].get(op, 0.0) for k in prof)] for op in ops]
                          + [["all matrix products", *matmul_ms.values()],
                             ["everything else", *amdahl["encoder_other_ms"].values()]]))
+    if ov_prof:
+        print(markdown_table(["encoder node type, OpenVINO bf16 (ms per run)", "ms"],
+                             [[op, ms] for op, ms in list(ov_prof.items())[:8]] + [["all", round(sum(ov_prof.values()), 1)]]))
     print(f"per-frame floor were every matrix product free: {amdahl['per_frame_floor_ms_if_matmuls_free']} ms "
           f"(target {report['targets']['per_frame_ms']} ms); encoder speed-up bound from faster matrix products "
           f"alone: {amdahl['encoder_speedup_bound_if_matmuls_free']}x (target {report['targets']['int8_encoder_speedup']}x)")
