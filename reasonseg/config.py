@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 
 
 def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
@@ -419,7 +419,7 @@ def _check_params_file(p: Path) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"params file {p} cannot be read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"params file {p} is not valid YAML: {' '.join(str(exc).split())[:200]}") from None
+        raise ConfigError(f"params file {p} is not valid YAML: {one_line(exc)}") from None
 
 
 def _ros_params_section(data: dict, node_name: str) -> dict | None:

@@ -11,7 +11,7 @@ from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
-from .errors import CheckpointError, ModelCacheError
+from .errors import CheckpointError, ModelCacheError, one_line
 
 # onnxruntime names; TensorRT first: it falls back to CUDA, then CPU, node by node
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -151,7 +151,7 @@ def open_session(path: Path | str, what: str, *, threads: int = 0, device: str =
     except ModelCacheError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind types
-        raise CheckpointError(f"{what}: cannot load ONNX model {path}: {' '.join(str(exc).split())[:200]}") from None
+        raise CheckpointError(f"{what}: cannot load ONNX model {path}: {one_line(exc)}") from None
     first = session.get_providers()[0]
     gpu = first != "CPUExecutionProvider"
     if not (gpu if io_binding is None else io_binding):

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import CheckpointError, ConfigError, ModelCacheError
+from .errors import CheckpointError, ConfigError, ModelCacheError, one_line
 from .onnx_session import GraphIo
 
 # our precision names -> OpenVINO's INFERENCE_PRECISION_HINT
@@ -61,7 +61,7 @@ class OvGraph:
         try:
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own RuntimeError subclasses, many lines
-            raise CheckpointError(f"{what}: cannot load {path} in OpenVINO: {' '.join(str(exc).split())[:200]}") \
+            raise CheckpointError(f"{what}: cannot load {path} in OpenVINO: {one_line(exc)}") \
                 from None
         self.request = self.compiled.create_infer_request()
         self.precision, self.what = precision, what
@@ -81,7 +81,7 @@ class OvGraph:
         try:
             result = self.request.infer({i.name: np.ascontiguousarray(feeds[i.name]) for i in self.inputs})
         except Exception as exc:  # noqa: BLE001 - a shape the graph cannot take: one line, not OpenVINO's trace
-            raise ValueError(f"{self.what}: {' '.join(str(exc).split())[:200]}") from None
+            raise ValueError(f"{self.what}: {one_line(exc)}") from None
         names = list(output_names) if output_names else [o.name for o in self.outputs]
         return [result[self.compiled.output(n)] for n in names]  # copies: the request reuses its buffers
 

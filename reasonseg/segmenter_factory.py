@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from .config import SegmenterSettings
-from .errors import CheckpointError, ConfigError, ModelCacheError
+from .errors import CheckpointError, ConfigError, ModelCacheError, one_line
 from .model_cache import SETUP_HINT, check_files, require
 from .prompt import Segmenter
 
@@ -31,7 +31,7 @@ def load_model(what: str, fn: Callable[[], T], hint: str = SETUP_HINT) -> T:
     except CheckpointError as exc:  # one line naming the keys and the fix: add which checkpoint
         raise type(exc)(f"{what}: {exc}") from None
     except Exception as exc:
-        raise ModelCacheError(f"{what} cannot be loaded ({' '.join(str(exc).split())[:200]}); {hint}") from None
+        raise ModelCacheError(f"{what} cannot be loaded ({one_line(exc)}); {hint}") from None
 
 
 def load_hf_model(what: str, ref: str | Path, fn: Callable[[], T]) -> T:

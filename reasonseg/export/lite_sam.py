@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, one_line
 from .cpu_int8 import this_cpu
 from .manifest import write_manifest
 from .onnx_io import export_module, sha256
@@ -45,7 +45,7 @@ def to_openvino_ir(src: Path, dst: Path) -> Path:
     try:
         ov.save_model(ov.convert_model(str(src)), str(dst), compress_to_fp16=False)
     except Exception as exc:  # noqa: BLE001 - OpenVINO's converter errors are long
-        raise CheckpointError(f"{src}: OpenVINO cannot convert it: {' '.join(str(exc).split())[:200]}") from None
+        raise CheckpointError(f"{src}: OpenVINO cannot convert it: {one_line(exc)}") from None
     return dst
 
 

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import one_line
+
 __all__ = [
     "LiteSamConfig",
     "LiteSam",
@@ -655,8 +657,7 @@ def build_lite_sam(cfg: LiteSamConfig = LiteSamConfig()) -> LiteSam:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
+    return one_line(exc, 300) or type(exc).__name__
 
 
 def _check_state(model: nn.Module, state: Mapping[str, object], source: Path) -> dict[str, Tensor]:

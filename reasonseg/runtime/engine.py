@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..config import RuntimeSettings
-from ..errors import InputError
+from ..errors import InputError, one_line
 from ..image_codec import validate_rgb
 from ..instruction import sanitize_instruction
 from ..pipelines.base import FrameResult, Grounding, Pipeline, Timer, Track
@@ -294,7 +294,7 @@ class PerceptionEngine:
             log.debug("%s", what, exc_info=True)
             cam.stats["errors"] += 1
             cam.stats["consecutive_errors"] += 1
-            self._report(cam, f"{what}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            self._report(cam, f"{what}: {type(exc).__name__}: {one_line(exc, 300)}")
 
     def _report(self, cam: Camera, msg: str) -> None:
         try:
