@@ -5,14 +5,15 @@
 Per component, medians over interleaved rounds (every variant once per round, so a busy shared machine
 slows all of them alike): LiteSAM encoder on torch / onnxruntime fp32 / fp16 / int8 dynamic (7-bit weights,
 onnxruntime's auto; and 8-bit) / int8 static QDQ / OpenVINO fp32 / OpenVINO bf16 (where the CPU has native
-bf16), with their mask IoU vs fp32 and the CPU's int8 kernels, LiteSAM decoder torch / onnxruntime / OpenVINO,
+bf16) / OpenVINO int8 (NNCF; where the set-up made it), with their mask IoU vs fp32 and the CPU's int8 kernels, LiteSAM decoder torch / onnxruntime / OpenVINO,
 CenterNet detector and the person segmenter on onnxruntime; then the embedded default end to end per frame
 at 640x480 (`refine`, a grounded target followed frame to frame: detector + encoder + decoder, as the node
-runs it): onnxruntime fp32, onnxruntime auto (int8) and the shipped default (`segmenter.backend: auto`), and
+runs it): onnxruntime fp32, onnxruntime auto (int8), OpenVINO bf16 and the shipped default (`segmenter.backend:
+auto`), and
 the mask IoU of each against onnxruntime fp32. Then onnxruntime's own per-operator profile of the encoder
 (fp32 and int8): the time in matrix products (all int8 can speed up) against the rest, and the per-frame
-floor were those products free (Amdahl); OpenVINO's per-node profile of the bf16 encoder; and the compute floor (the encoder's FLOPs at the best matrix-product rate of these
-cores; with onnxruntime's own fp32 and u8s8 int8 matrix-product rates); and LiteSAM at smaller inputs than
+floor were those products free (Amdahl); OpenVINO's per-node profile of the bf16 and int8 encoders; and the
+compute floor (the encoder's FLOPs at the best matrix-product rate of these cores; with onnxruntime's own fp32 and u8s8 int8 matrix-product rates); and LiteSAM at smaller inputs than
 its 256, of the whole frame or of a crop around the target (masks vs 256). Prints tables, writes
 `bench_export.json`.
 """
@@ -75,10 +76,9 @@ def ov_op_profile(path: Path, feed: dict, rounds: int, precision: str) -> dict[s
     plus the counters)."""
     import openvino as ov
 
-    from reasonseg.openvino_graph import OV_PRECISIONS
+    from reasonseg.openvino_graph import compile_config
 
-    cm = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True,
-                                                    "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision]})
+    cm = ov.Core().compile_model(str(path), "CPU", {**compile_config(precision), "PERF_COUNT": True})
     req = cm.create_infer_request()
     req.infer(list(feed.values()))  # warm-up
     total: dict[str, float] = {}
@@ -265,12 +265,17 @@ def main() -> int:
             seg["openvino bf16"] = OnnxLiteSam(OvGraph(ls / "encoder.bf16.xml", "enc", precision="bf16"),
                                                OvGraph(ls / DECODER_FILE, "dec", precision="bf16"))
             judged.append(("openvino bf16", ls / "encoder.bf16.xml"))
+        if (ls / "encoder.int8.xml").is_file():  # the set-up's NNCF int8 (int8 products, bf16 or fp32 around them)
+            seg["openvino int8"] = OnnxLiteSam(OvGraph(ls / "encoder.int8.xml", "enc", precision="int8"),
+                                               OvGraph(ls / DECODER_FILE, "dec", precision="int8"))
+            judged.append(("openvino int8", ls / "encoder.int8.xml"))
         iou = {name: json.loads(Path(f"{path}.manifest.json").read_text())["parity"] for name, path in judged}
         iou["ort int8 dynamic, 8-bit weights"] = masks_iou_vs_fp32(Path(tmp), full, photos)
         print("[bench] LiteSAM encoder ...", flush=True)
         enc = interleaved({k: (lambda s=s: s.encode(image)) for k, s in seg.items()}, args.rounds)
         emb = {k: s.encode(image) for k, s in seg.items()}
-    decoders = {"torch": "torch", "ort": "ort fp32", "openvino fp32": "openvino fp32", "openvino bf16": "openvino bf16"}
+    decoders = {"torch": "torch", "ort": "ort fp32", "openvino fp32": "openvino fp32", "openvino bf16": "openvino bf16",
+                "openvino int8 (its floating point)": "openvino int8"}
     dec = interleaved({k: (lambda v=v: seg[v].predict(emb[v], box)) for k, v in decoders.items() if v in seg},
                       args.rounds)
     det = CenterNetDetector(cache / "centernet.onnx")
@@ -283,6 +288,8 @@ def main() -> int:
     variants = {"onnxruntime fp32": ["segmenter.backend=onnxruntime", "segmenter.precision=fp32"],
                 "onnxruntime auto (int8 when its manifest allows)": ["segmenter.backend=onnxruntime"],
                 "default (segmenter.backend auto)": []}
+    if "openvino bf16" in seg:
+        variants["openvino bf16"] = ["segmenter.backend=openvino", "segmenter.precision=bf16"]
     pipes = {k: build_pipeline(with_overrides(Settings(), ["pipeline=refine", *v])) for k, v in variants.items()}
     grounded = {k: pl.ground(image, "the truck") for k, pl in pipes.items()}
     frame = interleaved({k: (lambda k=k: pipes[k].segment(image, grounded[k])) for k in pipes}, args.rounds)
@@ -292,7 +299,8 @@ def main() -> int:
     feed = {"image": preprocess_image(image)[0]}
     prof = {name: op_profile(path, feed, max(3, args.rounds // 3))
             for name, path in (("ort fp32", ls / "encoder.onnx"), ("ort int8 dynamic (ort auto)", ls / "encoder.int8.onnx"))}
-    ov_prof = ov_op_profile(ls / "encoder.bf16.xml", feed, max(3, args.rounds // 3), "bf16") if native_bf16() else {}
+    ov_prof = {name: ov_op_profile(ls / f"encoder.{name}.xml", feed, max(3, args.rounds // 3), name)
+               for name in ("bf16", "int8") if f"openvino {name}" in seg}
     matmul_ms = {k: round(sum(v for op, v in ops.items() if op in MATMUL_OPS), 1) for k, ops in prof.items()}
     other_ms = {k: round(sum(ops.values()) - matmul_ms[k], 1) for k, ops in prof.items()}
     amdahl = {"encoder_matmul_ms": matmul_ms, "encoder_other_ms": other_ms,
@@ -316,7 +324,7 @@ def main() -> int:
         "default_backend": dict(zip(("backend", "why"), auto_backend(Settings().segmenter, cache))),
         "per_frame_mask_iou_vs_onnxruntime_fp32": {k: round(mask_iou(masks["onnxruntime fp32"], m), 4)
                                                    for k, m in masks.items()},
-        "encoder_op_profile_ms": prof, "encoder_op_profile_ms_openvino_bf16": ov_prof, "amdahl": amdahl,
+        "encoder_op_profile_ms": prof, "encoder_op_profile_ms_openvino": ov_prof, "amdahl": amdahl,
         "compute_floor": floor,
         "smaller_encoder_inputs": smaller,
         "targets": {"per_frame_ms": 300, "int8_encoder_speedup": 2.0},
@@ -336,8 +344,10 @@ def main() -> int:
                          + [["all matrix products", *matmul_ms.values()],
                             ["everything else", *amdahl["encoder_other_ms"].values()]]))
     if ov_prof:
-        print(markdown_table(["encoder node type, OpenVINO bf16 (ms per run)", "ms"],
-                             [[op, ms] for op, ms in list(ov_prof.items())[:8]] + [["all", round(sum(ov_prof.values()), 1)]]))
+        kinds = list(dict.fromkeys(op for ops in ov_prof.values() for op in ops))[:10]
+        print(markdown_table(["encoder node type, OpenVINO (ms per run)", *ov_prof],
+                             [[op, *(ops.get(op, 0.0) for ops in ov_prof.values())] for op in kinds]
+                             + [["all", *(round(sum(ops.values()), 1) for ops in ov_prof.values())]]))
     print(f"per-frame floor were every matrix product free: {amdahl['per_frame_floor_ms_if_matmuls_free']} ms "
           f"(target {report['targets']['per_frame_ms']} ms); encoder speed-up bound from faster matrix products "
           f"alone: {amdahl['encoder_speedup_bound_if_matmuls_free']}x (target {report['targets']['int8_encoder_speedup']}x)")

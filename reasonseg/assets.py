@@ -59,23 +59,30 @@ def prepare_lite_sam(cache: Path) -> None:
         raise ModelCacheError("reasonseg export lite-sam failed (see above)")
 
 
-def prepare_lite_sam_bf16(cache: Path) -> None:
-    """The bf16 encoder for segmenter.backend=openvino, judged on the sample photos; only where this CPU runs bf16
-    natively (elsewhere openvino runs fp32 and this step says so)."""
-    from .export.formats import read_photos
-    from .export.lite_sam import export_bf16
-    from .openvino_graph import native_bf16
+def prepare_lite_sam_openvino(precision: str) -> Callable[[Path], None]:
+    """The step making the `precision` (bf16 / int8) encoder for segmenter.backend=openvino, judged on the sample
+    photos; only where this CPU runs bf16 natively, where `backend: auto` runs openvino (elsewhere: skipped)."""
+    def step(cache: Path) -> None:
+        from .export.formats import read_photos
+        from .export.lite_sam import export_openvino
+        from .export.openvino_int8 import require_nncf
+        from .openvino_graph import native_bf16
 
-    try:
-        native = native_bf16()
-    except ConfigError as exc:  # openvino not installed: the onnxruntime default does not need it
-        _say(f"  skipped: {exc}")
-        return
-    if not native:
-        _say("  skipped: this CPU has no native bf16 (AVX512_BF16 / AMX); segmenter.backend=openvino runs fp32 here")
-        return
-    target = export_bf16(cache / "lite_sam", read_photos(cache / "images"), cache / "lite_sam.safetensors")
-    _say(f"  wrote {target} (+ .bin, manifest)")
+        try:
+            native = native_bf16()
+            if precision == "int8":
+                require_nncf()
+        except ConfigError as exc:  # openvino / nncf not installed: the onnxruntime default needs neither
+            _say(f"  skipped: {exc}")
+            return
+        if not native:
+            _say("  skipped: this CPU has no native bf16 (AVX512_BF16 / AMX); segmenter.backend=auto runs "
+                 "onnxruntime here")
+            return
+        target = export_openvino(cache / "lite_sam", read_photos(cache / "images"), precision,
+                                 cache / "lite_sam.safetensors")
+        _say(f"  wrote {target} (+ .bin, manifest)")
+    return step
 
 
 def prepare_human_models(cache: Path) -> None:
@@ -143,9 +150,9 @@ STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
     ("text encoder all-MiniLM-L6-v2", ("minilm",), prepare_minilm),
     ("LiteMedSAM -> safetensors + ONNX fp32 / int8", ("lite_sam.safetensors", "lite_sam", "lite_sam/decoder_multimask.onnx",
                                                       "lite_sam/encoder.int8.onnx.manifest.json"), prepare_lite_sam),
-    ("LiteSAM bf16 for segmenter.backend=openvino (CPUs with native bf16)",
-     ("lite_sam/encoder.bf16.xml", "lite_sam/encoder.bf16.bin", "lite_sam/encoder.bf16.xml.manifest.json"),
-     prepare_lite_sam_bf16),
+    *((f"LiteSAM {p} for segmenter.backend=openvino (CPUs with native bf16)",
+       (f"lite_sam/encoder.{p}.xml", f"lite_sam/encoder.{p}.bin", f"lite_sam/encoder.{p}.xml.manifest.json"),
+       prepare_lite_sam_openvino(p)) for p in ("bf16", "int8")),
     ("CenterNet + selfie person segmenter TF.js -> ONNX", ("centernet.onnx", "person_selfie.onnx",
                                                           "centernet.onnx.manifest.json",
                                                           "person_selfie.onnx.manifest.json"), prepare_human_models),

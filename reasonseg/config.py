@@ -79,16 +79,16 @@ class SegmenterSettings:
     # SAM2 reads 6 past masks and 15 past object pointers (sam2.1 configs); older frames are dropped.
     memory_frames: int = _f(16, "sam2 tracker: past frames kept in the memory bank", lo=1, hi=256)
     # onnxruntime runs the LiteSAM encoder ~2x faster than torch on CPU, OpenVINO's bf16 ~1.3x faster again where
-    # the CPU has native bf16; torch is the reference.
-    backend: str = _f("auto", "segmenter backend; auto = openvino where the CPU runs bf16 natively and the set-up "
-                              "judged the bf16 encoder, else onnxruntime (sam2: onnxruntime for an exported folder, "
-                              "else torch)", choices=BACKENDS)
+    # the CPU has native bf16, and its NNCF int8 ~1.35x faster than that; torch is the reference.
+    backend: str = _f("auto", "segmenter backend; auto = openvino where it would run an int8 or bf16 encoder the "
+                              "set-up judged for this CPU (CPUs with native bf16), else onnxruntime (sam2: "
+                              "onnxruntime for an exported folder, else torch)", choices=BACKENDS)
     # The int8 encoder is made by the set-up step (`reasonseg export lite-sam --precision int8`) and judged
     # there: its manifest records the mask IoU vs fp32 on the sample photos and the CPU that judged it
     # (export/cpu_int8.py: auto does not carry a judgement over to a CPU whose int8 kernels saturate).
     precision: str = _f("auto", "lite_sam on onnxruntime: image encoder precision; auto = int8 when its manifest "
-                                "shows mean mask IoU >= 0.95 vs fp32, else fp32 (lite_sam on openvino: auto = bf16 "
-                                "by the same rule where the CPU has native bf16; on tensorrt: auto = fp16; other "
+                                "shows mean mask IoU >= 0.95 vs fp32, else fp32 (lite_sam on openvino: auto = int8, "
+                                "then bf16, by the same rule as judged for this CPU; on tensorrt: auto = fp16; other "
                                 "kinds and backends: fp32 only)", choices=PRECISIONS)
     # Paper §3.4 prompts SAM with the box plus the n_p = 20 top-probability points. LiteMedSAM was trained on
     # boxes only and points shrink its masks (measured: truck box cover 0.46 -> 0.17 with 20 points), so the

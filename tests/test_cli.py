@@ -135,15 +135,16 @@ def test_damaged_model_file_refused_with_one_line(photos, tmp_path, cache_dir, n
     assert "scripts/setup.sh" in proc.stderr and not (tmp_path / "o" / "result.json").exists()
 
 
-@pytest.mark.parametrize("name", ["lite_sam/encoder.bf16.xml", "lite_sam/encoder.bf16.bin"])
-def test_damaged_bf16_encoder_refused_with_one_line(photos, tmp_path, cache_dir, name):
-    """The default backend (auto) runs the OpenVINO IR where this CPU has native bf16: a flipped byte in either
-    of its two files is refused, not run with wrong weights."""
+@pytest.mark.parametrize("suffix", [".xml", ".bin"])
+def test_damaged_openvino_encoder_refused_with_one_line(photos, tmp_path, cache_dir, suffix):
+    """The default backend (auto) runs an OpenVINO IR (int8 or bf16) where this CPU has native bf16: a flipped byte
+    in either of its two files is refused, not run with wrong weights."""
     from reasonseg.config import SegmenterSettings
-    from reasonseg.segmenter_factory import auto_backend
+    from reasonseg.segmenter_factory import auto_backend, openvino_encoder
 
     if auto_backend(SegmenterSettings(device="cpu"), cache_dir)[0] != "openvino":
-        pytest.skip("the default runs onnxruntime on this CPU (no native bf16 or no judged bf16 encoder)")
+        pytest.skip("the default runs onnxruntime on this CPU (no native bf16 or no judged OpenVINO encoder)")
+    name = f"lite_sam/{openvino_encoder(SegmenterSettings(backend='openvino'), cache_dir)[0].with_suffix(suffix).name}"
     cache = _linked_cache(tmp_path, cache_dir, name)
     _flip_byte(cache / name, 100_000)
     proc = run_cli("segment", str(photos / "dog.jpg"), "the dog", "--out", str(tmp_path / "o"),

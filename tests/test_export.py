@@ -140,8 +140,7 @@ def test_reduced_precision_where_only_fp32_runs_is_refused_not_ignored(tmp_path,
     assert "segmenter.precision" not in str(missing.value)
 
 
-@pytest.mark.parametrize("backend, precision, runs", [("openvino", "fp16", "fp32 / bf16"),
-                                                      ("openvino", "int8", "fp32 / bf16"),
+@pytest.mark.parametrize("backend, precision, runs", [("openvino", "fp16", "fp32 / bf16 / int8"),
                                                       ("onnxruntime", "bf16", "fp32 / fp16 / int8"),
                                                       ("tensorrt", "bf16", "fp32 / fp16 / int8")])
 def test_a_precision_of_another_backend_is_refused_naming_where_it_runs(tmp_path, backend, precision, runs) -> None:

@@ -248,5 +248,5 @@ def test_node_masks_the_target_on_every_segmenter_backend(tmp_path, photos, load
         stop_node(proc)
     assert "Traceback" not in log.read_text()  # read once the node has stopped: its log is flushed then
     assert len(log_lines(log, f"configured: pipeline=refine backend={backend} ")) == 1  # this node answered
-    if backend == "openvino":  # auto: bf16 where this CPU runs it natively, else fp32; said once at start
+    if backend == "openvino":  # auto: int8 / bf16 as judged for this CPU, else fp32; said once at start
         assert len(log_lines(log, "LiteSAM encoder: encoder.")) == 1 and "on openvino" in log.read_text()

@@ -1,6 +1,6 @@
 """segmenter.backend=openvino: the exported LiteSAM graphs in OpenVINO's CPU plugin (real compiled models), fp32
-at parity with onnxruntime, bf16 judged by mask IoU where the CPU runs bf16 natively, `auto` choosing from the
-manifest, and one clear line for what it cannot run."""
+at parity with onnxruntime, bf16 and int8 (NNCF) judged by mask IoU as OpenVINO runs them, `auto` choosing from
+the manifests, and one clear line for what it cannot run."""
 from __future__ import annotations
 
 import json
@@ -17,13 +17,13 @@ from reasonseg import openvino_graph  # noqa: E402
 from reasonseg.config import SegmenterSettings  # noqa: E402
 from reasonseg.errors import CheckpointError, ConfigError, ModelCacheError  # noqa: E402
 from reasonseg.export.formats import read_photos  # noqa: E402
-from reasonseg.export.lite_sam import ENCODER, FP32_MAX_REL, export_bf16, to_openvino_ir  # noqa: E402
+from reasonseg.export.lite_sam import ENCODER, FP32_MAX_REL, export_openvino, to_openvino_ir  # noqa: E402
 from reasonseg.export.manifest import manifest_path, read_manifest, write_manifest  # noqa: E402
 from reasonseg.export.parity import require_close  # noqa: E402
 from reasonseg.model_cache import read_manifest as read_cache_manifest, record_files  # noqa: E402
 from reasonseg.model_cache import write_manifest as write_cache_manifest  # noqa: E402
 from reasonseg.onnx_session import open_session  # noqa: E402
-from reasonseg.openvino_graph import OvGraph, native_bf16  # noqa: E402
+from reasonseg.openvino_graph import OvGraph, inner_precision, native_bf16  # noqa: E402
 from reasonseg.prompt import Prompt  # noqa: E402
 from reasonseg.segmenter_factory import auto_backend, build_segmenter, openvino_encoder  # noqa: E402
 from reasonseg.segmenters import DECODER_FILE, DECODER_INPUTS, OnnxLiteSam  # noqa: E402
@@ -51,7 +51,7 @@ def test_fp32_graphs_match_onnxruntime(tiny_export: Path) -> None:
 def test_bf16_export_is_an_ir_judged_by_mask_iou_and_runs(tiny_weights, tiny_export, photos, tmp_path,
                                                            load_rgb) -> None:
     shutil.copytree(tiny_export, tmp_path, dirs_exist_ok=True)
-    ir = export_bf16(tmp_path, read_photos(photos, limit=2), tiny_weights)
+    ir = export_openvino(tmp_path, read_photos(photos, limit=2), "bf16", tiny_weights)
     assert ir.name == "encoder.bf16.xml" and ir.with_suffix(".bin").is_file()
     record = read_manifest(ir)
     assert record["precision"] == "bf16" and record["runtime"].startswith("openvino ")
@@ -64,18 +64,23 @@ def test_bf16_export_is_an_ir_judged_by_mask_iou_and_runs(tiny_weights, tiny_exp
 def test_bf16_is_refused_where_the_cpu_would_not_run_it(tiny_export, photos, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(openvino_graph, "native_bf16", lambda: False)
     with pytest.raises(ConfigError, match="no native bf16"):
-        export_bf16(tmp_path, read_photos(photos, limit=1))
+        export_openvino(tmp_path, read_photos(photos, limit=1), "bf16")
     with pytest.raises(ConfigError, match="LiteSAM encoder: this CPU has no native bf16"):
         OvGraph(tiny_export / ENCODER, "LiteSAM encoder", precision="bf16")
 
 
-def _cache_with_bf16(tiny_export: Path, tmp_path: Path, iou: float | None) -> Path:
-    """A model cache holding the tiny export and an IR whose manifest claims `iou` (None: no IR)."""
+def _cache_with_ov(tiny_export: Path, tmp_path: Path, bf16: float | None, int8: float | None = None,
+                   int8_inside: str = "bf16") -> Path:
+    """A model cache holding the tiny export and OpenVINO IRs whose manifests claim these IoUs (None: no IR);
+    the int8 one judged with `int8_inside` around it. Only the manifests matter to the choice."""
     cache = tmp_path / "cache"
     shutil.copytree(tiny_export, cache / "lite_sam")
-    if iou is not None:
-        ir = to_openvino_ir(cache / "lite_sam" / ENCODER, cache / "lite_sam" / "encoder.bf16.xml")
-        write_manifest(ir, format="lite-sam", precision="bf16", source=None, parity={"mask_iou_mean": iou})
+    for precision, iou in (("bf16", bf16), ("int8", int8)):
+        if iou is not None:
+            ir = to_openvino_ir(cache / "lite_sam" / ENCODER, cache / "lite_sam" / f"encoder.{precision}.xml")
+            extra = {"inner_precision": int8_inside} if precision == "int8" else {}
+            write_manifest(ir, format="lite-sam", precision=precision, source=None, parity={"mask_iou_mean": iou},
+                           judged_on={"int8_kernels": "exact"}, **extra)
     manifest = read_cache_manifest(cache)
     record_files(cache, manifest, ["lite_sam"])
     write_cache_manifest(cache, manifest)
@@ -86,7 +91,7 @@ def _cache_with_bf16(tiny_export: Path, tmp_path: Path, iou: float | None) -> Pa
                                                  (True, None, "encoder.onnx"), (False, 0.99, "encoder.onnx")])
 def test_auto_takes_bf16_only_on_a_native_cpu_where_its_manifest_keeps_the_masks(tiny_export, tmp_path, monkeypatch,
                                                                                 native, iou, chosen) -> None:
-    cache = _cache_with_bf16(tiny_export, tmp_path, iou)
+    cache = _cache_with_ov(tiny_export, tmp_path, iou)
     monkeypatch.setattr(openvino_graph, "native_bf16", lambda: native)
     path, why, precision = openvino_encoder(SegmenterSettings(backend="openvino"), cache)
     assert path.name == chosen and precision == ("bf16" if chosen.endswith(".xml") else "fp32")
@@ -99,8 +104,71 @@ def test_auto_takes_bf16_only_on_a_native_cpu_where_its_manifest_keeps_the_masks
     assert isinstance(seg.encoder, OvGraph) and seg.encoder.precision == seg.decoder.precision == here
 
 
+@pytest.mark.parametrize("native, int8, inside, chosen", [
+    (True, 0.97, "bf16", "int8"),  # judged, with what this CPU runs around it: ahead of bf16
+    (True, 0.90, "bf16", "bf16"),  # loses the masks: bf16
+    (True, 0.97, "fp32", "bf16"),  # judged with fp32 around it, this CPU would run bf16 around it
+    (False, 0.97, "fp32", "int8"),  # a CPU without bf16 that judged its own int8
+    (False, 0.97, "bf16", "fp32"),  # judged on a bf16 CPU: neither holds here
+    (True, None, "bf16", "bf16")])
+def test_auto_takes_int8_where_judged_as_this_cpu_runs_it(tiny_export, tmp_path, monkeypatch, native, int8, inside,
+                                                          chosen) -> None:
+    cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=int8, int8_inside=inside)
+    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: native)
+    path, why, precision = openvino_encoder(SegmenterSettings(backend="openvino"), cache)
+    assert precision == chosen and path.name == (ENCODER if chosen == "fp32" else f"encoder.{chosen}.xml"), why
+    if chosen == "int8":
+        assert why == f"int8 (auto: {inside} around it, mean mask IoU 0.970 vs fp32 >= 0.95)"
+    elif int8 is not None:  # why int8 was passed over is in the log line
+        assert ("< 0.95" if int8 < 0.95 else f"judged with {inside} around it") in why
+    chosen_backend, _ = auto_backend(SegmenterSettings(backend="auto", device="cpu"), cache)
+    assert chosen_backend == ("onnxruntime" if chosen == "fp32" else "openvino")
+    assert inner_precision("int8") == ("bf16" if native else "fp32")
+
+
+def test_int8_judged_on_exact_kernels_is_not_used_where_products_saturate(tiny_export, tmp_path,
+                                                                          monkeypatch) -> None:
+    from reasonseg import segmenter_factory
+    from reasonseg.export import cpu_int8
+
+    cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=0.97)
+    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: True)
+    monkeypatch.setattr(cpu_int8, "this_cpu", lambda: {"int8_kernels": "saturating"})
+    assert segmenter_factory.openvino_encoder(SegmenterSettings(backend="openvino"), cache)[2] == "bf16"
+
+
+def test_int8_export_quantizes_matrix_products_keeps_early_convolutions_and_runs(tiny_weights, tiny_export, photos,
+                                                                                tmp_path, load_rgb) -> None:
+    pytest.importorskip("nncf", reason="nncf is not installed (the `export` extra brings it)")
+    shutil.copytree(tiny_export, tmp_path, dirs_exist_ok=True)
+    ir = export_openvino(tmp_path, read_photos(photos, limit=2), "int8", tiny_weights)
+    assert ir.name == "encoder.int8.xml" and ir.with_suffix(".bin").is_file()
+    assert not list(tmp_path.glob(".*tmp*"))  # the pair was renamed into place
+    record = read_manifest(ir)
+    assert record["precision"] == "int8" and record["int8_method"].startswith("nncf ")
+    assert record["inner_precision"] == inner_precision("int8") and record["parity"]["prompts"] == 12
+    model = openvino_graph._core().read_model(str(ir))
+    quantized = {(t.get_node().get_type_name(), t.get_node().get_friendly_name())
+                 for op in model.get_ops() if op.get_type_name() == "FakeQuantize"
+                 for out in op.outputs() for t in out.get_target_inputs()}
+    assert sum(kind == "MatMul" for kind, _ in quantized) >= 2 * sum(TINY.depths[1:])  # qkv, proj, mlp per block
+    convs = [name for kind, name in quantized if kind in ("Convolution", "GroupConvolution")]
+    assert convs and all("/neck/" in name for name in convs)  # only the neck's convolutions are int8
+    seg = OnnxLiteSam(OvGraph(ir, "enc", precision="int8"), OvGraph(tmp_path / DECODER_FILE, "dec", precision="int8"))
+    image = load_rgb(photos / "dog.jpg")
+    assert seg.predict(seg.encode(image), Prompt(box=(100, 100, 400, 400))).mask.shape == image.shape[:2]
+
+
+def test_without_nncf_the_int8_export_says_how_to_get_it(tiny_export, photos, tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    shutil.copytree(tiny_export, tmp_path, dirs_exist_ok=True)
+    with pytest.raises(ConfigError, match="int8 for openvino needs the nncf package; install it with `pip install nncf`"):
+        export_openvino(tmp_path, read_photos(photos, limit=1), "int8")
+    assert not (tmp_path / "encoder.int8.xml").exists()
+
+
 def test_an_edited_bf16_manifest_is_not_believed(tiny_export, tmp_path, monkeypatch) -> None:
-    cache = _cache_with_bf16(tiny_export, tmp_path, 0.99)
+    cache = _cache_with_ov(tiny_export, tmp_path, 0.99)
     ir = cache / "lite_sam" / "encoder.bf16.xml"
     record = json.loads(manifest_path(ir).read_text())
     manifest_path(ir).write_text(json.dumps({**record, "sha256": "0" * 64}))  # no longer this file's
@@ -137,9 +205,9 @@ def test_without_openvino_the_backend_says_how_to_get_it(tiny_export, tmp_path, 
 
 @pytest.mark.parametrize("native, precision, backend", [(True, "auto", "openvino"), (False, "auto", "onnxruntime"),
                                                         (True, "int8", "onnxruntime"), (True, "fp32", "onnxruntime")])
-def test_auto_backend_runs_openvino_only_where_it_would_run_bf16(tiny_export, tmp_path, monkeypatch, native,
+def test_auto_backend_runs_openvino_only_where_it_would_run_bf16_or_int8(tiny_export, tmp_path, monkeypatch, native,
                                                                  precision, backend) -> None:
-    cache = _cache_with_bf16(tiny_export, tmp_path, 0.99)
+    cache = _cache_with_ov(tiny_export, tmp_path, 0.99)
     monkeypatch.setattr(openvino_graph, "native_bf16", lambda: native)
     chosen, why = auto_backend(SegmenterSettings(backend="auto", precision=precision, device="cpu"), cache)
     assert chosen == backend, why
@@ -169,10 +237,13 @@ def test_auto_backend_for_sam2_follows_what_segmenter_model_is(tmp_path) -> None
                         tmp_path)[0] == "torch"
 
 
-def test_set_up_step_skips_bf16_where_the_cpu_has_none(tmp_path, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_set_up_steps_skip_the_openvino_encoders_where_the_cpu_has_no_bf16(tmp_path, monkeypatch, capsys,
+                                                                           precision) -> None:
     from reasonseg import assets
 
     monkeypatch.setattr(openvino_graph, "native_bf16", lambda: False)
-    assets.prepare_lite_sam_bf16(tmp_path)  # nothing read: the photos and encoder are not even there
-    assert "skipped: this CPU has no native bf16" in capsys.readouterr().out
+    assets.prepare_lite_sam_openvino(precision)(tmp_path)  # nothing read: the photos and encoder are not there
+    out = capsys.readouterr().out
+    assert "skipped: this CPU has no native bf16" in out or "skipped: int8 for openvino needs the nncf" in out
     assert not list(tmp_path.rglob("*"))

@@ -120,9 +120,10 @@ def _tensorrt(args: argparse.Namespace) -> list[Path]:
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("lite-sam", "LiteSAM image encoder + prompt decoder (embedded default)",
            "lite_sam.safetensors (set-up cache)",
-           "encoder{,.fp16,.int8}.onnx + decoder_multimask.onnx; bf16: encoder.bf16.xml (OpenVINO IR)",
+           "encoder{,.fp16,.int8}.onnx + decoder_multimask.onnx; bf16, int8 --int8-method openvino: "
+           "encoder.{bf16,int8}.xml (OpenVINO IR)",
            "fp32 fp16 int8 bf16", "fp32: <= 1e-4 rel vs PyTorch; fp16/int8/bf16: mask IoU vs fp32 on photos "
-           "(bf16: in OpenVINO, on a CPU with native bf16)", _lite_sam),
+           "(bf16 / openvino int8: as OpenVINO runs them; bf16 on a CPU with native bf16)", _lite_sam),
     Format("centernet", "embedded COCO detector (MobileNetV3 CenterNet)", "TF.js model.json + shards",
            "centernet.onnx", "fp32", "<= 1e-4 rel vs the TF.js graph run in TF semantics, on photos + noise",
            _tfjs(CENTERNET, "centernet.onnx")),
@@ -164,8 +165,9 @@ def add_export_parser(sub) -> None:
     s.add_argument("--out", help="output folder or file (default: the set-up cache, where the runtime reads it)")
     s.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8", "bf16"],
                    help="precisions to write (fp32 always: the reference)")
-    s.add_argument("--int8-method", choices=["dynamic", "static"], default="dynamic",
-                   help="dynamic: int8 weights, activations at run time (CPU); static: calibrated QDQ (TensorRT)")
+    s.add_argument("--int8-method", choices=["dynamic", "static", "openvino"], default="dynamic",
+                   help="dynamic: int8 weights, activations at run time (onnxruntime CPU); static: calibrated QDQ "
+                        "(TensorRT); openvino: NNCF-calibrated OpenVINO IR, encoder.int8.xml (backend openvino)")
     s.add_argument("--config", help="tensorrt: the settings YAML whose segmenter needs engines (default: built-in)")
     s.add_argument("--photos", help="folder of photos: int8 calibration and fp16/int8 mask IoU (default: cache)")
     s.set_defaults(func=_cmd_export)

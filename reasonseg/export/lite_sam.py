@@ -31,22 +31,23 @@ EVAL_BOXES = ((0.05, 0.05, 0.95, 0.95), (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.
               (0.1, 0.4, 0.6, 0.95), (0.55, 0.1, 0.95, 0.5))
 
 
-def encoder_file(precision: str) -> str:
-    if precision == "bf16":
-        return "encoder.bf16.xml"  # OpenVINO IR (+ .bin): bf16 is how OpenVINO runs it, not a file format
+def encoder_file(precision: str, backend: str = "onnxruntime") -> str:
+    """The encoder's file name in the cache for `precision` as `backend` runs it."""
+    if precision == "bf16" or (backend == "openvino" and precision == "int8"):
+        return f"encoder.{precision}.xml"  # OpenVINO IR (+ .bin); bf16 is how OpenVINO runs it, not a file format
     return ENCODER if precision == "fp32" else f"encoder.{precision}.onnx"
 
 
 def to_openvino_ir(src: Path, dst: Path) -> Path:
     """The ONNX graph as an OpenVINO IR (`dst` .xml + .bin), weights kept fp32 (the runtime picks bf16)."""
     from ..openvino_graph import require_openvino
+    from .openvino_int8 import save_ir
 
-    ov = require_openvino()
-    try:
-        ov.save_model(ov.convert_model(str(src)), str(dst), compress_to_fp16=False)
+    try:  # the core's ONNX reader: the same conversion as `ov.convert_model`, without its usage reporting
+        model = require_openvino().Core().read_model(str(src))
     except Exception as exc:  # noqa: BLE001 - OpenVINO's converter errors are long
         raise CheckpointError(f"{src}: OpenVINO cannot convert it: {one_line(exc)}") from None
-    return dst
+    return save_ir(model, dst)
 
 
 def export_lite_sam_onnx(model: LiteSam, out_dir: Path) -> tuple[Path, Path]:
@@ -158,8 +159,8 @@ def export_lite_sam(weights: Path, out_dir: Path, *, precisions: Sequence[str] =
             continue
         if not photos:
             raise ValueError(f"{precision}: needs photos to judge masks against fp32 (and to calibrate int8)")
-        if precision == "bf16":
-            written.append(export_bf16(out_dir, photos, weights))
+        if precision == "bf16" or (precision == "int8" and int8_method == "openvino"):
+            written.append(export_openvino(out_dir, photos, precision, weights))
             continue
         target = out_dir / encoder_file(precision)
         if precision == "fp16":
@@ -178,19 +179,31 @@ def export_lite_sam(weights: Path, out_dir: Path, *, precisions: Sequence[str] =
     return written
 
 
-def export_bf16(out_dir: Path, photos: Sequence[np.ndarray], source: Path | None = None) -> Path:
-    """`out_dir`'s fp32 encoder as an OpenVINO IR, judged by mask IoU vs fp32 as OpenVINO runs it in bf16 (encoder
-    and decoder); its manifest is what `segmenter.precision: auto` reads on the openvino backend."""
-    from ..openvino_graph import native_bf16, require_openvino
+def export_openvino(out_dir: Path, photos: Sequence[np.ndarray], precision: str, source: Path | None = None) -> Path:
+    """`out_dir`'s fp32 encoder as an OpenVINO IR - `bf16`: as it is, for OpenVINO to run in bf16; `int8`: its
+    matrix products quantized (NNCF, calibrated on `photos`) - judged by mask IoU vs fp32 on `photos` as OpenVINO
+    runs it (encoder and decoder). Its manifest is what `segmenter.precision: auto` reads on the openvino backend."""
+    from ..openvino_graph import inner_precision, native_bf16, require_openvino
 
-    if not native_bf16():  # judged where it runs: elsewhere OpenVINO would not run bf16, the judgement would be void
+    if precision not in ("bf16", "int8"):
+        raise ValueError(f"openvino precision must be bf16 or int8, got {precision!r}")
+    if precision == "bf16" and not native_bf16():  # judged where it runs: elsewhere the judgement would be of fp32
         raise ConfigError("bf16: this CPU has no native bf16 (AVX512_BF16 / AMX), so OpenVINO would not run bf16 "
                           "here; export it on the machine that will run it")
     if not photos:
-        raise ValueError("bf16: needs photos to judge masks against fp32")
-    target = to_openvino_ir(out_dir / ENCODER, out_dir / encoder_file("bf16"))
-    write_manifest(target, format="lite-sam", precision="bf16", source=source or out_dir / ENCODER,
-                   parity=masks_iou_vs_fp32(out_dir, target, photos, openvino="bf16"), judged_on=this_cpu(),
+        raise ValueError(f"{precision}: needs photos to judge masks against fp32")
+    target = out_dir / encoder_file(precision, "openvino")
+    extra = {}
+    if precision == "bf16":
+        to_openvino_ir(out_dir / ENCODER, target)
+    else:
+        from .openvino_int8 import quantize_encoder, require_nncf
+
+        size = int(require_openvino().Core().read_model(str(out_dir / ENCODER)).inputs[0].get_shape()[-1])
+        quantize_encoder(out_dir / ENCODER, target, calibration_feeds(photos, size))
+        extra = {"int8_method": f"nncf {require_nncf().__version__}", "inner_precision": inner_precision("int8")}
+    write_manifest(target, format="lite-sam", precision=precision, source=source or out_dir / ENCODER,
+                   parity=masks_iou_vs_fp32(out_dir, target, photos, openvino=precision), judged_on=this_cpu(),
                    runtime=f"openvino {require_openvino().__version__}",
-                   weights_sha256=sha256(target.with_suffix(".bin")))
+                   weights_sha256=sha256(target.with_suffix(".bin")), **extra)
     return target
