@@ -1,5 +1,6 @@
 """LiteSAM (TinyViT image encoder + SAM prompt decoder) -> ONNX, fp32 / fp16 / int8, each checked and described;
-bf16: an OpenVINO IR of the fp32 encoder, judged as OpenVINO runs it with bf16 inside (encoder and decoder).
+for OpenVINO: bf16, an IR of the fp32 encoder, and int8, an IR with NNCF-quantized matrix products
+(export/openvino_int8.py), each judged as OpenVINO runs it (encoder and decoder).
 
 fp32 is checked against PyTorch on fresh random inputs (relative error on embeddings and mask logits);
 fp16, int8 and bf16 against the fp32 graphs by mask IoU on real photos, through the product's own
@@ -8,6 +9,7 @@ bf16 is judged only where the CPU runs it natively: elsewhere OpenVINO would not
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -41,13 +43,29 @@ def encoder_file(precision: str, backend: str = "onnxruntime") -> str:
 def to_openvino_ir(src: Path, dst: Path) -> Path:
     """The ONNX graph as an OpenVINO IR (`dst` .xml + .bin), weights kept fp32 (the runtime picks bf16)."""
     from ..openvino_graph import require_openvino
-    from .openvino_int8 import save_ir
 
     try:  # the core's ONNX reader: the same conversion as `ov.convert_model`, without its usage reporting
         model = require_openvino().Core().read_model(str(src))
     except Exception as exc:  # noqa: BLE001 - OpenVINO's converter errors are long
         raise CheckpointError(f"{src}: OpenVINO cannot convert it: {one_line(exc)}") from None
     return save_ir(model, dst)
+
+
+def save_ir(model, dst: Path) -> Path:  # noqa: ANN001 - an openvino.Model
+    """`model` as `dst` (.xml) + its .bin, fp32 weights kept; both renamed into place, .bin first (a reader
+    finds the .bin by the .xml's name), so a crash never leaves a half-written pair under the real names."""
+    from ..openvino_graph import require_openvino
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.stem}.tmp-{os.getpid()}.xml"  # a hidden sibling pair, this process's own
+    try:
+        require_openvino().save_model(model, str(tmp), compress_to_fp16=False)
+        os.replace(tmp.with_suffix(".bin"), dst.with_suffix(".bin"))
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_suffix(".bin").unlink(missing_ok=True)
+    return dst
 
 
 def export_lite_sam_onnx(model: LiteSam, out_dir: Path) -> tuple[Path, Path]:
@@ -200,7 +218,7 @@ def export_openvino(out_dir: Path, photos: Sequence[np.ndarray], precision: str,
         from .openvino_int8 import quantize_encoder, require_nncf
 
         size = int(require_openvino().Core().read_model(str(out_dir / ENCODER)).inputs[0].get_shape()[-1])
-        quantize_encoder(out_dir / ENCODER, target, calibration_feeds(photos, size))
+        save_ir(quantize_encoder(out_dir / ENCODER, calibration_feeds(photos, size)), target)
         extra = {"int8_method": f"nncf {require_nncf().__version__}", "inner_precision": inner_precision("int8")}
     write_manifest(target, format="lite-sam", precision=precision, source=source or out_dir / ENCODER,
                    parity=masks_iou_vs_fp32(out_dir, target, photos, openvino=precision), judged_on=this_cpu(),
