@@ -45,13 +45,12 @@ def load_hf_model(what: str, ref: str | Path, fn: Callable[[], T]) -> T:
 
 def _set_encoder(seg: SegmenterSettings, cache: Path, backend: str = "onnxruntime") -> tuple[Path, str]:
     """The encoder file an explicit `segmenter.precision` names, or one line on how to make it."""
-    from .export.lite_sam import encoder_file
+    from .export.lite_sam import encoder_file, export_command
 
     name = f"lite_sam/{encoder_file(seg.precision, backend)}"
     if check_files(cache, name) is not None:
-        how = " --int8-method openvino" if name.endswith("int8.xml") else ""
         raise ModelCacheError(f"segmenter.precision={seg.precision}: {cache / name} is missing or not the "
-                              f"set-up's; make it with `reasonseg export lite-sam --precision {seg.precision}{how}` "
+                              f"set-up's; make it with `{export_command(seg.precision, backend)}` "
                               "(then run the set-up step again) or set segmenter.precision=auto")
     return cache / name, f"{seg.precision} (set)"
 
@@ -104,7 +103,7 @@ def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, st
     auto = the first of int8 (its int8 products ~1.35x bf16), bf16 that the set-up judged here (mask IoU vs fp32;
     int8 with the floating-point precision this CPU runs around it, bf16 only on native bf16), else fp32."""
     from .export.cpu_int8 import saturation_risk, this_cpu
-    from .export.lite_sam import encoder_file
+    from .export.lite_sam import encoder_file, export_command
     from .openvino_graph import inner_precision, native_bf16
 
     if seg.precision != "auto":
@@ -118,8 +117,7 @@ def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, st
             why_not.append("this CPU has no native bf16")
         elif iou is None:
             why_not.append(f"no {precision} encoder with a manifest (the set-up step makes them on a CPU with "
-                           f"native bf16: `reasonseg export lite-sam --precision {precision}"
-                           f"{' --int8-method openvino' if precision == 'int8' else ''}`)")
+                           f"native bf16: `{export_command(precision, 'openvino')}`)")
         elif judged_inside != inner_precision(precision):
             why_not.append(f"{precision} was judged with {judged_inside} around it, this CPU runs "
                            f"{inner_precision(precision)}")

@@ -126,6 +126,16 @@ def test_auto_takes_int8_where_judged_as_this_cpu_runs_it(tiny_export, tmp_path,
     assert inner_precision("int8") == ("bf16" if native else "fp32")
 
 
+def test_explicit_int8_on_openvino_runs_the_ir_or_says_how_to_make_it(tiny_export, tmp_path) -> None:
+    with pytest.raises(ModelCacheError, match="encoder.int8.xml is missing .* `reasonseg export lite-sam --precision "
+                                              "int8 --int8-method openvino`"):
+        build_segmenter(SegmenterSettings(backend="openvino", precision="int8"), _cache_with_ov(tiny_export, tmp_path,
+                                                                                                None))
+    cache = _cache_with_ov(tiny_export, tmp_path / "with", None, int8=0.5)  # set explicitly: no IoU bar
+    seg = build_segmenter(SegmenterSettings(backend="openvino", precision="int8"), cache)
+    assert seg.encoder.precision == "int8" and seg.encoder.what == "LiteSAM encoder"
+
+
 def test_int8_judged_on_exact_kernels_is_not_used_where_products_saturate(tiny_export, tmp_path,
                                                                           monkeypatch) -> None:
     from reasonseg import segmenter_factory

@@ -40,6 +40,12 @@ def encoder_file(precision: str, backend: str = "onnxruntime") -> str:
     return ENCODER if precision == "fp32" else f"encoder.{precision}.onnx"
 
 
+def export_command(precision: str, backend: str = "onnxruntime") -> str:
+    """The command that makes the encoder `encoder_file(precision, backend)` names (said in error lines)."""
+    how = " --int8-method openvino" if backend == "openvino" and precision == "int8" else ""
+    return f"reasonseg export lite-sam --precision {precision}{how}"
+
+
 def to_openvino_ir(src: Path, dst: Path) -> Path:
     """The ONNX graph as an OpenVINO IR (`dst` .xml + .bin), weights kept fp32 (the runtime picks bf16)."""
     from ..openvino_graph import require_openvino
