@@ -68,6 +68,18 @@ def _mask_for(client: Client, stamp: int):
         return next((m for _, m in client.masks if stamp_of(m) == stamp), None)
 
 
+def _quiet_count(client: Client, quiet_s: float, timeout: float = 30.0) -> int:
+    """The number of results once none has arrived for `quiet_s`."""
+    deadline = time.monotonic() + timeout
+    n = len(client.results)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        if len(client.results) == n:
+            return n
+        n = len(client.results)
+    raise AssertionError("results kept arriving with no frames sent")
+
+
 def _tail(log: Path, n: int = 2500) -> str:
     return log.read_text(errors="replace")[-n:]
 
@@ -138,6 +150,7 @@ def _assert_diagnostics_warned(client: Client, fallbacks: int) -> None:
 
 def test_wide_frame_and_invisible_instruction_are_dropped(hostile):
     client, proc, log, llm, bgr = hostile
+    llm.behaviour = "http500"  # grounded by the local fallback, whatever the tests before left
     active = "the dog"
     client.instruct(active)
     _stream_until(client, bgr, lambda: _valid_result(client, active) is not None)
@@ -158,11 +171,14 @@ def test_wide_frame_and_invisible_instruction_are_dropped(hostile):
 
 def test_sigterm_with_a_frame_in_flight_stops_cleanly(hostile):
     client, proc, log, llm, bgr = hostile
+    llm.behaviour = "http500"
     client.instruct("the truck")
     _stream_until(client, bgr, lambda: _valid_result(client, "the truck") is not None)
-    n = len(client.results)
+    latency_s = _valid_result(client, "the truck").latency_ms / 1e3
+    n = _quiet_count(client, max(1.0, 2 * latency_s))  # the frames streamed before have all come back
     client.send(bgr, time.time_ns())
-    time.sleep(0.3)  # the worker has taken the frame: the model is running
+    # a third of this node's own frame latency in: the worker has taken the frame and the model is running
+    time.sleep(min(max(latency_s / 3, 0.05), 0.3))
     assert len(client.results) == n, "the frame finished too soon to test a stop in flight"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0, _tail(log)
