@@ -32,18 +32,6 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def interleaved(fns: dict, rounds: int) -> dict[str, float]:
-    for fn in fns.values():
-        fn()  # warm-up: first-run allocations and kernel choices
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: round(median(v), 1) for k, v in times.items()}
-
-
 MATMUL_OPS = frozenset({"Gemm", "MatMul", "FusedMatMul", "DynamicQuantizeMatMul", "MatMulInteger", "QLinearMatMul",
                         "MatMulIntegerToFloat", "FusedGemm"})
 
@@ -232,7 +220,7 @@ def main() -> int:
     from reasonseg.person_mask import PersonSegmenter
     from reasonseg.pipelines import build_pipeline
     from reasonseg.prompt import Prompt
-    from reasonseg.report import markdown_table
+    from reasonseg.report import interleaved_median_ms, markdown_table
     from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam, TorchLiteSam, preprocess_image
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -272,27 +260,28 @@ def main() -> int:
         iou = {name: json.loads(Path(f"{path}.manifest.json").read_text())["parity"] for name, path in judged}
         iou["ort int8 dynamic, 8-bit weights"] = masks_iou_vs_fp32(Path(tmp), full, photos)
         print("[bench] LiteSAM encoder ...", flush=True)
-        enc = interleaved({k: (lambda s=s: s.encode(image)) for k, s in seg.items()}, args.rounds)
+        enc = interleaved_median_ms({k: (lambda s=s: s.encode(image)) for k, s in seg.items()}, args.rounds)
         emb = {k: s.encode(image) for k, s in seg.items()}
     decoders = {"torch": "torch", "ort": "ort fp32", "openvino fp32": "openvino fp32", "openvino bf16": "openvino bf16",
                 "openvino int8 (its floating point)": "openvino int8"}
-    dec = interleaved({k: (lambda v=v: seg[v].predict(emb[v], box)) for k, v in decoders.items() if v in seg},
-                      args.rounds)
+    dec = interleaved_median_ms({k: (lambda v=v: seg[v].predict(emb[v], box)) for k, v in decoders.items()
+                                 if v in seg}, args.rounds)
     det = CenterNetDetector(cache / "centernet.onnx")
     person = PersonSegmenter(cache / "person_selfie.onnx")
-    other = interleaved({"CenterNet detector (ort fp32)": lambda: det.detect(image),
-                         "person segmenter (ort fp32)": lambda: person.mask(image, (300.0, 100.0, 450.0, 460.0), [])},
-                        args.rounds)
+    other = interleaved_median_ms(
+        {"CenterNet detector (ort fp32)": lambda: det.detect(image),
+         "person segmenter (ort fp32)": lambda: person.mask(image, (300.0, 100.0, 450.0, 460.0), [])}, args.rounds)
 
     print("[bench] end to end per frame: onnxruntime fp32, onnxruntime auto, the shipped default ...", flush=True)
     variants = {"onnxruntime fp32": ["segmenter.backend=onnxruntime", "segmenter.precision=fp32"],
                 "onnxruntime auto (int8 when its manifest allows)": ["segmenter.backend=onnxruntime"],
                 "default (segmenter.backend auto)": []}
-    if "openvino bf16" in seg:
-        variants["openvino bf16"] = ["segmenter.backend=openvino", "segmenter.precision=bf16"]
+    for precision in ("bf16", "int8"):  # both, whichever of them the default's `auto` took on this CPU
+        if f"openvino {precision}" in seg:
+            variants[f"openvino {precision}"] = ["segmenter.backend=openvino", f"segmenter.precision={precision}"]
     pipes = {k: build_pipeline(with_overrides(Settings(), ["pipeline=refine", *v])) for k, v in variants.items()}
     grounded = {k: pl.ground(image, "the truck") for k, pl in pipes.items()}
-    frame = interleaved({k: (lambda k=k: pipes[k].segment(image, grounded[k])) for k in pipes}, args.rounds)
+    frame = interleaved_median_ms({k: (lambda k=k: pipes[k].segment(image, grounded[k])) for k in pipes}, args.rounds)
     masks = {k: pipes[k].segment(image, grounded[k]).mask for k in pipes}
 
     print("[bench] encoder operator profile ...", flush=True)

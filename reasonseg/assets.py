@@ -85,6 +85,23 @@ def prepare_lite_sam_openvino(precision: str) -> Callable[[Path], None]:
     return step
 
 
+def time_lite_sam_openvino(cache: Path) -> None:
+    """Times the judged int8 and bf16 OpenVINO encoders side by side on this CPU: `segmenter.precision: auto`
+    takes int8 only where it ran faster (export/openvino_speed.py)."""
+    from .export.formats import read_photos
+    from .export.openvino_speed import time_encoders
+
+    target = time_encoders(cache / "lite_sam", read_photos(cache / "images")[0])
+    _say(f"  wrote {target}" if target else "  skipped: no pair of OpenVINO encoders to compare on this CPU")
+
+
+def _speed_timing_stale(cache: Path) -> bool:
+    """A timing whose CPU or encoder files no longer match (re-made IRs, a cache copied from another machine)."""
+    from .export.openvino_speed import SPEED_FILE, read_speed
+
+    return (cache / "lite_sam" / SPEED_FILE).exists() and read_speed(cache / "lite_sam") is None
+
+
 def prepare_human_models(cache: Path) -> None:
     from .cli import main as reasonseg_cli
 
@@ -153,6 +170,7 @@ STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
     *((f"LiteSAM {p} for segmenter.backend=openvino (CPUs with native bf16)",
        (f"lite_sam/encoder.{p}.xml", f"lite_sam/encoder.{p}.bin", f"lite_sam/encoder.{p}.xml.manifest.json"),
        prepare_lite_sam_openvino(p)) for p in ("bf16", "int8")),
+    ("LiteSAM OpenVINO int8 vs bf16 timed on this CPU", ("lite_sam/openvino_speed.json",), time_lite_sam_openvino),
     ("CenterNet + selfie person segmenter TF.js -> ONNX", ("centernet.onnx", "person_selfie.onnx",
                                                           "centernet.onnx.manifest.json",
                                                           "person_selfie.onnx.manifest.json"), prepare_human_models),
@@ -160,12 +178,17 @@ STEPS: list[tuple[str, tuple[str, ...], Callable[[Path], None]]] = [
 ]
 
 
+# outputs that can be intact yet describe something else: their step runs again when the check says so
+STALE_IF: dict[str, Callable[[Path], bool]] = {"lite_sam/openvino_speed.json": _speed_timing_stale}
+
+
 def prepare_all(cache: Path | None = None, *, force: bool = False) -> Path:
     cache = cache or resolve_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(cache)
     for i, (title, outputs, fn) in enumerate(STEPS, 1):
-        if not force and all(check_files(cache, name, manifest) is None for name in outputs):
+        if not force and all(check_files(cache, name, manifest) is None
+                             and not (name in STALE_IF and STALE_IF[name](cache)) for name in outputs):
             _say(f"({i}/{len(STEPS)}) {title}: cached, checksums verified")
             continue
         _say(f"({i}/{len(STEPS)}) {title} ...")

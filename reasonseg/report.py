@@ -21,6 +21,20 @@ def median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] |
     return round(median(times), 1)
 
 
+def interleaved_median_ms(fns: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median wall time in ms of each of `fns` over `rounds` rounds that call every one once, after one warm-up
+    call each: on a busy shared machine a slow spell slows all of them alike, so their ratios hold."""
+    for fn in fns.values():
+        fn()  # first-run allocations and kernel choices
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: round(median(v), 1) for k, v in times.items()}
+
+
 def median_table(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
     """Column-wise medians over dict rows (missing keys skipped)."""
     cols: dict[str, list[float]] = {}

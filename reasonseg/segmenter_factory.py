@@ -100,37 +100,47 @@ def _lite_sam_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
 
 def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, str]:
     """The LiteSAM encoder file and precision `segmenter.precision` asks for on openvino, and why (logged).
-    auto = the first of int8 (its int8 products ~1.35x bf16), bf16 that the set-up judged here (mask IoU vs fp32;
-    int8 with the floating-point precision this CPU runs around it, bf16 only on native bf16), else fp32."""
+    auto = int8, then bf16, among those the set-up judged here (mask IoU vs fp32; int8 with the floating-point
+    precision this CPU runs around it, bf16 only on native bf16), else fp32; int8 gives way to bf16 where the
+    set-up timed it no faster on this CPU (export/openvino_speed.py: AMX runs bf16 as fast as int8)."""
     from .export.cpu_int8 import saturation_risk, this_cpu
     from .export.lite_sam import encoder_file, export_command
+    from .export.openvino_speed import SPEED_FILE, int8_not_worth_it
     from .openvino_graph import inner_precision, native_bf16
 
     if seg.precision != "auto":
         return (*_set_encoder(seg, cache, "openvino"), seg.precision) if seg.precision in ("bf16", "int8") else \
             (require(cache, "lite_sam/encoder.onnx"), "fp32 (set)", "fp32")
-    why_not = []
+    why_not: dict[str, str] = {}  # precision -> why it was passed over (the log line names those ahead of the pick)
+    judged: dict[str, tuple[float, str]] = {}
     for precision in ("int8", "bf16"):
         iou, record = _judged_iou(cache, precision, "openvino")
         judged_inside = (record or {}).get("inner_precision", precision)
         if precision == "bf16" and not native_bf16():
-            why_not.append("this CPU has no native bf16")
+            why_not[precision] = "this CPU has no native bf16"
         elif iou is None:
-            why_not.append(f"no {precision} encoder with a manifest (the set-up step makes them on a CPU with "
-                           f"native bf16: `{export_command(precision, 'openvino')}`)")
+            why_not[precision] = (f"no {precision} encoder with a manifest (the set-up step makes them on a CPU "
+                                  f"with native bf16: `{export_command(precision, 'openvino')}`)")
         elif judged_inside != inner_precision(precision):
-            why_not.append(f"{precision} was judged with {judged_inside} around it, this CPU runs "
-                           f"{inner_precision(precision)}")
+            why_not[precision] = (f"{precision} was judged with {judged_inside} around it, this CPU runs "
+                                  f"{inner_precision(precision)}")
         elif iou < AUTO_INT8_MIN_IOU:
-            why_not.append(f"{precision} mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}")
+            why_not[precision] = f"{precision} mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}"
         elif precision == "int8" and (risk := saturation_risk(record or {}, this_cpu()["int8_kernels"])):
-            why_not.append(f"int8: {risk}")
+            why_not[precision] = f"int8: {risk}"
         else:
-            inside = f"{judged_inside} around it" if precision == "int8" else "native bf16"
-            return (cache / "lite_sam" / encoder_file(precision, "openvino"),
-                    f"{precision} (auto: {inside}, mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU}"
-                    + "".join(f"; {w}" for w in why_not) + ")", precision)
-    return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {'; '.join(why_not)})", "fp32"
+            judged[precision] = (iou, judged_inside)
+    if len(judged) == 2 and (cache / "lite_sam" / SPEED_FILE).exists():
+        require(cache, f"lite_sam/{SPEED_FILE}")  # the set-up's timing, checksummed like every cache file
+        if slower := int8_not_worth_it(cache / "lite_sam"):
+            why_not["int8"] = slower
+            del judged["int8"]
+    for precision, (iou, judged_inside) in judged.items():
+        inside = f"{judged_inside} around it" if precision == "int8" else "native bf16"
+        return (cache / "lite_sam" / encoder_file(precision, "openvino"),
+                f"{precision} (auto: {inside}, mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU}"
+                + (f"; {why_not['int8']}" if precision == "bf16" and "int8" in why_not else "") + ")", precision)
+    return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {'; '.join(why_not.values())})", "fp32"
 
 
 def _lite_sam_openvino(seg: SegmenterSettings, cache: Path) -> Segmenter:
@@ -232,7 +242,7 @@ REDUCED_PRECISION: dict[tuple[str, str], tuple[str, ...]] = {
 
 def auto_backend(seg: SegmenterSettings, cache: Path) -> tuple[str, str]:
     """What `segmenter.backend: auto` runs, and why. lite_sam: openvino where it would run int8 or bf16 (a judged
-    encoder: 1.3-1.8x onnxruntime's int8 encoder on a CPU with native bf16), else onnxruntime; sam2:
+    encoder: 1.3-2.8x onnxruntime's int8 encoder on a CPU with native bf16), else onnxruntime; sam2:
     onnxruntime for a folder `reasonseg export sam2` wrote, else torch."""
     if seg.kind == "sam2":
         from .export.sam2 import ENCODER

@@ -95,3 +95,21 @@ def test_setup_step_reruns_when_an_output_is_damaged(tmp_path, monkeypatch):
     (cache / "model" / "vocab.txt").unlink()
     assets.prepare_all(cache)
     assert len(runs) == 3 and require(cache, "model")
+
+
+def test_setup_step_reruns_when_an_intact_output_is_stale(tmp_path, monkeypatch):
+    runs, stale = [], [False]
+
+    def step(cache: Path) -> None:
+        runs.append(1)
+        (cache / "timing.json").write_text("{}")
+
+    monkeypatch.setattr(assets, "STEPS", [("timing", ("timing.json",), step)])
+    monkeypatch.setattr(assets, "STALE_IF", {"timing.json": lambda cache: stale[0]})
+    cache = tmp_path / "c"
+    assets.prepare_all(cache)
+    assets.prepare_all(cache)
+    assert len(runs) == 1  # intact and current
+    stale[0] = True  # e.g. the files it timed were re-made
+    assets.prepare_all(cache)
+    assert len(runs) == 2

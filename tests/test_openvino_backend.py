@@ -19,6 +19,7 @@ from reasonseg.errors import CheckpointError, ConfigError, ModelCacheError  # no
 from reasonseg.export.formats import read_photos  # noqa: E402
 from reasonseg.export.lite_sam import ENCODER, FP32_MAX_REL, export_openvino, to_openvino_ir  # noqa: E402
 from reasonseg.export.manifest import manifest_path, read_manifest, write_manifest  # noqa: E402
+from reasonseg.export.openvino_speed import SPEED_FILE, cpu_signature, read_speed, time_encoders  # noqa: E402
 from reasonseg.export.parity import require_close  # noqa: E402
 from reasonseg.model_cache import read_manifest as read_cache_manifest, record_files  # noqa: E402
 from reasonseg.model_cache import write_manifest as write_cache_manifest  # noqa: E402
@@ -70,9 +71,11 @@ def test_bf16_is_refused_where_the_cpu_would_not_run_it(tiny_export, photos, tmp
 
 
 def _cache_with_ov(tiny_export: Path, tmp_path: Path, bf16: float | None, int8: float | None = None,
-                   int8_inside: str = "bf16") -> Path:
+                   int8_inside: str = "bf16", timed_ms: dict[str, float] | None = None,
+                   timed_on: dict | None = None) -> Path:
     """A model cache holding the tiny export and OpenVINO IRs whose manifests claim these IoUs (None: no IR);
-    the int8 one judged with `int8_inside` around it. Only the manifests matter to the choice."""
+    the int8 one judged with `int8_inside` around it; `timed_ms` (precision -> ms): a set-up timing of these IRs
+    on this CPU, or as `timed_on` changes its signature. Only the manifests and the timing matter to the choice."""
     cache = tmp_path / "cache"
     shutil.copytree(tiny_export, cache / "lite_sam")
     for precision, iou in (("bf16", bf16), ("int8", int8)):
@@ -81,6 +84,11 @@ def _cache_with_ov(tiny_export: Path, tmp_path: Path, bf16: float | None, int8: 
             extra = {"inner_precision": int8_inside} if precision == "int8" else {}
             write_manifest(ir, format="lite-sam", precision=precision, source=None, parity={"mask_iou_mean": iou},
                            judged_on={"int8_kernels": "exact"}, **extra)
+    if timed_ms is not None:
+        irs = {p: read_manifest(cache / "lite_sam" / f"encoder.{p}.xml") for p in timed_ms}
+        record = {"measured_on": {**cpu_signature(), **(timed_on or {})}, "encoders": {
+            p: {"file": irs[p]["file"], "sha256": irs[p]["sha256"], "median_ms": ms} for p, ms in timed_ms.items()}}
+        (cache / "lite_sam" / SPEED_FILE).write_text(json.dumps(record))
     manifest = read_cache_manifest(cache)
     record_files(cache, manifest, ["lite_sam"])
     write_cache_manifest(cache, manifest)
@@ -124,6 +132,67 @@ def test_auto_takes_int8_where_judged_as_this_cpu_runs_it(tiny_export, tmp_path,
     chosen_backend, _ = auto_backend(SegmenterSettings(backend="auto", device="cpu"), cache)
     assert chosen_backend == ("onnxruntime" if chosen == "fp32" else "openvino")
     assert inner_precision("int8") == ("bf16" if native else "fp32")
+
+
+@pytest.mark.parametrize("int8_ms, bf16_ms, chosen", [
+    (153.0, 145.0, "bf16"),  # AMX: bf16 tiles as fast as int8's
+    (140.0, 145.0, "bf16"),  # faster by less than INT8_MIN_SPEEDUP: not worth the masks
+    (216.0, 288.0, "int8")])  # AVX-512 BF16 without AMX: int8 products ahead
+def test_auto_takes_int8_only_where_the_set_up_timed_it_faster_on_this_cpu(tiny_export, tmp_path, monkeypatch,
+                                                                          int8_ms, bf16_ms, chosen) -> None:
+    cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=0.97, timed_ms={"int8": int8_ms, "bf16": bf16_ms})
+    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: True)
+    path, why, precision = openvino_encoder(SegmenterSettings(backend="openvino"), cache)
+    assert precision == chosen and path.name == f"encoder.{chosen}.xml", why
+    if chosen == "bf16":
+        assert f"int8 timed {int8_ms:.0f} ms vs bf16 {bf16_ms:.0f} ms per encoder on this CPU" in why
+
+
+def test_a_timing_from_another_cpu_or_of_other_files_is_not_believed(tiny_export, tmp_path, monkeypatch) -> None:
+    from reasonseg import assets
+
+    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: True)
+    slow_int8 = {"int8": 200.0, "bf16": 100.0}
+    for i, other in enumerate(({"cpu": "Other CPU"}, {"isa": ["avx512_bf16"]}, {"isa": ["amx_bf16", "amx_int8"]})):
+        if other == {"isa": cpu_signature()["isa"]}:
+            continue  # that one is this CPU
+        elsewhere = _cache_with_ov(tiny_export, tmp_path / str(i), 0.99, int8=0.97, timed_ms=slow_int8, timed_on=other)
+        assert read_speed(elsewhere / "lite_sam") is None and assets._speed_timing_stale(elsewhere)
+        assert openvino_encoder(SegmenterSettings(backend="openvino"), elsewhere)[2] == "int8"
+    here = _cache_with_ov(tiny_export, tmp_path / "b", 0.99, int8=0.97, timed_ms=slow_int8)
+    assert read_speed(here / "lite_sam") == slow_int8 and not assets._speed_timing_stale(here)
+    ir = here / "lite_sam" / "encoder.int8.xml"  # re-made since the timing: another file
+    ir.write_text(ir.read_text() + "\n")
+    write_manifest(ir, format="lite-sam", precision="int8", source=None, parity={"mask_iou_mean": 0.97},
+                   judged_on={"int8_kernels": "exact"}, inner_precision="bf16")
+    assert read_speed(here / "lite_sam") is None and assets._speed_timing_stale(here)
+
+
+def test_an_edited_timing_is_a_clear_error(tiny_export, tmp_path, monkeypatch) -> None:
+    cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=0.97, timed_ms={"int8": 200.0, "bf16": 100.0})
+    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: True)
+    speed = cache / "lite_sam" / SPEED_FILE
+    speed.write_text(speed.read_text().replace("200.0", "100.0"))  # same size, other bytes
+    with pytest.raises(ModelCacheError, match="model file damaged: .*openvino_speed.json does not match its sha256"):
+        openvino_encoder(SegmenterSettings(backend="openvino"), cache)
+
+
+@needs_native_bf16
+def test_set_up_times_both_encoders_side_by_side_on_this_cpu(tiny_export, photos, tmp_path, capsys) -> None:
+    from reasonseg import assets
+
+    cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=0.97)
+    shutil.copytree(photos, cache / "images")
+    assets.time_lite_sam_openvino(cache)
+    assert f"wrote {cache / 'lite_sam' / SPEED_FILE}" in capsys.readouterr().out
+    record = json.loads((cache / "lite_sam" / SPEED_FILE).read_text())
+    assert record["measured_on"] == cpu_signature() and record["threads"] >= 1
+    for precision in ("int8", "bf16"):
+        timed, ir = record["encoders"][precision], read_manifest(cache / "lite_sam" / f"encoder.{precision}.xml")
+        assert timed["sha256"] == ir["sha256"] and timed["median_ms"] > 0
+    assert read_speed(cache / "lite_sam") == {p: record["encoders"][p]["median_ms"] for p in ("int8", "bf16")}
+    only_bf16 = _cache_with_ov(tiny_export, tmp_path / "one", 0.99)
+    assert time_encoders(only_bf16 / "lite_sam", np.zeros((64, 64, 3), np.uint8)) is None  # nothing to compare
 
 
 def test_explicit_int8_on_openvino_runs_the_ir_or_says_how_to_make_it(tiny_export, tmp_path) -> None:
