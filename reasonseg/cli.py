@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from .config import PIPELINES
 from .entry import INTERRUPTED, stop_requested
 from .errors import ReasonSegError
 from .export.formats import add_export_parser
+from .model_text import clean_model_text
 
 log = logging.getLogger("reasonseg")
 
@@ -40,6 +42,33 @@ def _shown(path: Path | str) -> str:
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _say(text: object) -> str:
+    """A line for the terminal: `_shown`, then without control, escape or bidi characters. Labels and reasons
+    come from a model's answer (sanitized where they are parsed; this is the second guard), file names from
+    anyone: neither may recolour the terminal, retitle it or forge a log line."""
+    return clean_model_text(_shown(text), max_chars=4000)
+
+
+SUMMARY_FILES = ("summary.json", "summary.md")
+
+
+def _output_names(images: list[Path]) -> list[str]:
+    """One output folder name per image, all distinct and none a summary file's: the image's file name, or
+    for a name already taken `<stem>-<n><suffix>` with the first n that no image is named and none took.
+    Compared case-folded, as a case-insensitive disk (macOS, Windows shares) compares them."""
+    own = {image.name.casefold() for image in images}
+    taken = {name.casefold() for name in SUMMARY_FILES}
+    names = []
+    for image in images:
+        name, n = image.name, 1
+        while name.casefold() in taken or (n > 1 and name.casefold() in own):
+            n += 1
+            name = f"{image.stem}-{n}{image.suffix}"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
 def _read(settings, image: Path):
     from .image_codec import read_image_file
 
@@ -49,16 +78,34 @@ def _read(settings, image: Path):
 
 def _segment_one(pipeline, settings, image: Path, instruction: str, out: Path, rgb=None,
                  model_load_ms: float | None = None) -> dict:
-    import numpy as np
+    from .output_files import prepare_output_dir
 
-    from .output_files import prepare_output_dir, write_json, write_png
-    from .render import render_overlay
-
-    out = prepare_output_dir(out)
     rgb = _read(settings, image) if rgb is None else rgb
     t0 = time.perf_counter()
     result = pipeline.run(rgb, instruction)
     total_ms = (time.perf_counter() - t0) * 1e3
+    # the folder only now, with results to hold: an image that fails to decode or segment leaves none behind
+    created = not out.exists()
+    out = prepare_output_dir(out)
+    try:
+        record = _write_result(out, image, instruction, pipeline, result, rgb, total_ms, model_load_ms)
+    except BaseException:
+        if created:  # ours since a moment ago: only part of our files in it
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    status = f"{record['label']} score={record['score']:.2f} box={record['box']}" if result.valid else "no target found"
+    print(_say(f"{_shown(image.name)}: {instruction!r}: {status} [{record['grounding_source']}] -> {_shown(out)}"),
+          flush=True)
+    return record
+
+
+def _write_result(out: Path, image: Path, instruction: str, pipeline, result, rgb, total_ms: float,
+                  model_load_ms: float | None) -> dict:
+    import numpy as np
+
+    from .output_files import write_json, write_png
+    from .render import render_overlay
+
     write_png(out / "mask.png", result.mask.astype(np.uint8) * 255)
     write_png(out / "overlay.png", render_overlay(rgb, result, instruction)[:, :, ::-1])
     g = result.grounding
@@ -78,8 +125,6 @@ def _segment_one(pipeline, settings, image: Path, instruction: str, out: Path, r
     if model_load_ms is not None:  # one-image call: it paid the model load
         record["timings_ms"]["model_load"] = model_load_ms
     write_json(out / "result.json", record)
-    status = f"{record['label']} score={record['score']:.2f} box={record['box']}" if result.valid else "no target found"
-    print(f"{_shown(image.name)}: {instruction!r}: {status} [{record['grounding_source']}] -> {_shown(out)}", flush=True)
     return record
 
 
@@ -100,25 +145,23 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, pipeline=args.pipeline)
     instruction = sanitize_instruction(raw_instruction, max_chars=settings.runtime.max_instruction_chars)
     images = _expand_images(image_args)
-    out = prepare_output_dir(Path(args.out))  # before any model work: a bad --out fails in milliseconds
     single = len(images) == 1 and not Path(image_args[0]).is_dir()
-    rgb = _read(settings, images[0]) if single else None  # a bad image fails before the models load
+    rgb = _read(settings, images[0]) if single else None  # a bad image fails before the models load, no folder made
+    out = prepare_output_dir(Path(args.out))  # before any model work: a bad --out fails in milliseconds
     t0 = time.perf_counter()
     pipeline = build_pipeline(settings)
     load_ms = round((time.perf_counter() - t0) * 1e3, 1)
     if single:
         _segment_one(pipeline, settings, images[0], instruction, out, rgb, model_load_ms=load_ms)
         return 0
-    records, failed, names, interrupted = [], 0, set(), False
+    records, failed, interrupted = [], 0, False
     try:
-        for image in images:
-            name = image.name if image.name not in names else f"{image.stem}-{len(names)}{image.suffix}"
-            names.add(name)
+        for image, name in zip(images, _output_names(images)):
             try:
-                records.append(_segment_one(pipeline, settings, image, instruction, out / name))
+                records.append({**_segment_one(pipeline, settings, image, instruction, out / name), "output": name})
             except ReasonSegError as exc:  # a bad image is reported and skipped; the others still run
                 failed += 1
-                print(f"{_shown(image.name)}: error: {_shown(exc)}", file=sys.stderr, flush=True)
+                print(_say(f"{_shown(image.name)}: error: {_shown(exc)}"), file=sys.stderr, flush=True)
                 records.append({"image": _shown(image), "instruction": instruction, "error": _shown(exc)})
     except KeyboardInterrupt:  # a long folder run stopped: the summary still lists the images done before it
         interrupted = True
@@ -135,7 +178,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     stop = f" (interrupted after {len(records)} of {len(images)})" if interrupted else ""
     write_bytes(out / "summary.md",
                 (f"{instruction!r}: models loaded once in {load_ms:.0f} ms{stop}\n\n" + table).encode())
-    print(table + f"{len(records) - failed}/{len(images)} images segmented{stop} -> {_shown(out)}/summary.md")
+    print(table + _say(f"{len(records) - failed}/{len(images)} images segmented{stop} -> {_shown(out)}/summary.md"))
     return INTERRUPTED if interrupted else 2 if failed else 0
 
 
@@ -181,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ReasonSegError, OSError) as exc:  # OSError: a cache or output path the system refuses (one line)
         if stop_requested():  # a Ctrl-C that a C library turned into its own error (entry.py)
             return INTERRUPTED
-        print(f"reasonseg: error: {_shown(exc)}", file=sys.stderr)
+        print(f"reasonseg: error: {_say(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return INTERRUPTED

@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from difflib import get_close_matches
@@ -38,12 +39,37 @@ PRECISIONS = ("auto", "fp32", "fp16", "int8", "bf16")  # exported encoder varian
 SEGMENTER_KINDS = ("lite_sam", "sam2")
 MLLM_BACKENDS = ("transformers", "openai")
 MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
+MLLM_BOX_FORMATS = ("auto", "absolute", "relative_1000")  # see reasonseg/mllm/answer.py
 _DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
 def _device(doc: str = "auto | cpu | cuda | cuda:N") -> Any:
     return _f("auto", doc, check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N",
               schema={"pattern": f"^({_DEVICE.pattern})$"})
+
+def _userinfo_end(url: str) -> int:
+    """Index just past the '@' that ends a URL's userinfo (`user:password@`), 0 when it has none."""
+    start = url.find("://") + 3 if "://" in url else 0
+    end = min((i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url))
+    return url.rfind("@", start, end) + 1
+
+
+def _no_credentials(url: str) -> str | None:
+    # ROS parameters are readable by anyone on the DDS domain (get_parameters, /parameter_events)
+    if _userinfo_end(url):
+        return ("credentials (user:password@) are refused in a URL parameter, where anyone on the ROS domain can "
+                "read them: give the key in $OPENAI_API_KEY (secrets come from the environment only)")
+    return None
+
+
+def _redacted(value: Any) -> Any:
+    """`value` for an error message: a URL's userinfo as `***@`."""
+    at = _userinfo_end(value) if isinstance(value, str) else 0
+    return value[: value.find("://") + 3 if "://" in value else 0] + "***@" + value[at:] if at else value
+
+
+def _url(doc: str) -> Any:
+    return _f("", doc, check=_no_credentials, schema={"not": {"pattern": "^([^:/?#]*://)?[^/?#]*@"}})
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 _CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -106,6 +132,8 @@ class SegmenterSettings:
 @dataclass(frozen=True)
 class LlmSettings:
     model: str = _f("gpt-4o", "chat model name on the OpenAI-compatible endpoint")
+    base_url: str = _url("endpoint ('' = $OPENAI_BASE_URL; neither: no LLM, the local resolver); "
+                         "$OPENAI_API_KEY goes only to its own origin (README)")
     timeout_s: float = _f(8.0, "per-request timeout; slower answers fall back to the local resolver", lo=0.1, hi=120.0)
     max_tokens: int = _f(256, "answer token budget", lo=16, hi=4096)
 
@@ -117,7 +145,10 @@ class MllmSettings:
                       choices=MLLM_BACKENDS)
     model: str = _f("", "HF id (from the local cache) or local dir; the served model name for openai "
                         "('' = the mllm pipeline is not configured)")
-    base_url: str = _f("", "endpoint ('' = $OPENAI_BASE_URL; the key only ever from $OPENAI_API_KEY)")
+    base_url: str = _url("endpoint ('' = $OPENAI_BASE_URL); $OPENAI_API_KEY goes only to its own origin (README)")
+    box_format: str = _f("auto", "how a served model's boxes read: absolute (pixels of the image sent, Qwen2.5-VL), "
+                                 "relative_1000 (0..1000 of the image, Qwen3-VL); auto: from mllm.model's name",
+                         choices=MLLM_BOX_FORMATS)
     chain_of_thought: bool = _f(False, "ask for <think>...</think><answer>...</answer>")
     timeout_s: float = _f(20.0, "deadline for one grounding answer", lo=0.1, hi=600.0)
     max_new_tokens: int = _f(512, "answer token budget", lo=16, hi=8192)
@@ -261,6 +292,14 @@ class Settings:
         return _build(cls, values, "")
 
 
+def check_url_parameters(values: Mapping[str, Any]) -> None:
+    """Validate the URL settings among `values` (flat names), the others left for later: the node does this
+    before it declares any parameter, so a URL with credentials never becomes a readable parameter value."""
+    urls = [f"{sec.name}.{f.name}" for sec in dataclasses.fields(Settings) if is_section(sec)
+            for f in dataclasses.fields(sec.default_factory) if f.metadata.get("check") is _no_credentials]
+    Settings.from_flat({name: values[name] for name in urls if name in values})
+
+
 # Parameters any rclpy node may be given besides ours (prefixes end in ".").
 ROS_STANDARD_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
 
@@ -299,9 +338,9 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'settings'} must be a mapping")
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
+    unknown = sorted(f"{prefix}{u}" for u in set(values) - set(known))  # YAML keys may be numbers, null, lists
     if unknown:
-        raise ConfigError(f"unknown parameter(s): {', '.join(prefix + u for u in unknown)}")
+        raise ConfigError(f"unknown parameter(s): {_brief(', '.join(unknown), 200)[1:-1]}")
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         f = known[name]
@@ -318,22 +357,23 @@ def _check(f: dataclasses.Field, value: Any, name: str) -> Any:
         value = float(value)
     if kind is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"parameter {name} must be a list of strings, got {value!r}")
+            raise ConfigError(f"parameter {name} must be a list of strings, got {_brief(value)}")
         value = tuple(value)
     if type(value) is not kind:
-        raise ConfigError(f"parameter {name} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"parameter {name} must be {kind.__name__}, got {type(value).__name__} {_brief(value)}")
     if kind is float and not math.isfinite(value):  # NaN passes every range check below
         raise ConfigError(f"parameter {name}={value!r} must be a finite number")
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"parameter {name}={value!r} not one of {', '.join(meta['choices'])}")
+        raise ConfigError(f"parameter {name}={_brief(value)} not one of {', '.join(meta['choices'])}")
     if meta.get("lo") is not None and value < meta["lo"]:
-        raise ConfigError(f"parameter {name}={value!r} below minimum {meta['lo']}")
+        raise ConfigError(f"parameter {name}={_brief(value)} below minimum {meta['lo']}")
     if meta.get("hi") is not None and value > meta["hi"]:
-        raise ConfigError(f"parameter {name}={value!r} above maximum {meta['hi']}")
+        raise ConfigError(f"parameter {name}={_brief(value)} above maximum {meta['hi']}")
     problem = meta["check"](value) if meta.get("check") else None
     if problem:
-        raise ConfigError(f"parameter {name}={list(value) if isinstance(value, tuple) else value!r}: {problem}")
+        raise ConfigError(f"parameter {name}={list(value) if isinstance(value, tuple) else _redacted(value)!r}: "
+                          f"{problem}")
     return value
 
 
@@ -342,12 +382,7 @@ def load_settings(path: str | Path | None, node_name: str = "reasonseg") -> Sett
     if path is None:
         return Settings()
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = load_yaml(read_config_text(p, "config file"), f"config file {p}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping")
     ros_params = _ros_params_section(data, node_name)
@@ -399,10 +434,7 @@ def check_ros_args(argv: list[str]) -> None:
 
 def parse_param_value(name: str, raw: str) -> Any:
     """A `-p name:=value` / `--set name=value` value as rcl reads it: YAML, with strtod-style floats too."""
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        raise ConfigError(f"parameter {name}: value {raw[:80]!r} is not valid YAML") from None
+    value = load_yaml(raw, f"parameter {name}: value {_brief(raw, 60)}")
     if isinstance(value, str):
         try:
             return float(value)
@@ -412,14 +444,95 @@ def parse_param_value(name: str, raw: str) -> Any:
 
 
 def _check_params_file(p: Path) -> None:
+    load_yaml(read_config_text(p, "params file"), f"params file {p}")
+
+
+# What a settings file may be: it holds ~100 values nested 4 deep (<node>: ros__parameters: section: name).
+# The bounds keep a hostile file from exhausting memory (/dev/zero), the stack (3,000 nested brackets) or time
+# (a "billion laughs" of aliases, which the flattening below would expand), with one line saying so.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+MAX_YAML_VALUES = 100_000
+
+
+def read_config_text(p: Path, what: str) -> str:
+    """A settings file's text, read no further than MAX_CONFIG_BYTES; ConfigError naming `what` otherwise."""
     try:
-        yaml.safe_load(p.read_text(encoding="utf-8"))
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"params file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"params file {p} cannot be read: {exc}") from None
+        raise ConfigError(f"{what} not found: {p}") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {p} cannot be read: {exc.strerror or one_line(exc)}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {p} is larger than {MAX_CONFIG_BYTES >> 20} MB: not a settings file "
+                          "(give the YAML file that holds the settings)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {p} is not valid YAML: not UTF-8 text ({one_line(exc)})") from None
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """yaml.safe_load of a settings file or value, within the bounds above; ConfigError "`what` <problem>"."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} is larger than {MAX_CONFIG_BYTES >> 20} MB: not a settings value")
+    try:
+        problem = _yaml_shape_problem(text)
+        if problem:
+            raise ConfigError(f"{what} {problem}")
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"params file {p} is not valid YAML: {one_line(exc)}") from None
+        raise ConfigError(f"{what} is not valid YAML: {one_line(exc)}") from None
+    except ValueError as exc:  # int(): a number of more digits than Python converts
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{what} holds a number of more than {sys.get_int_max_str_digits()} digits: "
+                          "no setting takes one; fix the value") from None
+
+
+def _yaml_shape_problem(text: str) -> str | None:
+    """Why loading `text` would nest or expand too far, else None. Reads the parser's event stream only (no
+    recursion, nothing built): nesting depth, and the count of values with every alias expanded in full."""
+    values = 0
+    open_: list[list[Any]] = []  # per open collection: [anchor, values before it, deepest level inside]
+    closed: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels) of what it names
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            open_.append([event.anchor, values, len(open_) + 1])
+            values += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before, deepest = open_.pop()
+            if open_:
+                open_[-1][2] = max(open_[-1][2], deepest)
+            if anchor is not None:
+                closed[anchor] = (values - before, deepest - len(open_))
+        elif isinstance(event, yaml.ScalarEvent):
+            values += 1
+            if event.anchor is not None:
+                closed[event.anchor] = (1, 0)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(entry[0] == event.anchor for entry in open_):
+                return f"has an alias (*{event.anchor}) inside what it names: a loop no setting can hold"
+            size, levels = closed.get(event.anchor, (1, 0))  # an undefined one: safe_load refuses it
+            values += size
+            if open_:
+                open_[-1][2] = max(open_[-1][2], len(open_) + levels)
+        if open_ and open_[-1][2] > MAX_YAML_DEPTH:
+            return (f"is nested deeper than {MAX_YAML_DEPTH} levels (settings need 4: <node>: ros__parameters: "
+                    "section: name): fix its brackets or indentation")
+        if values > MAX_YAML_VALUES:
+            return (f"expands to more than {MAX_YAML_VALUES} values (aliases counted in full; settings are about "
+                    "100): remove the aliases that multiply")
+    return None
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """repr(value) for an error line, cut to about `limit` characters."""
+    if isinstance(value, int) and value.bit_length() > 200:  # repr of a long one is slow, past 4300 digits refused
+        return f"<an integer of about {round(value.bit_length() * math.log10(2))} digits>"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
 
 
 def _ros_params_section(data: dict, node_name: str) -> dict | None:

@@ -6,6 +6,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from .model_text import clean_model_text
 from .pipelines.base import FrameResult
 
 _TINT = np.array([255, 40, 200], np.uint8)  # magenta reads on roads, sky and foliage alike
@@ -40,6 +41,7 @@ def _line_width(shape: tuple[int, ...]) -> int:
 
 
 def _caption(img: np.ndarray, text: str, scale: float | None = None) -> None:
+    text = clean_model_text(text, max_chars=4 * MAX_CAPTION_CHARS)  # labels from a model: one line, no controls
     text = text if len(text) <= MAX_CAPTION_CHARS else text[: MAX_CAPTION_CHARS - 3] + "..."
     # Hershey fonts draw ASCII only, and OpenCV segfaults on a str it cannot encode (a lone surrogate
     # from an undecodable file name): hand it ASCII, '?' for the rest.

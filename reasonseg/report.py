@@ -5,6 +5,8 @@ import time
 from statistics import median
 from typing import Callable, Iterable, Mapping
 
+from .model_text import clean_model_text
+
 
 def median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] | None = None) -> float:
     """Median wall time of `fn` in ms over `repeats` calls, after one warm-up call. `sync` waits for
@@ -45,6 +47,12 @@ def median_table(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """Rows as a Markdown table for a terminal or a .md file: each cell one printable line (cells may hold a
+    model's labels: no escape sequences, line breaks or bidi characters), its `|` escaped."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    return clean_model_text(value, max_chars=500).replace("|", "\\|")

@@ -216,11 +216,15 @@ def sent_image(messages: list[dict]):
     raise ValueError("no image in the request")
 
 
-def scripted_vlm(objects: dict[str, tuple[float, float, float, float]], *, style: str = "qwen"):
+def scripted_vlm(objects: dict[str, tuple[float, float, float, float]], *, style: str = "qwen",
+                 coords: str = "absolute"):
     """A behaviour that acts as a grounding VLM: it reads the size of the image it was sent and answers the box
-    of the first object whose name is in the prompt (given relative to the image, 0..1), in that image's pixels."""
+    of the first object whose name is in the prompt (given relative to the image, 0..1), in that image's pixels
+    (Qwen2.5-VL), or with `coords="relative_1000"` in 0..1000 of the image whatever its size (Qwen3-VL)."""
     def answer(messages: list[dict]) -> str:
         h, w = sent_image(messages).shape[:2]
+        if coords == "relative_1000":
+            h = w = 1000
         text = " ".join(p.get("text", "") for m in messages if isinstance(m.get("content"), list)
                         for p in m["content"])
         name = next((n for n in objects if n in text.split('"')[1]), None) if '"' in text else None

@@ -1,10 +1,11 @@
 """Chat client for any OpenAI-compatible endpoint, with strict answer validation.
 
-Configured the standard way (OPENAI_BASE_URL, OPENAI_API_KEY); the model name
-comes from settings. Every failure mode — endpoint down, slow past the deadline,
-HTTP errors, oversized or cut answers, redirects off-origin, non-JSON, labels
-outside the allowed list — raises `LlmError` so the caller falls back to the
-local resolver and records why. The key is never logged; URLs are redacted.
+Configured the standard way (OPENAI_BASE_URL, OPENAI_API_KEY) or by a base_url setting; the model name
+comes from settings. No endpoint is ever assumed: without a base URL a client is not used. The key goes
+only to the origin it was given for (`resolve_endpoint`). Every failure mode — endpoint down, slow past
+the deadline, HTTP errors, oversized or cut answers, redirects off-origin, non-JSON, JSON nested too
+deep, labels outside the allowed list — raises `LlmError` so the caller falls back to the local resolver
+and records why. The key is never logged; URLs are redacted; model text in messages is cleaned.
 """
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from ..errors import ReasonSegError
+from ..model_text import clean_model_text, json_too_deep
 from . import prompts
-from .http import HttpError, HttpStatusError, HttpTimeout, HttpUnreachable, post_json, redact_url
+from .http import HttpError, HttpStatusError, HttpTimeout, HttpUnreachable, post_json, redact_url, url_origin
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the OpenAI SDK's default when only a key is set
+URL_ENV, KEY_ENV = "OPENAI_BASE_URL", "OPENAI_API_KEY"
 MAX_RESPONSE_BYTES = 1 << 20  # a chat answer of max_tokens <= 4096 is far below this
 _MAX_ANSWER_CHARS = 20_000
 _MAX_MEMO = 256
@@ -35,33 +37,62 @@ class PreRefinement:
     reference_labels: tuple[str, ...]
 
 
-def endpoint_from_env(env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one client talks, and the key it sends there (None: no key)."""
+
+    base_url: str
+    api_key: str | None
+
+    def __str__(self) -> str:  # for the start-up log: never the key
+        return f"{redact_url(self.base_url)} ({'key: $' + KEY_ENV if self.api_key else 'no key'})"
+
+
+def resolve_endpoint(base_url: str, key_home: Sequence[str],
+                     env: Mapping[str, str] | None = None) -> Endpoint | None:
+    """One client's endpoint: its own `base_url` setting, else $OPENAI_BASE_URL; neither -> None, the client is
+    not used (no remote default is ever contacted).
+
+    $OPENAI_API_KEY belongs to one origin: $OPENAI_BASE_URL's when that is set, else the first of `key_home`
+    that is set (the base URLs the config names, in order: a served VLM's mllm.base_url, then llm.base_url).
+    A client gets the key only when its endpoint has that origin, so the key never reaches a second party."""
     env = os.environ if env is None else env
-    return env.get("OPENAI_BASE_URL") or None, env.get("OPENAI_API_KEY") or None
+    env_url = env.get(URL_ENV) or None
+    url = base_url or env_url
+    if not url:
+        return None
+    home = env_url or next((u for u in key_home if u), None)
+    key = env.get(KEY_ENV) or None
+    same = home is not None and url_origin(url) is not None and url_origin(url) == url_origin(home)
+    return Endpoint(url, key if same else None)
 
 
 class ChatLlm:
-    def __init__(self, model: str, *, base_url: str | None, api_key: str | None, timeout_s: float,
+    def __init__(self, model: str, *, base_url: str, api_key: str | None, timeout_s: float,
                  max_tokens: int = 256) -> None:
+        if not base_url:
+            raise ValueError("an LLM client needs a base URL (no default endpoint is assumed)")
         self.model = model
         self.max_tokens = max_tokens
         self.timeout_s = timeout_s
-        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        self._url = base_url.rstrip("/") + "/chat/completions"
         # A local server (vLLM, Ollama) often needs no key.
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # a pasted key with a line break or non-ASCII cannot go into a header (http.client: a bare ValueError)
         self._key_problem = None if not api_key or all(" " <= c <= "~" for c in api_key) else (
             "OPENAI_API_KEY holds characters an HTTP header cannot carry (a line break, a control or non-ASCII "
             "character): check the variable")
-        self.endpoint = redact_url(base_url or DEFAULT_BASE_URL)  # safe to log
+        self.endpoint = redact_url(base_url)  # safe to log
         self._answers: dict[tuple, PreRefinement] = {}
 
     @classmethod
-    def from_env(cls, model: str, *, timeout_s: float, max_tokens: int = 256) -> "ChatLlm | None":
-        base_url, api_key = endpoint_from_env()
-        if not base_url and not api_key:
+    def for_endpoint(cls, model: str, endpoint: Endpoint | None, *, timeout_s: float,
+                     max_tokens: int = 256) -> "ChatLlm | None":
+        """A client for a resolved endpoint; None when there is none."""
+        if endpoint is None:
             return None
-        return cls(model, base_url=base_url, api_key=api_key, timeout_s=timeout_s, max_tokens=max_tokens)
+        return cls(model, base_url=endpoint.base_url, api_key=endpoint.api_key, timeout_s=timeout_s,
+                   max_tokens=max_tokens)
 
     def complete(self, system: str, user: str) -> str:
         """One chat completion; `timeout_s` is a deadline for the whole exchange."""
@@ -118,13 +149,17 @@ class ChatLlm:
 
 
 def parse_json_object(text: str) -> dict:
-    """Parse the one JSON object an answer must be; never eval anything."""
+    """Parse the one JSON object an answer must be; never eval anything. Nesting is bounded before decoding, and
+    whatever the decoder still raises (RecursionError; ValueError for an integer of more than 4300 digits) is an
+    LlmError like any other unusable answer."""
     if len(text) > _MAX_ANSWER_CHARS:
         raise LlmError(f"LLM answer too long ({len(text)} chars)")
     body = _FENCE.sub("", text.strip())
+    if json_too_deep(body):
+        raise LlmError("LLM answer is not JSON (nested too deep)")
     try:
         value = json.loads(body)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         raise LlmError("LLM answer is not JSON") from None
     if not isinstance(value, dict):
         raise LlmError("LLM answer is not a JSON object")
@@ -139,7 +174,7 @@ def validate_labels(value: object, allowed: Sequence[str], field: str) -> tuple[
     for v in value:
         key = v.strip().lower()
         if key not in allowed_set:
-            raise LlmError(f"LLM returned label {v[:40]!r} outside the allowed list")
+            raise LlmError(f"LLM returned label {clean_model_text(v, max_chars=40)!r} outside the allowed list")
         if allowed_set[key] not in out:
             out.append(allowed_set[key])
     return tuple(out)

@@ -91,6 +91,14 @@ def _target(url: str) -> _Target:
     return _Target(p.scheme, p.hostname, port or (443 if p.scheme == "https" else 80), path, auth)
 
 
+def url_origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the unit a key is bound to; None for a URL that is not one."""
+    try:
+        return _target(url).origin
+    except HttpError:
+        return None
+
+
 class _Watchdog:
     """Shuts the connection's socket down at the deadline: any blocked read then returns at once."""
 

@@ -1,8 +1,10 @@
 """Qwen2.5-VL / Qwen2-VL in this process through `transformers` (HF id from the local cache, or a local dir).
 
-Nothing downloads at run time (`local_files_only`). The frame is resized with smart_resize first; the
-size the model actually saw is read back from the processor's `image_grid_thw` (patches x 14 px), so
-the answer's pixels map to the frame exactly even if the checkpoint's processor bounds differ.
+Nothing downloads at run time (`local_files_only`). Any other family (Qwen3-VL: 16-px patches, boxes in
+0..1000) is refused from its config.json before a weight loads, never run with the wrong resize or coordinates.
+The frame is resized with smart_resize first; the size the model actually saw is read back from the
+processor's `image_grid_thw` (patches x 14 px), so the answer's pixels map to the frame exactly even if the
+checkpoint's processor bounds differ.
 `mllm.timeout_s` stops generation between tokens.
 """
 from __future__ import annotations
@@ -14,9 +16,30 @@ from typing import Any
 import numpy as np
 
 from ..config import MllmSettings
+from ..errors import CheckpointError
 from ..llm.client import LlmError
 from ..torch_device import resolve_device, resolve_dtype
 from .answer import MllmAnswer, build_prompt, parse_answer, smart_resize
+
+
+SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")  # 14-px patches merged 2x2, boxes in pixels
+NOT_YET_SUPPORTED = {"qwen3_vl": "Qwen3-VL", "qwen3_vl_moe": "Qwen3-VL MoE"}
+
+
+def check_family(model: str) -> None:
+    """Refuse a checkpoint this backend would run wrongly, from its config.json alone (before any weights)."""
+    from transformers import PretrainedConfig
+
+    config, _ = PretrainedConfig.get_config_dict(str(model), local_files_only=True)
+    kind = config.get("model_type")
+    if kind in SUPPORTED_MODEL_TYPES:
+        return
+    if kind in NOT_YET_SUPPORTED:
+        raise CheckpointError(f"{NOT_YET_SUPPORTED[kind]} (model_type {kind}) is not supported in process yet; "
+                              "serve it (mllm.backend=openai, e.g. vllm serve) or use a Qwen2.5-VL / Qwen2-VL "
+                              "checkpoint")
+    raise CheckpointError(f"model_type {kind!r} is not a Qwen2.5-VL / Qwen2-VL checkpoint, the only families "
+                          "mllm.backend=transformers runs")
 
 
 @dataclass
@@ -86,6 +109,7 @@ class QwenVl:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        check_family(settings.model)
         self.settings = settings
         self.device = resolve_device(settings.device, "mllm.device")
         dtype = resolve_dtype(settings.dtype, self.device)

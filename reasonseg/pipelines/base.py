@@ -41,6 +41,7 @@ class Grounding:
     pipeline: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     detail: Any = None                 # pipeline-private (refine: parsed query and reference labels)
+    fallback: str = ""                 # why the preferred grounder (an LLM / VLM, a model) failed; "" when it answered
 
     @property
     def boxes(self) -> tuple[Box, ...]:

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ReasonSegError
+from ..model_text import reason_of
 from ..prompt import Box
 from .base import FrameResult, Grounding, Pipeline, Timer, Track
 
@@ -35,13 +36,14 @@ class FallbackChain(Pipeline):
             try:
                 g = p.ground(image_rgb, instruction)
             except Exception as exc:  # LlmError, MllmAnswerError, or any fault of a model: the next one answers
-                why = str(exc) if isinstance(exc, ReasonSegError) else f"{type(exc).__name__}: {exc}"
-                why = " ".join(why.split())[:300]
+                why = reason_of(exc)
                 reasons.append(f"{p.name} failed: {why}")
                 log.warning("%s grounding failed, falling back: %s", p.name, why)
                 continue
             if reasons:
-                g = dataclasses.replace(g, source=f"{g.source} ({'; '.join(reasons)})")
+                why = "; ".join(reasons)
+                g = dataclasses.replace(g, source=f"{g.source} ({why})",
+                                        fallback="; ".join(filter(None, (why, g.fallback))))
             return g
         raise ReasonSegError("every pipeline failed to ground: " + "; ".join(reasons))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import CoraSettings
+from ..model_text import clean_model_text
 from ..torch_device import resolve_device, resolve_dtype
 from .base import Timer
 from .prompt_token import TokenAnswer
@@ -54,7 +55,7 @@ class CoraGrounder:
         with torch.inference_mode(), timer.stage("seg_pass"):
             out = self.model(sequences, torch.ones_like(sequences), g.inputs["pixel_values"],
                              g.inputs["image_grid_thw"], lm_logits=False)
-        return TokenAnswer(g.text, out.seg_tokens.float().cpu().numpy(), None, "", note)
+        return TokenAnswer(clean_model_text(g.text), out.seg_tokens.float().cpu().numpy(), None, "", note)
 
 
 __all__ = ["CoraGrounder"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import LensSettings
-from ..mllm.answer import MllmAnswerError, parse_answer
+from ..mllm.answer import parse_answer
+from ..model_text import clean_model_text, reason_of
 from ..torch_device import resolve_device, resolve_dtype
 from .base import Timer
 from .prompt_token import TokenAnswer
@@ -76,9 +77,9 @@ class LensGrounder:
             box = parsed.objects[0].box if parsed.objects else None
             if box is None:
                 note = "the answer named no box; mask from the context queries alone"
-        except MllmAnswerError as exc:
-            note = f"the answer named no box ({exc}); mask from the context queries alone"
-        return TokenAnswer(g.text, token[0].float().cpu().numpy(), box, reasoning, note)
+        except Exception as exc:  # MllmAnswerError, or any fault in handling the answer: the token still masks
+            note = f"the answer named no box ({reason_of(exc)}); mask from the context queries alone"
+        return TokenAnswer(clean_model_text(g.text), token[0].float().cpu().numpy(), box, reasoning, note)
 
 
 __all__ = ["LensGrounder"]

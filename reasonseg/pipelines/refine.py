@@ -16,8 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from ..config import Settings
-from ..llm.client import ChatLlm, LlmError
+from ..llm.client import ChatLlm
 from ..label_resolver import LabelResolver
+from ..model_text import reason_of
 from ..prompt import Box, Prompt
 from ..affordances import parse_affordance
 from ..query import Query, Relation, parse_query
@@ -85,8 +86,8 @@ class RefinePipeline(Pipeline):
         if self.llm is not None:
             try:
                 label = self.llm.post_refine(phrase, self.labels)
-            except LlmError as exc:
-                log.warning("post-refinement of %r fell back to the local resolver: %s", phrase, exc)
+            except Exception as exc:  # LlmError or any fault in handling the answer: the local resolver answers
+                log.warning("post-refinement of %r fell back to the local resolver: %s", phrase, reason_of(exc))
         if label is None:
             match = self.resolver.nearest_label(phrase)
             label = match.label if match else None
@@ -101,7 +102,7 @@ class RefinePipeline(Pipeline):
         query = parse_query(instruction)
         tags = sorted({d.label for d in dets})
         with timer.stage("pre_refine"):
-            labels, source, detail = self._pre_refine(instruction, query, tags)
+            labels, source, detail, fallback = self._pre_refine(instruction, query, tags)
         with timer.stage("select"):
             indices, reasoning = self._select(image_rgb, dets, detail)
         n = self.settings.segmenter.num_points  # paper §3.4: box + top-n points of the detection
@@ -109,10 +110,10 @@ class RefinePipeline(Pipeline):
                                Prompt(box=d.box, points=tuple(map(tuple, d.points[:n]))))
                         for d in (dets[i] for i in indices))
         return Grounding(instruction=instruction, labels=labels, targets=targets, reasoning=reasoning,
-                         source=source, pipeline=self.name, timings_ms=timer.ms, detail=detail)
+                         source=source, pipeline=self.name, timings_ms=timer.ms, detail=detail, fallback=fallback)
 
     def _pre_refine(self, instruction: str, query: Query, tags: Sequence[str]
-                    ) -> tuple[tuple[str, ...], str, RefineDetail]:
+                    ) -> tuple[tuple[str, ...], str, RefineDetail, str]:
         """§3.3.1: instruction + tags -> target labels (and reference labels), by the LLM when configured,
         else locally: a purpose or action is read from its verb, a thing from its noun phrase; several targets
         ("the dog and the bicycle") each from their own; what the instruction excludes is left out."""
@@ -132,17 +133,17 @@ class RefinePipeline(Pipeline):
                 answer = self.llm.pre_refine(instruction, tags, self.labels)
                 labels = tuple(label for label in answer.labels if label not in excluded)  # validated, not trusted
                 return labels, "llm", RefineDetail(query, answer.reference_labels, ((query, labels),) if labels else (),
-                                                   tuple(dict.fromkeys(excluded)))
-            except LlmError as exc:
-                fallback_reason = str(exc)
-                log.warning("LLM pre-refinement failed, using the local resolver: %s", exc)
+                                                   tuple(dict.fromkeys(excluded))), ""
+            except Exception as exc:  # LlmError or any fault in handling the answer: the local resolver answers
+                fallback_reason = reason_of(exc)
+                log.warning("LLM pre-refinement failed, using the local resolver: %s", fallback_reason)
         source = f"local_fallback: {fallback_reason}" if fallback_reason else "local"
         aff = parse_affordance(instruction, self.labels)
         if aff is not None:  # "what the player is kicking": the ball, near the player
             refs = self._reference_labels(aff.subject) if aff.subject else ()
             relation = Relation("near", aff.subject) if refs else None
             query = dataclasses.replace(query, phrase=aff.verb, relation=relation)
-            return aff.labels, source, RefineDetail(query, refs, ((query, aff.labels),))
+            return aff.labels, source, RefineDetail(query, refs, ((query, aff.labels),)), fallback_reason
         targets, outside = [], []
         for q in (dataclasses.replace(query, also=(), excluded=()), *query.also):
             if query.any_class:
@@ -158,13 +159,13 @@ class RefinePipeline(Pipeline):
                 targets.append((q, labels))
         if not targets:
             why = outside[0] if outside else f"the instruction leaves out every class it names ({', '.join(excluded)})"
-            return (), f"{source}: {why}", RefineDetail(query, ())
+            return (), f"{source}: {why}", RefineDetail(query, ()), fallback_reason
         if outside:  # "the bicycle and the tree": the bicycle, and why not the tree
             source = f"{source}: {'; '.join(outside)}"
         union = tuple(dict.fromkeys(label for _, labels in targets for label in labels))
         refs = self._reference_labels(query.relation.reference) if query.relation is not None else ()
         return union, source, RefineDetail(query, refs, tuple(targets), tuple(dict.fromkeys(excluded)),
-                                           tuple((q, labels or union) for q, labels in instances))
+                                           tuple((q, labels or union) for q, labels in instances)), fallback_reason
 
     def _known_labels(self, phrase: str) -> tuple[str, ...]:
         """Labels a phrase surely names (the label, a synonym, a category, a kind of it): what may be excluded."""

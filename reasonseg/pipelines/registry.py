@@ -35,7 +35,7 @@ class _Parts:
 
 def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
     from ..label_resolver import LabelResolver
-    from ..llm.client import ChatLlm
+    from ..llm.client import ChatLlm, resolve_endpoint
     from ..models.centernet import COCO_LABELS, CenterNetDetector
     from ..text_embedding import TextEmbedder
     from ..wordnet import WordNet
@@ -59,11 +59,20 @@ def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
         onnx_person = require(cache, "person_selfie.onnx")
         person = _load("selfie person segmenter",
                        lambda: PersonSegmenter(onnx_person, num_threads=settings.segmenter.threads or None))
-    llm = ChatLlm.from_env(settings.llm.model, timeout_s=settings.llm.timeout_s, max_tokens=settings.llm.max_tokens)
+    endpoint = resolve_endpoint(settings.llm.base_url, _key_home(settings))
+    llm = ChatLlm.for_endpoint(settings.llm.model, endpoint, timeout_s=settings.llm.timeout_s,
+                               max_tokens=settings.llm.max_tokens)
     log.info("refine pipeline: detector=CenterNet, segmenter=%s%s, LLM=%s", _describe(settings),
              " (people: selfie model)" if person else "",
-             f"{settings.llm.model} @ {llm.endpoint}" if llm else "none (local resolver)")
+             f"{settings.llm.model} @ {endpoint}" if llm else "none (local resolver: no llm.base_url, no "
+                                                             "$OPENAI_BASE_URL)")
     return RefinePipeline(detector, parts.segmenter, resolver, settings, llm, person=person)
+
+
+def _key_home(settings: Settings) -> tuple[str, ...]:
+    """The base URLs the config names, in the order that decides where $OPENAI_API_KEY belongs when
+    $OPENAI_BASE_URL is unset (llm.client.resolve_endpoint): a served VLM's first, then the text LLM's."""
+    return (settings.mllm.base_url if settings.mllm.backend == "openai" else "", settings.llm.base_url)
 
 
 def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:

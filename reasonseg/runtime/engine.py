@@ -23,9 +23,14 @@ from ..errors import InputError, one_line
 from ..image_codec import validate_rgb
 from ..instruction import sanitize_instruction
 from ..pipelines.base import FrameResult, Grounding, Pipeline, Timer, Track
+from .backoff import RetryBackoff
 from .frame_gate import FairGate, LatestSlot
 
 log = logging.getLogger(__name__)
+
+# With no instruction, taken frames are not segmented; one of them is still decoded this often, so that a camera
+# sending only undecodable frames is reported whether or not anyone has asked for a target yet.
+IDLE_CHECK_PERIOD_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,13 @@ class Camera:
         self._ground_frame: tuple[np.ndarray, Any] | None = None  # the frame (and analysis) grounded on
         self._track: Track | None = None        # touched by the segment worker only
         self._lost = 0
-        self.last_frame_at: float | None = None  # monotonic time of the last submitted frame
+        self.last_frame_at: float | None = None   # monotonic time of the last frame that arrived (rejected too)
+        self.last_usable_at: float | None = None  # ... of the last frame that decoded
+        self.last_rejected_at: float | None = None
+        self.last_reject_reason = ""
+        self._checked_at = 0.0                    # last idle check (no instruction): see IDLE_CHECK_PERIOD_S
+        # a failing grounder is asked again after a growing delay, never on every frame (reset: new instruction)
+        self.grounding_backoff = RetryBackoff()
         self.stats = {"frames_in": 0, "frames_rejected": 0, "frames_processed": 0, "groundings": 0,
                       "grounding_fallbacks": 0, "errors": 0, "consecutive_errors": 0}
         self._thread = threading.Thread(target=self._ground_loop, name=f"reasonseg-ground-{name or 'camera'}",
@@ -94,6 +105,7 @@ class Camera:
                 return text
             self._instruction = text
             self._new_generation()
+        self.grounding_backoff.reset()
         log.info("%snew instruction: %r", self._prefix, text)
         return text
 
@@ -102,6 +114,7 @@ class Camera:
         with self._lock:
             self._instruction = None
             self._new_generation()
+        self.grounding_backoff.reset()
         log.info("%sinstruction cleared", self._prefix)
 
     def _new_generation(self) -> None:
@@ -120,6 +133,18 @@ class Camera:
         self.last_frame_at = time.monotonic()
         self._engine._gate.put(self.name, frame)
 
+    def reject(self, reason: str) -> None:
+        """Count a frame that arrived and cannot be used (malformed, undecodable): it is input, not silence."""
+        self.stats["frames_rejected"] += 1
+        self.last_frame_at = self.last_rejected_at = time.monotonic()
+        self.last_reject_reason = reason
+
+    @property
+    def rejecting(self) -> bool:
+        """The last frame checked was rejected: nothing usable has arrived since."""
+        return self.last_rejected_at is not None and (self.last_usable_at is None
+                                                      or self.last_rejected_at > self.last_usable_at)
+
     @property
     def frames_dropped(self) -> int:
         """Frames replaced by a newer one before the worker took them (by design, not an error)."""
@@ -132,9 +157,13 @@ class Camera:
     # -- work, on the engine's segment worker ----------------------------------------------------
     def _process(self, frame: Frame) -> None:
         if self._instruction is None:
+            now = time.monotonic()
+            if now - self._checked_at >= IDLE_CHECK_PERIOD_S:
+                self._checked_at = now
+                self._decode(frame)
             return
         pipeline = self._engine.pipeline
-        image = frame.pixels()
+        image = self._decode(frame)
         timer = Timer()
         analysis = pipeline.analyse(image, timer)
         # Read the grounding state and decide on a new grounding in one step, after the detector ran:
@@ -150,7 +179,7 @@ class Camera:
                 log.info("%sframe size changed from %dx%d to %dx%d: grounding again", self._prefix,
                          ground_frame[0].shape[1], ground_frame[0].shape[0], image.shape[1], image.shape[0])
                 grounding = self._grounding = self._ground_frame = ground_frame = None
-            request = not self._ground_pending and self._grounding_due(grounding)
+            request = not self._ground_pending and self._grounding_due(grounding) and self.grounding_backoff.ready()
             self._ground_pending |= request
         if request:  # hand over this frame's analysis: the grounding thread need not detect again
             self._ground_requests.put(_GroundRequest(image, analysis, instruction, gen))
@@ -177,6 +206,12 @@ class Camera:
         self.stats["consecutive_errors"] = 0
         self._on_output(EngineOutput(self.name, frame, image, instruction, result,
                                      time.monotonic() - self._grounded_at, {**timer.ms, **result.timings_ms}))
+
+    def _decode(self, frame: Frame) -> np.ndarray:
+        """The frame's pixels; InputError (counted as a rejected frame by the worker) when they cannot be had."""
+        image = frame.pixels()
+        self.last_usable_at = time.monotonic()
+        return image
 
     def _track_for(self, grounding: Grounding | None, ground_frame: tuple[np.ndarray, Any] | None) -> Track | None:
         """The track of the current grounding: a new grounding starts one on the frame it was made on
@@ -206,7 +241,11 @@ class Camera:
             req = self._ground_requests.take(timeout=0.2)
             if req is not None:
                 try:
-                    self._engine._guarded(self, "grounding failed", self._ground, req)
+                    error = self._engine._guarded(self, "grounding failed", self._ground, req)
+                    if error is not None and req.generation == self._generation:
+                        delay = self.grounding_backoff.failed(error)
+                        log.info("%sgrounding failed %d time(s) in a row: next try in %.1f s", self._prefix,
+                                 self.grounding_backoff.state().failures, delay)
                 finally:
                     with self._lock:
                         self._ground_pending = False
@@ -214,7 +253,8 @@ class Camera:
     def _ground(self, req: _GroundRequest) -> None:
         grounding = self._engine.pipeline.ground(req.image, req.instruction, req.analysis)
         self.stats["groundings"] += 1
-        if grounding.source.startswith("local_fallback"):
+        fallback = bool(grounding.fallback)  # the preferred grounder failed and a fallback answered
+        if fallback:
             self.stats["grounding_fallbacks"] += 1
         log.info("%sgrounded %r -> %s via %s (%s)", self._prefix, req.instruction,
                  ",".join(grounding.labels) or "-", grounding.source, grounding.reasoning)
@@ -224,6 +264,31 @@ class Camera:
                 self._ground_frame = (req.image, req.analysis)
                 self._grounded_at = time.monotonic()
                 self._lost = 0
+                # a fallback answers this time, but the grounder that failed is not asked again at once
+                if fallback:
+                    self.grounding_backoff.failed(grounding.source)
+                else:
+                    self.grounding_backoff.succeeded()
+
+    def _release(self) -> None:
+        """Drop every reference to the engine, the pipeline's state and the output callback (the node's bound
+        method): Camera <-> engine is a reference cycle that would keep the old pipeline alive until a full
+        garbage collection, which a long-lived process with few new objects runs rarely."""
+        if self._track is not None:
+            try:
+                self._track.close()
+            except Exception:  # a broken track must not keep the rest alive
+                log.debug("track close failed", exc_info=True)
+        with self._lock:
+            self._track = self._grounding = self._ground_frame = None
+        self._ground_requests.close()
+        self._on_output = _no_output
+        self._engine = None  # type: ignore[assignment]
+        self._thread = None  # type: ignore[assignment]
+
+
+def _no_output(_out: EngineOutput) -> None:
+    pass
 
 
 class PerceptionEngine:
@@ -270,6 +335,22 @@ class PerceptionEngine:
             if t.is_alive():
                 t.join(max(0.0, deadline - time.monotonic()))
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop, then break every reference cycle through the engine (cameras, worker threads, the gate's frames,
+        the output callbacks), so the pipeline and its models are freed as soon as the owner lets go of it."""
+        self.stop(timeout)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:  # they still use the cameras and the pipeline: the garbage collector frees them later
+            log.warning("workers still running %.0f s after stop: %s", timeout, ", ".join(alive))
+            return
+        for cam in self.cameras.values():
+            cam._release()
+        self.cameras.clear()
+        self._threads = []
+        self._gate = FairGate()
+        self._on_error = _no_output
+        self.pipeline = None  # type: ignore[assignment]
+
     def discard_frames(self) -> None:
         """Drop every waiting frame (the node stops taking frames)."""
         for name in self.cameras:
@@ -283,18 +364,23 @@ class PerceptionEngine:
                 cam = self.cameras[taken[0]]
                 self._guarded(cam, "frame dropped", cam._process, taken[1])
 
-    def _guarded(self, cam: Camera, what: str, fn: Callable[..., None], *args: Any) -> None:
-        """Run one unit of work; any exception is reported once and counted — a worker never ends early."""
+    def _guarded(self, cam: Camera, what: str, fn: Callable[..., None], *args: Any) -> str | None:
+        """Run one unit of work; any exception is reported once and counted — a worker never ends early.
+        Returns what went wrong in one line, None when it went well."""
         try:
             fn(*args)
+            return None
         except InputError as exc:  # bad input (a frame that does not decode), not a pipeline fault
-            cam.stats["frames_rejected"] += 1
+            cam.reject(str(exc))
             self._report(cam, f"{what}: {exc}")
+            return str(exc)
         except Exception as exc:  # keep serving: one bad frame or grounding must not stop the node
             log.debug("%s", what, exc_info=True)
             cam.stats["errors"] += 1
             cam.stats["consecutive_errors"] += 1
-            self._report(cam, f"{what}: {type(exc).__name__}: {one_line(exc, 300)}")
+            why = f"{type(exc).__name__}: {one_line(exc, 300)}"
+            self._report(cam, f"{what}: {why}")
+            return why
 
     def _report(self, cam: Camera, msg: str) -> None:
         try:

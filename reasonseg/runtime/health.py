@@ -12,6 +12,7 @@ MIN_FRAMES_FOR_SHARE = 10  # too few frames in a window say nothing about a drop
 # A frame stamped this far from the node's clock on arrival was not stamped on that clock: unstamped (0), a
 # sensor's own clock, a bag replayed without use_sim_time. Transport takes milliseconds, not seconds.
 MAX_STAMP_SKEW_S = 10.0
+MAX_REASON_CHARS = 160  # of a rejection's reason in a status message
 
 
 def frame_latency_ms(now_ns: int, stamp_ns: int, arrived_ns: int) -> tuple[float, bool]:
@@ -33,8 +34,13 @@ class StreamSnapshot:
     errors: int
     consecutive_errors: int
     grounding_fallbacks: int
-    since_last_frame_s: float | None  # None: no frame yet
+    since_last_frame_s: float | None  # None: no frame yet (rejected frames count: they arrived)
     since_active_s: float              # how long the stream has been taking frames
+    since_last_usable_s: float | None = None  # None: no frame has decoded yet
+    rejecting: bool = False            # the last frame checked was rejected (none usable since)
+    last_reject_reason: str = ""
+    grounding_failures: int = 0        # grounder failures in a row (a fallback answered, or nothing did)
+    grounding_retry_in_s: float = 0.0  # until the failing grounder is asked again
 
 
 class HealthRater:
@@ -52,8 +58,14 @@ class HealthRater:
         if snap.consecutive_errors >= s.error_count:
             errors.append(f"{snap.consecutive_errors} pipeline errors in a row")
         quiet = snap.since_last_frame_s if snap.since_last_frame_s is not None else snap.since_active_s
+        unusable = snap.since_last_usable_s if snap.since_last_usable_s is not None else snap.since_active_s
+        reason = f": {snap.last_reject_reason[:MAX_REASON_CHARS]}" if snap.last_reject_reason else ""
         if quiet > s.no_frame_s:
             errors.append(f"no frame for {quiet:.1f} s (limit {s.no_frame_s:g} s)")
+        elif snap.rejecting and unusable > s.no_frame_s:  # frames arrive, none of them usable
+            errors.append(f"frames rejected: no usable frame for {unusable:.1f} s (limit {s.no_frame_s:g} s){reason}")
+        elif d("frames_rejected"):
+            warnings.append(f"{d('frames_rejected')} frames rejected{reason}")
         if latencies_ms and median(latencies_ms) > s.max_latency_ms:
             warnings.append(f"median latency {median(latencies_ms):.0f} ms > {s.max_latency_ms:g} ms")
         arrived = d("frames_in") + d("frames_rejected")
@@ -64,6 +76,9 @@ class HealthRater:
             warnings.append(f"{d('errors')} new errors")
         if d("grounding_fallbacks"):
             warnings.append(f"{d('grounding_fallbacks')} LLM fallbacks")
+        if snap.grounding_failures:
+            warnings.append(f"grounding failed {snap.grounding_failures} time(s) in a row, next try in "
+                            f"{snap.grounding_retry_in_s:.1f} s")
         level = ERROR if errors else WARN if warnings else OK
         summary = f"{snap.frames_processed} masks"
         return level, "; ".join([summary, *errors, *warnings])
