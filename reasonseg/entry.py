@@ -52,6 +52,9 @@ def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: 
         return main()
     except KeyboardInterrupt:  # also one landing inside a command's own clean-up or error handling
         return interrupted_code
+    finally:
+        if _received:  # stopping: a second signal during the interpreter's teardown must not turn 130 into -15
+            ignore_further_signals()
 
 
 def ignore_further_signals() -> None:

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Iterable
 
-from .errors import ModelCacheError
+from .errors import CheckpointError, ModelCacheError
 from .output_files import write_bytes
 
 SETUP_HINT = "run the set-up step: bash scripts/setup.sh (or `reasonseg prepare-models`)"
@@ -40,6 +40,57 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def digest_path(path: Path) -> Path:
+    """`<file>.sha256` beside a model or checkpoint file that our training / save_pretrained wrote."""
+    return path.with_name(path.name + ".sha256")
+
+
+def write_digest(path: Path) -> str:
+    """Record the sha256 of the file as written, in sha256sum's format (`sha256sum -c` checks it too). Written
+    atomically after the file: write `path` only after `drop_digest(path)`, so that a crash in between leaves a
+    file with no record (not checked), never a stale record (refused)."""
+    digest = _remembered_sha256(path)
+    write_bytes(digest_path(path), f"{digest}  {path.name}\n".encode())
+    return digest
+
+
+def drop_digest(path: Path) -> None:
+    digest_path(path).unlink(missing_ok=True)
+
+
+def verify_digest(path: Path, fix: str) -> bool:
+    """Check a file against the sha256 recorded beside it: False when none was recorded (a checkpoint from
+    elsewhere); CheckpointError naming the file when it differs (bytes damaged or edited after writing). A
+    symlink is checked against its target's record when it has none of its own."""
+    record = digest_path(path)
+    if not record.is_file() and path.is_symlink():
+        record = digest_path(path.resolve())
+    if not record.is_file():
+        return False
+    try:
+        expected = record.read_text(encoding="utf-8").split()[0].lower()
+    except (OSError, UnicodeDecodeError, IndexError):
+        expected = ""
+    if _remembered_sha256(path) != expected:
+        raise CheckpointError(f"{path} does not match the sha256 recorded in {record.name} when it was written: "
+                              f"the file was damaged or changed since. Fix: {fix}")
+    return True
+
+
+def _remembered_sha256(path: Path) -> str:
+    """sha256 of a file, remembered in this process by (path, size, mtime): a resume or a load right after the
+    write, or checked twice on the way in, hashes it once."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _memo_lock:
+        if key in _memo:
+            return _memo[key]
+    digest = sha256(path)
+    with _memo_lock:
+        _memo[key] = digest
+    return digest
 
 
 def read_manifest(cache_dir: Path) -> dict:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from .models.weights import check_model_dir
 from .prompt import MaskPrediction, Prompt, check_prompt_kinds
 from .torch_device import resolve_device
 
@@ -92,6 +93,7 @@ class Sam2Segmenter:
         self.device = resolve_device(device, "segmenter.device")
         self.antialias = antialias
         if isinstance(model, str):
+            check_model_dir(model, "segmenter.model")  # layer counts vs the weights, before transformers builds it
             config = AutoConfig.from_pretrained(model, local_files_only=True)
             if config.model_type not in ("sam2", "sam2_video"):
                 raise ValueError(f"{model} is a {config.model_type!r} checkpoint, not SAM2 (sam2 / sam2_video)")

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from reasonseg.llm.client import ChatLlm, LlmError, parse_json_object
+from reasonseg.model_text import clean_model_text
 from reasonseg.models.cora import ANCHOR_BOX_TOKEN, ANCHOR_MASK_TOKEN, seg_prompt
 
 SEMANTIC_TEMPLATES = ("the {c}", "every {c}", "all the {c} pixels", "the {c} in the scene", "each {c} you can see",
@@ -95,7 +96,7 @@ def rephrasings(query: str, k: int = K_REPHRASINGS) -> list[str]:
 def _clean(text: object, field: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise LlmError(f"LLM answer has no usable {field!r}")
-    text = " ".join(text.split())
+    text = clean_model_text(text, max_chars=8 * MAX_TEXT)  # no escape / bidi / control characters into a data set
     if len(text) > MAX_TEXT or any(ch in text for ch in "{}`\\"):
         raise LlmError(f"LLM {field!r} is too long or carries markup")
     return text

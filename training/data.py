@@ -23,9 +23,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reasonseg.data.synthetic import SyntheticSample, draw_object, make_scenes
+from reasonseg.errors import ConfigError, one_line
 from reasonseg.models.l2l import MEAN, STD
 
 from .augment import eda, strong_image, weak_view
+from .paths import require_dir
+
+SOURCES = ("synthetic", "refcoco", "refcoco+", "refcocog", "reasonseg")
+_LAYOUT = {"reasonseg": "<name>.json + <name>.jpg pairs of a ReasonSeg split",
+           "refcoco": "{root}/{source}/refs(unc).p + instances.json, the COCO images in {root}/images"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,19 @@ def synthetic_items(n: int, seed: int, size: int) -> list[Item]:
             for i, s in enumerate(make_scenes(n, seed=seed, size=size))]
 
 
+def check_source(source: str, root: str) -> None:
+    """At data-module construction, before the Trainer starts: a known source, and its folder where it needs one."""
+    if source not in SOURCES:
+        raise ConfigError(f"data.init_args.source {source!r} is not one of {', '.join(SOURCES)}")
+    if source != "synthetic":
+        require_dir(root, "data.init_args.root", f"give the folder holding {source} ({_layout(source, root)}), or "
+                                                  "use source: synthetic")
+
+
+def _layout(source: str, root: str) -> str:
+    return _LAYOUT.get(source, _LAYOUT["refcoco"]).format(root=root or "ROOT", source=source)
+
+
 def load_items(source: str, root: str, num: int, seed: int, size: int) -> list[Item]:
     """`synthetic`: `num` procedural scenes; `refcoco` / `refcoco+` / `refcocog` / `reasonseg`: every expression of
     the reader's samples under `root` (one Item each, split later by image)."""
@@ -49,11 +68,22 @@ def load_items(source: str, root: str, num: int, seed: int, size: int) -> list[I
         return synthetic_items(num, seed, size)
     from reasonseg.data import read_reasonseg, read_refcoco
 
-    reader = read_reasonseg(Path(root)) if source == "reasonseg" else read_refcoco(Path(root), source)
+    check_source(source, root)
     items = []
-    for s in reader:
-        image = np.ascontiguousarray(cv2.imread(str(s.image))[:, :, ::-1])
-        items += [Item(f"{s.sample_id}-{k}", image, e, s.mask, str(s.image)) for k, e in enumerate(s.expressions)]
+    try:
+        reader = read_reasonseg(Path(root)) if source == "reasonseg" else read_refcoco(Path(root), source)
+        for s in reader:
+            bgr = cv2.imread(str(s.image))
+            if bgr is None:
+                raise OSError(f"{s.image}: not a readable image")
+            image = np.ascontiguousarray(bgr[:, :, ::-1])
+            items += [Item(f"{s.sample_id}-{k}", image, e, s.mask, str(s.image)) for k, e in enumerate(s.expressions)]
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:  # the readers' own errors, any file
+        raise ConfigError(f"data.init_args.root {root}: cannot read {source} ({one_line(exc, 160)}). Fix: the folder "
+                          f"must hold {_layout(source, root)}") from None
+    if not items:
+        raise ConfigError(f"data.init_args.root {root}: no {source} samples there. Fix: the folder must hold "
+                          f"{_layout(source, root)}")
     return items
 
 
@@ -158,6 +188,12 @@ class SemiSupervisedReferring(L.LightningDataModule):
                  batch_size: int = 8, num_workers: int = 0, max_text_len: int = 20) -> None:
         super().__init__()
         self.save_hyperparameters()
+        require_dir(tokenizer_dir, "data.init_args.tokenizer_dir", "the starting checkpoint's folder: "
+                    "`python -m training.init_model l2l` writes the tokenizer beside the model", hf_ok=True)
+        check_source(source, root)
+        if priors_dir:
+            require_dir(priors_dir, "data.init_args.priors_dir", "write the priors first: python -m training.priors "
+                        "--config <this YAML> (training/README.md), or leave priors_dir empty")
 
     def setup(self, stage: str | None = None) -> None:
         from transformers import BertTokenizerFast

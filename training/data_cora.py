@@ -25,6 +25,7 @@ from reasonseg.models.cora import SEG_ANSWER, seg_prompt
 
 from .cora_instructions import InstructionWriter, rephrasings, semantic_instructions
 from .data import EpochSampler
+from .paths import require_checkpoint_dir, require_dir
 
 
 def object_masks(scene) -> list[np.ndarray]:  # noqa: ANN001
@@ -130,6 +131,10 @@ class CoraData(L.LightningDataModule):
                  num_workers: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
+        require_checkpoint_dir(checkpoint, "data.init_args.checkpoint", "cora")
+        if pseudo_dir:
+            require_dir(pseudo_dir, "data.init_args.pseudo_dir", "the folder of stage 3's pseudo-masks, or leave it "
+                        "empty (the synthetic ones are written beside the checkpoint)")
 
     def setup(self, stage: str | None = None) -> None:
         from transformers import AutoProcessor

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from reasonseg.pipelines.lens import QUESTION, SYSTEM_PROMPT
 
-from .data import EpochSampler, Item, load_items
+from .data import EpochSampler, Item, check_source, load_items
+from .paths import require_checkpoint_dir
 
 
 def box_answer(expression: str, mask: np.ndarray, sent_size: tuple[int, int]) -> str:
@@ -85,6 +86,8 @@ class LensReferringData(L.LightningDataModule):
                  num_workers: int = 0, with_answer: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters()
+        require_checkpoint_dir(checkpoint, "data.init_args.checkpoint", "lens")
+        check_source(source, root)
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams

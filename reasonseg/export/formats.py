@@ -6,14 +6,22 @@ Each function takes the parsed CLI arguments, writes its files with a manifest b
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
 from ..config import resolve_cache_dir
 from .tfjs import CENTERNET, PERSON_SELFIE, TfjsFormat
+
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+
+
+# CLI options a format may take (argparse dests), beside the format name; every format takes --precision, limited
+# to the precisions it writes
+OPTIONS = ("checkpoint", "out", "precision", "int8_method", "photos", "config")
+BASIC = {"checkpoint": (), "out": (), "precision": ()}
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,40 @@ class Format:
     precisions: str
     check: str
     run: Callable[[argparse.Namespace], list[Path]]
+    # option -> the precisions it applies to (empty: always); an option not listed is refused, never ignored
+    takes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(BASIC))
+
+    @property
+    def writes_precisions(self) -> list[str]:
+        return [p for p in self.precisions.split() if p in PRECISIONS]
+
+    def options(self) -> str:
+        """The options it takes, for --list and messages (`--photos (fp16 int8 bf16)`: only with those)."""
+        return ", ".join(_flag(o) + (f" ({' '.join(self.takes[o])})" if self.takes[o] else "")
+                         for o in OPTIONS if o in self.takes)
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def _or(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def check_options(fmt: Format, args: argparse.Namespace) -> None:
+    """Refuse, before any work, an option `fmt` does not take or one that has no effect with the precisions asked
+    for: it used to be ignored (fp32 written for --precision fp16) or the run failed later on another argument."""
+    for option in OPTIONS:
+        if getattr(args, option, None) is not None and option not in fmt.takes:
+            raise ValueError(f"{_flag(option)} is not an option of {fmt.name}; it takes {fmt.options()}")
+    wrong = [p for p in args.precision or [] if p not in fmt.writes_precisions]
+    if wrong:
+        only = " only" if len(fmt.writes_precisions) == 1 else ""
+        raise ValueError(f"--precision {wrong[0]}: {fmt.name} writes {_or(fmt.writes_precisions)}{only}")
+    for option, needs in fmt.takes.items():
+        if needs and getattr(args, option, None) is not None and not set(needs) & set(args.precision or []):
+            raise ValueError(f"{_flag(option)} applies only with --precision {_or(list(needs))}")
 
 
 def read_photos(folder: Path, limit: int = 16) -> list[np.ndarray]:
@@ -55,7 +97,8 @@ def _lite_sam(args: argparse.Namespace) -> list[Path]:
     out = Path(args.out) if args.out else cache / "lite_sam"
     precisions = args.precision or ["fp32"]
     photos = read_photos(Path(args.photos) if args.photos else cache / "images") if precisions != ["fp32"] else []
-    return export_lite_sam(weights, out, precisions=precisions, photos=photos, int8_method=args.int8_method)
+    return export_lite_sam(weights, out, precisions=precisions, photos=photos,
+                           int8_method=args.int8_method or "dynamic")
 
 
 def _tfjs(fmt: TfjsFormat, default_out: str) -> Callable[[argparse.Namespace], list[Path]]:
@@ -107,6 +150,12 @@ def _tensorrt(args: argparse.Namespace) -> list[Path]:
     from ..segmenter_factory import tensorrt_engines
     from .tensorrt import build_engine, require_tensorrt
 
+    if args.precision and not args.checkpoint:
+        raise ValueError("--precision applies only with --checkpoint X.onnx; with --config the settings' "
+                         "segmenter.precision decides")
+    if args.config and args.checkpoint:
+        raise ValueError("--config and --checkpoint exclude each other: --config builds the engines a settings "
+                         "file needs, --checkpoint one X.onnx")
     require_tensorrt()
     cache = resolve_cache_dir()
     engines = Path(args.out) if args.out else cache / "engines"
@@ -123,13 +172,14 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "encoder{,.fp16,.int8}.onnx + decoder_multimask.onnx; bf16, int8 --int8-method openvino: "
            "encoder.{bf16,int8}.xml (OpenVINO IR)",
            "fp32 fp16 int8 bf16", "fp32: <= 1e-4 rel vs PyTorch; fp16/int8/bf16: mask IoU vs fp32 on photos "
-           "(bf16 / openvino int8: as OpenVINO runs them; bf16 on a CPU with native bf16)", _lite_sam),
+           "(bf16 / openvino int8: as OpenVINO runs them; bf16 on a CPU with native bf16)", _lite_sam,
+           {**BASIC, "int8_method": ("int8",), "photos": ("fp16", "int8", "bf16")}),
     Format("centernet", "embedded COCO detector (MobileNetV3 CenterNet)", "TF.js model.json + shards",
            "centernet.onnx", "fp32", "<= 1e-4 rel vs the TF.js graph run in TF semantics, on photos + noise",
-           _tfjs(CENTERNET, "centernet.onnx")),
+           _tfjs(CENTERNET, "centernet.onnx"), {**BASIC, "photos": ()}),
     Format("person-selfie", "embedded person segmenter (MediaPipe selfie)", "TF.js model.json + shards",
            "person_selfie.onnx", "fp32", "<= 1e-4 rel vs the TF.js graph run in TF semantics, on photos + noise",
-           _tfjs(PERSON_SELFIE, "person_selfie.onnx")),
+           _tfjs(PERSON_SELFIE, "person_selfie.onnx"), {**BASIC, "photos": ()}),
     Format("sam2", "SAM2 image encoder; prompt encoder + mask decoder (box, points, mask, raw tokens); "
            "sam2_video: tracking start + single step with explicit memory I/O",
            "sam2 / sam2_video checkpoint (transformers)",
@@ -145,15 +195,16 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "L2L segmentor dir (training/)", "l2l_segmentor.onnx", "fp32", "<= 1e-4 rel vs PyTorch", _l2l),
     Format("tensorrt", "TensorRT engines (build-only: what a settings file needs, or one ONNX)",
            "--config YAML (segmenter.*) or --checkpoint X.onnx", "engines/<graph>.<precision>.<key>.engine",
-           "fp32 fp16 int8 (QDQ)", "keyed by ONNX sha256 + GPU + TensorRT version; needs an NVIDIA GPU", _tensorrt),
+           "fp32 fp16 int8 (QDQ)", "keyed by ONNX sha256 + GPU + TensorRT version; needs an NVIDIA GPU", _tensorrt,
+           {**BASIC, "config": ()}),
 )}
 
 
 def format_table() -> str:
     from ..report import markdown_table
 
-    rows = [[f.name, f.what, f.source, f.writes, f.precisions, f.check] for f in FORMATS.values()]
-    return markdown_table(["format", "what", "reads", "writes", "precisions", "parity check"], rows)
+    rows = [[f.name, f.what, f.source, f.writes, f.precisions, f.options(), f.check] for f in FORMATS.values()]
+    return markdown_table(["format", "what", "reads", "writes", "precisions", "options", "parity check"], rows)
 
 
 def add_export_parser(sub) -> None:
@@ -163,11 +214,12 @@ def add_export_parser(sub) -> None:
     s.add_argument("--list", action="store_true", help="print the table of formats and exit")
     s.add_argument("--checkpoint", help="source checkpoint (default: the set-up cache's, where there is one)")
     s.add_argument("--out", help="output folder or file (default: the set-up cache, where the runtime reads it)")
-    s.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8", "bf16"],
+    s.add_argument("--precision", nargs="+", choices=list(PRECISIONS),
                    help="precisions to write (fp32 always: the reference)")
-    s.add_argument("--int8-method", choices=["dynamic", "static", "openvino"], default="dynamic",
-                   help="dynamic: int8 weights, activations at run time (onnxruntime CPU); static: calibrated QDQ "
-                        "(TensorRT); openvino: NNCF-calibrated OpenVINO IR, encoder.int8.xml (backend openvino)")
+    s.add_argument("--int8-method", choices=["dynamic", "static", "openvino"],
+                   help="lite-sam --precision int8 (default dynamic) dynamic: int8 weights, activations at run "
+                        "time (onnxruntime CPU); static: calibrated QDQ (TensorRT); openvino: NNCF-calibrated "
+                        "OpenVINO IR, encoder.int8.xml (backend openvino)")
     s.add_argument("--config", help="tensorrt: the settings YAML whose segmenter needs engines (default: built-in)")
     s.add_argument("--photos", help="folder of photos: int8 calibration and fp16/int8 mask IoU (default: cache)")
     s.set_defaults(func=_cmd_export)
@@ -179,8 +231,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.list or not args.format:
         print(format_table())
         return 0
+    fmt = FORMATS[args.format]
     try:
-        written = FORMATS[args.format].run(args)
+        check_options(fmt, args)
+        written = fmt.run(args)
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"export {args.format}: {exc}") from None
     for path in written:

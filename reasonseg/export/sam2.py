@@ -105,9 +105,11 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     import torch
     from transformers import AutoConfig, Sam2Model, Sam2VideoModel
 
+    from ..models.weights import check_model_dir
     from ..segmenter_factory import load_hf_model
 
     what = f"SAM2 checkpoint {checkpoint}"
+    check_model_dir(checkpoint, "SAM2 checkpoint")  # layer counts vs the weights, before transformers builds it
     config = load_hf_model(what, checkpoint, lambda: AutoConfig.from_pretrained(str(checkpoint), local_files_only=True))
     if config.model_type not in ("sam2", "sam2_video"):
         raise ValueError(f"{checkpoint} is a {config.model_type!r} checkpoint, not SAM2")

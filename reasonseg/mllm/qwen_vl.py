@@ -18,6 +18,7 @@ import numpy as np
 from ..config import MllmSettings
 from ..errors import CheckpointError
 from ..llm.client import LlmError
+from ..models.weights import check_model_dir
 from ..torch_device import resolve_device, resolve_dtype
 from .answer import MllmAnswer, build_prompt, parse_answer, smart_resize
 
@@ -110,6 +111,7 @@ class QwenVl:
 
         hf_logging.disable_progress_bar()
         check_family(settings.model)
+        check_model_dir(settings.model, "mllm.model")  # a config asking for more layers than its weights hold
         self.settings = settings
         self.device = resolve_device(settings.device, "mllm.device")
         dtype = resolve_dtype(settings.dtype, self.device)

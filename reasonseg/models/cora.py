@@ -15,7 +15,6 @@ Qwen2.5-VL; ``seg_projection.*``, ``anchor.*`` and ``sam.*`` (transformers' SAM2
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
-                       read_sam2_config, read_safetensors, resolve_checkpoint)
+                       read_checked_configs, resolve_checkpoint)
+from .weights import check_model_dir, make_config
 
 __all__ = ["CoraModel", "CoraConfig", "CoraCheckpointError", "AnchorEncoder", "SEG_TOKEN", "ANCHOR_MASK_TOKEN",
            "ANCHOR_BOX_TOKEN", "seg_prompt", "SEG_ANSWER"]
@@ -138,6 +138,8 @@ class CoraModel(MllmSamModel):
         and anchor encoder initialised. Returns (model, processor)."""
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration, Sam2VideoModel
 
+        check_model_dir(qwen_path, "Qwen2.5-VL checkpoint")  # layer counts vs the weights, before building
+        check_model_dir(sam2_path, "SAM2 checkpoint")
         processor = AutoProcessor.from_pretrained(resolve_checkpoint(qwen_path), local_files_only=True)
         processor.tokenizer.add_tokens(list(ADDED_TOKENS), special_tokens=True)
         ids = processor.tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))
@@ -185,15 +187,12 @@ class CoraModel(MllmSamModel):
     @classmethod
     def from_pretrained(cls, path: str | Path, *, dtype: torch.dtype | None = None) -> CoraModel:
         root = resolve_checkpoint(path)
-        config = CoraConfig.from_json(json.loads((root / "config.json").read_text()))
-        sam2 = read_sam2_config(root)
+        what = f"CORA checkpoint {root}"
+        raw, sam2, shapes = read_checked_configs(root, what, _FIX)
+        config = make_config(lambda: CoraConfig.from_json(raw), what, _FIX)
         if sam2 is None:
             raise CoraCheckpointError(f"{root} has no {SAM2_CONFIG_FILE}. Fix: {_FIX}")
-        state = read_safetensors(root)
-        model = cls.build_for_loading(dtype, config, sam2)
-        model.load_native_state_dict(state)
-        model.eval()
-        return model
+        return cls.load_checked(root, raw, shapes, dtype, cls.load_native_state_dict, what, _FIX, config, sam2)
 
     def save_pretrained(self, out_dir: str | Path, *, dtype: torch.dtype = torch.bfloat16, processor: Any = None,
                         max_shard_bytes: int = SHARD_BYTES) -> Path:

@@ -116,17 +116,22 @@ class L2LSegmentor(nn.Module):
         """Pretrained Swin + BERT checkpoints (local dirs or cached HF ids) + fresh SESM and head (training's start)."""
         from transformers import BertModel, SwinModel
 
+        from .weights import check_model_dir
+
+        check_model_dir(vision_dir, "Swin checkpoint")  # layer counts vs the weights, before building
+        check_model_dir(text_dir, "BERT checkpoint")
         vision = SwinModel.from_pretrained(str(vision_dir), local_files_only=True, add_pooling_layer=False)
         text = BertModel.from_pretrained(str(text_dir), local_files_only=True, add_pooling_layer=False)
         config = L2LConfig(vision=_config_dict(vision.config), text=_config_dict(text.config), **overrides)
         return cls(config, vision=vision, text=text)
 
     def save_pretrained(self, out_dir: str | Path, tokenizer: Any = None) -> Path:
-        from safetensors.torch import save_file
+        from .mllm_sam import save_safetensors
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, out / "model.safetensors")
+        save_safetensors({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
+                         out / "model.safetensors")  # + its sha256, checked by from_pretrained
         (out / "config.json").write_text(json.dumps(self.config.to_json(), indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(out)
@@ -134,22 +139,44 @@ class L2LSegmentor(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> L2LSegmentor:
+        """The config is checked against the weights' headers (layer counts, then names and shapes on a meta-device
+        model) before anything is allocated: a config for another model is one line, not an OOM (weights.py)."""
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+
+        from .mllm_sam import check_state
+        from .weights import build_on_meta, check_counts, count_summary, meta_state, read_safetensors, read_shapes
 
         root = Path(path)
+        what, fix = f"L2L checkpoint {root}", "use the config.json saved with these weights, or write the checkpoint " \
+                                               "with training/"
+        unused = ("vision.layernorm.",)  # Swin's final norm: see __init__
+
+        def unreadable(exc: Exception) -> CheckpointError:
+            return CheckpointError(f"{root} is not a readable L2L segmentor checkpoint ({exc}); write one with "
+                                   "training/ (L2LSegmentor.save_pretrained)")
+
+        def check(model: L2LSegmentor, state: dict[str, Any]) -> None:
+            report = check_state(model, {k: v for k, v in state.items() if not k.startswith(unused)})
+            if not report.clean:
+                raise CheckpointError(report.explain(what, fix))
+
         try:
-            config = L2LConfig.from_json(json.loads((root / "config.json").read_text()))
-            state = load_file(root / "model.safetensors")
-        except (OSError, ValueError, TypeError, SafetensorError) as exc:
-            raise CheckpointError(f"{root} is not a readable L2L segmentor checkpoint ({exc}); write one with "
-                                  "training/ (L2LSegmentor.save_pretrained)") from None
+            raw = json.loads((root / "config.json").read_text())
+            shapes = read_shapes(root)
+        except (OSError, ValueError) as exc:
+            raise unreadable(exc) from None
+        check_counts(raw, len(shapes), what, fix)  # before L2LConfig: a count is a loop there
+        try:
+            config = L2LConfig.from_json(raw)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise unreadable(exc) from None
+        check(build_on_meta(lambda: cls(config), len(shapes), what, fix, count_summary(raw)), meta_state(shapes))
+        try:
+            state = read_safetensors(root)  # checked against its recorded sha256
+        except (OSError, SafetensorError) as exc:
+            raise unreadable(exc) from None
         model = cls(config)
-        state = {k: v for k, v in state.items() if not k.startswith("vision.layernorm.")}  # unused: see __init__
-        report = model.load_state_dict(state, strict=False)
-        if report.missing_keys or report.unexpected_keys:
-            raise CheckpointError(f"{root}: {len(report.missing_keys)} missing / {len(report.unexpected_keys)} "
-                                  f"unexpected tensor(s), e.g. {(report.missing_keys + report.unexpected_keys)[:3]}")
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith(unused)}, strict=False)
         return model.eval()
 
     # -- forward -------------------------------------------------------------------------------------

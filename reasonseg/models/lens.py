@@ -17,7 +17,6 @@ and the authors' loader ignores.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +29,8 @@ from .lens_head import LensHead, second_pass_position_ids
 from .lens_release import (QWEN_TEXT_FIELDS, QWEN_VISION_FIELDS, LensReleaseConfig, our_key_to_release,
                            read_release_config, release_key_to_ours)
 from .mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
-                       read_sam2_config, read_safetensors, resolve_checkpoint)
+                       read_checked_configs, resolve_checkpoint)
+from .weights import check_model_dir, make_config
 from .sam2_keys import hf_to_original, original_to_hf
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,8 @@ class LensModel(MllmSamModel):
         Returns (model, processor)."""
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration, Sam2VideoModel
 
+        check_model_dir(qwen_path, "Qwen2.5-VL checkpoint")  # layer counts vs the weights, before building
+        check_model_dir(sam2_path, "SAM2 checkpoint")
         processor = AutoProcessor.from_pretrained(resolve_checkpoint(qwen_path), local_files_only=True)
         base = Qwen2_5_VLForConditionalGeneration.from_pretrained(resolve_checkpoint(qwen_path), dtype=dtype,
                                                                   local_files_only=True)
@@ -152,16 +154,13 @@ class LensModel(MllmSamModel):
         """A local dir (or an HF id already in the local cache) in the release's layout. ``num_queries``: used
         only when the config has no ``num_of_query`` (0 = the release's 64)."""
         root = resolve_checkpoint(path)
-        raw = json.loads((root / "config.json").read_text())
-        config = read_release_config(raw, default_queries=num_queries or 64)
+        what = f"LENS checkpoint {root}"
+        raw, sam2, shapes = read_checked_configs(root, what, _FIX)
+        config = make_config(lambda: read_release_config(raw, default_queries=num_queries or 64), what, _FIX)
         if num_queries and "num_of_query" in raw and int(raw["num_of_query"]) != num_queries:
             log.warning("lens.num_queries=%d ignored: the checkpoint was trained with num_of_query=%d",
                         num_queries, config.num_queries)
-        state = read_safetensors(root)
-        model = cls.build_for_loading(dtype, config, read_sam2_config(root))
-        model.load_release_state_dict(state)
-        model.eval()
-        return model
+        return cls.load_checked(root, raw, shapes, dtype, cls.load_release_state_dict, what, _FIX, config, sam2)
 
     def save_pretrained(self, out_dir: str | Path, *, dtype: torch.dtype = torch.bfloat16,
                         processor: Any = None, max_shard_bytes: int = SHARD_BYTES) -> Path:

@@ -5,7 +5,7 @@ safetensors checkpoints (sharded with an index, as HF writes them) with errors t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
+from ..model_cache import drop_digest, write_digest
+from .weights import (build_on_meta, check_counts, count_summary, make_config, meta_state, read_safetensors,
+                      read_shapes)
+
 __all__ = ["MllmSamModel", "LoadReport", "resolve_checkpoint", "read_safetensors", "write_safetensors",
-           "read_sam2_config", "check_state", "merge", "SHARD_BYTES", "SAM2_CONFIG_FILE"]
+           "save_safetensors", "read_sam2_config", "check_state", "merge", "SHARD_BYTES", "SAM2_CONFIG_FILE"]
 
 SHARD_BYTES = 5 * 1024 ** 3
 SAM2_CONFIG_FILE = "sam2_config.json"  # transformers' default max shard size
@@ -91,6 +96,31 @@ def resolve_checkpoint(path: str | Path) -> Path:
                                 f"download it once (hf download {path}) and point the setting at it") from None
 
 
+def read_checked_configs(root: Path, what: str, fix: str) -> tuple[dict[str, Any], Any, dict[str, tuple]]:
+    """(config.json as read, sam2_config.json's Sam2VideoConfig or None, the weights' header shapes), the layer
+    counts of both configs checked against the weights before any config object is made (weights.py)."""
+    from transformers import Sam2VideoConfig
+
+    shapes = read_shapes(root)
+    raw = _read_json_config(root / "config.json", len(shapes), what, fix)
+    sam2_file = root / SAM2_CONFIG_FILE
+    if not sam2_file.is_file():
+        return raw, None, shapes
+    sam2_raw = _read_json_config(sam2_file, len(shapes), what, fix)
+    return raw, make_config(lambda: Sam2VideoConfig(**sam2_raw), what, fix, SAM2_CONFIG_FILE), shapes
+
+
+def _read_json_config(path: Path, n_tensors: int, what: str, fix: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{what}: {path.name} is not readable JSON ({exc}). Fix: {fix}") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{what}: {path.name} is not a JSON object. Fix: {fix}")
+    check_counts(raw, n_tensors, what, fix, path.name)
+    return raw
+
+
 def read_sam2_config(root: Path):
     """``sam2_config.json`` (transformers' Sam2VideoConfig) when the checkpoint has one, else None."""
     from transformers import Sam2VideoConfig
@@ -99,30 +129,10 @@ def read_sam2_config(root: Path):
     return Sam2VideoConfig(**json.loads(f.read_text())) if f.is_file() else None
 
 
-def read_safetensors(root: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of ``model.safetensors`` or of the shards an index names (safetensors: no code runs)."""
-    from safetensors.torch import load_file
-
-    index = root / "model.safetensors.index.json"
-    if index.is_file():
-        files = [root / n for n in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-    else:
-        files = [root / "model.safetensors"]
-    absent = [f.name for f in files if not f.is_file()]
-    if absent:
-        raise FileNotFoundError(f"{root}: weight file(s) missing: {first_keys(absent)} (an interrupted download?)")
-    state: dict[str, torch.Tensor] = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    return state
-
-
 def write_safetensors(state: Mapping[str, torch.Tensor], out: Path, dtype: torch.dtype,
                       max_shard_bytes: int = SHARD_BYTES) -> None:
     """One ``model.safetensors``, or ``model-0000i-of-0000n.safetensors`` + index past `max_shard_bytes`;
-    floating tensors in `dtype`. Old weight files in `out` are removed first."""
-    from safetensors.torch import save_file
-
+    floating tensors in `dtype`, each file with its sha256 beside it. Old weight files in `out` are removed first."""
     cast = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
@@ -133,20 +143,30 @@ def write_safetensors(state: Mapping[str, torch.Tensor], out: Path, dtype: torch
             size = 0
         shards[-1][k] = v
         size += n
-    for stale in list(out.glob("model*.safetensors")) + list(out.glob("model.safetensors.index.json")):
+    for stale in [*out.glob("model*.safetensors"), *out.glob("model*.safetensors.sha256"),
+                  *out.glob("model.safetensors.index.json")]:
         stale.unlink()
     meta = {"format": "pt"}
     if len(shards) == 1:
-        save_file(shards[0], str(out / "model.safetensors"), metadata=meta)
+        save_safetensors(shards[0], out / "model.safetensors", meta)
         return
     weight_map = {}
     for i, shard in enumerate(shards, 1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(out / name), metadata=meta)
+        save_safetensors(shard, out / name, meta)
         weight_map.update(dict.fromkeys(shard, name))
     total = sum(v.numel() * v.element_size() for v in cast.values())
     (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
                                                                   "weight_map": weight_map}, indent=2))
+
+
+def save_safetensors(state: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """One weight file and, after it, its ``.sha256`` (checked when the model is loaded: `read_safetensors`)."""
+    from safetensors.torch import save_file
+
+    drop_digest(path)
+    save_file(dict(state), str(path), metadata=metadata)
+    write_digest(path)
 
 
 class MllmSamModel(nn.Module):
@@ -169,6 +189,18 @@ class MllmSamModel(nn.Module):
         if processor is not None:
             processor.save_pretrained(out)
         return out
+
+    @classmethod
+    def load_checked(cls, root: Path, raw: Mapping[str, Any], shapes: Mapping[str, tuple], dtype: torch.dtype | None,
+                     load: Callable[[MllmSamModel, Mapping[str, torch.Tensor]], Any], what: str, fix: str,
+                     *args: Any) -> MllmSamModel:
+        """`cls(*args)` (built from the config `raw`) with the checkpoint's weights, `load(model, tensors)` raising on
+        keys that do not fit. The weights' names and shapes are first checked on a meta-device model (nothing
+        allocated), so a config describing another model fails in one line before memory is spent on it."""
+        load(build_on_meta(lambda: cls(*args), len(shapes), what, fix, count_summary(raw)), meta_state(shapes))
+        model = cls.build_for_loading(dtype, *args)
+        load(model, read_safetensors(root))
+        return model.eval()
 
     @classmethod
     def build_for_loading(cls, dtype: torch.dtype | None, *args: Any) -> MllmSamModel:

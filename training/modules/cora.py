@@ -25,6 +25,7 @@ from .checkpointing import TrainedTensorsCheckpoint
 from .validation import ReferringValidation
 from ..objectives.cora import (TokenBank, consistency_weights, labeled_loss, segmentation_loss,
                                token_contrastive_loss, total_loss)
+from ..paths import require_checkpoint_dir
 
 CORA_GROUPS = ("seg_projection", "anchor_encoder", "token_embeddings", "sam_mask_decoder")
 
@@ -37,7 +38,8 @@ class CoraModule(TrainedTensorsCheckpoint, ReferringValidation, L.LightningModul
         if stage not in (1, 2, 3) or pseudo_weighting not in ("consistency", "confidence"):
             raise ValueError("stage is 1, 2 or 3; pseudo_weighting is consistency or confidence")
         self.save_hyperparameters()
-        self.model = CoraModel.from_pretrained(checkpoint, dtype=torch.float32)
+        self.model = CoraModel.from_pretrained(
+            require_checkpoint_dir(checkpoint, "model.init_args.checkpoint", "cora"), dtype=torch.float32)
         self.trainable = self.model.train_only(*CORA_GROUPS)
         self.bank = TokenBank(bank_per_class)
 

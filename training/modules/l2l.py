@@ -38,6 +38,7 @@ from .validation import ReferringValidation
 from ..objectives.grpo import dice_loss
 from ..objectives.l2l import (Actor, Critic, RewardWeights, agreement, boundary_band, clipped_reward,
                               ddpg_losses, instructional_gain, partition, rple_state, soft_update, spm_fuse)
+from ..paths import require_checkpoint_dir
 
 PSEUDO_LABELS = ("none", "fixed", "rple")
 CLASS_WEIGHTS = (0.9, 1.1)  # background, foreground (LAVT's)
@@ -76,7 +77,8 @@ class L2LModule(ReferringValidation, L.LightningModule):
         if sesm_prior not in ("self", "external"):
             raise ValueError(f"sesm_prior must be self or external, got {sesm_prior!r}")
         self.save_hyperparameters()
-        self.model = L2LSegmentor.from_pretrained(model_dir).train()
+        self.model = L2LSegmentor.from_pretrained(
+            require_checkpoint_dir(model_dir, "model.init_args.model_dir", "l2l")).train()
         if pseudo_label == "rple":
             self.actor, self.critic = Actor(), Critic()
             self.target_actor, self.target_critic = copy.deepcopy(self.actor), copy.deepcopy(self.critic)

@@ -21,6 +21,7 @@ from reasonseg.models.lens import LensModel
 
 from .checkpointing import TrainedTensorsCheckpoint
 from ..objectives.grpo import dice_loss, focal_loss
+from ..paths import require_checkpoint_dir
 
 STAGE1_GROUPS = ("queries", "connector")
 
@@ -31,7 +32,8 @@ class LensStage1Module(TrainedTensorsCheckpoint, L.LightningModule):
                  out_dir: str = "") -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = LensModel.from_pretrained(checkpoint, dtype=torch.float32)
+        self.model = LensModel.from_pretrained(
+            require_checkpoint_dir(checkpoint, "model.init_args.checkpoint", "lens"), dtype=torch.float32)
         self.trainable = self.model.train_only(*STAGE1_GROUPS)  # eq. 5: MLLM and SAM2 frozen
         if gradient_checkpointing:  # the 3B language model's activations: recompute instead of keeping them
             self.model.mllm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -100,7 +102,8 @@ class LensGrpoModule(TrainedTensorsCheckpoint, L.LightningModule):
                  chain_of_thought: bool = False, gradient_checkpointing: bool = False, out_dir: str = "") -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = LensModel.from_pretrained(checkpoint, dtype=torch.float32)
+        self.model = LensModel.from_pretrained(
+            require_checkpoint_dir(checkpoint, "model.init_args.checkpoint", "lens"), dtype=torch.float32)
         self.trainable = self.model.train_only(*STAGE2_GROUPS)
         self.reference = copy.deepcopy(self.model.mllm).eval()  # π_ref: the stage-1 language model, frozen
         for p in self.reference.parameters():
