@@ -95,6 +95,16 @@ def _cache_with_ov(tiny_export: Path, tmp_path: Path, bf16: float | None, int8: 
     return cache
 
 
+def _pretend_cpu(monkeypatch, native: bool) -> None:
+    """The CPU these choices are about: native bf16 or not, and exact int8 kernels (VNNI), whatever this one has
+    (on a CPU without VNNI the full-range int8 IRs are passed over before any of the rules tested here)."""
+    from reasonseg.export import cpu_int8
+
+    real = cpu_int8.this_cpu()
+    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: native)
+    monkeypatch.setattr(cpu_int8, "this_cpu", lambda: {**real, "int8_kernels": "exact"})
+
+
 @pytest.mark.parametrize("native, iou, chosen", [(True, 0.99, "encoder.bf16.xml"), (True, 0.90, "encoder.onnx"),
                                                  (True, None, "encoder.onnx"), (False, 0.99, "encoder.onnx")])
 def test_auto_takes_bf16_only_on_a_native_cpu_where_its_manifest_keeps_the_masks(tiny_export, tmp_path, monkeypatch,
@@ -122,7 +132,7 @@ def test_auto_takes_bf16_only_on_a_native_cpu_where_its_manifest_keeps_the_masks
 def test_auto_takes_int8_where_judged_as_this_cpu_runs_it(tiny_export, tmp_path, monkeypatch, native, int8, inside,
                                                           chosen) -> None:
     cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=int8, int8_inside=inside)
-    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: native)
+    _pretend_cpu(monkeypatch, native)
     path, why, precision = openvino_encoder(SegmenterSettings(backend="openvino"), cache)
     assert precision == chosen and path.name == (ENCODER if chosen == "fp32" else f"encoder.{chosen}.xml"), why
     if chosen == "int8":
@@ -141,7 +151,7 @@ def test_auto_takes_int8_where_judged_as_this_cpu_runs_it(tiny_export, tmp_path,
 def test_auto_takes_int8_only_where_the_set_up_timed_it_faster_on_this_cpu(tiny_export, tmp_path, monkeypatch,
                                                                           int8_ms, bf16_ms, chosen) -> None:
     cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=0.97, timed_ms={"int8": int8_ms, "bf16": bf16_ms})
-    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: True)
+    _pretend_cpu(monkeypatch, True)
     path, why, precision = openvino_encoder(SegmenterSettings(backend="openvino"), cache)
     assert precision == chosen and path.name == f"encoder.{chosen}.xml", why
     if chosen == "bf16":
@@ -151,7 +161,7 @@ def test_auto_takes_int8_only_where_the_set_up_timed_it_faster_on_this_cpu(tiny_
 def test_a_timing_from_another_cpu_or_of_other_files_is_not_believed(tiny_export, tmp_path, monkeypatch) -> None:
     from reasonseg import assets
 
-    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: True)
+    _pretend_cpu(monkeypatch, True)
     slow_int8 = {"int8": 200.0, "bf16": 100.0}
     for i, other in enumerate(({"cpu": "Other CPU"}, {"isa": ["avx512_bf16"]}, {"isa": ["amx_bf16", "amx_int8"]})):
         if other == {"isa": cpu_signature()["isa"]}:
@@ -170,7 +180,7 @@ def test_a_timing_from_another_cpu_or_of_other_files_is_not_believed(tiny_export
 
 def test_an_edited_timing_is_a_clear_error(tiny_export, tmp_path, monkeypatch) -> None:
     cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=0.97, timed_ms={"int8": 200.0, "bf16": 100.0})
-    monkeypatch.setattr(openvino_graph, "native_bf16", lambda: True)
+    _pretend_cpu(monkeypatch, True)
     speed = cache / "lite_sam" / SPEED_FILE
     speed.write_text(speed.read_text().replace("200.0", "100.0"))  # same size, other bytes
     with pytest.raises(ModelCacheError, match="model file damaged: .*openvino_speed.json does not match its sha256"):
