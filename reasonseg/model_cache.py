@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Iterable
 
@@ -79,7 +80,7 @@ def verify_digest(path: Path, fix: str) -> bool:
     return True
 
 
-def _remembered_sha256(path: Path) -> str:
+def _remembered_sha256(path: Path, compute: Callable[[Path], str] = sha256) -> str:
     """sha256 of a file, remembered in this process by (path, size, mtime): a resume or a load right after the
     write, or checked twice on the way in, hashes it once."""
     st = path.stat()
@@ -87,7 +88,7 @@ def _remembered_sha256(path: Path) -> str:
     with _memo_lock:
         if key in _memo:
             return _memo[key]
-    digest = sha256(path)
+    digest = compute(path)
     with _memo_lock:
         _memo[key] = digest
     return digest
@@ -166,24 +167,23 @@ def require(cache_dir: Path, name: str) -> Path:
 
 
 def _hash_cached(cache_dir: Path, path: Path) -> str:
+    return _remembered_sha256(path, lambda p: _verified_sha256(cache_dir, p))
+
+
+def _verified_sha256(cache_dir: Path, path: Path) -> str:
+    """sha256 of a cache file, kept across processes in the cache's verified list by (size, mtime)."""
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    with _memo_lock:
-        if key in _memo:
-            return _memo[key]
+    name = str(path.resolve())
     verified = _read_verified(cache_dir)
-    rec = verified.get(key[0])
+    rec = verified.get(name)
     if rec and rec[:2] == [st.st_size, st.st_mtime_ns]:
-        digest = rec[2]
-    else:
-        digest = sha256(path)
-        verified[key[0]] = [st.st_size, st.st_mtime_ns, digest]
-        try:  # best effort: a read-only cache (installed image) just hashes again next start
-            _atomic_write(cache_dir / _VERIFIED, json.dumps(verified) + "\n")
-        except OSError:
-            pass
-    with _memo_lock:
-        _memo[key] = digest
+        return rec[2]
+    digest = sha256(path)
+    verified[name] = [st.st_size, st.st_mtime_ns, digest]
+    try:  # best effort: a read-only cache (installed image) just hashes again next start
+        _atomic_write(cache_dir / _VERIFIED, json.dumps(verified) + "\n")
+    except OSError:
+        pass
     return digest
 
 
