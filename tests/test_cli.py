@@ -23,6 +23,16 @@ def run_cli(*args: str, env_extra: dict | None = None, timeout: float = 180) -> 
     return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def run_cli_peak_rss(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, int]:
+    """The CLI run from a wrapper whose only child it is, so the wrapper reports the CLI's peak RSS (kB) as the
+    kernel counted it."""
+    wrapper = ("import json, resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(json.dumps([p.returncode, p.stdout, p.stderr, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    run = subprocess.run([sys.executable, "-c", wrapper, *EXE, *args], capture_output=True, text=True, timeout=timeout)
+    rc, stdout, stderr, peak_kb = json.loads(run.stdout)
+    return subprocess.CompletedProcess([*EXE, *args], rc, stdout, stderr), peak_kb
+
+
 @pytest.mark.parametrize("photo, instruction, target", [
     ("dog.jpg", "the white truck parked on the street", "truck"),
     ("dog.jpg", "the dog", "dog"),
@@ -194,13 +204,8 @@ def test_huge_image_refused_from_its_header(tmp_path, side):
     png = tmp_path / "huge.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-    # A wrapper whose only child is the CLI reports that child's peak RSS, as the kernel counted it.
-    wrapper = ("import json, resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-               "print(json.dumps([p.returncode, p.stdout, p.stderr, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
-    run = subprocess.run([sys.executable, "-c", wrapper, *EXE, "segment", str(png), "the dog", "--out",
-                          str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
-    rc, stdout, stderr, peak_kb = json.loads(run.stdout)
-    _one_error_line(subprocess.CompletedProcess([], rc, stdout, stderr), "exceeds max_image_pixels")
+    proc, peak_kb = run_cli_peak_rss("segment", str(png), "the dog", "--out", str(tmp_path / "o"))
+    _one_error_line(proc, "exceeds max_image_pixels")
     assert peak_kb < 400_000, f"peak RSS {peak_kb / 1024:.0f} MB: the pixels were decoded"
 
 

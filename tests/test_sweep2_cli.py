@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -19,11 +18,7 @@ import pytest
 
 from reasonseg.errors import ConfigError, InputError
 
-EXE = [sys.executable, "-m", "reasonseg.cli"]
-
-
-def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+from test_cli import run_cli, run_cli_peak_rss
 
 
 def one_error_line(proc: subprocess.CompletedProcess, needle: str) -> None:
@@ -73,13 +68,8 @@ def test_cli_refuses_the_bomb_in_one_line_with_little_memory(tmp_path):
     """The reported case through the command line: refused by size, peak RSS far below the 2.7 GB of its pixels."""
     png = tmp_path / "bomb.png"
     png.write_bytes(BOMBS["bad_crc_text"])
-    wrapper = ("import json, resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, "
-               "text=True); print(json.dumps([p.returncode, p.stdout, p.stderr, "
-               "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
-    run = subprocess.run([sys.executable, "-c", wrapper, *EXE, "segment", str(png), "the dog", "--out",
-                          str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
-    rc, stdout, stderr, peak_kb = json.loads(run.stdout)
-    one_error_line(subprocess.CompletedProcess([], rc, stdout, stderr), "image 30000x30000 exceeds max_image_pixels")
+    proc, peak_kb = run_cli_peak_rss("segment", str(png), "the dog", "--out", str(tmp_path / "o"))
+    one_error_line(proc, "image 30000x30000 exceeds max_image_pixels")
     assert peak_kb < 600_000, f"peak RSS {peak_kb / 1024:.0f} MB"
 
 
