@@ -129,6 +129,13 @@ class Client:
         while self._running:
             self.executor.spin_once(timeout_sec=0.05)
 
+    def watch_diagnostics(self) -> None:
+        """Record /diagnostics in `self.diagnostics` as (arrival, DiagnosticArray)."""
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.diagnostics = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self._rec(self.diagnostics, m), 10)
+
     def _rec(self, store: list, msg, also: list | None = None) -> None:
         with self.lock:
             store.append((time.monotonic(), msg))

@@ -37,11 +37,7 @@ def hostile(tmp_path_factory, photos, load_rgb):
         proc, log = start_node(tmp, domain, params_file=shipped_params(tmp, _hostile_params),
                                env_extra={"OPENAI_BASE_URL": url})
         client = Client(domain)
-        from diagnostic_msgs.msg import DiagnosticArray
-
-        client.diagnostics = []
-        client.node.create_subscription(DiagnosticArray, "/diagnostics",
-                                        lambda m: client._rec(client.diagnostics, m), 10)
+        client.watch_diagnostics()
         try:
             client.wait_node_ready(proc)
             yield client, proc, log, llm, load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()

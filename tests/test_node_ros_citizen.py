@@ -100,10 +100,7 @@ def managed(tmp_path_factory, photos, load_rgb):
     proc, log = start_node(tmp, domain, f"qos_overrides.{NS}/overlay.publisher.reliability:=best_effort",
                            params_file=shipped_params(tmp, edit))
     client = Client(domain, compressed=True)
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    client.diagnostics = []
-    client.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: client._rec(client.diagnostics, m), 10)
+    client.watch_diagnostics()
     try:
         yield client, proc, log, load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()
     finally:

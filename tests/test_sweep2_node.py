@@ -18,13 +18,6 @@ NO_FRAME_S = 2.0
 NODE = f"{NS}/reasonseg"
 
 
-def _watch_diagnostics(client: Client) -> None:
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    client.diagnostics = []
-    client.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: client._rec(client.diagnostics, m), 10)
-
-
 def _statuses(client: Client, camera: str, since: float) -> list:
     """(arrival, status) of one camera's /diagnostics reports after `since`."""
     with client.lock:
@@ -69,7 +62,7 @@ def failing_vlm(tmp_path_factory, photos, load_rgb):
 
         proc, log = start_node(tmp, domain, params_file=shipped_params(tmp, edit))
         client = Client(domain, cameras=("front", "rear"))
-        _watch_diagnostics(client)
+        client.watch_diagnostics()
         try:
             client.wait_node_ready(proc)
             yield client, proc, log, vlm, load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()
@@ -251,7 +244,7 @@ def managed(tmp_path_factory, photos, load_rgb):
 
     proc, log = start_node(tmp, domain, params_file=shipped_params(tmp, edit))
     client = Client(domain, cameras=("front", "rear"), compressed=True)
-    _watch_diagnostics(client)
+    client.watch_diagnostics()
     try:
         yield client, proc, log, load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()
     finally:
