@@ -266,7 +266,7 @@ class Camera:
                 self._lost = 0
                 # a fallback answers this time, but the grounder that failed is not asked again at once
                 if fallback:
-                    self.grounding_backoff.failed(grounding.source)
+                    self.grounding_backoff.failed(grounding.fallback)
                 else:
                     self.grounding_backoff.succeeded()
 
