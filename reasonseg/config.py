@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from .errors import ConfigError, one_line
+from reasonseg.errors import ConfigError, one_line
 
 
 def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from reasonseg.errors import InputError
 
 # encoding -> (channels in the buffer, dtype, how to reach RGB: a channel order, or an OpenCV conversion).
 # Names and layouts as sensor_msgs/image_encodings.hpp defines them; conversions as cv_bridge makes them.

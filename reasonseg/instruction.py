@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .errors import InputError
+from reasonseg.errors import InputError
 
 # Letters that render as nothing (Hangul fillers, braille blank): text of only these is empty too.
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")

@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .text_embedding import TextEmbedder
-from .wordnet import WordNet
+from reasonseg.text_embedding import TextEmbedder
+from reasonseg.wordnet import WordNet
 
 # Words for which embedding similarity is unreliable or the label is non-obvious.
 SYNONYMS: dict[str, str] = {

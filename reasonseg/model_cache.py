@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Iterable
 
-from .errors import CheckpointError, ModelCacheError
-from .output_files import write_bytes
+from reasonseg.errors import CheckpointError, ModelCacheError
+from reasonseg.output_files import write_bytes
 
 SETUP_HINT = "run the set-up step: bash scripts/setup.sh (or `reasonseg prepare-models`)"
 MANIFEST = "MANIFEST.json"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .errors import ReasonSegError
+from reasonseg.errors import ReasonSegError
 
 # ESC-introduced sequences: CSI (ESC [ ... final byte), OSC (ESC ] ... BEL or ST), and two-character escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")

@@ -11,7 +11,7 @@ from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
-from .errors import CheckpointError, ModelCacheError, one_line
+from reasonseg.errors import CheckpointError, ModelCacheError, one_line
 
 # onnxruntime names; TensorRT first: it falls back to CUDA, then CPU, node by node
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ReasonSegError
+from reasonseg.errors import ReasonSegError
 
 
 class OutputError(ReasonSegError, OSError):

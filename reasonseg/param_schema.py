@@ -16,7 +16,7 @@ import dataclasses
 import json
 from typing import Any
 
-from .config import Settings, is_section
+from reasonseg.config import Settings, is_section
 
 NODE = "reasonseg_node"
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", tuple: "array"}

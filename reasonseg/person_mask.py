@@ -22,7 +22,7 @@ THRESHOLD = 0.5    # the model's sigmoid output
 
 class PersonSegmenter:
     def __init__(self, onnx_path: Path | str, *, num_threads: int | None = None) -> None:
-        from .onnx_session import open_session
+        from reasonseg.onnx_session import open_session
 
         self.session = open_session(onnx_path, "person segmenter", threads=num_threads or 0)
         inp = self.session.get_inputs()[0]

@@ -6,8 +6,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .model_text import clean_model_text
-from .pipelines.base import FrameResult
+from reasonseg.model_text import clean_model_text
+from reasonseg.pipelines.base import FrameResult
 
 _TINT = np.array([255, 40, 200], np.uint8)  # magenta reads on roads, sky and foliage alike
 MAX_CAPTION_CHARS = 120

@@ -5,7 +5,7 @@ import time
 from statistics import median
 from typing import Callable, Iterable, Mapping
 
-from .model_text import clean_model_text
+from reasonseg.model_text import clean_model_text
 
 
 def median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None] | None = None) -> float:

@@ -18,9 +18,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .models.weights import check_model_dir
-from .prompt import MaskPrediction, Prompt, check_prompt_kinds
-from .torch_device import resolve_device
+from reasonseg.models.weights import check_model_dir
+from reasonseg.prompt import MaskPrediction, Prompt, check_prompt_kinds
+from reasonseg.torch_device import resolve_device
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # SAM2's processor: ImageNet statistics on [0, 1]
 STD = np.array([0.229, 0.224, 0.225], np.float32)

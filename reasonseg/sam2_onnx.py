@@ -14,13 +14,13 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .errors import CheckpointError
-from .export.manifest import read_manifest
-from .export.sam2 import DECODER, DECODER_INPUTS, ENCODER, ENCODER_INPUTS
-from .export.sam2_track import START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS
-from .onnx_session import BoundSession, DeviceStack, open_session, run_graph
-from .prompt import MaskPrediction, Prompt, check_prompt_kinds
-from .sam2 import NO_OBJECT, Sam2Embedding, _logits_to_mask, _sigmoid, sam2_pixels, sam2_points
+from reasonseg.errors import CheckpointError
+from reasonseg.export.manifest import read_manifest
+from reasonseg.export.sam2 import DECODER, DECODER_INPUTS, ENCODER, ENCODER_INPUTS
+from reasonseg.export.sam2_track import START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS
+from reasonseg.onnx_session import BoundSession, DeviceStack, open_session, run_graph
+from reasonseg.prompt import MaskPrediction, Prompt, check_prompt_kinds
+from reasonseg.sam2 import NO_OBJECT, Sam2Embedding, _logits_to_mask, _sigmoid, sam2_pixels, sam2_points
 
 
 class OnnxSam2Segmenter:

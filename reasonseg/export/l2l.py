@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import write_manifest
-from .onnx_io import export_module
-from .parity import require_close
+from reasonseg.export.manifest import write_manifest
+from reasonseg.export.onnx_io import export_module
+from reasonseg.export.parity import require_close
 
 SEGMENTOR = "l2l_segmentor.onnx"
 INPUTS = ["pixel_values", "input_ids", "attention_mask", "prior"]
@@ -31,8 +31,8 @@ def example_inputs(size: int, text_len: int, batch: int = 1, seed: int = 0) -> d
 def export_l2l(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     import torch
 
-    from ..models.l2l import L2LSegmentor
-    from ..onnx_session import open_session
+    from reasonseg.models.l2l import L2LSegmentor
+    from reasonseg.onnx_session import open_session
 
     model = L2LSegmentor.from_pretrained(checkpoint).eval()
     cfg = model.config

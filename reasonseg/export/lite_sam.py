@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError, one_line
-from .cpu_int8 import this_cpu
-from .manifest import write_manifest
-from .onnx_io import export_module, sha256
-from .parity import mask_iou, require_close
-from .precision import to_fp16, to_int8
+from reasonseg.errors import CheckpointError, ConfigError, one_line
+from reasonseg.export.cpu_int8 import this_cpu
+from reasonseg.export.manifest import write_manifest
+from reasonseg.export.onnx_io import export_module, sha256
+from reasonseg.export.parity import mask_iou, require_close
+from reasonseg.export.precision import to_fp16, to_int8
 
 if TYPE_CHECKING:
-    from ..models.lite_sam import LiteSam, LiteSamConfig
+    from reasonseg.models.lite_sam import LiteSam, LiteSamConfig
 
 ENCODER = "encoder.onnx"  # file names the runtime looks for (decoder: segmenters.DECODER_FILE)
 FP32_MAX_REL = 1e-4
@@ -48,7 +48,7 @@ def export_command(precision: str, backend: str = "onnxruntime") -> str:
 
 def to_openvino_ir(src: Path, dst: Path) -> Path:
     """The ONNX graph as an OpenVINO IR (`dst` .xml + .bin), weights kept fp32 (the runtime picks bf16)."""
-    from ..openvino_graph import require_openvino
+    from reasonseg.openvino_graph import require_openvino
 
     try:  # the core's ONNX reader: the same conversion as `ov.convert_model`, without its usage reporting
         model = require_openvino().Core().read_model(str(src))
@@ -60,7 +60,7 @@ def to_openvino_ir(src: Path, dst: Path) -> Path:
 def save_ir(model, dst: Path) -> Path:  # noqa: ANN001 - an openvino.Model
     """`model` as `dst` (.xml) + its .bin, fp32 weights kept; both renamed into place, .bin first (a reader
     finds the .bin by the .xml's name), so a crash never leaves a half-written pair under the real names."""
-    from ..openvino_graph import require_openvino
+    from reasonseg.openvino_graph import require_openvino
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.stem}.tmp-{os.getpid()}.xml"  # a hidden sibling pair, this process's own
@@ -80,7 +80,7 @@ def export_lite_sam_onnx(model: LiteSam, out_dir: Path) -> tuple[Path, Path]:
     iou_predictions [1,4]: every mask token; N dynamic)."""
     import torch
 
-    from ..segmenters import DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
+    from reasonseg.segmenters import DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
 
     class _Decoder(torch.nn.Module):
         def __init__(self, m: LiteSam) -> None:
@@ -111,8 +111,8 @@ def check_fp32(model: LiteSam, enc: Path, dec: Path, *, seed: int = 0) -> dict:
     """PyTorch vs onnxruntime on inputs the export never saw: a random image, a box plus three points."""
     import torch
 
-    from ..onnx_session import open_session
-    from ..segmenters import DECODER_INPUTS, DECODER_OUTPUTS
+    from reasonseg.onnx_session import open_session
+    from reasonseg.segmenters import DECODER_INPUTS, DECODER_OUTPUTS
 
     g = torch.Generator().manual_seed(seed)
     s = model.cfg.img_size
@@ -135,12 +135,12 @@ def masks_iou_vs_fp32(out_dir: Path, candidate: Path, photos: Sequence[np.ndarra
                       mask_choice: str = "largest_in_box", openvino: str | None = None) -> dict:
     """Mask IoU of `candidate` encoder vs the fp32 one, EVAL_BOXES on every photo: with the fp32 decoder on
     onnxruntime, or with `openvino` (a precision) both candidate graphs run in OpenVINO at that precision."""
-    from ..prompt import Prompt
-    from ..segmenters import DECODER_FILE, OnnxLiteSam
+    from reasonseg.prompt import Prompt
+    from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam
 
     ref = OnnxLiteSam(out_dir / ENCODER, out_dir / DECODER_FILE, mask_choice=mask_choice)
     if openvino:
-        from ..openvino_graph import OvGraph
+        from reasonseg.openvino_graph import OvGraph
 
         alt = OnnxLiteSam(OvGraph(candidate, "LiteSAM encoder", precision=openvino),
                           OvGraph(out_dir / DECODER_FILE, "LiteSAM decoder", precision=openvino),
@@ -161,7 +161,7 @@ def masks_iou_vs_fp32(out_dir: Path, candidate: Path, photos: Sequence[np.ndarra
 
 
 def calibration_feeds(photos: Iterable[np.ndarray], input_size: int) -> list[dict[str, np.ndarray]]:
-    from ..segmenters import preprocess_image
+    from reasonseg.segmenters import preprocess_image
 
     return [{"image": preprocess_image(p, input_size)[0]} for p in photos]
 
@@ -170,7 +170,7 @@ def export_lite_sam(weights: Path, out_dir: Path, *, precisions: Sequence[str] =
                     photos: Sequence[np.ndarray] = (), int8_method: str = "dynamic",
                     cfg: LiteSamConfig | None = None) -> list[Path]:
     """Export, check and describe every precision asked for; fp32 always comes first (the others' reference)."""
-    from ..models.lite_sam import LiteSamConfig, load_lite_sam
+    from reasonseg.models.lite_sam import LiteSamConfig, load_lite_sam
 
     model = load_lite_sam(Path(weights), cfg or LiteSamConfig())
     enc, dec = export_lite_sam_onnx(model, out_dir)
@@ -207,7 +207,7 @@ def export_openvino(out_dir: Path, photos: Sequence[np.ndarray], precision: str,
     """`out_dir`'s fp32 encoder as an OpenVINO IR - `bf16`: as it is, for OpenVINO to run in bf16; `int8`: its
     matrix products quantized (NNCF, calibrated on `photos`) - judged by mask IoU vs fp32 on `photos` as OpenVINO
     runs it (encoder and decoder). Its manifest is what `segmenter.precision: auto` reads on the openvino backend."""
-    from ..openvino_graph import inner_precision, native_bf16, require_openvino
+    from reasonseg.openvino_graph import inner_precision, native_bf16, require_openvino
 
     if precision not in ("bf16", "int8"):
         raise ValueError(f"openvino precision must be bf16 or int8, got {precision!r}")
@@ -221,7 +221,7 @@ def export_openvino(out_dir: Path, photos: Sequence[np.ndarray], precision: str,
     if precision == "bf16":
         to_openvino_ir(out_dir / ENCODER, target)
     else:
-        from .openvino_int8 import quantize_encoder, require_nncf
+        from reasonseg.export.openvino_int8 import quantize_encoder, require_nncf
 
         size = int(require_openvino().Core().read_model(str(out_dir / ENCODER)).inputs[0].get_shape()[-1])
         save_ir(quantize_encoder(out_dir / ENCODER, calibration_feeds(photos, size)), target)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .onnx_io import graph_io, sha256
+from reasonseg.export.onnx_io import graph_io, sha256
 
 
 def manifest_path(artifact: Path) -> Path:

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from ..model_cache import sha256  # noqa: F401 - re-exported for the export tree
+from reasonseg.model_cache import sha256  # noqa: F401 - re-exported for the export tree
 
 OPSET = 17  # LayerNorm as one op; read by onnxruntime >= 1.14 and TensorRT >= 8.6
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from reasonseg.errors import ConfigError
 
 INSTALL_HINT = "install it with `pip install nncf` (the `export` extra has it)"
 CONVOLUTIONS = ("Convolution", "GroupConvolution")
@@ -41,7 +41,7 @@ def quantize_encoder(src: Path, calibration: Sequence[dict[str, np.ndarray]]):  
     """`src` (ONNX, one input) -> an OpenVINO model with its matrix products and neck convolutions int8
     (per-channel weights, activation ranges from `calibration`), everything else fp32 weights for the runtime
     to run in bf16 or fp32."""
-    from ..openvino_graph import require_openvino
+    from reasonseg.openvino_graph import require_openvino
 
     if not calibration:
         raise ValueError("int8 needs calibration inputs (a folder of photos)")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..output_files import write_bytes
-from .cpu_int8 import CPUINFO, read_cpu, this_cpu
-from .manifest import read_manifest
+from reasonseg.output_files import write_bytes
+from reasonseg.export.cpu_int8 import CPUINFO, read_cpu, this_cpu
+from reasonseg.export.manifest import read_manifest
 
 SPEED_FILE = "openvino_speed.json"
 PRECISIONS = ("int8", "bf16")
@@ -32,7 +32,7 @@ def cpu_signature() -> dict:
 
 def _irs(out_dir: Path) -> dict[str, dict]:
     """The OpenVINO encoders in `out_dir` with a manifest that still describes them: precision -> manifest."""
-    from .lite_sam import encoder_file
+    from reasonseg.export.lite_sam import encoder_file
 
     found = {p: read_manifest(out_dir / encoder_file(p, "openvino")) for p in PRECISIONS}
     return {p: record for p, record in found.items() if record}
@@ -41,9 +41,9 @@ def _irs(out_dir: Path) -> dict[str, dict]:
 def time_encoders(out_dir: Path, photo: np.ndarray, rounds: int = 9) -> Path | None:
     """Median ms per encoder run of every judged OpenVINO IR in `out_dir`, interleaved on `photo` (RGB) with the
     runtime's own settings, written to `out_dir/SPEED_FILE`. None (nothing written) with fewer than two IRs."""
-    from ..openvino_graph import OvGraph, compile_config, require_openvino
-    from ..report import interleaved_median_ms
-    from .lite_sam import calibration_feeds, encoder_file
+    from reasonseg.openvino_graph import OvGraph, compile_config, require_openvino
+    from reasonseg.report import interleaved_median_ms
+    from reasonseg.export.lite_sam import calibration_feeds, encoder_file
 
     irs = _irs(out_dir)
     if len(irs) < 2:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ReasonSegError
+from reasonseg.errors import ReasonSegError
 
 
 class ParityError(ReasonSegError):

@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .onnx_io import atomic_path
+from reasonseg.export.onnx_io import atomic_path
 
 INT8_METHODS = ("static", "dynamic")
 MATMUL_OPS = ("MatMul", "Gemm")

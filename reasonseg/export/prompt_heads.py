@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import write_manifest
-from .onnx_io import export_module
-from .parity import require_close
+from reasonseg.export.manifest import write_manifest
+from reasonseg.export.onnx_io import export_module
+from reasonseg.export.parity import require_close
 
 CONNECTOR = "lens_connector.onnx"
 CORA_PROJECTION = "cora_projection.onnx"
@@ -27,7 +27,7 @@ def _export_head(head, shape: tuple[int, ...], path: Path, input_name: str, what
     """Export `head` (input [batch, *shape[1:]] -> prompt_token), check it on fresh inputs, write the manifest."""
     import torch
 
-    from ..onnx_session import open_session
+    from reasonseg.onnx_session import open_session
 
     path = export_module(head, (torch.randn(*shape),), path, inputs=[input_name], outputs=["prompt_token"],
                          dynamic_axes={input_name: {0: "batch"}, "prompt_token": {0: "batch"}})
@@ -43,8 +43,8 @@ def _export_head(head, shape: tuple[int, ...], path: Path, input_name: str, what
 def export_lens_connector(checkpoint: str | Path, out_dir: Path, *, seed: int = 0) -> list[Path]:
     import torch
 
-    from ..models.lens import LensModel
-    from ..segmenter_factory import load_hf_model
+    from reasonseg.models.lens import LensModel
+    from reasonseg.segmenter_factory import load_hf_model
 
     lens = load_hf_model(f"LENS checkpoint {checkpoint}", checkpoint,
                          lambda: LensModel.from_pretrained(checkpoint, dtype=torch.float32))
@@ -58,8 +58,8 @@ def export_cora_projection(checkpoint: str | Path, out_dir: Path, *, seed: int =
     import torch
     from torch import nn
 
-    from ..models.cora import CoraModel
-    from ..segmenter_factory import load_hf_model
+    from reasonseg.models.cora import CoraModel
+    from reasonseg.segmenter_factory import load_hf_model
 
     class Projection(nn.Module):
         def __init__(self, projection: nn.Module) -> None:

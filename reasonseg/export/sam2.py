@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import write_manifest
-from .onnx_io import export_module
-from .parity import require_close
+from reasonseg.export.manifest import write_manifest
+from reasonseg.export.onnx_io import export_module
+from reasonseg.export.parity import require_close
 
 ENCODER, DECODER = "sam2_encoder.onnx", "sam2_decoder.onnx"
 ENCODER_INPUTS, ENCODER_OUTPUTS = ["pixel_values"], ["high_res_feats_0", "high_res_feats_1", "image_embeddings"]
@@ -105,8 +105,8 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     import torch
     from transformers import AutoConfig, Sam2Model, Sam2VideoModel
 
-    from ..models.weights import check_model_dir
-    from ..segmenter_factory import load_hf_model
+    from reasonseg.models.weights import check_model_dir
+    from reasonseg.segmenter_factory import load_hf_model
 
     what = f"SAM2 checkpoint {checkpoint}"
     check_model_dir(checkpoint, "SAM2 checkpoint")  # layer counts vs the weights, before transformers builds it
@@ -132,7 +132,7 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
                        checkpoint=str(checkpoint))
     if cls is not Sam2VideoModel:
         return [enc, dec]
-    from .sam2_track import export_sam2_track
+    from reasonseg.export.sam2_track import export_sam2_track
 
     return [enc, dec, *export_sam2_track(model, out_dir, _weights_file(checkpoint), str(checkpoint))]
 
@@ -147,7 +147,7 @@ def check_sam2(encoder, decoder, enc: Path, dec: Path, model, seed: int = 1) -> 
     a mask input, and a single ambiguous click (multimask)."""
     import torch
 
-    from ..onnx_session import open_session
+    from reasonseg.onnx_session import open_session
 
     s = int(model.config.image_size if isinstance(model.config.image_size, int) else model.config.image_size[0])
     pixels = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, 3, s, s)).astype(np.float32))

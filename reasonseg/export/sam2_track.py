@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import write_manifest
-from .onnx_io import export_module
-from .parity import require_close
+from reasonseg.export.manifest import write_manifest
+from reasonseg.export.onnx_io import export_module
+from reasonseg.export.parity import require_close
 
 START, STEP = "sam2_track_start.onnx", "sam2_track_step.onnx"
 FEATURES = ["high_res_feats_0", "high_res_feats_1", "image_embeddings"]
@@ -133,7 +133,7 @@ def _modules(model):
 
 
 def example_start_inputs(model, n_points: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
-    from .sam2 import example_decoder_inputs
+    from reasonseg.export.sam2 import example_decoder_inputs
 
     feeds = example_decoder_inputs(model, n_points=n_points, n_raw=0, seed=seed)
     feeds["point_labels"] = np.random.default_rng(seed).choice(np.array([0, 1]), (1, n_points)).astype(np.int64)
@@ -141,7 +141,7 @@ def example_start_inputs(model, n_points: int = 2, seed: int = 0) -> dict[str, n
 
 
 def example_step_inputs(model, n_memory: int, n_pointers: int, seed: int = 0) -> dict[str, np.ndarray]:
-    from .sam2 import example_decoder_inputs
+    from reasonseg.export.sam2 import example_decoder_inputs
 
     rng = np.random.default_rng(seed)
     feeds = example_decoder_inputs(model, seed=seed)
@@ -182,7 +182,7 @@ def check_sam2_track(start, step, start_path: Path, step_path: Path, model, seed
     the smallest bank (conditioning frame only), a growing one and a full one."""
     import torch
 
-    from ..onnx_session import open_session
+    from reasonseg.onnx_session import open_session
 
     out: dict = {}
     limits = track_limits(model)

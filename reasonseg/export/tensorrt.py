@@ -22,9 +22,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError, ModelCacheError
-from ..onnx_session import GraphIo
-from .onnx_io import atomic_path, sha256
+from reasonseg.errors import CheckpointError, ConfigError, ModelCacheError
+from reasonseg.onnx_session import GraphIo
+from reasonseg.export.onnx_io import atomic_path, sha256
 
 DEFAULT_WORKSPACE = 2 << 30          # bytes of scratch TensorRT may use while choosing tactics
 DYNAMIC_RANGE = (1, 4, 64)           # min / opt / max for a dynamic axis without an explicit profile

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .manifest import write_manifest
-from .parity import require_close
+from reasonseg.export.manifest import write_manifest
+from reasonseg.export.parity import require_close
 
 MAX_REL = 1e-4
 
@@ -45,9 +45,9 @@ def parity_feeds(shape: Sequence[int], scale: float, photos: Sequence[np.ndarray
 
 def check_tfjs(model_json: Path, onnx_path: Path, fmt: TfjsFormat, photos: Sequence[np.ndarray]) -> dict:
     """The worst error per output over every parity feed; ParityError beyond `MAX_REL`."""
-    from ..onnx_session import open_session
-    from .tfjs_reference import run_tfjs_graph
-    from .tfjs_to_onnx import _default_outputs, _public_name, load_tfjs_graph
+    from reasonseg.onnx_session import open_session
+    from reasonseg.export.tfjs_reference import run_tfjs_graph
+    from reasonseg.export.tfjs_to_onnx import _default_outputs, _public_name, load_tfjs_graph
 
     graph = load_tfjs_graph(model_json)
     outputs = list(fmt.outputs or _default_outputs(graph))
@@ -73,7 +73,7 @@ def check_tfjs(model_json: Path, onnx_path: Path, fmt: TfjsFormat, photos: Seque
 
 def export_tfjs(model_json: Path, out: Path, fmt: TfjsFormat, photos: Sequence[np.ndarray]) -> Path:
     """Convert, check, and only then put the file at `out` (a graph that fails its check is not left there)."""
-    from .tfjs_to_onnx import convert_tfjs_graph
+    from reasonseg.export.tfjs_to_onnx import convert_tfjs_graph
 
     out = Path(out)
     unchecked = out.with_name(out.name + ".unchecked")

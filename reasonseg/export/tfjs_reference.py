@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .tfjs_to_onnx import (TfjsGraph, TfNode, _attr_bool, _attr_float, _attr_int, _attr_ints, _attr_str,
+from reasonseg.export.tfjs_to_onnx import (TfjsGraph, TfNode, _attr_bool, _attr_float, _attr_int, _attr_ints, _attr_str,
                            _attr_strs, _inline_const, _needed_nodes, _tensor_ref)
 
 _Op = Callable[["_Run", TfNode], "object"]

@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..output_files import write_bytes
+from reasonseg.output_files import write_bytes
 
 __all__ = ["convert_tfjs_graph", "load_tfjs_graph", "SUPPORTED_OPS", "TfjsGraph"]
 

@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from ..errors import ReasonSegError
-from ..model_text import clean_model_text, json_too_deep
-from . import prompts
-from .http import HttpError, HttpStatusError, HttpTimeout, HttpUnreachable, post_json, redact_url, url_origin
+from reasonseg.errors import ReasonSegError
+from reasonseg.model_text import clean_model_text, json_too_deep
+from reasonseg.llm import prompts
+from reasonseg.llm.http import HttpError, HttpStatusError, HttpTimeout, HttpUnreachable, post_json, redact_url, url_origin
 
 URL_ENV, KEY_ENV = "OPENAI_BASE_URL", "OPENAI_API_KEY"
 MAX_RESPONSE_BYTES = 1 << 20  # a chat answer of max_tokens <= 4096 is far below this

@@ -14,8 +14,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..errors import ReasonSegError
-from ..model_text import clean_model_text, json_too_deep
+from reasonseg.errors import ReasonSegError
+from reasonseg.model_text import clean_model_text, json_too_deep
 
 FACTOR = 28            # Qwen2.5-VL: 14 px patches merged 2x2
 MAX_ANSWER_CHARS = 20_000

@@ -12,9 +12,9 @@ import logging
 import cv2
 import numpy as np
 
-from ..config import MllmSettings
-from ..llm.client import ChatLlm, resolve_endpoint
-from .answer import MllmAnswer, box_format_for, build_prompt, parse_answer, smart_resize
+from reasonseg.config import MllmSettings
+from reasonseg.llm.client import ChatLlm, resolve_endpoint
+from reasonseg.mllm.answer import MllmAnswer, box_format_for, build_prompt, parse_answer, smart_resize
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ..config import MllmSettings
-from ..errors import CheckpointError
-from ..llm.client import LlmError
-from ..models.weights import check_model_dir
-from ..torch_device import resolve_device, resolve_dtype
-from .answer import MllmAnswer, build_prompt, parse_answer, smart_resize
+from reasonseg.config import MllmSettings
+from reasonseg.errors import CheckpointError
+from reasonseg.llm.client import LlmError
+from reasonseg.models.weights import check_model_dir
+from reasonseg.torch_device import resolve_device, resolve_dtype
+from reasonseg.mllm.answer import MllmAnswer, build_prompt, parse_answer, smart_resize
 
 
 SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")  # 14-px patches merged 2x2, boxes in pixels

@@ -172,7 +172,7 @@ class CenterNetDetector:
     ) -> None:
         """class_nms_iou: same-class boxes overlapping more than this are merged (None = keep every peak,
         as the reference decode does).  Large objects sometimes get two nearby peaks."""
-        from ..onnx_session import open_session
+        from reasonseg.onnx_session import open_session
 
         self.onnx_path = Path(onnx_path)
         self._session = open_session(self.onnx_path, "CenterNet detector", threads=intra_op_threads, device=device)

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from .mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
+from reasonseg.errors import CheckpointError
+from reasonseg.models.mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
                        read_checked_configs, resolve_checkpoint)
-from .weights import check_model_dir, make_config
+from reasonseg.models.weights import check_model_dir, make_config
 
 __all__ = ["CoraModel", "CoraConfig", "CoraCheckpointError", "AnchorEncoder", "SEG_TOKEN", "ANCHOR_MASK_TOKEN",
            "ANCHOR_BOX_TOKEN", "seg_prompt", "SEG_ANSWER"]

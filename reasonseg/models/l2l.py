@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError
+from reasonseg.errors import CheckpointError
 
 MODEL_TYPE = "l2l_segmentor"
 MEAN = (0.485, 0.456, 0.406)  # Swin's ImageNet statistics
@@ -116,7 +116,7 @@ class L2LSegmentor(nn.Module):
         """Pretrained Swin + BERT checkpoints (local dirs or cached HF ids) + fresh SESM and head (training's start)."""
         from transformers import BertModel, SwinModel
 
-        from .weights import check_model_dir
+        from reasonseg.models.weights import check_model_dir
 
         check_model_dir(vision_dir, "Swin checkpoint")  # layer counts vs the weights, before building
         check_model_dir(text_dir, "BERT checkpoint")
@@ -126,7 +126,7 @@ class L2LSegmentor(nn.Module):
         return cls(config, vision=vision, text=text)
 
     def save_pretrained(self, out_dir: str | Path, tokenizer: Any = None) -> Path:
-        from .mllm_sam import save_safetensors
+        from reasonseg.models.mllm_sam import save_safetensors
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -143,8 +143,8 @@ class L2LSegmentor(nn.Module):
         model) before anything is allocated: a config for another model is one line, not an OOM (weights.py)."""
         from safetensors import SafetensorError
 
-        from .mllm_sam import check_state
-        from .weights import build_on_meta, check_counts, count_summary, meta_state, read_safetensors, read_shapes
+        from reasonseg.models.mllm_sam import check_state
+        from reasonseg.models.weights import build_on_meta, check_counts, count_summary, meta_state, read_safetensors, read_shapes
 
         root = Path(path)
         what, fix = f"L2L checkpoint {root}", "use the config.json saved with these weights, or write the checkpoint " \

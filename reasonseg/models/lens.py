@@ -24,14 +24,14 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
-from .lens_head import LensHead, second_pass_position_ids
-from .lens_release import (QWEN_TEXT_FIELDS, QWEN_VISION_FIELDS, LensReleaseConfig, our_key_to_release,
+from reasonseg.errors import CheckpointError
+from reasonseg.models.lens_head import LensHead, second_pass_position_ids
+from reasonseg.models.lens_release import (QWEN_TEXT_FIELDS, QWEN_VISION_FIELDS, LensReleaseConfig, our_key_to_release,
                            read_release_config, release_key_to_ours)
-from .mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
+from reasonseg.models.mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
                        read_checked_configs, resolve_checkpoint)
-from .weights import check_model_dir, make_config
-from .sam2_keys import hf_to_original, original_to_hf
+from reasonseg.models.weights import check_model_dir, make_config
+from reasonseg.models.sam2_keys import hf_to_original, original_to_hf
 
 log = logging.getLogger(__name__)
 

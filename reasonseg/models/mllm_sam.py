@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from ..model_cache import drop_digest, write_digest
-from .weights import (build_on_meta, check_counts, count_summary, make_config, meta_state, read_safetensors,
+from reasonseg.errors import CheckpointError
+from reasonseg.model_cache import drop_digest, write_digest
+from reasonseg.models.weights import (build_on_meta, check_counts, count_summary, make_config, meta_state, read_safetensors,
                       read_shapes)
 
 __all__ = ["MllmSamModel", "LoadReport", "resolve_checkpoint", "read_safetensors", "write_safetensors",

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import CheckpointError, one_line
-from ..model_cache import verify_digest
+from reasonseg.errors import CheckpointError, one_line
+from reasonseg.model_cache import verify_digest
 
 M = TypeVar("M")
 HEADER_LIMIT = 100 * 1024 ** 2  # safetensors' own limit on the JSON header
@@ -126,7 +126,7 @@ def check_model_dir(path: str | Path, what: str) -> None:
     whose config.json counts more layers than its weights hold tensors is refused in one line before transformers
     builds it (a million layers, even on the meta device, take minutes and gigabytes). Whatever else is wrong (no
     such dir, no weights, bad JSON) is left to the loader's own message."""
-    from .mllm_sam import resolve_checkpoint
+    from reasonseg.models.mllm_sam import resolve_checkpoint
 
     try:
         root = resolve_checkpoint(path)

@@ -11,10 +11,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ReasonSegError
-from ..model_text import reason_of
-from ..prompt import Box
-from .base import FrameResult, Grounding, Pipeline, Timer, Track
+from reasonseg.errors import ReasonSegError
+from reasonseg.model_text import reason_of
+from reasonseg.prompt import Box
+from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Timer, Track
 
 log = logging.getLogger(__name__)
 

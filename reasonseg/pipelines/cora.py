@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import CoraSettings
-from ..model_text import clean_model_text
-from ..torch_device import resolve_device, resolve_dtype
-from .base import Timer
-from .prompt_token import TokenAnswer
+from reasonseg.config import CoraSettings
+from reasonseg.model_text import clean_model_text
+from reasonseg.torch_device import resolve_device, resolve_dtype
+from reasonseg.pipelines.base import Timer
+from reasonseg.pipelines.prompt_token import TokenAnswer
 
 
 class CoraGrounder:
@@ -23,8 +23,8 @@ class CoraGrounder:
         from transformers import AutoProcessor
         from transformers.utils import logging as hf_logging
 
-        from ..models.cora import CoraModel
-        from ..models.mllm_sam import resolve_checkpoint
+        from reasonseg.models.cora import CoraModel
+        from reasonseg.models.mllm_sam import resolve_checkpoint
 
         hf_logging.disable_progress_bar()
         self.settings = settings
@@ -38,8 +38,8 @@ class CoraGrounder:
         """Raises LlmError when generation passes the deadline."""
         import torch
 
-        from ..mllm.qwen_vl import generate, pixel_bounds
-        from ..models.cora import SEG_TOKEN, seg_prompt
+        from reasonseg.mllm.qwen_vl import generate, pixel_bounds
+        from reasonseg.models.cora import SEG_TOKEN, seg_prompt
 
         s = self.settings
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": seg_prompt(instruction)}]}]

@@ -9,11 +9,11 @@ import logging
 
 import numpy as np
 
-from ..config import L2LSettings
-from ..query import parse_query
-from ..torch_device import resolve_device
-from .base import FrameResult, Grounding, Instance, Pipeline, Timer
-from .memory_track import mask_box
+from reasonseg.config import L2LSettings
+from reasonseg.query import parse_query
+from reasonseg.torch_device import resolve_device
+from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Timer
+from reasonseg.pipelines.memory_track import mask_box
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class L2LPipeline(Pipeline):
     def __init__(self, settings: L2LSettings) -> None:
         from transformers import BertTokenizerFast
 
-        from ..models.l2l import L2LSegmentor
+        from reasonseg.models.l2l import L2LSegmentor
 
         self.settings = settings
         self.device = resolve_device(settings.device, "l2l.device")
@@ -52,7 +52,7 @@ class L2LPipeline(Pipeline):
         import cv2
         import torch
 
-        from ..models.l2l import preprocess
+        from reasonseg.models.l2l import preprocess
 
         s = self.settings
         timer = Timer()

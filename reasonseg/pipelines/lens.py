@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import LensSettings
-from ..mllm.answer import parse_answer
-from ..model_text import clean_model_text, reason_of
-from ..torch_device import resolve_device, resolve_dtype
-from .base import Timer
-from .prompt_token import TokenAnswer
+from reasonseg.config import LensSettings
+from reasonseg.mllm.answer import parse_answer
+from reasonseg.model_text import clean_model_text, reason_of
+from reasonseg.torch_device import resolve_device, resolve_dtype
+from reasonseg.pipelines.base import Timer
+from reasonseg.pipelines.prompt_token import TokenAnswer
 
 # The release's prompts (src/open_r1/constants.py): what its checkpoints were trained to answer.
 SYSTEM_PROMPT = "You are a helpful assistant. "
@@ -35,7 +35,7 @@ class LensGrounder:
         from transformers import AutoProcessor
         from transformers.utils import logging as hf_logging
 
-        from ..models.lens import LensModel, resolve_checkpoint
+        from reasonseg.models.lens import LensModel, resolve_checkpoint
 
         hf_logging.disable_progress_bar()
         self.settings = settings
@@ -50,7 +50,7 @@ class LensGrounder:
         """Raises LlmError when generation passes the deadline."""
         import torch
 
-        from ..mllm.qwen_vl import generate, pixel_bounds
+        from reasonseg.mllm.qwen_vl import generate, pixel_bounds
 
         s = self.settings
         question = (COT_QUESTION if s.chain_of_thought else QUESTION).format(question=instruction)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import FrameResult, Grounding, Instance, Timer, Track
+from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Timer, Track
 
 
 def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import Settings
-from ..mllm.answer import MllmAnswerError
-from ..prompt import Box, Prompt
-from ..query import parse_query
-from .base import FrameResult, Grounding, Instance, Pipeline, Target, Timer, Track
-from .memory_track import MemoryTrack, mask_box
+from reasonseg.config import Settings
+from reasonseg.mllm.answer import MllmAnswerError
+from reasonseg.prompt import Box, Prompt
+from reasonseg.query import parse_query
+from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Timer, Track
+from reasonseg.pipelines.memory_track import MemoryTrack, mask_box
 
 MIN_MASK_IOU = 0.05  # a predicted IoU below this is no mask at all
 

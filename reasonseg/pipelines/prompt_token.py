@@ -10,11 +10,11 @@ from typing import Protocol
 
 import numpy as np
 
-from ..config import Settings
-from ..prompt import Prompt
-from ..query import parse_query
-from .base import Grounding, Target, Timer
-from .mllm import MllmPipeline
+from reasonseg.config import Settings
+from reasonseg.prompt import Prompt
+from reasonseg.query import parse_query
+from reasonseg.pipelines.base import Grounding, Target, Timer
+from reasonseg.pipelines.mllm import MllmPipeline
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class TokenGrounder(Protocol):
 
 class TokenPipeline(MllmPipeline):
     def __init__(self, grounder: TokenGrounder, settings: Settings) -> None:
-        from ..sam2 import Sam2Segmenter
+        from reasonseg.sam2 import Sam2Segmenter
 
         # the checkpoint's own SAM2 (memory modules included), frames resized as LENS's release resizes them
         segmenter = Sam2Segmenter(grounder.model.sam, device=str(grounder.device), antialias=True)

@@ -15,15 +15,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import Settings
-from ..llm.client import ChatLlm
-from ..label_resolver import LabelResolver
-from ..model_text import reason_of
-from ..prompt import Box, Prompt
-from ..affordances import parse_affordance
-from ..query import Query, Relation, parse_query
-from ..selection import SAME_OBJECT_IOU, box_area, box_intersection, box_iou, select_instances
-from .base import FrameResult, Grounding, Instance, Pipeline, Target, Timer
+from reasonseg.config import Settings
+from reasonseg.llm.client import ChatLlm
+from reasonseg.label_resolver import LabelResolver
+from reasonseg.model_text import reason_of
+from reasonseg.prompt import Box, Prompt
+from reasonseg.affordances import parse_affordance
+from reasonseg.query import Query, Relation, parse_query
+from reasonseg.selection import SAME_OBJECT_IOU, box_area, box_intersection, box_iou, select_instances
+from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Timer
 
 log = logging.getLogger(__name__)
 OCCLUDER_MIN_SCORE = 0.3  # detector score for an object to be cut out of the target's mask

@@ -4,12 +4,12 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from ..config import Settings
-from ..errors import ConfigError, ReasonSegError
-from ..model_cache import require
-from ..segmenter_factory import build_segmenter, load_hf_model, load_model as _load
-from .base import Pipeline
-from .chain import FallbackChain
+from reasonseg.config import Settings
+from reasonseg.errors import ConfigError, ReasonSegError
+from reasonseg.model_cache import require
+from reasonseg.segmenter_factory import build_segmenter, load_hf_model, load_model as _load
+from reasonseg.pipelines.base import Pipeline
+from reasonseg.pipelines.chain import FallbackChain
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,12 @@ class _Parts:
 
 
 def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
-    from ..label_resolver import LabelResolver
-    from ..llm.client import ChatLlm, resolve_endpoint
-    from ..models.centernet import COCO_LABELS, CenterNetDetector
-    from ..text_embedding import TextEmbedder
-    from ..wordnet import WordNet
-    from .refine import RefinePipeline
+    from reasonseg.label_resolver import LabelResolver
+    from reasonseg.llm.client import ChatLlm, resolve_endpoint
+    from reasonseg.models.centernet import COCO_LABELS, CenterNetDetector
+    from reasonseg.text_embedding import TextEmbedder
+    from reasonseg.wordnet import WordNet
+    from reasonseg.pipelines.refine import RefinePipeline
 
     cache = settings.cache_path
     onnx = require(cache, "centernet.onnx")
@@ -54,7 +54,7 @@ def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
                              accept_near_classes=settings.resolver.accept_near_classes)
     person = None
     if settings.segmenter.person_model:
-        from ..person_mask import PersonSegmenter
+        from reasonseg.person_mask import PersonSegmenter
 
         onnx_person = require(cache, "person_selfie.onnx")
         person = _load("selfie person segmenter",
@@ -76,20 +76,20 @@ def _key_home(settings: Settings) -> tuple[str, ...]:
 
 
 def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
-    from .mllm import MllmPipeline
+    from reasonseg.pipelines.mllm import MllmPipeline
 
     m = settings.mllm
     if not m.model:
         raise ConfigError("pipeline mllm needs mllm.model (HF id or local dir; the served name for backend openai)")
     if m.backend == "openai":
-        from ..mllm.openai_vlm import OpenAiVlm
+        from reasonseg.mllm.openai_vlm import OpenAiVlm
 
         try:
             vlm = OpenAiVlm(m)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     else:
-        from ..mllm.qwen_vl import QwenVl
+        from reasonseg.mllm.qwen_vl import QwenVl
 
         vlm = load_hf_model(f"MLLM {m.model}", m.model, lambda: QwenVl(m))
     log.info("mllm pipeline: %s (%s) @ %s, segmenter=%s", m.model, m.backend, vlm.endpoint, _describe(settings))
@@ -97,8 +97,8 @@ def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
 
 
 def _build_lens(settings: Settings, parts: _Parts) -> Pipeline:
-    from .lens import LensGrounder
-    from .prompt_token import TokenPipeline
+    from reasonseg.pipelines.lens import LensGrounder
+    from reasonseg.pipelines.prompt_token import TokenPipeline
 
     if not settings.lens.model:
         raise ConfigError("pipeline lens needs lens.model (a LENS checkpoint dir, or an HF id in the local cache)")
@@ -109,8 +109,8 @@ def _build_lens(settings: Settings, parts: _Parts) -> Pipeline:
 
 
 def _build_cora(settings: Settings, parts: _Parts) -> Pipeline:
-    from .cora import CoraGrounder
-    from .prompt_token import TokenPipeline
+    from reasonseg.pipelines.cora import CoraGrounder
+    from reasonseg.pipelines.prompt_token import TokenPipeline
 
     if not settings.cora.model:
         raise ConfigError("pipeline cora needs cora.model (a CORA checkpoint dir written by training/, or an HF id "
@@ -121,7 +121,7 @@ def _build_cora(settings: Settings, parts: _Parts) -> Pipeline:
 
 
 def _build_l2l(settings: Settings, parts: _Parts) -> Pipeline:
-    from .l2l import L2LPipeline
+    from reasonseg.pipelines.l2l import L2LPipeline
 
     if not settings.l2l.model:
         raise ConfigError("pipeline l2l needs l2l.model (an L2L segmentor dir written by training/)")

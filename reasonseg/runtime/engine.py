@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import RuntimeSettings
-from ..errors import InputError, one_line
-from ..image_codec import validate_rgb
-from ..instruction import sanitize_instruction
-from ..pipelines.base import FrameResult, Grounding, Pipeline, Timer, Track
-from .backoff import RetryBackoff
-from .frame_gate import FairGate, LatestSlot
+from reasonseg.config import RuntimeSettings
+from reasonseg.errors import InputError, one_line
+from reasonseg.image_codec import validate_rgb
+from reasonseg.instruction import sanitize_instruction
+from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Timer, Track
+from reasonseg.runtime.backoff import RetryBackoff
+from reasonseg.runtime.frame_gate import FairGate, LatestSlot
 
 log = logging.getLogger(__name__)
 
