@@ -74,8 +74,8 @@ def run(cache: Path, cameras: list[str], duration: float, hz: float, tmp: Path) 
 
 
 def main() -> int:
-    from reasonseg.config import resolve_cache_dir
-    from reasonseg.report import markdown_table
+    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.report import markdown_table
     from rosnode_harness import use_ros_transport
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXE = [sys.executable, "-m", "reasonseg.cli", "segment"]
+EXE = [sys.executable, "-m", "reasonseg.cli.main", "segment"]
 
 
 def main() -> int:
-    from reasonseg.config import resolve_cache_dir
-    from reasonseg.report import markdown_table
+    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.report import markdown_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=6)

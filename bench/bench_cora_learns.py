@@ -77,7 +77,7 @@ def one_seed(seed: int, stage1_steps: int, stage3_steps: int, every: int, arms: 
 
 
 def main() -> int:
-    from reasonseg.report import markdown_table
+    from reasonseg.core.report import markdown_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -64,7 +64,7 @@ def ov_op_profile(path: Path, feed: dict, rounds: int, precision: str) -> dict[s
     plus the counters)."""
     import openvino as ov
 
-    from reasonseg.openvino_graph import compile_config
+    from reasonseg.backends.openvino_graph import compile_config
 
     cm = ov.Core().compile_model(str(path), "CPU", {**compile_config(precision), "PERF_COUNT": True})
     req = cm.create_infer_request()
@@ -141,13 +141,13 @@ def input_size_study(cache: Path, sizes: tuple[int, ...]) -> dict:
     detector's top-4 boxes (+ points, as `refine` prompts) on the evaluation photos (or the sample ones)."""
     import numpy as np
 
-    from reasonseg.config import Settings
-    from reasonseg.export.formats import read_photos
-    from reasonseg.export.parity import mask_iou
-    from reasonseg.models.centernet import CenterNetDetector
+    from reasonseg.settings.sections import Settings
+    from reasonseg_export.formats import read_photos
+    from reasonseg_export.parity import mask_iou
+    from reasonseg.grounding.detector import CenterNetDetector
     from reasonseg.models.lite_sam import LiteSamConfig
-    from reasonseg.prompt import Prompt
-    from reasonseg.segmenters import TorchLiteSam
+    from reasonseg.core.prompt import Prompt
+    from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
 
     folder = cache / "eval_photos" if (cache / "eval_photos").is_dir() else cache / "images"
     photos = [cv2.resize(p, (640, 480)) for p in read_photos(folder, limit=64)]
@@ -181,8 +181,8 @@ def crop_study(seg, photos: list, prompts: list, reference: list) -> dict:  # no
     prompt in crop pixels, paste back; masks vs the full-frame ones."""
     import numpy as np
 
-    from reasonseg.export.parity import mask_iou
-    from reasonseg.prompt import Prompt
+    from reasonseg_export.parity import mask_iou
+    from reasonseg.core.prompt import Prompt
 
     ious = []
     for (i, pr), ref in zip(prompts, reference):
@@ -208,20 +208,20 @@ def crop_study(seg, photos: list, prompts: list, reference: list) -> dict:  # no
 def main() -> int:
     import torch
 
-    from reasonseg.config import Settings, resolve_cache_dir, with_overrides
-    from reasonseg.export.formats import read_photos
-    from reasonseg.export.cpu_int8 import this_cpu
-    from reasonseg.export.lite_sam import export_lite_sam, masks_iou_vs_fp32
-    from reasonseg.export.precision import to_int8
-    from reasonseg.export.parity import mask_iou
-    from reasonseg.models.centernet import CenterNetDetector
-    from reasonseg.openvino_graph import OvGraph, native_bf16
-    from reasonseg.segmenter_factory import auto_backend
-    from reasonseg.person_mask import PersonSegmenter
-    from reasonseg.pipelines import build_pipeline
-    from reasonseg.prompt import Prompt
-    from reasonseg.report import interleaved_median_ms, markdown_table
-    from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam, TorchLiteSam, preprocess_image
+    from reasonseg.settings.sections import Settings, resolve_cache_dir, with_overrides
+    from reasonseg_export.formats import read_photos
+    from reasonseg.backends.cpu_int8 import this_cpu
+    from reasonseg_export.lite_sam import export_lite_sam, masks_iou_vs_fp32
+    from reasonseg_export.precision import to_int8
+    from reasonseg_export.parity import mask_iou
+    from reasonseg.grounding.detector import CenterNetDetector
+    from reasonseg.backends.openvino_graph import OvGraph, native_bf16
+    from reasonseg.segmenters.registry import auto_backend
+    from reasonseg.segmenters.person import PersonSegmenter
+    from reasonseg.pipelines.registry import build_pipeline
+    from reasonseg.core.prompt import Prompt
+    from reasonseg.core.report import interleaved_median_ms, markdown_table
+    from reasonseg.segmenters.lite_sam.runners import DECODER_FILE, OnnxLiteSam, TorchLiteSam, preprocess_image
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=15)

@@ -4,7 +4,7 @@
 
 onnxruntime's dynamic int8 matrix product quantizes activations to u8 per tensor and weights to s8 per output
 channel. On x86 without VNNI its kernel (VPMADDUBSW) adds each adjacent pair of u8*s8 products into a
-saturating int16 (`reasonseg/export/cpu_int8.py`). This script runs the encoder's 40 matrix products in torch
+saturating int16 (`reasonseg/backends/cpu_int8.py`). This script runs the encoder's 40 matrix products in torch
 with exactly that arithmetic - integer products, the pair sums clipped at int16 or not - for full-range
 (|w| <= 127) and 7-bit (|w| <= 64, `reduce_range`, the export's default) weights, and reports the mask IoU
 vs fp32 over the export check's box prompts (`EVAL_BOXES`, `largest_in_box`) and the share of pairs
@@ -73,14 +73,14 @@ class Emulation:
 def main() -> int:
     import torch
 
-    from reasonseg.config import resolve_cache_dir
-    from reasonseg.export.cpu_int8 import this_cpu
-    from reasonseg.export.formats import read_photos
-    from reasonseg.export.lite_sam import EVAL_BOXES
-    from reasonseg.export.parity import mask_iou
-    from reasonseg.prompt import Prompt
-    from reasonseg.report import markdown_table
-    from reasonseg.segmenters import TorchLiteSam
+    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.backends.cpu_int8 import this_cpu
+    from reasonseg_export.formats import read_photos
+    from reasonseg_export.lite_sam import EVAL_BOXES
+    from reasonseg_export.parity import mask_iou
+    from reasonseg.core.prompt import Prompt
+    from reasonseg.core.report import markdown_table
+    from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", type=int, default=6, help="sample photos from the set-up cache (6: the export's)")

@@ -51,7 +51,7 @@ def run(init: Path, mode: str, seed: int, epochs: int, samples: int) -> dict:
 
 
 def main() -> int:
-    from reasonseg.report import markdown_table
+    from reasonseg.core.report import markdown_table
     from training.init_model import init_l2l
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

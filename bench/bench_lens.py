@@ -41,8 +41,8 @@ def build_checkpoint(dims: str, work: Path) -> Path:
 def run(dims: str, device: str, repeats: int, new_tokens: int, size: tuple[int, int]) -> dict:
     import torch
 
-    from reasonseg.config import Settings, with_overrides
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.settings.sections import Settings, with_overrides
+    from reasonseg.pipelines.registry import build_pipeline
 
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)

@@ -109,7 +109,7 @@ def one_seed(seed: int, format_steps: int, stage1_steps: int, stage2_steps: int,
 
 
 def main() -> int:
-    from reasonseg.report import markdown_table
+    from reasonseg.core.report import markdown_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

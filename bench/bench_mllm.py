@@ -53,9 +53,9 @@ def _sync(device: str):
 
 
 def bench_vlm(settings, image, repeats: int) -> dict:
-    from reasonseg.errors import ReasonSegError
-    from reasonseg.pipelines import build_pipeline
-    from reasonseg.report import median_ms
+    from reasonseg.core.errors import ReasonSegError
+    from reasonseg.pipelines.registry import build_pipeline
+    from reasonseg.core.report import median_ms
 
     pipeline = build_pipeline(settings)
 
@@ -74,14 +74,14 @@ def bench_vlm(settings, image, repeats: int) -> dict:
 
 
 def _dog_prompt(image):
-    from reasonseg.prompt import Prompt
+    from reasonseg.core.prompt import Prompt
 
     h, w = image.shape[:2]
     return Prompt(box=(130 / 768 * w, 220 / 576 * h, 310 / 768 * w, 545 / 576 * h))
 
 
 def bench_segmenter(segmenter, image, repeats: int, track_frames: int, device: str) -> dict:
-    from reasonseg.report import median_ms
+    from reasonseg.core.report import median_ms
 
     sync = _sync(device)
     prompt = _dog_prompt(image)
@@ -131,9 +131,9 @@ def _sam2_checkpoint(arch: str, directory: Path) -> Path:
 
 def main() -> int:
     from openai_server import OpenAiServer, scripted_vlm
-    from reasonseg.config import Settings, resolve_cache_dir, with_overrides
-    from reasonseg.report import markdown_table
-    from reasonseg.segmenter_factory import build_segmenter
+    from reasonseg.settings.sections import Settings, resolve_cache_dir, with_overrides
+    from reasonseg.core.report import markdown_table
+    from reasonseg.segmenters.registry import build_segmenter
     from tiny_models import QWEN25_VL_3B, tiny_qwen25_vl
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

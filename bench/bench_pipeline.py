@@ -37,14 +37,14 @@ def frame_bgr(cache: Path) -> np.ndarray:
 
 def bench_stages(cache: Path, repeats: int) -> dict:
     from openai_server import OpenAiServer
-    from reasonseg.config import BACKENDS, Settings
-    from reasonseg.errors import ReasonSegError
-    from reasonseg.label_resolver import LabelResolver
-    from reasonseg.llm.client import ChatLlm
-    from reasonseg.models.centernet import COCO_LABELS, CenterNetDetector
-    from reasonseg.segmenter_factory import build_segmenter
-    from reasonseg.report import median_ms
-    from reasonseg.text_embedding import TextEmbedder
+    from reasonseg.settings.sections import BACKENDS, Settings
+    from reasonseg.core.errors import ReasonSegError
+    from reasonseg.grounding.label_resolver import LabelResolver
+    from reasonseg.grounding.llm.client import ChatLlm
+    from reasonseg.grounding.detector import COCO_LABELS, CenterNetDetector
+    from reasonseg.segmenters.registry import build_segmenter
+    from reasonseg.core.report import median_ms
+    from reasonseg.grounding.text_embedding import TextEmbedder
 
     image = frame_bgr(cache)[:, :, ::-1].copy()
     settings = Settings()
@@ -80,9 +80,9 @@ def frame_sequence_child(spin: bool, repeats: int) -> dict:
         real = ort.SessionOptions.add_session_config_entry
         ort.SessionOptions.add_session_config_entry = (
             lambda self, key, value: real(self, key, "1" if key == "session.intra_op.allow_spinning" else value))
-    from reasonseg.config import Settings, resolve_cache_dir
-    from reasonseg.models.centernet import CenterNetDetector
-    from reasonseg.segmenter_factory import build_segmenter
+    from reasonseg.settings.sections import Settings, resolve_cache_dir
+    from reasonseg.grounding.detector import CenterNetDetector
+    from reasonseg.segmenters.registry import build_segmenter
 
     cache = resolve_cache_dir()
     image = frame_bgr(cache)[:, :, ::-1].copy()
@@ -188,8 +188,8 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_par
 
 
 def main() -> int:
-    from reasonseg.config import resolve_cache_dir
-    from reasonseg.report import markdown_table
+    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.report import markdown_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=600.0, help="node soak seconds (acceptance: 600)")
@@ -240,7 +240,7 @@ def main() -> int:
 def _plot_soak(rss: list, latency: list, path: Path) -> None:
     """Two panels over the soak, drawn with OpenCV (no plotting dependency): node RSS after start-up (MB, its
     own narrow scale, so growth would show) and every mask's latency (ms) with the median line."""
-    from reasonseg.output_files import write_png
+    from reasonseg.core.output_files import write_png
 
     warm = [(t, r) for t, r in rss if t > 0]  # the first sample is the node still loading its models
     if len(warm) < 2 or not latency:

@@ -30,13 +30,13 @@ def main() -> int:
     import torch
     from transformers import Sam2VideoConfig, Sam2VideoModel
 
-    from reasonseg.config import resolve_cache_dir
-    from reasonseg.export.sam2 import export_sam2
-    from reasonseg.export.sam2_track import STEP_INPUTS
-    from reasonseg.prompt import Prompt
-    from reasonseg.report import markdown_table
-    from reasonseg.sam2 import Sam2Segmenter
-    from reasonseg.sam2_onnx import OnnxSam2Segmenter
+    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg_export.sam2 import export_sam2
+    from reasonseg.segmenters.sam2.graphs import STEP_INPUTS
+    from reasonseg.core.prompt import Prompt
+    from reasonseg.core.report import markdown_table
+    from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
+    from reasonseg.segmenters.sam2.onnx_runner import OnnxSam2Segmenter
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=12)

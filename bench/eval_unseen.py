@@ -46,7 +46,7 @@ def load_cases(path: Path = CASES) -> tuple[dict, list[dict]]:
 
 def prepare(spec: dict, dest: Path) -> None:
     """Fetch every photo of the set into `dest` (a set-up step: the evaluation itself never downloads)."""
-    from reasonseg.config import resolve_cache_dir
+    from reasonseg.settings.sections import resolve_cache_dir
 
     dest.mkdir(parents=True, exist_ok=True)
     wanted: dict[str, list[str]] = defaultdict(list)
@@ -91,7 +91,7 @@ def judge(case: dict, result) -> tuple[bool, str]:
 
 
 def _row(image: np.ndarray, case: dict, result, why: str):
-    from reasonseg.render import render_overlay
+    from reasonseg.core.render import render_overlay
 
     framed = image.copy()
     if case["box"] is not None:
@@ -123,12 +123,12 @@ def summarise(records: list[dict]) -> dict:
 
 
 def main() -> int:
-    from reasonseg.config import Settings, resolve_cache_dir, with_overrides
-    from reasonseg.image_codec import read_image_file
-    from reasonseg.output_files import write_bytes, write_json
-    from reasonseg.pipelines import build_pipeline
-    from reasonseg.render import contact_sheet
-    from reasonseg.report import markdown_table
+    from reasonseg.settings.sections import Settings, resolve_cache_dir, with_overrides
+    from reasonseg.core.image_codec import read_image_file
+    from reasonseg.core.output_files import write_bytes, write_json
+    from reasonseg.pipelines.registry import build_pipeline
+    from reasonseg.core.render import contact_sheet
+    from reasonseg.core.report import markdown_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prepare", action="store_true", help="fetch the photos into the model cache and stop")

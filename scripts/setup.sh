@@ -23,7 +23,7 @@ pip_q() {
 }
 
 stamp_file=$VENV/.reasonseg-deps
-want=$(cat pyproject.toml constraints.txt requirements-ros.txt ros_ws/src/*/setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml setup.py constraints.txt requirements-ros.txt ros_ws/src/*/setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp_file" 2>/dev/null)" != "$want" ]; then
   say "(1/5) installing torch 2.14.1 + torchvision 0.29.1 (CPU run, ~5.5 GB, from local wheels when present)"
   pip_q -c constraints.txt torch torchvision

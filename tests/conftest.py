@@ -21,7 +21,7 @@ use_ros_transport()  # before any test creates a DDS participant, whatever the t
 
 # The stop tests play a terminal's Ctrl-C and hang-up to commands started as their own foreground group. Run as
 # a background job of a shell without job control (`bash .ci/run &`) this process inherits SIGINT ignored, under
-# nohup SIGHUP; every command it starts would too, and rightly keep ignoring them (reasonseg.entry). A Python
+# nohup SIGHUP; every command it starts would too, and rightly keep ignoring them (reasonseg.core.signals). A Python
 # handler here is reset to the default action in each command it starts, which is what a terminal gives them;
 # this process itself still ignores a hang-up, as nohup asked.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
@@ -32,7 +32,7 @@ if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
 
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
-    from reasonseg.config import resolve_cache_dir
+    from reasonseg.settings.sections import resolve_cache_dir
 
     cache = resolve_cache_dir()
     missing = [n for n in ("centernet.onnx", "lite_sam.safetensors", "minilm/config.json", "images/dog.jpg")
@@ -60,8 +60,8 @@ def load_rgb():
 @pytest.fixture(scope="session")
 def refine_pipeline(cache_dir: Path):
     """The embedded-default pipeline, loaded once (a few seconds)."""
-    from reasonseg.config import Settings
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.settings.sections import Settings
+    from reasonseg.pipelines.registry import build_pipeline
 
     return build_pipeline(Settings(pipeline="refine"))
 
@@ -88,9 +88,10 @@ def tiny_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_export(tiny_weights: Path, photos: Path, tmp_path_factory) -> Path:
     """`reasonseg export lite-sam` of the tiny model: fp32 + fp16 + int8, judged on 2 sample photos."""
-    from reasonseg.export.formats import read_photos
-    from reasonseg.export.lite_sam import ENCODER, export_lite_sam
-    from reasonseg.segmenters import DECODER_FILE
+    from reasonseg_export.formats import read_photos
+    from reasonseg_export.lite_sam import export_lite_sam
+    from reasonseg.segmenters.lite_sam.precision import ENCODER
+    from reasonseg.segmenters.lite_sam.runners import DECODER_FILE
     from test_lite_sam import TINY
 
     out = tmp_path_factory.mktemp("export") / "lite_sam"

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
-from reasonseg.models.centernet import COCO_LABELS, CenterNetDetector, Detection
-from reasonseg.export.tfjs_to_onnx import convert_tfjs_graph, main as converter_main
+from reasonseg.grounding.detector import COCO_LABELS, CenterNetDetector, Detection
+from reasonseg_export.tfjs_to_onnx import convert_tfjs_graph, main as converter_main
 
 # --------------------------------------------------------------------------- writing TF.js models
 
@@ -474,7 +474,7 @@ DOG_JPG_LABELS = {"dog": {"dog"}, "truck": {"truck", "car"}, "bicycle": {"bicycl
 
 
 def test_real_model_dog_jpg(cache_dir: Path, load_rgb) -> None:
-    from reasonseg.selection import box_iou
+    from reasonseg.grounding.selection import box_iou
     from targets import BOXES
 
     image = load_rgb(cache_dir / "images" / "dog.jpg")

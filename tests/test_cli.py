@@ -14,7 +14,7 @@ import pytest
 from openai_server import OpenAiServer
 from targets import BOXES, mask_in_box
 
-EXE = [sys.executable, "-m", "reasonseg.cli"]
+EXE = [sys.executable, "-m", "reasonseg.cli.main"]
 ROOT_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -149,8 +149,9 @@ def test_damaged_model_file_refused_with_one_line(photos, tmp_path, cache_dir, n
 def test_damaged_openvino_encoder_refused_with_one_line(photos, tmp_path, cache_dir, suffix):
     """The default backend (auto) runs an OpenVINO IR (int8 or bf16) where this CPU has native bf16: a flipped byte
     in either of its two files is refused, not run with wrong weights."""
-    from reasonseg.config import SegmenterSettings
-    from reasonseg.segmenter_factory import auto_backend, openvino_encoder
+    from reasonseg.settings.sections import SegmenterSettings
+    from reasonseg.segmenters.registry import auto_backend
+    from reasonseg.segmenters.lite_sam.precision import openvino_encoder
 
     if auto_backend(SegmenterSettings(device="cpu"), cache_dir)[0] != "openvino":
         pytest.skip("the default runs onnxruntime on this CPU (no native bf16 or no judged OpenVINO encoder)")

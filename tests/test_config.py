@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from reasonseg.config import Settings, load_settings, unknown_parameter_warnings
-from reasonseg.errors import ConfigError
+from reasonseg.settings.sections import Settings, load_settings, unknown_parameter_warnings
+from reasonseg.core.errors import ConfigError
 
 
 def test_driving_yaml_is_valid_and_complete():
@@ -65,7 +65,7 @@ def test_unknown_parameter_warnings_name_the_closest_setting():
 
 
 def test_node_command_line_checked_before_rcl(tmp_path):
-    from reasonseg.config import check_ros_args
+    from reasonseg.settings.sections import check_ros_args
 
     good = tmp_path / "p.yaml"
     good.write_text("/**:\n  ros__parameters: {}\n")

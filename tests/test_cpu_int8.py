@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reasonseg.export.cpu_int8 import int8_kernels, read_cpu, saturation_risk
+from reasonseg.backends.cpu_int8 import int8_kernels, read_cpu, saturation_risk
 
 # /proc/cpuinfo as the kernel prints it, one processor each, flags cut to the telling ones
 ZEN4 = """processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9554 64-Core Processor

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reasonseg.data import read_reasonseg, read_refcoco, semi_supervised_split
+from reasonseg.data.referring import read_reasonseg, read_refcoco, semi_supervised_split
 
 
 @pytest.fixture()

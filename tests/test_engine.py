@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from reasonseg.config import RuntimeSettings
-from reasonseg.errors import InputError
+from reasonseg.settings.sections import RuntimeSettings
+from reasonseg.core.errors import InputError
 from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Target, Timer
-from reasonseg.prompt import Prompt
+from reasonseg.core.prompt import Prompt
 from reasonseg.runtime.engine import Frame, PerceptionEngine
 
 

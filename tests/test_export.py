@@ -10,20 +10,22 @@ import cv2
 import numpy as np
 import pytest
 
-from reasonseg.cli import main as cli
-from reasonseg.config import SegmenterSettings
-from reasonseg.errors import CheckpointError, ConfigError, ModelCacheError
-from reasonseg.export import cpu_int8
-from reasonseg.export.cpu_int8 import this_cpu
-from reasonseg.export.formats import FORMATS, read_photos
-from reasonseg.export.lite_sam import ENCODER, FP32_MAX_REL, export_lite_sam
-from reasonseg.export.manifest import manifest_path, read_manifest
-from reasonseg.export.parity import ParityError, errors, mask_iou, require_close
-from reasonseg.model_cache import read_manifest as read_cache_manifest, record_files, write_manifest
-from reasonseg.onnx_session import check_feeds, open_session
-from reasonseg.prompt import Prompt
-from reasonseg.segmenter_factory import AUTO_INT8_MIN_IOU, build_segmenter, lite_sam_encoder
-from reasonseg.segmenters import DECODER_FILE, OnnxLiteSam
+from reasonseg.cli.main import main as cli
+from reasonseg.settings.sections import SegmenterSettings
+from reasonseg.core.errors import CheckpointError, ConfigError, ModelCacheError
+from reasonseg.backends import cpu_int8
+from reasonseg.backends.cpu_int8 import this_cpu
+from reasonseg_export.formats import FORMATS, read_photos
+from reasonseg_export.lite_sam import FP32_MAX_REL, export_lite_sam
+from reasonseg.segmenters.lite_sam.precision import ENCODER
+from reasonseg.core.graph_manifest import manifest_path, read_manifest
+from reasonseg_export.parity import ParityError, errors, mask_iou, require_close
+from reasonseg.core.model_cache import read_manifest as read_cache_manifest, record_files, write_manifest
+from reasonseg.backends.onnxruntime_graph import check_feeds, open_session
+from reasonseg.core.prompt import Prompt
+from reasonseg.segmenters.registry import build_segmenter
+from reasonseg.segmenters.lite_sam.precision import AUTO_INT8_MIN_IOU, lite_sam_encoder
+from reasonseg.segmenters.lite_sam.runners import DECODER_FILE, OnnxLiteSam
 from test_cpu_int8 import SKYLAKE, ZEN4
 from test_lite_sam import TINY
 
@@ -241,7 +243,7 @@ def sam2_export(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_sam2_graphs_give_the_pytorch_segmenters_masks_for_every_prompt_kind(sam2_export, photos, load_rgb):
-    from reasonseg.sam2 import Sam2Segmenter
+    from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
 
     ckpt, onnx_dir = sam2_export
     parity = read_manifest(onnx_dir / "sam2_decoder.onnx")["parity"]
@@ -270,7 +272,7 @@ def test_sam2_tracking_graphs_give_the_pytorch_streams_masks(sam2_export, photos
     frame 16) and one pruned to the last 3 frames."""
     from reasonseg.pipelines.base import Grounding, Target
     from reasonseg.pipelines.memory_track import MemoryTrack
-    from reasonseg.sam2 import Sam2Segmenter
+    from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
 
     ckpt, onnx_dir = sam2_export
     step = read_manifest(onnx_dir / "sam2_track_step.onnx")
@@ -302,8 +304,8 @@ def test_io_binding_keeps_features_on_the_device_and_gives_the_same_masks(tiny_e
                                                                           load_rgb) -> None:
     """What runs on a GPU (outputs allocated on the session's device, the encoder's output fed to the decoder and
     the tracking graphs as an OrtValue, no host round trip), run here on the CPU device: same numbers."""
-    from reasonseg.onnx_session import BoundSession, host, is_device_value
-    from reasonseg.sam2_onnx import OnnxSam2Segmenter
+    from reasonseg.backends.onnxruntime_graph import BoundSession, host, is_device_value
+    from reasonseg.segmenters.sam2.onnx_runner import OnnxSam2Segmenter
 
     image = load_rgb(photos / "dog.jpg")
     plain = OnnxLiteSam(tiny_export / ENCODER, tiny_export / DECODER_FILE)
@@ -344,8 +346,8 @@ def test_io_binding_keeps_features_on_the_device_and_gives_the_same_masks(tiny_e
 @pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
                     reason="this onnxruntime has no CUDA provider (onnxruntime-gpu on an NVIDIA GPU machine)")
 def test_cuda_sessions_are_io_bound_and_keep_the_masks(tiny_export, sam2_export, photos, load_rgb) -> None:
-    from reasonseg.onnx_session import BoundSession
-    from reasonseg.sam2_onnx import OnnxSam2Segmenter
+    from reasonseg.backends.onnxruntime_graph import BoundSession
+    from reasonseg.segmenters.sam2.onnx_runner import OnnxSam2Segmenter
 
     image = load_rgb(photos / "dog.jpg")
     cpu = OnnxLiteSam(tiny_export / ENCODER, tiny_export / DECODER_FILE)
@@ -448,7 +450,7 @@ def test_tensorrt_backend_without_tensorrt_is_one_clear_line(cache_dir, tmp_path
         pytest.skip("tensorrt is installed here: the engine tests below run instead")
     except ImportError:
         pass
-    from reasonseg.errors import ConfigError
+    from reasonseg.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="`tensorrt` Python package is not installed"):
         build_segmenter(SegmenterSettings(backend="tensorrt"), cache_dir)
@@ -462,7 +464,8 @@ def test_tensorrt_engine_matches_onnxruntime_and_refuses_foreign_engines(tiny_ex
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device: TensorRT engines cannot be built or run")
-    from reasonseg.export.tensorrt import TrtGraph, build_engine
+    from reasonseg_export.tensorrt import build_engine
+    from reasonseg.backends.tensorrt_graph import TrtGraph
 
     enc = build_engine(tiny_export / ENCODER, tmp_path, precision="fp32")
     assert build_engine(tiny_export / ENCODER, tmp_path, precision="fp32") == enc  # cached under its key

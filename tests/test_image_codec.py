@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from reasonseg.errors import InputError
-from reasonseg.image_codec import decode_image, validate_rgb
+from reasonseg.core.errors import InputError
+from reasonseg.core.image_codec import decode_image, validate_rgb
 
 
 def _rgb(h=4, w=5):
@@ -153,7 +153,7 @@ def test_validate_rgb():
 def test_a_file_too_big_for_any_allowed_image_is_refused_unread(tmp_path):
     """A video or disk image named .jpg: refused from its size, before it is read into memory (np.fromfile read
     it whole, then the decoder refused it)."""
-    from reasonseg.image_codec import read_image_file
+    from reasonseg.core.image_codec import read_image_file
 
     big = tmp_path / "drive.jpg"
     with big.open("wb") as f:  # sparse: 1 GB on paper, nothing on disk

@@ -1,8 +1,8 @@
 import pytest
 
-from reasonseg.errors import InputError
-from reasonseg.instruction import sanitize_instruction
-from reasonseg.query import parse_query
+from reasonseg.core.errors import InputError
+from reasonseg.core.instruction import sanitize_instruction
+from reasonseg.grounding.query import parse_query
 
 
 def test_sanitize_instruction_cleans_and_rejects():

@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 from reasonseg_perception.launch_runner import LAUNCH_DEFAULTS, bringup_share, node_command, ros_environment
-from reasonseg.config import load_settings
+from reasonseg.settings.sections import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "ros_ws/src/reasonseg_bringup/launch/driving.launch.py"
@@ -25,7 +25,7 @@ def test_launch_file_names_real_executables_and_params():
     assert set(args) == {"camera_topic", "params_file", "backend", "namespace", "local_shm"}
     for name in ("camera_topic", "backend", "namespace", "local_shm"):  # the runner mirrors the launch defaults
         assert args[name].value == LAUNCH_DEFAULTS[name]
-    # choice lists come from the one definition in reasonseg.config
+    # choice lists come from the one definition in reasonseg.settings.sections
     backend_choices = _kw(next(c for c in _calls(tree, "DeclareLaunchArgument") if c.args[0].value == "backend"))
     assert ast.unparse(backend_choices["choices"]) == "['', *BACKENDS]"
     (node,) = _calls(tree, "Node")

@@ -79,8 +79,8 @@ def test_save_pretrained_round_trips_bit_exactly_in_the_release_layout(release, 
 
 
 def test_sam2_part_gives_the_standalone_segmenters_mask_logits(release, model):
-    from reasonseg.prompt import Prompt
-    from reasonseg.sam2 import Sam2Segmenter
+    from reasonseg.core.prompt import Prompt
+    from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
 
     _, sam_dir = release
     standalone = Sam2Segmenter(str(sam_dir), device="cpu")
@@ -200,9 +200,9 @@ def test_broken_checkpoints_name_their_keys_and_the_fix(release, tmp_path):
 
 
 def test_pipeline_masks_from_the_queries_even_with_no_box_in_the_answer(release, photos, load_rgb):
-    from reasonseg.config import Settings, with_overrides
-    from reasonseg.errors import CheckpointError, ModelCacheError
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.settings.sections import Settings, with_overrides
+    from reasonseg.core.errors import CheckpointError, ModelCacheError
+    from reasonseg.pipelines.registry import build_pipeline
 
     ckpt, _ = release
     settings = with_overrides(Settings(), ["pipeline=lens", f"lens.model={ckpt}", "lens.max_new_tokens=6",

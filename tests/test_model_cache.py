@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from reasonseg import assets, model_cache
-from reasonseg.errors import ModelCacheError
-from reasonseg.model_cache import read_manifest, record_files, require, write_manifest
+from reasonseg.cli import prepare_models
+from reasonseg.core import model_cache
+from reasonseg.core.errors import ModelCacheError
+from reasonseg.core.model_cache import read_manifest, record_files, require, write_manifest
 
 
 def _cache(tmp_path: Path) -> Path:
@@ -82,18 +83,18 @@ def test_setup_step_reruns_when_an_output_is_damaged(tmp_path, monkeypatch):
         (cache / "model" / "weights.bin").write_bytes(b"w" * 1000)
         (cache / "model" / "vocab.txt").write_text("a b c")
 
-    monkeypatch.setattr(assets, "STEPS", [("tiny model", ("model",), step)])
+    monkeypatch.setattr(prepare_models, "STEPS", [("tiny model", ("model",), step)])
     cache = tmp_path / "c"
-    assets.prepare_all(cache)
-    assets.prepare_all(cache)
+    prepare_models.prepare_all(cache)
+    prepare_models.prepare_all(cache)
     assert len(runs) == 1  # cached the second time
     _flip(cache / "model" / "weights.bin")
     with pytest.raises(ModelCacheError):
         require(cache, "model")
-    assets.prepare_all(cache)
+    prepare_models.prepare_all(cache)
     assert len(runs) == 2 and require(cache, "model")
     (cache / "model" / "vocab.txt").unlink()
-    assets.prepare_all(cache)
+    prepare_models.prepare_all(cache)
     assert len(runs) == 3 and require(cache, "model")
 
 
@@ -104,12 +105,12 @@ def test_setup_step_reruns_when_an_intact_output_is_stale(tmp_path, monkeypatch)
         runs.append(1)
         (cache / "timing.json").write_text("{}")
 
-    monkeypatch.setattr(assets, "STEPS", [("timing", ("timing.json",), step)])
-    monkeypatch.setattr(assets, "STALE_IF", {"timing.json": lambda cache: stale[0]})
+    monkeypatch.setattr(prepare_models, "STEPS", [("timing", ("timing.json",), step)])
+    monkeypatch.setattr(prepare_models, "STALE_IF", {"timing.json": lambda cache: stale[0]})
     cache = tmp_path / "c"
-    assets.prepare_all(cache)
-    assets.prepare_all(cache)
+    prepare_models.prepare_all(cache)
+    prepare_models.prepare_all(cache)
     assert len(runs) == 1  # intact and current
     stale[0] = True  # e.g. the files it timed were re-made
-    assets.prepare_all(cache)
+    prepare_models.prepare_all(cache)
     assert len(runs) == 2

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from reasonseg.metrics import ReferringIoU, SemanticIoU
+from reasonseg.core.metrics import ReferringIoU, SemanticIoU
 from training.objectives.grpo import (box_iou, dice_loss, focal_loss, format_reward, group_advantages, grpo_loss,
                                       mask_iou, unified_reward)
 

@@ -13,21 +13,25 @@ import pytest
 
 pytest.importorskip("openvino", reason="openvino is not installed (the `cpu` extra brings it)")
 
-from reasonseg import openvino_graph  # noqa: E402
-from reasonseg.config import SegmenterSettings  # noqa: E402
-from reasonseg.errors import CheckpointError, ConfigError, ModelCacheError  # noqa: E402
-from reasonseg.export.formats import read_photos  # noqa: E402
-from reasonseg.export.lite_sam import ENCODER, FP32_MAX_REL, export_openvino, to_openvino_ir  # noqa: E402
-from reasonseg.export.manifest import manifest_path, read_manifest, write_manifest  # noqa: E402
-from reasonseg.export.openvino_speed import SPEED_FILE, cpu_signature, read_speed, time_encoders  # noqa: E402
-from reasonseg.export.parity import require_close  # noqa: E402
-from reasonseg.model_cache import read_manifest as read_cache_manifest, record_files  # noqa: E402
-from reasonseg.model_cache import write_manifest as write_cache_manifest  # noqa: E402
-from reasonseg.onnx_session import open_session  # noqa: E402
-from reasonseg.openvino_graph import OvGraph, inner_precision, native_bf16  # noqa: E402
-from reasonseg.prompt import Prompt  # noqa: E402
-from reasonseg.segmenter_factory import auto_backend, build_segmenter, openvino_encoder  # noqa: E402
-from reasonseg.segmenters import DECODER_FILE, DECODER_INPUTS, OnnxLiteSam  # noqa: E402
+from reasonseg.backends import openvino_graph  # noqa: E402
+from reasonseg.settings.sections import SegmenterSettings  # noqa: E402
+from reasonseg.core.errors import CheckpointError, ConfigError, ModelCacheError  # noqa: E402
+from reasonseg_export.formats import read_photos  # noqa: E402
+from reasonseg_export.lite_sam import FP32_MAX_REL, export_openvino, to_openvino_ir
+from reasonseg.segmenters.lite_sam.precision import ENCODER
+from reasonseg_export.manifest import write_manifest
+from reasonseg.core.graph_manifest import manifest_path, read_manifest
+from reasonseg_export.openvino_speed import time_encoders
+from reasonseg.segmenters.lite_sam.precision import SPEED_FILE, cpu_signature, read_speed
+from reasonseg_export.parity import require_close  # noqa: E402
+from reasonseg.core.model_cache import read_manifest as read_cache_manifest, record_files  # noqa: E402
+from reasonseg.core.model_cache import write_manifest as write_cache_manifest  # noqa: E402
+from reasonseg.backends.onnxruntime_graph import open_session  # noqa: E402
+from reasonseg.backends.openvino_graph import OvGraph, inner_precision, native_bf16  # noqa: E402
+from reasonseg.core.prompt import Prompt  # noqa: E402
+from reasonseg.segmenters.registry import auto_backend, build_segmenter
+from reasonseg.segmenters.lite_sam.precision import openvino_encoder
+from reasonseg.segmenters.lite_sam.runners import DECODER_FILE, DECODER_INPUTS, OnnxLiteSam  # noqa: E402
 from test_lite_sam import TINY  # noqa: E402
 
 needs_native_bf16 = pytest.mark.skipif(not native_bf16(), reason="this CPU has no native bf16 (AVX512_BF16 / AMX)")
@@ -98,7 +102,7 @@ def _cache_with_ov(tiny_export: Path, tmp_path: Path, bf16: float | None, int8: 
 def _pretend_cpu(monkeypatch, native: bool) -> None:
     """The CPU these choices are about: native bf16 or not, and exact int8 kernels (VNNI), whatever this one has
     (on a CPU without VNNI the full-range int8 IRs are passed over before any of the rules tested here)."""
-    from reasonseg.export import cpu_int8
+    from reasonseg.backends import cpu_int8
 
     real = cpu_int8.this_cpu()
     monkeypatch.setattr(openvino_graph, "native_bf16", lambda: native)
@@ -159,7 +163,7 @@ def test_auto_takes_int8_only_where_the_set_up_timed_it_faster_on_this_cpu(tiny_
 
 
 def test_a_timing_from_another_cpu_or_of_other_files_is_not_believed(tiny_export, tmp_path, monkeypatch) -> None:
-    from reasonseg import assets
+    from reasonseg.cli import prepare_models
 
     _pretend_cpu(monkeypatch, True)
     slow_int8 = {"int8": 200.0, "bf16": 100.0}
@@ -167,15 +171,15 @@ def test_a_timing_from_another_cpu_or_of_other_files_is_not_believed(tiny_export
         if other == {"isa": cpu_signature()["isa"]}:
             continue  # that one is this CPU
         elsewhere = _cache_with_ov(tiny_export, tmp_path / str(i), 0.99, int8=0.97, timed_ms=slow_int8, timed_on=other)
-        assert read_speed(elsewhere / "lite_sam") is None and assets._speed_timing_stale(elsewhere)
+        assert read_speed(elsewhere / "lite_sam") is None and prepare_models._speed_timing_stale(elsewhere)
         assert openvino_encoder(SegmenterSettings(backend="openvino"), elsewhere)[2] == "int8"
     here = _cache_with_ov(tiny_export, tmp_path / "b", 0.99, int8=0.97, timed_ms=slow_int8)
-    assert read_speed(here / "lite_sam") == slow_int8 and not assets._speed_timing_stale(here)
+    assert read_speed(here / "lite_sam") == slow_int8 and not prepare_models._speed_timing_stale(here)
     ir = here / "lite_sam" / "encoder.int8.xml"  # re-made since the timing: another file
     ir.write_text(ir.read_text() + "\n")
     write_manifest(ir, format="lite-sam", precision="int8", source=None, parity={"mask_iou_mean": 0.97},
                    judged_on={"int8_kernels": "exact"}, inner_precision="bf16")
-    assert read_speed(here / "lite_sam") is None and assets._speed_timing_stale(here)
+    assert read_speed(here / "lite_sam") is None and prepare_models._speed_timing_stale(here)
 
 
 def test_an_edited_timing_is_a_clear_error(tiny_export, tmp_path, monkeypatch) -> None:
@@ -189,11 +193,11 @@ def test_an_edited_timing_is_a_clear_error(tiny_export, tmp_path, monkeypatch) -
 
 @needs_native_bf16
 def test_set_up_times_both_encoders_side_by_side_on_this_cpu(tiny_export, photos, tmp_path, capsys) -> None:
-    from reasonseg import assets
+    from reasonseg.cli import prepare_models
 
     cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=0.97)
     shutil.copytree(photos, cache / "images")
-    assets.time_lite_sam_openvino(cache)
+    prepare_models.time_lite_sam_openvino(cache)
     assert f"wrote {cache / 'lite_sam' / SPEED_FILE}" in capsys.readouterr().out
     record = json.loads((cache / "lite_sam" / SPEED_FILE).read_text())
     assert record["measured_on"] == cpu_signature() and record["threads"] >= 1
@@ -217,13 +221,13 @@ def test_explicit_int8_on_openvino_runs_the_ir_or_says_how_to_make_it(tiny_expor
 
 def test_int8_judged_on_exact_kernels_is_not_used_where_products_saturate(tiny_export, tmp_path,
                                                                           monkeypatch) -> None:
-    from reasonseg import segmenter_factory
-    from reasonseg.export import cpu_int8
+    from reasonseg.segmenters.lite_sam import precision as lite_sam_precision
+    from reasonseg.backends import cpu_int8
 
     cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=0.97)
     monkeypatch.setattr(openvino_graph, "native_bf16", lambda: True)
     monkeypatch.setattr(cpu_int8, "this_cpu", lambda: {"int8_kernels": "saturating"})
-    assert segmenter_factory.openvino_encoder(SegmenterSettings(backend="openvino"), cache)[2] == "bf16"
+    assert lite_sam_precision.openvino_encoder(SegmenterSettings(backend="openvino"), cache)[2] == "bf16"
 
 
 def test_int8_export_quantizes_matrix_products_keeps_early_convolutions_and_runs(tiny_weights, tiny_export, photos,
@@ -329,10 +333,10 @@ def test_auto_backend_for_sam2_follows_what_segmenter_model_is(tmp_path) -> None
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_set_up_steps_skip_the_openvino_encoders_where_the_cpu_has_no_bf16(tmp_path, monkeypatch, capsys,
                                                                            precision) -> None:
-    from reasonseg import assets
+    from reasonseg.cli import prepare_models
 
     monkeypatch.setattr(openvino_graph, "native_bf16", lambda: False)
-    assets.prepare_lite_sam_openvino(precision)(tmp_path)  # nothing read: the photos and encoder are not there
+    prepare_models.prepare_lite_sam_openvino(precision)(tmp_path)  # nothing read: the photos and encoder are not there
     out = capsys.readouterr().out
     assert "skipped: this CPU has no native bf16" in out or "skipped: int8 for openvino needs the nncf" in out
     assert not list(tmp_path.rglob("*"))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasonseg.config import ROS_STANDARD_PARAMETERS, Settings, load_settings
-from reasonseg.errors import ConfigError
-from reasonseg.param_schema import _ROS_PARAMETERS, parameter_schema, render
+from reasonseg.settings.sections import ROS_STANDARD_PARAMETERS, Settings, load_settings
+from reasonseg.core.errors import ConfigError
+from reasonseg.settings.schema import _ROS_PARAMETERS, parameter_schema, render
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test dependency (scripts/setup.sh)")
 
@@ -42,7 +42,7 @@ def driving() -> dict:
 def test_the_shipped_schema_is_generated_from_the_settings() -> None:
     jsonschema.Draft7Validator.check_schema(json.loads(SCHEMA_FILE.read_text()))
     assert SCHEMA_FILE.read_text() == render(), (
-        "stale schema: .venv/bin/python -m reasonseg.param_schema > " + str(SCHEMA_FILE.relative_to(ROOT)))
+        "stale schema: .venv/bin/python -m reasonseg.settings.schema > " + str(SCHEMA_FILE.relative_to(ROOT)))
     assert set(_ROS_PARAMETERS) == {n.rstrip(".") for n in ROS_STANDARD_PARAMETERS}
     node = parameter_schema()["definitions"]["reasonseg_node"]["properties"]
     assert node["segmenter"]["properties"]["precision"]["default"] == Settings().segmenter.precision

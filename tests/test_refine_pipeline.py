@@ -5,7 +5,7 @@ import json
 import pytest
 
 from openai_server import OpenAiServer, user_payload
-from reasonseg.llm.client import ChatLlm
+from reasonseg.grounding.llm.client import ChatLlm
 from targets import BOXES, mask_in_box
 
 CASES = [
@@ -84,7 +84,7 @@ def test_hostile_instruction_is_harmless(refine_pipeline, photos, load_rgb):
 
 def test_post_refinement_maps_open_set_phrases(llm_pipeline):
     """§3.3.2: a detector phrase outside L is mapped onto L (LLM first, local resolver as fallback)."""
-    from reasonseg.models.centernet import Detection
+    from reasonseg.grounding.detector import Detection
 
     pipeline, srv = llm_pipeline
     det = Detection(box=(0.0, 0.0, 10.0, 10.0), score=0.9, class_id=-1, label="pickup truck", points=())
@@ -171,7 +171,7 @@ def test_an_llm_answer_naming_what_the_instruction_excludes_is_not_trusted(llm_p
 
 def test_a_negation_that_names_nothing_known_reads_as_before(refine_pipeline, photos, load_rgb):
     """"not" in a name or a clause of no class leaves the instruction as it was read without exclusions."""
-    from reasonseg.query import parse_query
+    from reasonseg.grounding.query import parse_query
 
     image = load_rgb(photos / "dog.jpg")
     for text in ("the car that is not moving", "the do not enter sign"):

@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 
 from reasonseg.pipelines.base import FrameResult
-from reasonseg.render import render_overlay
+from reasonseg.core.render import render_overlay
 
 
 def _result(mask: np.ndarray, box=(1.0, 1.0, 5.0, 5.0)) -> FrameResult:
@@ -32,7 +32,7 @@ def test_extreme_frames_render_in_a_child_process():
     code = textwrap.dedent("""
         import numpy as np
         from reasonseg.pipelines.base import FrameResult
-        from reasonseg.render import contact_sheet, render_overlay
+        from reasonseg.core.render import contact_sheet, render_overlay
         for h, w in ((1, 10_000_000), (10_000_000, 1), (2, 3_000_000)):
             img = np.zeros((h, w, 3), np.uint8)
             mask = np.zeros((h, w), bool)

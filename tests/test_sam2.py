@@ -10,15 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from reasonseg.config import Settings, with_overrides
-from reasonseg.errors import ConfigError, ModelCacheError
-from reasonseg.prompt import Prompt
+from reasonseg.settings.sections import Settings, with_overrides
+from reasonseg.core.errors import ConfigError, ModelCacheError
+from reasonseg.core.prompt import Prompt
 from rosnode_harness import rss_mb
 from tiny_models import set_presence, tiny_sam2
 
 
 def _segmenter(model_dir, **sets):
-    from reasonseg.segmenter_factory import build_segmenter
+    from reasonseg.segmenters.registry import build_segmenter
 
     model = [f"segmenter.model={model_dir}"] if model_dir else []
     s = with_overrides(Settings(), ["segmenter.kind=sam2", "segmenter.backend=torch", *model,
@@ -85,7 +85,7 @@ def test_every_prompt_kind(sam2_dir):
 
 
 def test_lite_sam_refuses_prompts_it_cannot_take(cache_dir):
-    from reasonseg.segmenter_factory import build_segmenter
+    from reasonseg.segmenters.registry import build_segmenter
 
     seg = build_segmenter(Settings().segmenter, cache_dir)
     emb = seg.encode(_smooth_image(64, 64))
@@ -97,7 +97,7 @@ def test_lite_sam_refuses_prompts_it_cannot_take(cache_dir):
 def test_factory_errors_name_the_setting_and_the_fix(tmp_path, sam2_dir):
     with pytest.raises(ConfigError, match="needs segmenter.model"):
         _segmenter("")
-    from reasonseg.segmenter_factory import build_segmenter
+    from reasonseg.segmenters.registry import build_segmenter
 
     s = with_overrides(Settings(), ["segmenter.kind=sam2", f"segmenter.model={sam2_dir}", "segmenter.backend=onnxruntime"])
     with pytest.raises(ConfigError, match="has no sam2_encoder.onnx.*reasonseg export sam2.*segmenter.backend=torch"):
@@ -180,7 +180,7 @@ def test_mask_and_embedding_prompts_condition_the_stream(sam2_dir):
 def test_engine_tracks_between_groundings_and_regrounds_when_the_target_is_lost(sam2_dir, photos, load_rgb):
     """mllm + SAM2 in the engine: one grounding, then tracking steps only; a lost target asks the VLM again."""
     from openai_server import OpenAiServer, scripted_vlm
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.runtime.engine import Frame, PerceptionEngine
 
     with OpenAiServer() as srv:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reasonseg.models.sam2_keys import hf_to_original, original_key_to_hf, original_to_hf
-from reasonseg.prompt import Prompt
+from reasonseg.core.prompt import Prompt
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_key_rules_on_examples():
 def test_meta_and_our_segmenter_give_the_same_mask_logits(meta_sam2, hf_dir):
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-    from reasonseg.sam2 import Sam2Segmenter
+    from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
 
     seg = Sam2Segmenter(str(hf_dir), device="cpu")
     image = np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)  # no resize either side

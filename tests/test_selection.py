@@ -3,8 +3,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reasonseg.query import parse_query
-from reasonseg.selection import colour_fraction, select_instances
+from reasonseg.grounding.query import parse_query
+from reasonseg.grounding.selection import colour_fraction, select_instances
 
 SIMS = {frozenset(("car", "truck")): 0.69, frozenset(("horse", "sheep")): 0.52, frozenset(("horse", "cow")): 0.56}
 

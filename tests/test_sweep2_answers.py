@@ -14,10 +14,10 @@ import unicodedata
 import pytest
 
 from openai_server import OpenAiServer, scripted_vlm
-from reasonseg.config import Settings, with_overrides
-from reasonseg.errors import CheckpointError
-from reasonseg.llm.client import ChatLlm
-from reasonseg.mllm.answer import MllmAnswerError, parse_answer
+from reasonseg.settings.sections import Settings, with_overrides
+from reasonseg.core.errors import CheckpointError
+from reasonseg.grounding.llm.client import ChatLlm
+from reasonseg.grounding.vlm.answer import MllmAnswerError, parse_answer
 from targets import BOXES, mask_in_box
 
 FRAME = (768, 576)  # dog.jpg (width, height): not square
@@ -50,7 +50,7 @@ def _clean(text: str) -> bool:
     ("Qwen/Qwen3-VL-8B-Instruct", "absolute", ("mllm.box_format=absolute",), "absolute"),
 ])
 def test_served_box_format_lands_on_the_named_object(photos, load_rgb, caplog, model, answers, extra, chosen):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     with OpenAiServer() as srv:
         srv.behaviour = scripted_vlm({"dog": _rel(DOG), "truck": _rel(TRUCK)}, coords=answers)
@@ -88,7 +88,7 @@ def _qwen3_config_dir(tmp_path, model_type: str):
 
 @pytest.mark.parametrize("model_type", ["qwen3_vl", "qwen3_vl_moe"])
 def test_in_process_qwen3_vl_is_refused_at_load(tmp_path, caplog, model_type):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     path = _qwen3_config_dir(tmp_path, model_type)
     sets = ["mllm.backend=transformers", f"mllm.model={path}", "mllm.device=cpu"]
@@ -122,7 +122,7 @@ def test_a_box_mostly_inside_is_clamped():
 
 
 def test_absurd_served_box_falls_back_with_the_reason(photos, load_rgb):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     with OpenAiServer() as srv:
         srv.behaviour = lambda m: '[{"bbox_2d": [0, 0, 1e308, 1e308], "label": "dog"}]'
@@ -144,7 +144,7 @@ def _two_servers():
 
 @pytest.mark.parametrize("case", ["mllm_url_only", "env_url_is_llm", "llm_url_other_origin", "llm_url_same_origin"])
 def test_a_key_goes_only_to_the_endpoint_it_was_given_for(photos, load_rgb, monkeypatch, caplog, case):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     key = "sk-local-vlm-secret"
     a, b = _two_servers()
@@ -152,7 +152,7 @@ def test_a_key_goes_only_to_the_endpoint_it_was_given_for(photos, load_rgb, monk
         monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
         monkeypatch.setenv("OPENAI_API_KEY", key)
         # the old default endpoint, were one still contacted, lands on B instead of the public API
-        monkeypatch.setattr("reasonseg.llm.client.DEFAULT_BASE_URL", b.base_url, raising=False)
+        monkeypatch.setattr("reasonseg.grounding.llm.client.DEFAULT_BASE_URL", b.base_url, raising=False)
         extra: list[str] = []
         if case == "env_url_is_llm":  # the key is the one for $OPENAI_BASE_URL: the VLM elsewhere gets none
             monkeypatch.setenv("OPENAI_BASE_URL", b.base_url)
@@ -196,7 +196,7 @@ def test_a_key_goes_only_to_the_endpoint_it_was_given_for(photos, load_rgb, monk
     ("not a url", "", "not a url", False),
 ])
 def test_key_origin_rule(own, env_url, home, key_sent):
-    from reasonseg.llm.client import resolve_endpoint
+    from reasonseg.grounding.llm.client import resolve_endpoint
 
     key = "sk-rule-secret"
     env = {"OPENAI_API_KEY": key, **({"OPENAI_BASE_URL": env_url} if env_url else {})}
@@ -207,7 +207,7 @@ def test_key_origin_rule(own, env_url, home, key_sent):
 
 
 def test_no_remote_default_endpoint_without_a_base_url(monkeypatch):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-only-a-key")
@@ -269,7 +269,7 @@ def _hostile_vlm(messages: list[dict]) -> str:
 
 
 def test_control_characters_from_the_vlm_never_reach_the_result(photos, load_rgb):
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.pipelines.registry import build_pipeline
 
     with OpenAiServer() as srv:
         srv.behaviour = _hostile_vlm
@@ -300,7 +300,7 @@ def test_control_characters_from_the_vlm_never_reach_cli_stdout(photos, tmp_path
     with OpenAiServer() as srv:
         srv.behaviour = _hostile_vlm
         proc = subprocess.run(
-            [sys.executable, "-m", "reasonseg.cli", "segment", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"),
+            [sys.executable, "-m", "reasonseg.cli.main", "segment", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"),
              "the dog", "--out", str(tmp_path / "out"), "--pipeline", "mllm", "--set", "mllm.backend=openai",
              "--set", "mllm.model=scripted-vlm", "--set", f"mllm.base_url={srv.base_url}",
              "--set", "segmenter.kind=lite_sam"],

@@ -34,7 +34,7 @@ CASES = [
 CHILD = """
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
-from reasonseg.errors import CheckpointError
+from reasonseg.core.errors import CheckpointError
 from reasonseg.models.cora import CoraModel
 from reasonseg.models.l2l import L2LSegmentor
 from reasonseg.models.lens import LensModel
@@ -103,7 +103,7 @@ def test_absurd_sizes_in_a_config_are_refused_in_one_line_before_allocating(chec
 
 
 def test_the_count_check_names_the_field_and_the_tensors(checkpoints, tmp_path) -> None:
-    from reasonseg.errors import CheckpointError
+    from reasonseg.core.errors import CheckpointError
     from reasonseg.models.l2l import L2LSegmentor
 
     bad = _edited(checkpoints["l2l"], tmp_path / "bad", "config.json", "text.num_hidden_layers", 10 ** 12)
@@ -113,7 +113,7 @@ def test_the_count_check_names_the_field_and_the_tensors(checkpoints, tmp_path) 
 
 
 def test_a_truncated_weight_file_is_one_line_naming_it(checkpoints, tmp_path) -> None:
-    from reasonseg.errors import CheckpointError
+    from reasonseg.core.errors import CheckpointError
     from reasonseg.models.l2l import L2LSegmentor
 
     bad = tmp_path / "l2l"
@@ -127,7 +127,7 @@ def test_a_truncated_weight_file_is_one_line_naming_it(checkpoints, tmp_path) ->
 
 def test_transformers_loaders_can_check_a_dir_before_building(checkpoints, tmp_path) -> None:
     """The shared check for loaders that build through transformers' from_pretrained (in-process MLLM, SAM2)."""
-    from reasonseg.errors import CheckpointError
+    from reasonseg.core.errors import CheckpointError
     from reasonseg.models.weights import check_model_dir
 
     qwen, sam2 = checkpoints["lens"].parent / "lens-parts" / "qwen", checkpoints["lens"].parent / "lens-parts" / "sam2"
@@ -143,8 +143,8 @@ def test_transformers_loaders_can_check_a_dir_before_building(checkpoints, tmp_p
 
 
 def test_the_sam2_segmenter_checks_its_checkpoint_before_building(checkpoints, tmp_path) -> None:
-    from reasonseg.errors import CheckpointError
-    from reasonseg.sam2 import Sam2Segmenter
+    from reasonseg.core.errors import CheckpointError
+    from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
 
     sam2 = checkpoints["lens"].parent / "lens-parts" / "sam2"
     bad = _edited(sam2, tmp_path / "sam2", "config.json", "vision_config.backbone_config.blocks_per_stage", [10 ** 6])

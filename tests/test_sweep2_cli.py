@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reasonseg.errors import ConfigError, InputError
+from reasonseg.core.errors import ConfigError, InputError
 
 from test_cli import run_cli, run_cli_peak_rss
 
@@ -51,7 +51,7 @@ BOMBS = {
 
 @pytest.mark.parametrize("name", sorted(BOMBS))
 def test_bomb_whose_header_pillow_cannot_read_is_refused_from_its_header(tmp_path, name):
-    from reasonseg.image_codec import decode_compressed, read_image_file
+    from reasonseg.core.image_codec import decode_compressed, read_image_file
 
     path = tmp_path / f"{name}.png"
     path.write_bytes(BOMBS[name])
@@ -83,8 +83,8 @@ def test_every_listed_format_still_decodes_with_its_own_size(tmp_path):
     """The header reader knows each format the CLI lists (and Sun raster): sizes read right, pixels as before."""
     from PIL import Image
 
-    from reasonseg.cli import IMAGE_SUFFIXES
-    from reasonseg.image_codec import decode_compressed, read_image_file
+    from reasonseg.core.image_codec import IMAGE_SUFFIXES
+    from reasonseg.core.image_codec import decode_compressed, read_image_file
 
     rgb = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8), (0, 0), 2)
     files = {ext: _encoded(ext, rgb[:, :, ::-1]) for ext in IMAGE_SUFFIXES - {".pgm"}}
@@ -119,8 +119,8 @@ def test_every_listed_format_still_decodes_with_its_own_size(tmp_path):
 _TALKER = r"""
 import sys, threading, time, zlib, struct
 import cv2, numpy as np
-from reasonseg.errors import InputError
-from reasonseg.image_codec import decode_compressed
+from reasonseg.core.errors import InputError
+from reasonseg.core.image_codec import decode_compressed
 
 img = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8), (0, 0), 3)
 jpg = cv2.imencode(".jpg", img)[1].tobytes()
@@ -172,7 +172,7 @@ def _exif_rotated_jpeg(rgb: np.ndarray) -> bytes:
 
 
 def test_exif_orientation_is_not_applied_to_the_decoded_frame(tmp_path):
-    from reasonseg.image_codec import decode_compressed, read_image_file
+    from reasonseg.core.image_codec import decode_compressed, read_image_file
 
     rgb = np.zeros((48, 96, 3), np.uint8)
     rgb[:, :48] = (255, 0, 0)  # red left half, as stored
@@ -260,10 +260,10 @@ class _HostilePipeline:
 
 @pytest.mark.parametrize("count", [1, 2])
 def test_printed_results_carry_no_control_characters(tmp_path, monkeypatch, capsys, count):
-    import reasonseg.pipelines
-    from reasonseg import cli
+    import reasonseg.pipelines.registry
+    import reasonseg.cli.main as cli
 
-    monkeypatch.setattr(reasonseg.pipelines, "build_pipeline", lambda settings: _HostilePipeline())
+    monkeypatch.setattr(reasonseg.pipelines.registry, "build_pipeline", lambda settings: _HostilePipeline())
     images = []
     for i in range(count):
         images.append(tmp_path / f"img{i}.png")
@@ -327,7 +327,7 @@ def test_hostile_set_value_is_one_line(tmp_path, assignment, needle):
 
 def test_node_params_file_check_bounds_the_same_way(tmp_path):
     """The node's start-up check of --params-file reads through the same bounded loader."""
-    from reasonseg.config import check_ros_args
+    from reasonseg.settings.sections import check_ros_args
 
     for name in ("nested_flow", "billion_laughs_ros", "huge_integer"):
         path = tmp_path / f"{name}.yaml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from reasonseg.cli import main as cli
-from reasonseg.export.formats import FORMATS
+from reasonseg.cli.main import main as cli
+from reasonseg_export.formats import FORMATS
 
 FP32_ONLY = ["sam2", "centernet", "person-selfie", "l2l", "lens-connector", "cora-projection"]
 

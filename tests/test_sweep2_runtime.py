@@ -10,8 +10,8 @@ import weakref
 import numpy as np
 import pytest
 
-from reasonseg.config import DiagnosticsSettings, RuntimeSettings, Settings, check_url_parameters, with_overrides
-from reasonseg.errors import ConfigError, InputError
+from reasonseg.settings.sections import DiagnosticsSettings, RuntimeSettings, Settings, check_url_parameters, with_overrides
+from reasonseg.core.errors import ConfigError, InputError
 from reasonseg.runtime.backoff import RetryBackoff
 from reasonseg.runtime.engine import Frame, PerceptionEngine
 from reasonseg.runtime.health import ERROR, WARN, HealthRater, StreamSnapshot

@@ -124,8 +124,8 @@ def test_a_checkpoint_damaged_after_writing_is_refused_on_resume(run, l2l_init, 
 
 
 def test_a_pipeline_model_damaged_after_writing_is_refused_on_load(run, tmp_path, photos, capsys) -> None:
-    from reasonseg.cli import main as cli
-    from reasonseg.errors import CheckpointError
+    from reasonseg.cli.main import main as cli
+    from reasonseg.core.errors import CheckpointError
     from reasonseg.models.l2l import L2LSegmentor
 
     model = tmp_path / "model"

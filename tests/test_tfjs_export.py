@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from reasonseg.cli import main as cli
-from reasonseg.export import tfjs_to_onnx
-from reasonseg.export.manifest import read_manifest
-from reasonseg.export.parity import ParityError
-from reasonseg.export.tfjs import MAX_REL, TfjsFormat, check_tfjs, export_tfjs
-from reasonseg.export.tfjs_reference import run_tfjs_graph
-from reasonseg.export.tfjs_to_onnx import convert_tfjs_graph, load_tfjs_graph
+from reasonseg.cli.main import main as cli
+from reasonseg_export import tfjs_to_onnx
+from reasonseg.core.graph_manifest import read_manifest
+from reasonseg_export.parity import ParityError
+from reasonseg_export.tfjs import MAX_REL, TfjsFormat, check_tfjs, export_tfjs
+from reasonseg_export.tfjs_reference import run_tfjs_graph
+from reasonseg_export.tfjs_to_onnx import convert_tfjs_graph, load_tfjs_graph
 from test_centernet import (TfjsModel, _conv_attrs, _conv_net, _conv_net_reference, _ints, _node, _placeholder, _run,
                             _s, ref_conv)
 
@@ -91,7 +91,7 @@ FMT = TfjsFormat("conv-net", tuple(CONV_NET_OUTPUTS), input_scale=2.0, parity_ph
 
 def test_export_checks_against_the_graph_and_writes_a_manifest(tmp_path: Path, photos: Path) -> None:
     model_json = _conv_net(np.random.default_rng(0)).write(tmp_path / "tfjs")
-    from reasonseg.export.formats import read_photos
+    from reasonseg_export.formats import read_photos
 
     out = export_tfjs(model_json, tmp_path / "net.onnx", FMT, read_photos(photos, limit=2))
     record = read_manifest(out)
@@ -103,7 +103,7 @@ def test_export_checks_against_the_graph_and_writes_a_manifest(tmp_path: Path, p
 def test_a_wrong_conversion_is_refused_and_not_left_behind(tmp_path: Path, photos: Path, monkeypatch) -> None:
     """Another graph's weights, or a converter that clips ReLU6 at 5: the check names the output, and the
     file is not written under the name the runtime loads."""
-    from reasonseg.export.formats import read_photos
+    from reasonseg_export.formats import read_photos
 
     shots = read_photos(photos, limit=1)
     ours = _conv_net(np.random.default_rng(0)).write(tmp_path / "ours")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reasonseg.cli import main as cli
+from reasonseg.cli.main import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 L2L_CONFIG = ROOT / "training" / "configs" / "l2l_synthetic_tiny.yaml"
@@ -57,8 +57,8 @@ def test_strong_view_changes_appearance_never_geometry() -> None:
 
 
 def test_eda_keeps_directions_and_the_filter_keeps_close_paraphrases(cache_dir) -> None:
-    from reasonseg.text_embedding import TextEmbedder
-    from reasonseg.wordnet import WordNet
+    from reasonseg.grounding.text_embedding import TextEmbedder
+    from reasonseg.grounding.wordnet import WordNet
     from training.augment import eda, filter_by_similarity
 
     wn = WordNet(cache_dir / "wordnet")
@@ -367,7 +367,7 @@ def test_cora_relations_use_the_camera_frame_and_polygons_follow_the_mask() -> N
 
 def test_cora_conditional_instructions_from_an_llm_are_validated_and_fall_back_to_templates() -> None:
     from openai_server import OpenAiServer
-    from reasonseg.llm.client import ChatLlm
+    from reasonseg.grounding.llm.client import ChatLlm
     from reasonseg.models.cora import ANCHOR_BOX_TOKEN, ANCHOR_MASK_TOKEN
     from training.cora_instructions import InstructionWriter
 

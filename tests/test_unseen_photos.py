@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reasonseg.affordances import lemma, parse_affordance
-from reasonseg.models.centernet import COCO_LABELS
-from reasonseg.query import parse_query
+from reasonseg.grounding.affordances import lemma, parse_affordance
+from reasonseg.grounding.detector import COCO_LABELS
+from reasonseg.grounding.query import parse_query
 from targets import BOXES, mask_in_box
 
 LABELS = tuple(COCO_LABELS)
@@ -44,7 +44,7 @@ def test_orange_is_the_fruit_when_nothing_else_is_named():
 
 
 def test_people_are_masked_whole_by_the_person_segmenter(cache_dir, photos, load_rgb):
-    from reasonseg.person_mask import PersonSegmenter
+    from reasonseg.segmenters.person import PersonSegmenter
 
     seg = PersonSegmenter(cache_dir / "person_selfie.onnx")
     image = load_rgb(photos / "person.jpg")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-INVALID = 2  # the CLI's exit code for a wrong setting or file (reasonseg.cli)
+INVALID = 2  # the CLI's exit code for a wrong setting or file (reasonseg.cli.main)
 
 
 def _reason(exc: BaseException) -> BaseException | None:
@@ -18,7 +18,7 @@ def _reason(exc: BaseException) -> BaseException | None:
     missing model dir) in its own ValueError: the cause chain still holds ours."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from reasonseg.errors import ReasonSegError
+    from reasonseg.core.errors import ReasonSegError
 
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
@@ -33,8 +33,8 @@ def main(args: list[str] | None = None) -> int | None:
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
-    from reasonseg.entry import INTERRUPTED, ignore_further_signals, stop_requested
-    from reasonseg.errors import one_line
+    from reasonseg.core.signals import INTERRUPTED, ignore_further_signals, stop_requested
+    from reasonseg.core.errors import one_line
 
     from .checkpoint_io import DigestCheckpointIO, check_resume
 
@@ -68,12 +68,12 @@ def main(args: list[str] | None = None) -> int | None:
 
 
 def _load():
-    import lightning.pytorch.cli  # noqa: F401  the heavy imports, while a Ctrl-C is only noted (reasonseg.entry)
+    import lightning.pytorch.cli  # noqa: F401  the heavy imports, while a Ctrl-C is only noted (reasonseg.core.signals)
 
     return main
 
 
 if __name__ == "__main__":
-    from reasonseg.entry import run_command
+    from reasonseg.core.signals import run_command
 
     sys.exit(run_command(_load))

@@ -16,8 +16,8 @@ from typing import Any
 
 from lightning.fabric.plugins import CheckpointIO
 
-from reasonseg.errors import CheckpointError, one_line
-from reasonseg.model_cache import drop_digest, verify_digest, write_digest
+from reasonseg.core.errors import CheckpointError, one_line
+from reasonseg.core.model_cache import drop_digest, verify_digest, write_digest
 
 FIX = "resume from an intact checkpoint (--ckpt_path another file of the run's checkpoints/) or start afresh " \
       "without --ckpt_path"

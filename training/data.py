@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reasonseg.data.synthetic import SyntheticSample, draw_object, make_scenes
-from reasonseg.errors import ConfigError, one_line
+from reasonseg.core.errors import ConfigError, one_line
 from reasonseg.models.l2l import MEAN, STD
 
 from .augment import eda, strong_image, weak_view
@@ -66,7 +66,7 @@ def load_items(source: str, root: str, num: int, seed: int, size: int) -> list[I
     the reader's samples under `root` (one Item each, split later by image)."""
     if source == "synthetic":
         return synthetic_items(num, seed, size)
-    from reasonseg.data import read_reasonseg, read_refcoco
+    from reasonseg.data.referring import read_reasonseg, read_refcoco
 
     check_source(source, root)
     items = []
@@ -198,7 +198,7 @@ class SemiSupervisedReferring(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         from transformers import BertTokenizerFast
 
-        from reasonseg.data import semi_supervised_split
+        from reasonseg.data.referring import semi_supervised_split
 
         h = self.hparams
         tok = BertTokenizerFast.from_pretrained(h.tokenizer_dir, local_files_only=True)
@@ -213,8 +213,8 @@ class SemiSupervisedReferring(L.LightningDataModule):
         labeled = set(semi_supervised_split([key(it) for it in train], h.labeled_share, seed=h.seed)[0])
         synonyms = None
         if h.text_augment:
-            from reasonseg.config import resolve_cache_dir
-            from reasonseg.wordnet import WordNet
+            from reasonseg.settings.sections import resolve_cache_dir
+            from reasonseg.grounding.wordnet import WordNet
 
             synonyms = WordNet(resolve_cache_dir() / "wordnet").synonyms
         args = dict(tokenize=tokenize, size=h.image_size, seed=h.seed, priors=priors, synonyms=synonyms)

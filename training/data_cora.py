@@ -76,7 +76,7 @@ class _CoraSamples(Dataset):
                 "pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from reasonseg.sam2 import sam2_pixels
+        from reasonseg.segmenters.sam2.torch_runner import sam2_pixels
 
         scene = self.scenes[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])

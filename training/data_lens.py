@@ -32,7 +32,7 @@ class _LensItems(Dataset):
     def __init__(self, items: list[Item], checkpoint: str, sam_size: int, with_answer: bool = True) -> None:
         from transformers import AutoProcessor
 
-        from reasonseg.mllm.qwen_vl import pixel_bounds
+        from reasonseg.grounding.vlm.qwen_vl import pixel_bounds
 
         self.items, self.sam_size, self.with_answer = items, sam_size, with_answer
         self.processor = AutoProcessor.from_pretrained(checkpoint, local_files_only=True)
@@ -44,8 +44,8 @@ class _LensItems(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         from PIL import Image
 
-        from reasonseg.mllm.answer import smart_resize
-        from reasonseg.sam2 import sam2_pixels
+        from reasonseg.grounding.vlm.answer import smart_resize
+        from reasonseg.segmenters.sam2.torch_runner import sam2_pixels
 
         it = self.items[index]
         h, w = smart_resize(*it.image.shape[:2], min_pixels=self.bounds[0], max_pixels=self.bounds[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reasonseg.errors import ConfigError
+from reasonseg.core.errors import ConfigError
 
 INIT_HINT = "make it with `python -m training.init_model {method} ... --out {path}` (training/README.md)"
 

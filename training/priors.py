@@ -44,8 +44,8 @@ def generate_priors(datamodule, pipeline, out_dir: Path) -> dict[str, int]:  # n
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reasonseg.config import load_settings
-    from reasonseg.pipelines import build_pipeline
+    from reasonseg.settings.sections import load_settings
+    from reasonseg.pipelines.registry import build_pipeline
 
     from .data import SemiSupervisedReferring
 

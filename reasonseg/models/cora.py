@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from reasonseg.errors import CheckpointError
+from reasonseg.core.errors import CheckpointError
 from reasonseg.models.mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
                        read_checked_configs, resolve_checkpoint)
 from reasonseg.models.weights import check_model_dir, make_config

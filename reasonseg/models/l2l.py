@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reasonseg.errors import CheckpointError
+from reasonseg.core.errors import CheckpointError
 
 MODEL_TYPE = "l2l_segmentor"
 MEAN = (0.485, 0.456, 0.406)  # Swin's ImageNet statistics

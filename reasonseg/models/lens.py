@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from reasonseg.errors import CheckpointError
+from reasonseg.core.errors import CheckpointError
 from reasonseg.models.lens_head import LensHead, second_pass_position_ids
 from reasonseg.models.lens_release import (QWEN_TEXT_FIELDS, QWEN_VISION_FIELDS, LensReleaseConfig, our_key_to_release,
                            read_release_config, release_key_to_ours)

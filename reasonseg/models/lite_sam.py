@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reasonseg.errors import one_line
+from reasonseg.core.errors import one_line
 
 __all__ = [
     "LiteSamConfig",

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from reasonseg.errors import CheckpointError
-from reasonseg.model_cache import drop_digest, write_digest
+from reasonseg.core.errors import CheckpointError
+from reasonseg.core.model_cache import drop_digest, write_digest
 from reasonseg.models.weights import (build_on_meta, check_counts, count_summary, make_config, meta_state, read_safetensors,
                       read_shapes)
 

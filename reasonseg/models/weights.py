@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reasonseg.errors import CheckpointError, one_line
-from reasonseg.model_cache import verify_digest
+from reasonseg.core.errors import CheckpointError, one_line
+from reasonseg.core.model_cache import verify_digest
 
 M = TypeVar("M")
 HEADER_LIMIT = 100 * 1024 ** 2  # safetensors' own limit on the JSON header

@@ -1,5 +1,1 @@
-"""Grounding pipelines behind one interface (DESIGN §4)."""
-from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline
-from reasonseg.pipelines.registry import BUILDERS, build_pipeline
-
-__all__ = ["FrameResult", "Grounding", "Pipeline", "BUILDERS", "build_pipeline"]
+"""Pipelines: instruction + frame -> masks, behind one interface (`base.Pipeline`, DESIGN §4); `registry` builds one by name."""

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from reasonseg.prompt import Box, Prompt
+from reasonseg.core.prompt import Box, Prompt
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-from reasonseg.errors import ReasonSegError
-from reasonseg.model_text import reason_of
-from reasonseg.prompt import Box
+from reasonseg.core.errors import ReasonSegError
+from reasonseg.core.model_text import reason_of
+from reasonseg.core.prompt import Box
 from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Timer, Track
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from reasonseg.config import CoraSettings
-from reasonseg.model_text import clean_model_text
-from reasonseg.torch_device import resolve_device, resolve_dtype
+from reasonseg.settings.sections import CoraSettings
+from reasonseg.core.model_text import clean_model_text
+from reasonseg.core.torch_device import resolve_device, resolve_dtype
 from reasonseg.pipelines.base import Timer
 from reasonseg.pipelines.prompt_token import TokenAnswer
 
@@ -38,7 +38,7 @@ class CoraGrounder:
         """Raises LlmError when generation passes the deadline."""
         import torch
 
-        from reasonseg.mllm.qwen_vl import generate, pixel_bounds
+        from reasonseg.grounding.vlm.qwen_vl import generate, pixel_bounds
         from reasonseg.models.cora import SEG_TOKEN, seg_prompt
 
         s = self.settings

@@ -9,9 +9,9 @@ import logging
 
 import numpy as np
 
-from reasonseg.config import L2LSettings
-from reasonseg.query import parse_query
-from reasonseg.torch_device import resolve_device
+from reasonseg.settings.sections import L2LSettings
+from reasonseg.grounding.query import parse_query
+from reasonseg.core.torch_device import resolve_device
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Timer
 from reasonseg.pipelines.memory_track import mask_box
 

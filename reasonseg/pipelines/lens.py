@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from reasonseg.config import LensSettings
-from reasonseg.mllm.answer import parse_answer
-from reasonseg.model_text import clean_model_text, reason_of
-from reasonseg.torch_device import resolve_device, resolve_dtype
+from reasonseg.settings.sections import LensSettings
+from reasonseg.grounding.vlm.answer import parse_answer
+from reasonseg.core.model_text import clean_model_text, reason_of
+from reasonseg.core.torch_device import resolve_device, resolve_dtype
 from reasonseg.pipelines.base import Timer
 from reasonseg.pipelines.prompt_token import TokenAnswer
 
@@ -50,7 +50,7 @@ class LensGrounder:
         """Raises LlmError when generation passes the deadline."""
         import torch
 
-        from reasonseg.mllm.qwen_vl import generate, pixel_bounds
+        from reasonseg.grounding.vlm.qwen_vl import generate, pixel_bounds
 
         s = self.settings
         question = (COT_QUESTION if s.chain_of_thought else QUESTION).format(question=instruction)

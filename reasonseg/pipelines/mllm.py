@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from reasonseg.config import Settings
-from reasonseg.mllm.answer import MllmAnswerError
-from reasonseg.prompt import Box, Prompt
-from reasonseg.query import parse_query
+from reasonseg.settings.sections import Settings
+from reasonseg.grounding.vlm.answer import MllmAnswerError
+from reasonseg.core.prompt import Box, Prompt
+from reasonseg.grounding.query import parse_query
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Timer, Track
 from reasonseg.pipelines.memory_track import MemoryTrack, mask_box
 

@@ -10,9 +10,9 @@ from typing import Protocol
 
 import numpy as np
 
-from reasonseg.config import Settings
-from reasonseg.prompt import Prompt
-from reasonseg.query import parse_query
+from reasonseg.settings.sections import Settings
+from reasonseg.core.prompt import Prompt
+from reasonseg.grounding.query import parse_query
 from reasonseg.pipelines.base import Grounding, Target, Timer
 from reasonseg.pipelines.mllm import MllmPipeline
 
@@ -39,7 +39,7 @@ class TokenGrounder(Protocol):
 
 class TokenPipeline(MllmPipeline):
     def __init__(self, grounder: TokenGrounder, settings: Settings) -> None:
-        from reasonseg.sam2 import Sam2Segmenter
+        from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
 
         # the checkpoint's own SAM2 (memory modules included), frames resized as LENS's release resizes them
         segmenter = Sam2Segmenter(grounder.model.sam, device=str(grounder.device), antialias=True)

@@ -15,14 +15,14 @@ from typing import Sequence
 
 import numpy as np
 
-from reasonseg.config import Settings
-from reasonseg.llm.client import ChatLlm
-from reasonseg.label_resolver import LabelResolver
-from reasonseg.model_text import reason_of
-from reasonseg.prompt import Box, Prompt
-from reasonseg.affordances import parse_affordance
-from reasonseg.query import Query, Relation, parse_query
-from reasonseg.selection import SAME_OBJECT_IOU, box_area, box_intersection, box_iou, select_instances
+from reasonseg.settings.sections import Settings
+from reasonseg.grounding.llm.client import ChatLlm
+from reasonseg.grounding.label_resolver import LabelResolver
+from reasonseg.core.model_text import reason_of
+from reasonseg.core.prompt import Box, Prompt
+from reasonseg.grounding.affordances import parse_affordance
+from reasonseg.grounding.query import Query, Relation, parse_query
+from reasonseg.grounding.selection import SAME_OBJECT_IOU, box_area, box_intersection, box_iou, select_instances
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Timer
 
 log = logging.getLogger(__name__)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from reasonseg.config import Settings
-from reasonseg.errors import ConfigError, ReasonSegError
-from reasonseg.model_cache import require
-from reasonseg.segmenter_factory import build_segmenter, load_hf_model, load_model as _load
+from reasonseg.settings.sections import Settings
+from reasonseg.core.errors import ConfigError, ReasonSegError
+from reasonseg.core.model_cache import require
+from reasonseg.segmenters.registry import build_segmenter
+from reasonseg.core.model_loading import load_hf_model, load_model as _load
 from reasonseg.pipelines.base import Pipeline
 from reasonseg.pipelines.chain import FallbackChain
 
@@ -34,11 +35,11 @@ class _Parts:
 
 
 def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
-    from reasonseg.label_resolver import LabelResolver
-    from reasonseg.llm.client import ChatLlm, resolve_endpoint
-    from reasonseg.models.centernet import COCO_LABELS, CenterNetDetector
-    from reasonseg.text_embedding import TextEmbedder
-    from reasonseg.wordnet import WordNet
+    from reasonseg.grounding.label_resolver import LabelResolver
+    from reasonseg.grounding.llm.client import ChatLlm, resolve_endpoint
+    from reasonseg.grounding.detector import COCO_LABELS, CenterNetDetector
+    from reasonseg.grounding.text_embedding import TextEmbedder
+    from reasonseg.grounding.wordnet import WordNet
     from reasonseg.pipelines.refine import RefinePipeline
 
     cache = settings.cache_path
@@ -54,7 +55,7 @@ def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
                              accept_near_classes=settings.resolver.accept_near_classes)
     person = None
     if settings.segmenter.person_model:
-        from reasonseg.person_mask import PersonSegmenter
+        from reasonseg.segmenters.person import PersonSegmenter
 
         onnx_person = require(cache, "person_selfie.onnx")
         person = _load("selfie person segmenter",
@@ -82,14 +83,14 @@ def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
     if not m.model:
         raise ConfigError("pipeline mllm needs mllm.model (HF id or local dir; the served name for backend openai)")
     if m.backend == "openai":
-        from reasonseg.mllm.openai_vlm import OpenAiVlm
+        from reasonseg.grounding.vlm.openai_vlm import OpenAiVlm
 
         try:
             vlm = OpenAiVlm(m)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     else:
-        from reasonseg.mllm.qwen_vl import QwenVl
+        from reasonseg.grounding.vlm.qwen_vl import QwenVl
 
         vlm = load_hf_model(f"MLLM {m.model}", m.model, lambda: QwenVl(m))
     log.info("mllm pipeline: %s (%s) @ %s, segmenter=%s", m.model, m.backend, vlm.endpoint, _describe(settings))

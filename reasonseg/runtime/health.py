@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Sequence
 
-from reasonseg.config import DiagnosticsSettings
+from reasonseg.settings.sections import DiagnosticsSettings
 
 OK, WARN, ERROR = 0, 1, 2
 MIN_FRAMES_FOR_SHARE = 10  # too few frames in a window say nothing about a drop share

@@ -114,7 +114,7 @@ class LensGrpoModule(TrainedTensorsCheckpoint, L.LightningModule):
     def rewards(self, texts: list[str], boxes: torch.Tensor, sent: torch.Tensor, seg_iou: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
         """Eq. 11 per sample: format, box IoU (first box of the answer, in the sent image's pixels) and mask IoU."""
-        from reasonseg.mllm.answer import MllmAnswerError, parse_answer
+        from reasonseg.grounding.vlm.answer import MllmAnswerError, parse_answer
 
         from ..objectives.grpo import box_iou, format_reward, unified_reward
 

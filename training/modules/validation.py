@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from reasonseg.metrics import ReferringIoU
+from reasonseg.core.metrics import ReferringIoU
 
 
 class ReferringValidation:

@@ -18,7 +18,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from reasonseg.config import BACKENDS
+from reasonseg.settings.sections import BACKENDS
 
 
 def _node(context):

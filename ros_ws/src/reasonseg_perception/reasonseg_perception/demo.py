@@ -21,13 +21,13 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from reasonseg.cli_args import number
-from reasonseg.config import BACKENDS, MAX_DOMAIN_ID, resolve_cache_dir
-from reasonseg.entry import ignore_further_signals
-from reasonseg.image_codec import decode_image
-from reasonseg.output_files import OutputError, prepare_output_dir, write_png
-from reasonseg.render import contact_sheet
-from reasonseg.report import markdown_table, median_table
+from reasonseg.cli.args import number
+from reasonseg.settings.sections import BACKENDS, MAX_DOMAIN_ID, resolve_cache_dir
+from reasonseg.core.signals import ignore_further_signals
+from reasonseg.core.image_codec import decode_image
+from reasonseg.core.output_files import OutputError, prepare_output_dir, write_png
+from reasonseg.core.render import contact_sheet
+from reasonseg.core.report import markdown_table, median_table
 from reasonseg_interfaces.msg import SegmentationResult
 
 from .launch_runner import LAUNCH_DEFAULTS, node_command, ros_environment, start_child, stop_child

@@ -1,10 +1,10 @@
-"""Console entry points of the ROS commands, through reasonseg.entry.run_command: a SIGINT or SIGTERM at any
+"""Console entry points of the ROS commands, through reasonseg.core.signals.run_command: a SIGINT or SIGTERM at any
 moment, imports included, is a clean stop."""
 from __future__ import annotations
 
 from importlib import import_module
 
-from reasonseg.entry import run_command
+from reasonseg.core.signals import run_command
 
 
 def _run(module: str, interrupted_code: int) -> int | None:

@@ -8,7 +8,7 @@ import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from reasonseg.image_codec import decode_image
+from reasonseg.core.image_codec import decode_image
 from reasonseg.pipelines.base import Instance
 
 

@@ -19,9 +19,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from rclpy.utilities import remove_ros_args
 from rosbags.rosbag2 import Reader, ReaderError
 
-from reasonseg.cli_args import number
-from reasonseg.config import check_domain_id
-from reasonseg.errors import ConfigError
+from reasonseg.cli.args import number
+from reasonseg.settings.sections import check_domain_id
+from reasonseg.core.errors import ConfigError
 
 def get_message(msgtype: str) -> type:
     """'sensor_msgs/msg/Image' -> the generated Python class (rosidl_runtime_py is not on PyPI)."""

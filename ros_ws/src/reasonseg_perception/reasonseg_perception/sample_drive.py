@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from reasonseg.cli_args import number
-from reasonseg.errors import InputError, ReasonSegError
-from reasonseg.image_codec import read_image_file
+from reasonseg.cli.args import number
+from reasonseg.core.errors import InputError, ReasonSegError
+from reasonseg.core.image_codec import read_image_file
 
 CAMERA_TOPIC = "/camera/image_raw"
 INSTRUCTION_TOPIC = "/perception/instruction"  # the node in the launch default namespace
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     """reasonseg_sample_drive: write the sample drive bag (a set-up step)."""
     import argparse
 
-    from reasonseg.config import resolve_cache_dir
+    from reasonseg.settings.sections import resolve_cache_dir
 
     p = argparse.ArgumentParser(prog="reasonseg_sample_drive", description="write the sample drive rosbag2 (MCAP)")
     p.add_argument("--images", type=Path, help="photo folder (default: <cache>/images)")

@@ -34,14 +34,14 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from reasonseg.config import (Settings, check_domain_id, check_ros_args, check_url_parameters, field_docs,
+from reasonseg.settings.sections import (Settings, check_domain_id, check_ros_args, check_url_parameters, field_docs,
                               unknown_parameter_warnings)
-from reasonseg.entry import ignore_further_signals
-from reasonseg.errors import ConfigError, InputError, ReasonSegError
-from reasonseg.image_codec import check_image_layout, decode_compressed
-from reasonseg.model_text import clean_model_text
-from reasonseg.pipelines import build_pipeline
-from reasonseg.render import render_overlay
+from reasonseg.core.signals import ignore_further_signals
+from reasonseg.core.errors import ConfigError, InputError, ReasonSegError
+from reasonseg.core.image_codec import check_image_layout, decode_compressed
+from reasonseg.core.model_text import clean_model_text
+from reasonseg.pipelines.registry import build_pipeline
+from reasonseg.core.render import render_overlay
 from reasonseg.runtime.backoff import RetryState
 from reasonseg.runtime.engine import Camera, EngineOutput, Frame, PerceptionEngine
 from reasonseg.runtime.health import HealthRater, StreamSnapshot, frame_latency_ms

@@ -1,0 +1,49 @@
+"""Write ONNX files: torch export with an atomic rename, and the facts a manifest records about a graph."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from reasonseg.core.model_cache import sha256  # noqa: F401 - re-exported for the export tree
+
+OPSET = 17  # LayerNorm as one op; read by onnxruntime >= 1.14 and TensorRT >= 8.6
+
+
+def atomic_path(final: Path) -> Path:
+    """A temporary sibling of `final`: a crash never leaves a half-written graph under the real name."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.parent / f".{final.name}.tmp-{os.getpid()}"
+
+
+def export_module(module, args: tuple, out: Path, *, inputs: Sequence[str], outputs: Sequence[str],
+                  dynamic_axes: dict | None = None, opset: int = OPSET) -> Path:
+    """torch.nn.Module -> checked ONNX file at `out` (TorchScript exporter: no onnxscript dependency)."""
+    import onnx
+    import torch
+
+    tmp = atomic_path(out)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(tmp), dynamo=False, opset_version=opset, input_names=list(inputs),
+                              output_names=list(outputs), dynamic_axes=dynamic_axes, do_constant_folding=True)
+        onnx.checker.check_model(str(tmp))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def graph_io(path: Path) -> dict[str, dict[str, list]]:
+    """{"inputs": {name: shape}, "outputs": {name: shape}}; a dynamic axis is its name."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def shapes(values) -> dict[str, list]:
+        return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+
+    return {"inputs": shapes(model.graph.input), "outputs": shapes(model.graph.output),
+            "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}

@@ -1,0 +1,202 @@
+"""SAM2 memory tracking as two ONNX graphs with explicit memory inputs and outputs (the memory bank lives in
+the caller, as in NVIDIA Isaac ROS's SAM2 exporter), so a stream runs without PyTorch:
+
+* `sam2_track_start.onnx` — the conditioning frame: encoder outputs + box corners / clicks (SAM's padding
+  point is added inside, as `Sam2VideoModel._single_frame_forward` does) + multimask_output [1]
+  -> low_res_masks [1,1,4h,4w], object_score_logits [1,1], object_pointer [1,C], maskmem_features [HW,Cm];
+* `sam2_track_step.onnx` — one tracked frame: encoder outputs + memory [T,HW,Cm] with memory_offsets [T]
+  (0 = the conditioning frame, k = k frames back) + object_pointers [P,C] with pointer_offsets [P]
+  -> the same four outputs. T and P are dynamic: the bank grows over the first frames, then stays full.
+
+Both graphs are `Sam2VideoModel`'s own methods (`_prepare_memory_conditioned_features` minus the session
+bookkeeping, `_single_frame_forward`, `_encode_new_memory`), so a stream run on them gives transformers'
+streaming masks (tests/test_export.py checks whole streams). `maskmem_features` leaves rounded to
+bfloat16 and returned as float32: transformers stores the memory bank in bf16, and the rounding is part
+of the result. The memory and image positional encodings depend only on shapes, so they are constants.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from reasonseg_export.manifest import write_manifest
+from reasonseg_export.onnx_io import export_module
+from reasonseg_export.parity import require_close
+from reasonseg.segmenters.sam2.graphs import FEATURES, START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS
+
+FP32_MAX_REL = 1e-4
+
+
+def track_limits(model) -> dict[str, int]:
+    """What the runtime needs to build the bank as transformers does: SAM2 reads the conditioning frame +
+    `num_maskmem - 1` past masks and up to `max_object_pointers_in_encoder` object pointers; the
+    conditioning frame decodes several masks when its click count is in [multimask_min, multimask_max]."""
+    c = model.config
+    return {"num_maskmem": int(model.num_maskmem), "max_pointers": int(c.max_object_pointers_in_encoder),
+            "multimask_min": int(c.multimask_min_pt_num) if c.multimask_output_in_sam else 1,
+            "multimask_max": int(c.multimask_max_pt_num) if c.multimask_output_in_sam else 0}
+
+
+def _constants(model) -> tuple:
+    """Image and memory positional encodings: functions of the feature-map shapes only."""
+    import torch
+
+    s = model.config.image_size
+    s = int(s if isinstance(s, int) else s[0])
+    with torch.no_grad():
+        out = model.get_image_features(torch.zeros(1, 3, s, s), return_dict=True)
+        vision_pos = out.fpn_position_encoding[-1].detach().clone()  # [HW, 1, C]
+        h, w = model.backbone_feature_sizes[-1]
+        pix = torch.zeros(1, model.hidden_dim, h, w)
+        mask = torch.zeros(1, 1, *(4 * v for v in model.prompt_encoder.mask_input_size))
+        _, mem_pos = model.memory_encoder(pix, mask)
+        mem_pos = mem_pos.detach().clone().flatten(2).permute(2, 0, 1)  # [HW, 1, Cm]
+    return vision_pos, mem_pos
+
+
+def _modules(model):
+    import torch
+
+    from transformers.models.sam2_video.modeling_sam2_video import get_1d_sine_pe
+
+    vision_pos, mem_pos = _constants(model)
+    h, w = model.backbone_feature_sizes[-1]
+    c = model.hidden_dim
+
+    def flat(emb):  # noqa: ANN001, ANN202 - [1, C, h, w] -> [HW, 1, C], transformers' sequence-first layout
+        return emb.flatten(2).permute(2, 0, 1)
+
+    def outputs(sam, vision_seq, from_points: bool):  # noqa: ANN001, ANN202
+        mem, _ = model._encode_new_memory(vision_seq, sam.high_res_masks, sam.object_score_logits, from_points)
+        return (sam.pred_masks, sam.object_score_logits.reshape(1, 1), sam.object_pointer.reshape(1, -1),
+                mem.float().reshape(mem.shape[0], -1))
+
+    class Start(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, feat0, feat1, emb, coords, labels, multimask):  # noqa: ANN001, ANN202
+            # The conditioning frame has no memory: its features are the encoder's, no-memory token included.
+            runs = [self.model._single_frame_forward(input_points=coords[:, None], input_labels=labels[:, None],
+                                                     image_embeddings=[feat0, feat1, emb], multimask_output=m)
+                    for m in (False, True)]
+            single, multi = (outputs(r, flat(emb - self.model.no_memory_embedding.reshape(1, c, 1, 1)), True)
+                             for r in runs)
+            use = multimask.reshape(()) > 0
+            return tuple(torch.where(use, b, a) for a, b in zip(single, multi))
+
+    class Step(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.register_buffer("vision_pos", vision_pos)
+            self.register_buffer("mem_pos", mem_pos)
+
+        def forward(self, feat0, feat1, emb, memory, memory_offsets, pointers, pointer_offsets):  # noqa: ANN001, ANN202
+            m = self.model
+            vision = flat(emb - m.no_memory_embedding.reshape(1, c, 1, 1))  # the raw last level
+            # Spatial memories: each slot's positional encoding + its temporal one; offset 0 (the
+            # conditioning frame) takes the last table row, as transformers' index `0 - 1` does.
+            tpe = m.memory_temporal_positional_encoding.reshape(m.num_maskmem, -1)
+            slot_pos = self.mem_pos[None] + tpe[torch.remainder(memory_offsets - 1, m.num_maskmem)][:, None, None]
+            mem_seq = memory.reshape(-1, 1, memory.shape[-1])
+            pos_seq = slot_pos.reshape(-1, 1, slot_pos.shape[-1])
+            # Object pointers: temporal sine PE of offset / (max - 1), projected; split into mem_dim tokens.
+            ptrs = pointers[:, None]
+            if m.config.enable_temporal_pos_encoding_for_object_pointers:
+                max_diff = float(m.config.max_object_pointers_in_encoder - 1)
+                ptr_pos = m.temporal_positional_encoding_projection_layer(
+                    get_1d_sine_pe(pointer_offsets / max_diff, dim=c))[:, None]
+            else:
+                ptr_pos = torch.zeros(pointers.shape[0], 1, m.mem_dim)
+            if m.mem_dim < c:
+                splits = c // m.mem_dim
+                ptrs = ptrs.reshape(-1, 1, splits, m.mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
+                ptr_pos = ptr_pos.repeat_interleave(splits, dim=0)
+            conditioned = m.memory_attention(current_vision_features=vision,
+                                             current_vision_position_embeddings=self.vision_pos,
+                                             memory=torch.cat([mem_seq, ptrs], 0),
+                                             memory_posision_embeddings=torch.cat([pos_seq, ptr_pos], 0),
+                                             num_object_pointer_tokens=ptrs.shape[0])
+            pix = conditioned.squeeze(1).transpose(1, 2).reshape(1, c, h, w)
+            sam = m._single_frame_forward(image_embeddings=[feat0, feat1, pix],
+                                          multimask_output=m._use_multimask(False, None))
+            return outputs(sam, vision, False)
+
+    return Start().eval(), Step().eval()
+
+
+def example_start_inputs(model, n_points: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    from reasonseg_export.sam2 import example_decoder_inputs
+
+    feeds = example_decoder_inputs(model, n_points=n_points, n_raw=0, seed=seed)
+    feeds["point_labels"] = np.random.default_rng(seed).choice(np.array([0, 1]), (1, n_points)).astype(np.int64)
+    return {k: feeds[k] for k in START_INPUTS[:5]} | {"multimask_output": np.array([0.0], np.float32)}
+
+
+def example_step_inputs(model, n_memory: int, n_pointers: int, seed: int = 0) -> dict[str, np.ndarray]:
+    from reasonseg_export.sam2 import example_decoder_inputs
+
+    rng = np.random.default_rng(seed)
+    feeds = example_decoder_inputs(model, seed=seed)
+    h, w = model.backbone_feature_sizes[-1]
+    limits = track_limits(model)
+    offsets = np.array([0, *range(min(n_memory - 1, limits["num_maskmem"] - 1), 0, -1)], np.int64)[:n_memory]
+    return {k: feeds[k] for k in FEATURES} | {
+        "memory": rng.standard_normal((n_memory, h * w, model.mem_dim)).astype(np.float32),
+        "memory_offsets": offsets,
+        "object_pointers": rng.standard_normal((n_pointers, model.hidden_dim)).astype(np.float32),
+        "pointer_offsets": np.array([n_pointers + 3, *range(1, n_pointers)], np.float32)[:n_pointers]}
+
+
+def export_sam2_track(model, out_dir: Path, source: Path | None, checkpoint: str) -> list[Path]:
+    """Both tracking graphs of a loaded `Sam2VideoModel`, each checked against PyTorch on fresh inputs."""
+    import torch
+
+    start, step = _modules(model)
+    out_dir = Path(out_dir)
+    trace = {k: torch.from_numpy(v) for k, v in example_start_inputs(model).items()}
+    start_path = export_module(start, tuple(trace.values()), out_dir / START, inputs=START_INPUTS,
+                               outputs=TRACK_OUTPUTS, dynamic_axes={"point_coords": {1: "num_points"},
+                                                                    "point_labels": {1: "num_points"}})
+    trace = {k: torch.from_numpy(v) for k, v in example_step_inputs(model, 3, 3).items()}
+    step_path = export_module(step, tuple(trace.values()), out_dir / STEP, inputs=STEP_INPUTS, outputs=TRACK_OUTPUTS,
+                              dynamic_axes={"memory": {0: "num_memories"}, "memory_offsets": {0: "num_memories"},
+                                            "object_pointers": {0: "num_pointers"},
+                                            "pointer_offsets": {0: "num_pointers"}})
+    parity = check_sam2_track(start, step, start_path, step_path, model)
+    for path in (start_path, step_path):
+        write_manifest(path, format="sam2", precision="fp32", source=source, parity=parity, checkpoint=checkpoint,
+                       **track_limits(model))
+    return [start_path, step_path]
+
+
+def check_sam2_track(start, step, start_path: Path, step_path: Path, model, seed: int = 2) -> dict:
+    """PyTorch vs onnxruntime: the start graph for a box and for one click (multimask); the step graph with
+    the smallest bank (conditioning frame only), a growing one and a full one."""
+    import torch
+
+    from reasonseg.backends.onnxruntime_graph import open_session
+
+    out: dict = {}
+    limits = track_limits(model)
+    cases = {"start/box": (start, start_path, example_start_inputs(model, 2, seed)),
+             "start/one_click_multimask": (start, start_path, example_start_inputs(model, 1, seed + 1)
+                                           | {"multimask_output": np.array([1.0], np.float32)}),
+             "step/first": (step, step_path, example_step_inputs(model, 1, 1, seed + 2)),
+             "step/growing": (step, step_path, example_step_inputs(model, 3, 3, seed + 3)),
+             "step/full": (step, step_path, example_step_inputs(model, limits["num_maskmem"],
+                                                               limits["max_pointers"], seed + 4))}
+    sessions = {p: open_session(p, "SAM2 tracking graph") for p in (start_path, step_path)}
+    for case, (module, path, feeds) in cases.items():
+        with torch.inference_mode():
+            ref = [t.numpy() for t in module(*(torch.from_numpy(v) for v in feeds.values()))]
+        got = sessions[path].run(None, feeds)
+        for name, r, g in zip(TRACK_OUTPUTS, ref, got):
+            # bf16 memory: one rounding step apart at most where fp32 noise straddles a bf16 boundary
+            tol = 1e-2 if name == "maskmem_features" else FP32_MAX_REL
+            out[f"{case}/{name}"] = require_close(f"SAM2 {case} {name}", r, g, tol)
+    out["max_rel_tolerance"] = FP32_MAX_REL
+    return out

@@ -1,0 +1,1 @@
+"""Graph runners: onnxruntime, OpenVINO, TensorRT, and the CPU features they depend on."""

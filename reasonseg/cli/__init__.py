@@ -1,0 +1,1 @@
+"""The `reasonseg` command: segment, export, prepare-models, signal handling."""

@@ -1,0 +1,67 @@
+"""Console entry points: a SIGINT, SIGTERM or SIGHUP at any moment is a clean stop, for every command.
+
+While a command's modules import (torch, OpenCV, rclpy, Lightning: seconds on a cold start) a signal is only
+noted, and the command then exits without starting: a KeyboardInterrupt landing inside an import surfaces
+as a traceback, sometimes wrapped in another error (class creation wraps it in a RuntimeError). Afterwards
+SIGTERM (docker stop, systemd) and SIGHUP (a closed terminal) raise KeyboardInterrupt as SIGINT does, so
+every command stops by the one path it has for Ctrl-C, never by the default action's silent kill. (A ROS
+node's rclpy.init then installs rclpy's handlers for SIGINT and SIGTERM.)"""
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+# SIGHUP too: a closed terminal must stop a launcher's node, which runs in its own process group
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+INTERRUPTED = 130  # shell convention: 128 + SIGINT
+
+
+_received: list[int] = []  # stop signals this process got through our handlers
+
+
+def stop_requested() -> bool:
+    """A stop signal has arrived. C code a KeyboardInterrupt lands in may turn it into an error of its own
+    (onnxruntime's first import reports "initialization failed"): an error handler asks this first, so the
+    command reports a stop, not a broken model file."""
+    return bool(_received)
+
+
+def _note(signum: int, _frame: object) -> None:
+    _received.append(signum)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: int = INTERRUPTED) -> int | None:
+    """`load()` does the imports and returns the command's main; run it with clean stops (see module doc)."""
+    keep = {sig: signal.getsignal(sig) == signal.SIG_IGN for sig in _SIGNALS}  # e.g. SIGINT in a `cmd &` job
+    for sig in _SIGNALS:
+        if not keep[sig]:
+            signal.signal(sig, _note)
+    main = load()
+    if _received:
+        return interrupted_code
+    for sig in _SIGNALS:
+        if not keep[sig]:
+            signal.signal(sig, _interrupt)
+    try:
+        return main()
+    except KeyboardInterrupt:  # also one landing inside a command's own clean-up or error handling
+        return interrupted_code
+    finally:
+        if _received:  # stopping: a second signal during the interpreter's teardown must not turn 130 into -15
+            ignore_further_signals()
+
+
+def ignore_further_signals() -> None:
+    """For a process that is already stopping: a second signal (Ctrl-C reaches a whole process group,
+    and `ros2 launch` passes it on too) must not cut the clean-up short. Python resets its handlers to the
+    default action at interpreter exit, so one landing there killed the node mid-teardown (exit -2, or
+    std::terminate in DDS); SIG_IGN is kept through exit. Call again after rclpy's shutdown, which puts back
+    the handlers it had replaced."""
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+

@@ -1,0 +1,221 @@
+"""Pick the referred instance(s) among detections: class, colour, space, relation, count."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from reasonseg.grounding.query import Query
+
+Box = tuple[float, float, float, float]
+CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider
+PLURAL_SHARE = 0.3     # "all horses" keeps less certain instances too
+TRUNCATED_SHARE = 0.25  # border-cut instances smaller than this share of the largest are not referents
+SAME_OBJECT_IOU = 0.7  # boxes overlapping this much are one object scored under two classes
+_DEPTH_CUE = {"behind": "far_by_ground", "in_front_of": "near_by_ground"}  # relation to an undetected reference
+
+
+class DetectionLike(Protocol):
+    box: Box
+    score: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    indices: tuple[int, ...]        # into the detection list, best first
+    reasoning: str
+
+
+def box_intersection(a: Box, b: Box) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def box_iou(a: Box, b: Box) -> float:
+    inter = box_intersection(a, b)
+    union = box_area(a) + box_area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def box_area(b: Box) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _touches_border(b: Box, width: int, height: int, margin: float = 2.0) -> bool:
+    return b[0] <= margin or b[1] <= margin or b[2] >= width - margin or b[3] >= height - margin
+
+
+def _centre(b: Box) -> tuple[float, float]:
+    return (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+
+
+# HSV ranges (OpenCV: H 0-179, S/V 0-255) for colour words.
+_HUES = {"red": [(0, 10), (170, 180)], "orange": [(10, 22)], "yellow": [(22, 35)], "green": [(35, 85)],
+         "blue": [(85, 130)], "purple": [(130, 160)], "pink": [(160, 170)], "brown": [(5, 22)]}
+
+
+def colour_fraction(image_rgb: np.ndarray, box: Box, colour: str) -> float:
+    """Share of pixels in the central half of `box` that look like `colour`."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    cx0, cy0 = int(max(0, x0 + w / 4)), int(max(0, y0 + h / 4))
+    cx1, cy1 = int(min(image_rgb.shape[1], x1 - w / 4)), int(min(image_rgb.shape[0], y1 - h / 4))
+    if cx1 <= cx0 or cy1 <= cy0:
+        return 0.0
+    hsv = cv2.cvtColor(image_rgb[cy0:cy1, cx0:cx1], cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.int32)
+    hue, sat, val = hsv[:, 0], hsv[:, 1], hsv[:, 2]
+    if colour == "white":
+        hit = (sat < 50) & (val > 170)
+    elif colour == "black":
+        hit = val < 60
+    elif colour in ("gray", "silver"):
+        hit = (sat < 40) & (val >= 60) & (val <= 200)
+    else:
+        ranges = _HUES.get(colour, [])
+        hit = np.zeros(len(hue), bool)
+        for lo, hi in ranges:
+            hit |= (hue >= lo) & (hue < hi)
+        hit &= (sat > 70) & (val > 50)
+        if colour == "brown":
+            hit &= val < 170
+    return float(hit.mean()) if hit.size else 0.0
+
+
+def select_instances(
+    image_rgb: np.ndarray,
+    detections: Sequence[DetectionLike],
+    target_labels: Sequence[str],
+    query: Query,
+    *,
+    label_similarity: Callable[[str, str], float],
+    sibling_similarity: float,
+    reference_labels: Sequence[str] = (),
+    excluded_labels: Sequence[str] = (),
+) -> Selection:
+    """Choose the detection(s) the instruction refers to, with a reason a person can read. A detection of an
+    excluded label ("everything except the dog") is never chosen, not even as a sibling class."""
+    if not target_labels:
+        return Selection((), "no allowed label matches the instruction")
+    # Class-similarity-aware candidates: a sibling class (sheep for horse) may carry the right box.
+    # A category ("animal") already lists its members, and the reference object is never the target.
+    siblings_ok = len(target_labels) == 1
+    weight = {}
+    for i, det in enumerate(detections):
+        if det.label in excluded_labels:
+            continue
+        if det.label in target_labels:
+            weight[i] = 1.0
+        elif siblings_ok and det.label not in reference_labels:
+            w = label_similarity(det.label, target_labels[0])
+            if w >= sibling_similarity:
+                weight[i] = w
+    # One object scored under two classes is the one it scores higher as: the dog also scored as a cat is the
+    # excluded dog in "everything except the dog", and still the wanted dog in "the dog but not the cat".
+    left_out = [d for d in detections if d.label in excluded_labels]
+    cand = _dedupe([i for i in weight if not any(box_iou(detections[i].box, d.box) >= SAME_OBJECT_IOU
+                                                 and d.score >= detections[i].score for d in left_out)],
+                   detections, weight)
+    named = "/".join(target_labels) if len(target_labels) <= 6 else f"any of {len(target_labels)} classes"
+    if not cand:
+        return Selection((), f"no {named} detected")
+    eff = {i: detections[i].score * weight[i] for i in cand}
+    reasons = [f"{len(cand)} candidate(s) for {named}"]
+    # Choose among confident instances only: a weak fragment box (a dog's head, a fruit cut by the frame edge)
+    # may score a little higher, or be closer, browner or further left, but it is not what a person refers to.
+    share = PLURAL_SHARE if query.plural and not (query.spatial or query.colours) else CONFIDENT_SHARE
+    top = max(eff.values())
+    cand = [i for i in cand if eff[i] >= share * top]
+    h, w = image_rgb.shape[:2]
+    big = max(box_area(detections[i].box) for i in cand)
+    whole = [i for i in cand if not (_touches_border(detections[i].box, w, h)
+                                     and box_area(detections[i].box) < TRUNCATED_SHARE * big)]
+    cand = whole or cand
+
+    kept_by_relation = False  # a relation orders candidates by distance to the reference
+    refs = [j for j, d in enumerate(detections) if d.label in reference_labels and j not in cand]
+    if query.relation is not None and refs:
+        ref = max(refs, key=lambda j: detections[j].score)
+        kept = _relate(cand, detections, detections[ref].box, query.relation.kind)
+        if kept:
+            cand, kept_by_relation = kept, True
+            reasons.append(f"{query.relation.kind.replace('_', ' ')} the {detections[ref].label}")
+    elif query.relation is not None and query.relation.kind in _DEPTH_CUE and not query.spatial:
+        # "behind the fence": the reference is no class we detect, but the relation still says farther from
+        # (or nearer to) the camera, which the ground contact (box bottom) orders on a ground plane.
+        query = dataclasses.replace(query, spatial=(_DEPTH_CUE[query.relation.kind],))
+        reasons.append(f"{query.relation.kind.replace('_', ' ')} the {query.relation.reference} (not detected)")
+    if query.colours:  # a filter, not a ranking: a white bin must not beat a white truck's score
+        frac = {i: min(colour_fraction(image_rgb, detections[i].box, c) for c in query.colours) for i in cand}
+        best = max(frac.values())
+        if best > 0.05:
+            cand = [i for i in cand if frac[i] >= 0.5 * best]
+            reasons.append(f"{'/'.join(query.colours)}")
+    if query.spatial:
+        cue = query.spatial[0]
+        cand = sorted(cand, key=_spatial_key(cue, detections, image_rgb.shape[1]))
+        n = (query.ordinal or 1) - 1
+        chosen = cand[n:n + 1] if n < len(cand) else cand[-1:]
+        reasons.append(f"{_ordinal_word(query.ordinal)}{cue.replace('_', ' ')} of {len(cand)}")
+        return Selection(tuple(chosen), "; ".join(reasons))
+    if query.plural:
+        ordered = sorted(cand, key=lambda i: -eff[i])
+        if query.count is not None and len(ordered) >= query.count:
+            reasons.append(f"the {query.count} most confident of {len(ordered)}")
+            return Selection(tuple(ordered[:query.count]), "; ".join(reasons))
+        reasons.append(f"all {len(ordered)} instance(s)"
+                       + (f" (asked for {query.count})" if query.count is not None else ""))
+        return Selection(tuple(ordered), "; ".join(reasons))
+    if not kept_by_relation:
+        cand = sorted(cand, key=lambda i: -eff[i])
+        reasons.append(f"highest score {eff[cand[0]]:.2f}")
+    return Selection((cand[0],), "; ".join(reasons))
+
+
+def _dedupe(idx: list[int], dets: Sequence[DetectionLike], weight: dict[int, float]) -> list[int]:
+    """One candidate per object: boxes of sibling classes on the same object collapse to the best."""
+    keep: list[int] = []
+    for i in sorted(idx, key=lambda i: -dets[i].score * weight[i]):
+        if all(box_iou(dets[i].box, dets[k].box) < SAME_OBJECT_IOU for k in keep):
+            keep.append(i)
+    return keep
+
+
+def _relate(cand: list[int], dets: Sequence[DetectionLike], ref: Box, kind: str) -> list[int]:
+    rx, ry = _centre(ref)
+    dist = {i: float(np.hypot(*np.subtract(_centre(dets[i].box), (rx, ry)))) for i in cand}
+    if kind == "left_of":
+        kept = [i for i in cand if _centre(dets[i].box)[0] < rx]
+    elif kind == "right_of":
+        kept = [i for i in cand if _centre(dets[i].box)[0] > rx]
+    elif kind == "on":
+        kept = [i for i in cand if _centre(dets[i].box)[1] < ry and ref[0] <= _centre(dets[i].box)[0] <= ref[2]]
+    elif kind == "under":
+        kept = [i for i in cand if _centre(dets[i].box)[1] > ry]
+    elif kind == "behind":
+        kept = [i for i in cand if dets[i].box[3] < ref[3]]
+    elif kind == "in_front_of":
+        kept = [i for i in cand if dets[i].box[3] > ref[3]]
+    else:
+        kept = list(cand)
+    return sorted(kept, key=lambda i: dist[i])
+
+
+def _spatial_key(cue: str, dets: Sequence[DetectionLike], width: int) -> Callable[[int], float]:
+    def key(i: int) -> float:
+        b = dets[i].box
+        cx, cy = _centre(b)
+        return {
+            "left": cx, "right": -cx, "top": cy, "bottom": -cy,
+            "biggest": -box_area(b), "smallest": box_area(b), "farthest": box_area(b),
+            "far_by_ground": b[3], "near_by_ground": -b[3],  # ground contact: lower in the frame = nearer
+            "nearest": -box_area(b) - b[3],  # larger and lower in the frame = closer to the camera
+            "middle": abs(cx - width / 2),
+        }[cue]
+    return key
+
+
+def _ordinal_word(n: int | None) -> str:
+    return "" if not n or n == 1 else {2: "2nd ", 3: "3rd "}.get(n, f"{n}th ")

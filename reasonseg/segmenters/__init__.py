@@ -1,0 +1,1 @@
+"""Promptable segmenters: the kind x backend registry and one folder per kind."""

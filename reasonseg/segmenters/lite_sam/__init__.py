@@ -1,0 +1,1 @@
+"""LiteSAM (the embedded default): graph contracts, runners, precision choice."""

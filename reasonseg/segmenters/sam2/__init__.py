@@ -1,0 +1,1 @@
+"""SAM2: graph contracts, PyTorch runner, onnxruntime runner with explicit memory."""

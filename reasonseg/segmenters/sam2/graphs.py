@@ -1,0 +1,38 @@
+"""The SAM2 ONNX graph contracts: file names and input / output names of the graphs the export tree writes
+(`reasonseg export sam2`) and `onnx_runner` runs. Both sides import them from here.
+
+* `sam2_encoder.onnx`: pixel_values [1,3,S,S] -> the three feature levels;
+* `sam2_decoder.onnx`: the features + points / raw sparse tokens / mask input -> low-res mask, IoU, object score;
+* `sam2_track_start.onnx` / `sam2_track_step.onnx`: memory tracking with the memory bank held by the caller.
+"""
+from __future__ import annotations
+
+
+
+
+ENCODER, DECODER = "sam2_encoder.onnx", "sam2_decoder.onnx"
+
+
+ENCODER_INPUTS, ENCODER_OUTPUTS = ["pixel_values"], ["high_res_feats_0", "high_res_feats_1", "image_embeddings"]
+
+
+DECODER_INPUTS = ["high_res_feats_0", "high_res_feats_1", "image_embeddings", "point_coords", "point_labels",
+                  "sparse_embeddings", "mask_input", "has_mask_input", "multimask_output"]
+
+
+DECODER_OUTPUTS = ["low_res_masks", "iou_predictions", "object_score_logits"]
+
+
+START, STEP = "sam2_track_start.onnx", "sam2_track_step.onnx"
+
+
+FEATURES = ["high_res_feats_0", "high_res_feats_1", "image_embeddings"]
+
+
+START_INPUTS = [*FEATURES, "point_coords", "point_labels", "multimask_output"]
+
+
+STEP_INPUTS = [*FEATURES, "memory", "memory_offsets", "object_pointers", "pointer_offsets"]
+
+
+TRACK_OUTPUTS = ["low_res_masks", "object_score_logits", "object_pointer", "maskmem_features"]

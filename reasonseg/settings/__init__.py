@@ -1,0 +1,1 @@
+"""Settings: sections (dataclasses), YAML / ROS-parameter loading, the parameter schema."""

@@ -1,0 +1,558 @@
+"""Settings: one typed schema for YAML files, ROS parameters and the CLI.
+
+Each field carries its bounds; `Settings.from_flat` validates a flat mapping
+("segmenter.num_points": 20) as ROS hands parameters over, and
+`load_settings` reads a YAML file in either plain nested form or the ROS
+`<node>: ros__parameters:` form, so the CLI and the node share one file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from difflib import get_close_matches
+from typing import Any, Callable, Iterable, Mapping
+
+import yaml
+
+from reasonseg.core.errors import ConfigError, one_line
+
+
+def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
+       choices: tuple[str, ...] | None = None, check: Callable[[Any], str | None] | None = None,
+       schema: Mapping[str, Any] | None = None) -> Any:
+    """A setting: default, description and bounds. `check` is a rule beyond them; `schema` says the same rule
+    in JSON Schema terms for the parameter schema file (reasonseg/settings/schema.py)."""
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices, "check": check,
+                                            "schema": dict(schema or {})})
+
+
+# Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
+PIPELINES = ("auto", "refine", "mllm", "lens", "cora", "l2l")
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")  # auto: see segmenter_factory.auto_backend
+MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters/lite_sam/runners.py
+PRECISIONS = ("auto", "fp32", "fp16", "int8", "bf16")  # exported encoder variants: see export/
+SEGMENTER_KINDS = ("lite_sam", "sam2")
+MLLM_BACKENDS = ("transformers", "openai")
+MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
+MLLM_BOX_FORMATS = ("auto", "absolute", "relative_1000")  # see reasonseg/grounding/vlm/answer.py
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
+def _device(doc: str = "auto | cpu | cuda | cuda:N") -> Any:
+    return _f("auto", doc, check=lambda v: None if _DEVICE.fullmatch(v) else "must be auto, cpu, cuda or cuda:N",
+              schema={"pattern": f"^({_DEVICE.pattern})$"})
+
+def _userinfo_end(url: str) -> int:
+    """Index just past the '@' that ends a URL's userinfo (`user:password@`), 0 when it has none."""
+    start = url.find("://") + 3 if "://" in url else 0
+    end = min((i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url))
+    return url.rfind("@", start, end) + 1
+
+
+def _no_credentials(url: str) -> str | None:
+    # ROS parameters are readable by anyone on the DDS domain (get_parameters, /parameter_events)
+    if _userinfo_end(url):
+        return ("credentials (user:password@) are refused in a URL parameter, where anyone on the ROS domain can "
+                "read them: give the key in $OPENAI_API_KEY (secrets come from the environment only)")
+    return None
+
+
+def _redacted(value: Any) -> Any:
+    """`value` for an error message: a URL's userinfo as `***@`."""
+    at = _userinfo_end(value) if isinstance(value, str) else 0
+    return value[: value.find("://") + 3 if "://" in value else 0] + "***@" + value[at:] if at else value
+
+
+def _url(doc: str) -> Any:
+    return _f("", doc, check=_no_credentials, schema={"not": {"pattern": "^([^:/?#]*://)?[^/?#]*@"}})
+
+IMAGE_TRANSPORTS = ("raw", "compressed")
+_CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _check_cameras(names: tuple[str, ...]) -> str | None:
+    if names == ("",):
+        return None
+    if not names:
+        return "needs at least one camera ([\"\"] = the node's own topics)"
+    bad = [n for n in names if not _CAMERA_NAME.fullmatch(n)]
+    if bad:
+        return f"camera names must be ROS name tokens (letter, then letters, digits, _): {bad}"
+    if len(set(names)) != len(names):
+        return "camera names must be unique"
+    return None
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    score_floor: float = _f(0.12, "minimum detector score for a candidate", lo=0.0, hi=1.0)
+    max_detections: int = _f(50, "detections kept per frame", lo=1, hi=300)
+    zoom_out: float = _f(2.0, "second detector pass on the image shrunk by this factor, for objects that fill "
+                              "the frame (1 = off)", lo=1.0, hi=4.0)
+
+
+@dataclass(frozen=True)
+class SegmenterSettings:
+    kind: str = _f("lite_sam", "segmenter model family", choices=SEGMENTER_KINDS)
+    model: str = _f("", "sam2: HF id (from the local cache) or local dir, e.g. facebook/sam2.1-hiera-tiny "
+                        "(lite_sam: '' = the embedded default)")
+    device: str = _device()
+    # SAM2 reads 6 past masks and 15 past object pointers (sam2.1 configs); older frames are dropped.
+    memory_frames: int = _f(16, "sam2 tracker: past frames kept in the memory bank", lo=1, hi=256)
+    # onnxruntime runs the LiteSAM encoder ~2x faster than torch on CPU, OpenVINO's bf16 ~1.3x faster again where
+    # the CPU has native bf16, and its NNCF int8 ~1.35x faster than that; torch is the reference.
+    backend: str = _f("auto", "segmenter backend; auto = openvino where it would run an int8 or bf16 encoder the "
+                              "set-up judged for this CPU (CPUs with native bf16), else onnxruntime (sam2: "
+                              "onnxruntime for an exported folder, else torch)", choices=BACKENDS)
+    # The int8 encoder is made by the set-up step (`reasonseg export lite-sam --precision int8`) and judged
+    # there: its manifest records the mask IoU vs fp32 on the sample photos and the CPU that judged it
+    # (export/cpu_int8.py: auto does not carry a judgement over to a CPU whose int8 kernels saturate).
+    precision: str = _f("auto", "lite_sam on onnxruntime: image encoder precision; auto = int8 when its manifest "
+                                "shows mean mask IoU >= 0.95 vs fp32, else fp32 (lite_sam on openvino: auto = int8, "
+                                "then bf16, by the same rule as judged for this CPU; on tensorrt: auto = fp16; other "
+                                "kinds and backends: fp32 only)", choices=PRECISIONS)
+    # Paper §3.4 prompts SAM with the box plus the n_p = 20 top-probability points. LiteMedSAM was trained on
+    # boxes only and points shrink its masks (measured: truck box cover 0.46 -> 0.17 with 20 points), so the
+    # embedded default is box-only; set 20 for SAM/SAM2 proper.
+    num_points: int = _f(0, "top-n detector heatmap points added as positive prompts (paper: 20)", lo=0, hi=64)
+    threads: int = _f(0, "CPU threads for the segmenter (0 = library default)", lo=0, hi=256)
+    subtract_occluders: bool = _f(True, "cut confident other-class objects inside the target box out of its mask")
+    mask_choice: str = _f("largest_in_box", "lite_sam: single (mask token 0) | largest_in_box (the largest of the "
+                                            "four masks inside the box prompt)", choices=MASK_CHOICES)
+    # Measured on the unseen-photo evaluation set: LiteMedSAM masks ~20 % of a person's box, the selfie model
+    # the whole person (bench/eval_unseen.py).
+    person_model: bool = _f(True, "refine: mask people with the selfie person segmenter instead of the box prompt")
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    model: str = _f("gpt-4o", "chat model name on the OpenAI-compatible endpoint")
+    base_url: str = _url("endpoint ('' = $OPENAI_BASE_URL; neither: no LLM, the local resolver); "
+                         "$OPENAI_API_KEY goes only to its own origin (README)")
+    timeout_s: float = _f(8.0, "per-request timeout; slower answers fall back to the local resolver", lo=0.1, hi=120.0)
+    max_tokens: int = _f(256, "answer token budget", lo=16, hi=4096)
+
+
+@dataclass(frozen=True)
+class MllmSettings:
+    backend: str = _f("transformers", "transformers: Qwen2.5-VL / Qwen2-VL in this process; openai: any "
+                                      "OpenAI-compatible chat endpoint that takes images (vLLM, Ollama, GPT-4o)",
+                      choices=MLLM_BACKENDS)
+    model: str = _f("", "HF id (from the local cache) or local dir; the served model name for openai "
+                        "('' = the mllm pipeline is not configured)")
+    base_url: str = _url("endpoint ('' = $OPENAI_BASE_URL); $OPENAI_API_KEY goes only to its own origin (README)")
+    box_format: str = _f("auto", "how a served model's boxes read: absolute (pixels of the image sent, Qwen2.5-VL), "
+                                 "relative_1000 (0..1000 of the image, Qwen3-VL); auto: from mllm.model's name",
+                         choices=MLLM_BOX_FORMATS)
+    chain_of_thought: bool = _f(False, "ask for <think>...</think><answer>...</answer>")
+    timeout_s: float = _f(20.0, "deadline for one grounding answer", lo=0.1, hi=600.0)
+    max_new_tokens: int = _f(512, "answer token budget", lo=16, hi=8192)
+    device: str = _device("transformers backend: auto | cpu | cuda | cuda:N")
+    dtype: str = _f("auto", "transformers backend weights dtype (auto: bfloat16 on CUDA, float32 on CPU)",
+                    choices=MLLM_DTYPES)
+    # Qwen2.5-VL's smart_resize: the frame is resized to multiples of 28 px within these pixel counts
+    # before it is sent, and the answer's pixels are mapped back to the frame.
+    min_pixels: int = _f(56 * 56, "smallest image sent to the model (pixels)", lo=28 * 28, hi=1 << 26)
+    max_pixels: int = _f(1280 * 28 * 28, "largest image sent to the model (pixels)", lo=28 * 28, hi=1 << 26)
+    max_instances: int = _f(8, "answers naming more objects than this are rejected", lo=1, hi=100)
+
+
+@dataclass(frozen=True)
+class LensSettings:
+    model: str = _f("", "LENS checkpoint in the release's layout: HF id (local cache) or dir, e.g. OuyBin/LENS "
+                        "('' = the lens pipeline is not configured)")
+    chain_of_thought: bool = _f(False, "the CoT checkpoints' prompt (OuyBin/LENS_ReasonSeg_CoT): "
+                                       "<think>...</think><answer>...</answer>")
+    num_queries: int = _f(0, "context queries M when the checkpoint's config has no num_of_query (0 = the "
+                             "release's 64); a checkpoint's own value always wins", lo=0, hi=1024)
+    max_new_tokens: int = _f(256, "answer token budget (the release's demo: 256)", lo=1, hi=8192)
+    timeout_s: float = _f(30.0, "deadline for one grounding; past it auto falls back to the next pipeline",
+                          lo=0.1, hi=600.0)
+    device: str = _device()
+    dtype: str = _f("auto", "MLLM + connector dtype (auto: bfloat16 on CUDA, float32 on CPU); SAM2 stays float32",
+                    choices=MLLM_DTYPES)
+
+
+@dataclass(frozen=True)
+class CoraSettings:
+    model: str = _f("", "CORA checkpoint written by CoraModel.save_pretrained / training/: HF id (local cache) or "
+                        "dir ('' = the cora pipeline is not configured)")
+    max_new_tokens: int = _f(32, "answer token budget (the answer is short: \"Sure, it is <SEG>.\")", lo=1, hi=8192)
+    timeout_s: float = _f(30.0, "deadline for one grounding", lo=0.1, hi=600.0)
+    device: str = _device()
+    dtype: str = _f("auto", "MLLM dtype (auto: bfloat16 on CUDA, float32 on CPU); SAM2 stays float32",
+                    choices=MLLM_DTYPES)
+
+
+@dataclass(frozen=True)
+class L2LSettings:
+    model: str = _f("", "L2L segmentor checkpoint dir written by training/ (L2LSegmentor.save_pretrained); "
+                        "'' = the l2l pipeline is not configured")
+    passes: int = _f(2, "forward passes per frame: pass 1 with an uninformative prior, each later one with the "
+                        "previous pass's probabilities as SESM's prior (no MLLM onboard)", lo=1, hi=4)
+    threshold: float = _f(0.5, "foreground probability that counts as mask", lo=0.01, hi=0.99)
+    min_area: float = _f(0.001, "smallest mask, as a share of the frame, that counts as found", lo=0.0, hi=1.0)
+    device: str = _device()
+
+
+@dataclass(frozen=True)
+class ResolverSettings:
+    min_similarity: float = _f(0.40, "min MiniLM cosine similarity noun phrase -> class", lo=0.0, hi=1.0)
+    sibling_similarity: float = _f(0.55, "label-label similarity above which a detection of a sibling class "
+                                         "can stand for the target (horse scored as sheep)", lo=0.0, hi=1.0)
+    # WordNet says whether a noun is a label, a kind of one (eagle -> bird), or something the label set cannot
+    # name (lemon, butterfly): that is "not found (nearest: orange)" unless near classes are accepted.
+    accept_near_classes: bool = _f(False, "take the most similar label for a noun outside the label set")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    reground_period_s: float = _f(10.0, "re-run grounding this often (0 = only on change / lost track)", lo=0.0, hi=3600.0)
+    lost_frames_before_reground: int = _f(3, "frames without the target before grounding again", lo=1, hi=1000)
+    min_track_confidence: float = _f(0.5, "a tracked target below this presence confidence counts as lost",
+                                     lo=0.0, hi=1.0)
+    track_min_iou: float = _f(0.3, "IoU to keep following the grounded instance between frames", lo=0.0, hi=1.0)
+    max_image_pixels: int = _f(4096 * 4096, "larger frames are dropped with an error", lo=1, hi=1 << 27)
+    # The detector letterboxes to 512 px and LiteSAM to 256 px: at 10:1 the short side is ~25 px there.
+    max_aspect_ratio: float = _f(10.0, "frames longer than this many times their short side are dropped",
+                                 lo=1.0, hi=100.0)
+    max_instruction_chars: int = _f(500, "longer instructions are rejected", lo=1, hi=100_000)
+    publish_overlay: bool = _f(True, "publish the bgr8 overlay image")
+
+
+@dataclass(frozen=True)
+class DiagnosticsSettings:
+    max_latency_ms: float = _f(3000.0, "WARN when the median frame stamp -> mask latency is above this",
+                               lo=1.0, hi=600_000.0)
+    # The frame gate drops stale frames by design (a 1 Hz model on a 30 Hz camera drops ~97 %).
+    max_drop_share: float = _f(0.99, "WARN when more than this share of incoming frames is dropped "
+                                     "(stale or malformed) since the last report", lo=0.0, hi=1.0)
+    error_count: int = _f(3, "ERROR after this many pipeline errors in a row", lo=1, hi=1_000_000)
+    no_frame_s: float = _f(5.0, "ERROR when an active camera has sent no frame for this long", lo=0.1,
+                           hi=86_400.0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    pipeline: str = _f("auto", "grounding pipeline", choices=PIPELINES)
+    cache_dir: str = _f("", "model cache (empty = $REASONSEG_CACHE or ~/.cache/reasonseg)")
+    # -- node only (the CLI reads and ignores these) --
+    autostart: bool = _f(True, "configure and activate at start; false waits for a lifecycle manager")
+    cameras: tuple[str, ...] = _f(("",), "camera names; each gets <name>/image, <name>/mask, ... ([''] = the "
+                                         "node's own topics)", check=_check_cameras,
+                                  schema={"anyOf": [{"const": [""]}, {
+                                      "minItems": 1, "uniqueItems": True,
+                                      "items": {"pattern": f"^{_CAMERA_NAME.pattern}$"}}]})
+    shared_instruction: bool = _f(False, "one `instruction` topic for every camera instead of <name>/instruction")
+    image_transport: str = _f("raw", "raw: sensor_msgs/Image on <image>; compressed: CompressedImage (JPEG/PNG) on "
+                                     "<image>/compressed", choices=IMAGE_TRANSPORTS)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
+    segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)
+    llm: LlmSettings = field(default_factory=LlmSettings)
+    mllm: MllmSettings = field(default_factory=MllmSettings)
+    lens: LensSettings = field(default_factory=LensSettings)
+    cora: CoraSettings = field(default_factory=CoraSettings)
+    l2l: L2LSettings = field(default_factory=L2LSettings)
+    resolver: ResolverSettings = field(default_factory=ResolverSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    diagnostics: DiagnosticsSettings = field(default_factory=DiagnosticsSettings)
+
+    @property
+    def cache_path(self) -> Path:
+        return resolve_cache_dir(self.cache_dir)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-name view, e.g. {"segmenter.num_points": 20}: ROS parameter names (lists, not tuples)."""
+        out: dict[str, Any] = {}
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, dict):
+                out.update({f"{name}.{k}": v for k, v in value.items()})
+            else:
+                out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> "Settings":
+        nested: dict[str, Any] = {}
+        for key, value in values.items():
+            section, _, leaf = key.partition(".")
+            if leaf:
+                nested.setdefault(section, {})[leaf] = value
+            else:
+                nested[section] = value
+        return cls.from_nested(nested)
+
+    @classmethod
+    def from_nested(cls, values: Mapping[str, Any]) -> "Settings":
+        return _build(cls, values, "")
+
+
+def check_url_parameters(values: Mapping[str, Any]) -> None:
+    """Validate the URL settings among `values` (flat names), the others left for later: the node does this
+    before it declares any parameter, so a URL with credentials never becomes a readable parameter value."""
+    urls = [f"{sec.name}.{f.name}" for sec in dataclasses.fields(Settings) if is_section(sec)
+            for f in dataclasses.fields(sec.default_factory) if f.metadata.get("check") is _no_credentials]
+    Settings.from_flat({name: values[name] for name in urls if name in values})
+
+
+# Parameters any rclpy node may be given besides ours (prefixes end in ".").
+ROS_STANDARD_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
+
+
+def unknown_parameter_warnings(given: Iterable[str], declared: Iterable[str]) -> list[str]:
+    """One line per parameter name given (YAML or -p) that is not a setting: a misspelt name would
+    otherwise be ignored silently and its default used."""
+    known = list(declared)
+    lines = []
+    for name in sorted(set(given) - set(known)):
+        if name in ROS_STANDARD_PARAMETERS or name.startswith(ROS_STANDARD_PARAMETERS[-1]):
+            continue
+        close = get_close_matches(name, known, n=1)
+        lines.append(f"unknown parameter '{name}' ignored" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return lines
+
+
+def field_docs() -> dict[str, str]:
+    """Dotted name -> description, for ROS parameter descriptors and --help."""
+    docs: dict[str, str] = {}
+    for f in dataclasses.fields(Settings):
+        if is_section(f):
+            docs.update({f"{f.name}.{sub.name}": sub.metadata.get("doc", "")
+                         for sub in dataclasses.fields(f.default_factory)})
+        else:
+            docs[f.name] = f.metadata.get("doc", "")
+    return docs
+
+
+def is_section(f: dataclasses.Field) -> bool:
+    """A field that holds a group of settings (`segmenter`, `runtime`, ...), not one value."""
+    return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'settings'} must be a mapping")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(f"{prefix}{u}" for u in set(values) - set(known))  # YAML keys may be numbers, null, lists
+    if unknown:
+        raise ConfigError(f"unknown parameter(s): {_brief(', '.join(unknown), 200)[1:-1]}")
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        f = known[name]
+        if is_section(f):
+            kwargs[name] = _build(f.default_factory, value or {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check(f, value, prefix + name)
+    return cls(**kwargs)
+
+
+def _check(f: dataclasses.Field, value: Any, name: str) -> Any:
+    kind = type(f.default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"parameter {name} must be a list of strings, got {_brief(value)}")
+        value = tuple(value)
+    if type(value) is not kind:
+        raise ConfigError(f"parameter {name} must be {kind.__name__}, got {type(value).__name__} {_brief(value)}")
+    if kind is float and not math.isfinite(value):  # NaN passes every range check below
+        raise ConfigError(f"parameter {name}={value!r} must be a finite number")
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"parameter {name}={_brief(value)} not one of {', '.join(meta['choices'])}")
+    if meta.get("lo") is not None and value < meta["lo"]:
+        raise ConfigError(f"parameter {name}={_brief(value)} below minimum {meta['lo']}")
+    if meta.get("hi") is not None and value > meta["hi"]:
+        raise ConfigError(f"parameter {name}={_brief(value)} above maximum {meta['hi']}")
+    problem = meta["check"](value) if meta.get("check") else None
+    if problem:
+        raise ConfigError(f"parameter {name}={list(value) if isinstance(value, tuple) else _redacted(value)!r}: "
+                          f"{problem}")
+    return value
+
+
+def load_settings(path: str | Path | None, node_name: str = "reasonseg") -> Settings:
+    """Read settings from YAML (plain nested, or ROS params form for `node_name`)."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    data = load_yaml(read_config_text(p, "config file"), f"config file {p}") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping")
+    ros_params = _ros_params_section(data, node_name)
+    if ros_params is not None:
+        return Settings.from_flat(_flatten(ros_params))
+    return Settings.from_nested(data)
+
+
+def with_overrides(settings: "Settings", assignments: Iterable[str]) -> "Settings":
+    """Apply `key=value` overrides (the CLI's repeatable --set) and validate the result; ConfigError."""
+    values = settings.flat()
+    for item in assignments:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. mllm.model=/path/to/model")
+        values[name.strip()] = parse_param_value(name.strip(), raw)
+    return Settings.from_flat(values)
+
+
+MAX_DOMAIN_ID = 232  # higher ids map to UDP ports above 65535
+
+
+def check_domain_id() -> None:
+    """$ROS_DOMAIN_ID, when set, is an integer from 0 to MAX_DOMAIN_ID; ConfigError otherwise. rcl refuses a
+    non-number with a traceback, and Fast DDS ends the process (exit 1, no word of ours) on one above 232."""
+    raw = os.environ.get("ROS_DOMAIN_ID", "").strip()
+    if raw and not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_DOMAIN_ID):
+        raise ConfigError(f"ROS_DOMAIN_ID={raw[:40]!r} must be an integer from 0 to {MAX_DOMAIN_ID}")
+
+
+def check_ros_args(argv: list[str]) -> None:
+    """Validate a node command line's parameter sources before rcl reads them; ConfigError on a bad one.
+
+    `--params-file PATH`: exists and is YAML (rcl would refuse it with a traceback-shaped error and
+    an extra log line). `-p name:=value` for one of our settings: of the right type and in range,
+    because rcl silently drops a `-p` whose type differs from the same key in a `/**` params file.
+    """
+    overrides: dict[str, Any] = {}
+    names = Settings().flat()
+    for flag, arg in zip(argv, argv[1:]):
+        if flag == "--params-file":
+            _check_params_file(Path(arg))
+        elif flag in ("-p", "--param"):
+            name, sep, raw = arg.partition(":=")
+            if sep and name in names:
+                overrides[name] = parse_param_value(name, raw)
+    Settings.from_flat(overrides)
+
+
+def parse_param_value(name: str, raw: str) -> Any:
+    """A `-p name:=value` / `--set name=value` value as rcl reads it: YAML, with strtod-style floats too."""
+    value = load_yaml(raw, f"parameter {name}: value {_brief(raw, 60)}")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _check_params_file(p: Path) -> None:
+    load_yaml(read_config_text(p, "params file"), f"params file {p}")
+
+
+# What a settings file may be: it holds ~100 values nested 4 deep (<node>: ros__parameters: section: name).
+# The bounds keep a hostile file from exhausting memory (/dev/zero), the stack (3,000 nested brackets) or time
+# (a "billion laughs" of aliases, which the flattening below would expand), with one line saying so.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+MAX_YAML_VALUES = 100_000
+
+
+def read_config_text(p: Path, what: str) -> str:
+    """A settings file's text, read no further than MAX_CONFIG_BYTES; ConfigError naming `what` otherwise."""
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {p}") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {p} cannot be read: {exc.strerror or one_line(exc)}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {p} is larger than {MAX_CONFIG_BYTES >> 20} MB: not a settings file "
+                          "(give the YAML file that holds the settings)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {p} is not valid YAML: not UTF-8 text ({one_line(exc)})") from None
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """yaml.safe_load of a settings file or value, within the bounds above; ConfigError "`what` <problem>"."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} is larger than {MAX_CONFIG_BYTES >> 20} MB: not a settings value")
+    try:
+        problem = _yaml_shape_problem(text)
+        if problem:
+            raise ConfigError(f"{what} {problem}")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} is not valid YAML: {one_line(exc)}") from None
+    except ValueError as exc:  # int(): a number of more digits than Python converts
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{what} holds a number of more than {sys.get_int_max_str_digits()} digits: "
+                          "no setting takes one; fix the value") from None
+
+
+def _yaml_shape_problem(text: str) -> str | None:
+    """Why loading `text` would nest or expand too far, else None. Reads the parser's event stream only (no
+    recursion, nothing built): nesting depth, and the count of values with every alias expanded in full."""
+    values = 0
+    open_: list[list[Any]] = []  # per open collection: [anchor, values before it, deepest level inside]
+    closed: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels) of what it names
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            open_.append([event.anchor, values, len(open_) + 1])
+            values += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before, deepest = open_.pop()
+            if open_:
+                open_[-1][2] = max(open_[-1][2], deepest)
+            if anchor is not None:
+                closed[anchor] = (values - before, deepest - len(open_))
+        elif isinstance(event, yaml.ScalarEvent):
+            values += 1
+            if event.anchor is not None:
+                closed[event.anchor] = (1, 0)
+        elif isinstance(event, yaml.AliasEvent):
+            if any(entry[0] == event.anchor for entry in open_):
+                return f"has an alias (*{event.anchor}) inside what it names: a loop no setting can hold"
+            size, levels = closed.get(event.anchor, (1, 0))  # an undefined one: safe_load refuses it
+            values += size
+            if open_:
+                open_[-1][2] = max(open_[-1][2], len(open_) + levels)
+        if open_ and open_[-1][2] > MAX_YAML_DEPTH:
+            return (f"is nested deeper than {MAX_YAML_DEPTH} levels (settings need 4: <node>: ros__parameters: "
+                    "section: name): fix its brackets or indentation")
+        if values > MAX_YAML_VALUES:
+            return (f"expands to more than {MAX_YAML_VALUES} values (aliases counted in full; settings are about "
+                    "100): remove the aliases that multiply")
+    return None
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """repr(value) for an error line, cut to about `limit` characters."""
+    if isinstance(value, int) and value.bit_length() > 200:  # repr of a long one is slow, past 4300 digits refused
+        return f"<an integer of about {round(value.bit_length() * math.log10(2))} digits>"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
+
+
+def _ros_params_section(data: dict, node_name: str) -> dict | None:
+    """The `ros__parameters` for `node_name` in any namespace: `/**`, `name`, `/ns/name`, `/**/name`."""
+    for key, section in data.items():
+        matches = key == "/**" or str(key).rsplit("/", 1)[-1] == node_name
+        if matches and isinstance(section, dict) and "ros__parameters" in section:
+            return section["ros__parameters"] or {}
+    return None
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resolve_cache_dir(configured: str = "") -> Path:
+    return Path(configured or os.environ.get("REASONSEG_CACHE") or Path.home() / ".cache" / "reasonseg").expanduser()
