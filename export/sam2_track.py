@@ -129,7 +129,7 @@ def _modules(model):
 
 
 def example_start_inputs(model, n_points: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
-    from reasonseg_export.sam2 import example_decoder_inputs
+    from reasonseg_export.sam2_inputs import example_decoder_inputs
 
     feeds = example_decoder_inputs(model, n_points=n_points, n_raw=0, seed=seed)
     feeds["point_labels"] = np.random.default_rng(seed).choice(np.array([0, 1]), (1, n_points)).astype(np.int64)
@@ -137,7 +137,7 @@ def example_start_inputs(model, n_points: int = 2, seed: int = 0) -> dict[str, n
 
 
 def example_step_inputs(model, n_memory: int, n_pointers: int, seed: int = 0) -> dict[str, np.ndarray]:
-    from reasonseg_export.sam2 import example_decoder_inputs
+    from reasonseg_export.sam2_inputs import example_decoder_inputs
 
     rng = np.random.default_rng(seed)
     feeds = example_decoder_inputs(model, seed=seed)

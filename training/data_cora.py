@@ -139,7 +139,8 @@ class CoraData(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         from transformers import AutoProcessor
 
-        from reasonseg.models.mllm_sam import read_sam2_config, resolve_checkpoint
+        from reasonseg.models.mllm_sam import read_sam2_config
+        from reasonseg.models.weights import resolve_checkpoint
 
         h = self.hparams
         processor = AutoProcessor.from_pretrained(h.checkpoint, local_files_only=True)

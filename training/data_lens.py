@@ -91,7 +91,8 @@ class LensReferringData(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         h = self.hparams
-        from reasonseg.models.mllm_sam import read_sam2_config, resolve_checkpoint
+        from reasonseg.models.mllm_sam import read_sam2_config
+        from reasonseg.models.weights import resolve_checkpoint
 
         config = read_sam2_config(resolve_checkpoint(h.checkpoint))  # the checkpoint's own SAM2 (none: Hiera-L)
         size = config.image_size if config is not None else 1024

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from reasonseg.core.errors import CheckpointError
-from reasonseg.models.mllm_sam import (SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge,
-                       read_checked_configs, resolve_checkpoint)
+from reasonseg.models.mllm_sam import SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge, read_checked_configs
+from reasonseg.models.weights import resolve_checkpoint
 from reasonseg.models.weights import check_model_dir, make_config
 
 __all__ = ["CoraModel", "CoraConfig", "CoraCheckpointError", "AnchorEncoder", "SEG_TOKEN", "ANCHOR_MASK_TOKEN",

@@ -18,7 +18,7 @@ from reasonseg.core.model_cache import drop_digest, write_digest
 from reasonseg.models.weights import (build_on_meta, check_counts, count_summary, make_config, meta_state, read_safetensors,
                       read_shapes)
 
-__all__ = ["MllmSamModel", "LoadReport", "resolve_checkpoint", "read_safetensors", "write_safetensors",
+__all__ = ["MllmSamModel", "LoadReport", "read_safetensors", "write_safetensors",
            "save_safetensors", "read_sam2_config", "check_state", "merge", "SHARD_BYTES", "SAM2_CONFIG_FILE"]
 
 SHARD_BYTES = 5 * 1024 ** 3
@@ -75,25 +75,6 @@ def check_state(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: st
 def merge(*reports: LoadReport) -> LoadReport:
     return LoadReport(*(tuple(x for r in reports for x in getattr(r, f)) for f in ("missing", "unexpected",
                                                                                   "mismatched")))
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A local dir, or an HF repo id already in the local cache (nothing downloads at run time)."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise FileNotFoundError(f"{p} has no config.json: not a checkpoint directory")
-        return p
-    if p.exists():
-        raise FileNotFoundError(f"{p} is a file; the setting needs a checkpoint directory or an HF id")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(str(path), local_files_only=True))
-    except (LocalEntryNotFoundError, ValueError) as exc:
-        raise FileNotFoundError(f"{path}: no such directory, and not in the local HF cache ({exc.__class__.__name__}); "
-                                f"download it once (hf download {path}) and point the setting at it") from None
 
 
 def read_checked_configs(root: Path, what: str, fix: str) -> tuple[dict[str, Any], Any, dict[str, tuple]]:

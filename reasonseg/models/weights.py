@@ -126,7 +126,7 @@ def check_model_dir(path: str | Path, what: str) -> None:
     whose config.json counts more layers than its weights hold tensors is refused in one line before transformers
     builds it (a million layers, even on the meta device, take minutes and gigabytes). Whatever else is wrong (no
     such dir, no weights, bad JSON) is left to the loader's own message."""
-    from reasonseg.models.mllm_sam import resolve_checkpoint
+    pass
 
     try:
         root = resolve_checkpoint(path)
@@ -200,3 +200,22 @@ def meta_state(shapes: Mapping[str, tuple[str, tuple[int, ...]]]) -> dict[str, A
 
 __all__ = ["weight_files", "read_header", "read_shapes", "read_safetensors", "check_counts", "check_model_dir",
            "make_config", "count_summary", "build_on_meta", "meta_state"]
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A local dir, or an HF repo id already in the local cache (nothing downloads at run time)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise FileNotFoundError(f"{p} has no config.json: not a checkpoint directory")
+        return p
+    if p.exists():
+        raise FileNotFoundError(f"{p} is a file; the setting needs a checkpoint directory or an HF id")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(path), local_files_only=True))
+    except (LocalEntryNotFoundError, ValueError) as exc:
+        raise FileNotFoundError(f"{path}: no such directory, and not in the local HF cache ({exc.__class__.__name__}); "
+                                f"download it once (hf download {path}) and point the setting at it") from None

@@ -6,12 +6,15 @@ score still decides whether anything is there. The pipeline around it is `prompt
 from __future__ import annotations
 
 import numpy as np
+from typing import TYPE_CHECKING
 
-from reasonseg.settings.sections import CoraSettings
 from reasonseg.core.model_text import clean_model_text
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
 from reasonseg.pipelines.base import Timer
 from reasonseg.pipelines.prompt_token import TokenAnswer
+
+if TYPE_CHECKING:  # settings sit above this layer: annotations only
+    from reasonseg.settings.sections import CoraSettings
 
 
 class CoraGrounder:
@@ -24,7 +27,7 @@ class CoraGrounder:
         from transformers.utils import logging as hf_logging
 
         from reasonseg.models.cora import CoraModel
-        from reasonseg.models.mllm_sam import resolve_checkpoint
+        from reasonseg.models.weights import resolve_checkpoint
 
         hf_logging.disable_progress_bar()
         self.settings = settings

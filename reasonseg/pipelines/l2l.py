@@ -6,14 +6,17 @@ probabilities as SESM's structural prior.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reasonseg.settings.sections import L2LSettings
 from reasonseg.grounding.query import parse_query
 from reasonseg.core.torch_device import resolve_device
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Timer
 from reasonseg.pipelines.memory_track import mask_box
+
+if TYPE_CHECKING:  # settings sit above this layer: annotations only
+    from reasonseg.settings.sections import L2LSettings
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,16 @@ a mask and the grounding says so. The pipeline around it is `prompt_token.TokenP
 from __future__ import annotations
 
 import numpy as np
+from typing import TYPE_CHECKING
 
-from reasonseg.settings.sections import LensSettings
 from reasonseg.grounding.vlm.answer import parse_answer
 from reasonseg.core.model_text import clean_model_text, reason_of
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
 from reasonseg.pipelines.base import Timer
 from reasonseg.pipelines.prompt_token import TokenAnswer
+
+if TYPE_CHECKING:  # settings sit above this layer: annotations only
+    from reasonseg.settings.sections import LensSettings
 
 # The release's prompts (src/open_r1/constants.py): what its checkpoints were trained to answer.
 SYSTEM_PROMPT = "You are a helpful assistant. "
@@ -35,7 +38,8 @@ class LensGrounder:
         from transformers import AutoProcessor
         from transformers.utils import logging as hf_logging
 
-        from reasonseg.models.lens import LensModel, resolve_checkpoint
+        from reasonseg.models.lens import LensModel
+        from reasonseg.models.weights import resolve_checkpoint
 
         hf_logging.disable_progress_bar()
         self.settings = settings

@@ -8,13 +8,16 @@ with the embedded LiteSAM (no memory) the grounded prompts are decoded again on 
 from __future__ import annotations
 
 import numpy as np
+from typing import TYPE_CHECKING
 
-from reasonseg.settings.sections import Settings
 from reasonseg.grounding.vlm.answer import MllmAnswerError
 from reasonseg.core.prompt import Box, Prompt
 from reasonseg.grounding.query import parse_query
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Timer, Track
 from reasonseg.pipelines.memory_track import MemoryTrack, mask_box
+
+if TYPE_CHECKING:  # settings sit above this layer: annotations only
+    from reasonseg.settings.sections import Settings
 
 MIN_MASK_IOU = 0.05  # a predicted IoU below this is no mask at all
 

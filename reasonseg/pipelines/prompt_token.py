@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from reasonseg.settings.sections import Settings
 from reasonseg.core.prompt import Prompt
 from reasonseg.grounding.query import parse_query
 from reasonseg.pipelines.base import Grounding, Target, Timer
 from reasonseg.pipelines.mllm import MllmPipeline
+
+if TYPE_CHECKING:  # settings sit above this layer: annotations only
+    from reasonseg.settings.sections import Settings
 
 log = logging.getLogger(__name__)
 

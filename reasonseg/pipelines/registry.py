@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from reasonseg.settings.sections import Settings
 from reasonseg.core.errors import ConfigError, ReasonSegError
 from reasonseg.core.model_cache import require
 from reasonseg.segmenters.registry import build_segmenter
 from reasonseg.core.model_loading import load_hf_model, load_model as _load
 from reasonseg.pipelines.base import Pipeline
 from reasonseg.pipelines.chain import FallbackChain
+
+if TYPE_CHECKING:  # settings sit above this layer: annotations only
+    from reasonseg.settings.sections import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-from reasonseg.settings.sections import SegmenterSettings
 from reasonseg.core.errors import ConfigError
 from reasonseg.core.model_cache import require
 from reasonseg.core.prompt import Segmenter
 from reasonseg.core.model_loading import load_hf_model, load_model
 from reasonseg.segmenters.lite_sam.precision import lite_sam_encoder, openvino_encoder, tensorrt_engines
+
+if TYPE_CHECKING:  # settings sit above this layer: annotations only
+    from reasonseg.settings.sections import SegmenterSettings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

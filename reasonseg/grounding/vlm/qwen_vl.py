@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reasonseg.settings.sections import MllmSettings
 from reasonseg.core.errors import CheckpointError
 from reasonseg.grounding.llm.client import LlmError
 from reasonseg.models.weights import check_model_dir
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
 from reasonseg.grounding.vlm.answer import MllmAnswer, build_prompt, parse_answer, smart_resize
+
+if TYPE_CHECKING:  # settings sit above this layer: annotations only
+    from reasonseg.settings.sections import MllmSettings
 
 
 SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")  # 14-px patches merged 2x2, boxes in pixels

@@ -1,0 +1,24 @@
+"""Example inputs of the SAM2 graphs, shaped for a given model: tracing the exporters and their parity checks."""
+from __future__ import annotations
+
+import numpy as np
+
+from reasonseg.segmenters.sam2.graphs import DECODER_INPUTS
+
+
+def example_decoder_inputs(model, n_points: int = 2, n_raw: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random decoder inputs of the right shapes for `model` (tracing and parity checks)."""
+    rng = np.random.default_rng(seed)
+    s = int(model.config.image_size if isinstance(model.config.image_size, int) else model.config.image_size[0])
+    sizes = model.backbone_feature_sizes if hasattr(model, "backbone_feature_sizes") else None
+    c = model.prompt_encoder.no_mask_embed.weight.shape[-1]
+    chans = [model.mask_decoder.upscale_conv2.out_channels, model.mask_decoder.upscale_conv1.out_channels, c]
+    feats = [rng.standard_normal((1, ch, *hw)).astype(np.float32) for ch, hw in zip(chans, sizes)]
+    mask_hw = tuple(model.prompt_encoder.mask_input_size)
+    return dict(zip(DECODER_INPUTS, (
+        *feats,
+        (rng.random((1, n_points, 2)) * s).astype(np.float32),
+        rng.choice(np.array([0, 1, 2, 3]), (1, n_points)).astype(np.int64),
+        rng.standard_normal((1, n_raw, c)).astype(np.float32),
+        rng.standard_normal((1, 1, *mask_hw)).astype(np.float32),
+        np.array([1.0], np.float32), np.array([0.0], np.float32))))
