@@ -74,7 +74,7 @@ def run(cache: Path, cameras: list[str], duration: float, hz: float, tmp: Path) 
 
 
 def main() -> int:
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.core.report import markdown_table
     from rosnode_harness import use_ros_transport
 

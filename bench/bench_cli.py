@@ -21,7 +21,7 @@ EXE = [sys.executable, "-m", "reasonseg.cli.main", "segment"]
 
 
 def main() -> int:
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.core.report import markdown_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -120,7 +120,8 @@ def compute_floor(weights: Path, other_ms: float) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from reasonseg.models.lite_sam import LiteSamConfig, load_lite_sam
+    from reasonseg.models.lite_sam.configuration import LiteSamConfig
+    from reasonseg.models.lite_sam.convert import load_lite_sam
 
     model = load_lite_sam(weights, LiteSamConfig()).eval()
     s = model.cfg.img_size
@@ -145,7 +146,7 @@ def input_size_study(cache: Path, sizes: tuple[int, ...]) -> dict:
     from reasonseg_export.formats import read_photos
     from reasonseg_export.parity import mask_iou
     from reasonseg.grounding.detector import CenterNetDetector
-    from reasonseg.models.lite_sam import LiteSamConfig
+    from reasonseg.models.lite_sam.configuration import LiteSamConfig
     from reasonseg.core.prompt import Prompt
     from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
 
@@ -208,7 +209,9 @@ def crop_study(seg, photos: list, prompts: list, reference: list) -> dict:  # no
 def main() -> int:
     import torch
 
-    from reasonseg.settings.sections import Settings, resolve_cache_dir, with_overrides
+    from reasonseg.settings.sections import Settings
+    from reasonseg.core.model_cache import resolve_cache_dir
+    from reasonseg.settings.loading import with_overrides
     from reasonseg_export.formats import read_photos
     from reasonseg.backends.cpu_int8 import this_cpu
     from reasonseg_export.lite_sam import export_lite_sam, masks_iou_vs_fp32
@@ -221,7 +224,8 @@ def main() -> int:
     from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.core.prompt import Prompt
     from reasonseg.core.report import interleaved_median_ms, markdown_table
-    from reasonseg.segmenters.lite_sam.runners import DECODER_FILE, OnnxLiteSam, TorchLiteSam, preprocess_image
+    from reasonseg.segmenters.lite_sam.runners import OnnxLiteSam, TorchLiteSam, preprocess_image
+    from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=15)

@@ -73,7 +73,7 @@ class Emulation:
 def main() -> int:
     import torch
 
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.backends.cpu_int8 import this_cpu
     from reasonseg_export.formats import read_photos
     from reasonseg_export.lite_sam import EVAL_BOXES

@@ -41,7 +41,8 @@ def build_checkpoint(dims: str, work: Path) -> Path:
 def run(dims: str, device: str, repeats: int, new_tokens: int, size: tuple[int, int]) -> dict:
     import torch
 
-    from reasonseg.settings.sections import Settings, with_overrides
+    from reasonseg.settings.sections import Settings
+    from reasonseg.settings.loading import with_overrides
     from reasonseg.pipelines.registry import build_pipeline
 
     cuda = device.startswith("cuda")

@@ -131,7 +131,9 @@ def _sam2_checkpoint(arch: str, directory: Path) -> Path:
 
 def main() -> int:
     from openai_server import OpenAiServer, scripted_vlm
-    from reasonseg.settings.sections import Settings, resolve_cache_dir, with_overrides
+    from reasonseg.settings.sections import Settings
+    from reasonseg.core.model_cache import resolve_cache_dir
+    from reasonseg.settings.loading import with_overrides
     from reasonseg.core.report import markdown_table
     from reasonseg.segmenters.registry import build_segmenter
     from tiny_models import QWEN25_VL_3B, tiny_qwen25_vl

@@ -80,7 +80,8 @@ def frame_sequence_child(spin: bool, repeats: int) -> dict:
         real = ort.SessionOptions.add_session_config_entry
         ort.SessionOptions.add_session_config_entry = (
             lambda self, key, value: real(self, key, "1" if key == "session.intra_op.allow_spinning" else value))
-    from reasonseg.settings.sections import Settings, resolve_cache_dir
+    from reasonseg.settings.sections import Settings
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.grounding.detector import CenterNetDetector
     from reasonseg.segmenters.registry import build_segmenter
 
@@ -188,7 +189,7 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_par
 
 
 def main() -> int:
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.core.report import markdown_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

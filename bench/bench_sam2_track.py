@@ -30,7 +30,7 @@ def main() -> int:
     import torch
     from transformers import Sam2VideoConfig, Sam2VideoModel
 
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg_export.sam2 import export_sam2
     from reasonseg.segmenters.sam2.graphs import STEP_INPUTS
     from reasonseg.core.prompt import Prompt

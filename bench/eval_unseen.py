@@ -46,7 +46,7 @@ def load_cases(path: Path = CASES) -> tuple[dict, list[dict]]:
 
 def prepare(spec: dict, dest: Path) -> None:
     """Fetch every photo of the set into `dest` (a set-up step: the evaluation itself never downloads)."""
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
 
     dest.mkdir(parents=True, exist_ok=True)
     wanted: dict[str, list[str]] = defaultdict(list)
@@ -123,7 +123,9 @@ def summarise(records: list[dict]) -> dict:
 
 
 def main() -> int:
-    from reasonseg.settings.sections import Settings, resolve_cache_dir, with_overrides
+    from reasonseg.settings.sections import Settings
+    from reasonseg.core.model_cache import resolve_cache_dir
+    from reasonseg.settings.loading import with_overrides
     from reasonseg.core.image_codec import read_image_file
     from reasonseg.core.output_files import write_bytes, write_json
     from reasonseg.pipelines.registry import build_pipeline

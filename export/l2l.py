@@ -12,11 +12,10 @@ import numpy as np
 
 from reasonseg_export.manifest import write_manifest
 from reasonseg_export.onnx_io import export_module
-from reasonseg_export.parity import require_close
+from reasonseg_export.parity import FP32_MAX_REL, require_close
 
 SEGMENTOR = "l2l_segmentor.onnx"
 INPUTS = ["pixel_values", "input_ids", "attention_mask", "prior"]
-FP32_MAX_REL = 1e-4
 
 
 def example_inputs(size: int, text_len: int, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:

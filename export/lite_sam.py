@@ -9,7 +9,6 @@ bf16 is judged only where the CPU runs it natively: elsewhere OpenVINO would not
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -18,15 +17,17 @@ import numpy as np
 from reasonseg.core.errors import CheckpointError, ConfigError, one_line
 from reasonseg.backends.cpu_int8 import this_cpu
 from reasonseg_export.manifest import write_manifest
-from reasonseg_export.onnx_io import export_module, sha256
-from reasonseg_export.parity import mask_iou, require_close
+from reasonseg.core.model_cache import sha256
+from reasonseg.core.output_files import atomic_target
+from reasonseg_export.onnx_io import export_module
+from reasonseg_export.parity import FP32_MAX_REL, mask_iou, require_close
 from reasonseg_export.precision import to_fp16, to_int8
-from reasonseg.segmenters.lite_sam.precision import ENCODER, encoder_file
+from reasonseg.segmenters.lite_sam.graphs import ENCODER, encoder_file
 
 if TYPE_CHECKING:
-    from reasonseg.models.lite_sam import LiteSam, LiteSamConfig
+    from reasonseg.models.lite_sam.configuration import LiteSamConfig
+    from reasonseg.models.lite_sam.modeling import LiteSam
 
-FP32_MAX_REL = 1e-4
 # box prompts as fractions of the photo: whole, halves, a centre crop, a corner - objects or not, every
 # prompt kind the encoder must keep
 EVAL_BOXES = ((0.05, 0.05, 0.95, 0.95), (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0), (0.25, 0.25, 0.75, 0.75),
@@ -50,14 +51,8 @@ def save_ir(model, dst: Path) -> Path:  # noqa: ANN001 - an openvino.Model
     from reasonseg.backends.openvino_graph import require_openvino
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.stem}.tmp-{os.getpid()}.xml"  # a hidden sibling pair, this process's own
-    try:
+    with atomic_target(dst, companions=(".bin",)) as tmp:
         require_openvino().save_model(model, str(tmp), compress_to_fp16=False)
-        os.replace(tmp.with_suffix(".bin"), dst.with_suffix(".bin"))
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-        tmp.with_suffix(".bin").unlink(missing_ok=True)
     return dst
 
 
@@ -67,7 +62,7 @@ def export_lite_sam_onnx(model: LiteSam, out_dir: Path) -> tuple[Path, Path]:
     iou_predictions [1,4]: every mask token; N dynamic)."""
     import torch
 
-    from reasonseg.segmenters.lite_sam.runners import DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
+    from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
 
     class _Decoder(torch.nn.Module):
         def __init__(self, m: LiteSam) -> None:
@@ -99,7 +94,7 @@ def check_fp32(model: LiteSam, enc: Path, dec: Path, *, seed: int = 0) -> dict:
     import torch
 
     from reasonseg.backends.onnxruntime_graph import open_session
-    from reasonseg.segmenters.lite_sam.runners import DECODER_INPUTS, DECODER_OUTPUTS
+    from reasonseg.segmenters.lite_sam.graphs import DECODER_INPUTS, DECODER_OUTPUTS
 
     g = torch.Generator().manual_seed(seed)
     s = model.cfg.img_size
@@ -123,7 +118,8 @@ def masks_iou_vs_fp32(out_dir: Path, candidate: Path, photos: Sequence[np.ndarra
     """Mask IoU of `candidate` encoder vs the fp32 one, EVAL_BOXES on every photo: with the fp32 decoder on
     onnxruntime, or with `openvino` (a precision) both candidate graphs run in OpenVINO at that precision."""
     from reasonseg.core.prompt import Prompt
-    from reasonseg.segmenters.lite_sam.runners import DECODER_FILE, OnnxLiteSam
+    from reasonseg.segmenters.lite_sam.runners import OnnxLiteSam
+    from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
 
     ref = OnnxLiteSam(out_dir / ENCODER, out_dir / DECODER_FILE, mask_choice=mask_choice)
     if openvino:
@@ -157,7 +153,8 @@ def export_lite_sam(weights: Path, out_dir: Path, *, precisions: Sequence[str] =
                     photos: Sequence[np.ndarray] = (), int8_method: str = "dynamic",
                     cfg: LiteSamConfig | None = None) -> list[Path]:
     """Export, check and describe every precision asked for; fp32 always comes first (the others' reference)."""
-    from reasonseg.models.lite_sam import LiteSamConfig, load_lite_sam
+    from reasonseg.models.lite_sam.configuration import LiteSamConfig
+    from reasonseg.models.lite_sam.convert import load_lite_sam
 
     model = load_lite_sam(Path(weights), cfg or LiteSamConfig())
     enc, dec = export_lite_sam_onnx(model, out_dir)

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reasonseg_export.onnx_io import graph_io, sha256
+from reasonseg.core.model_cache import sha256
+from reasonseg_export.onnx_io import graph_io
 from reasonseg.core.graph_manifest import manifest_path
 
 

@@ -1,20 +1,13 @@
 """Write ONNX files: torch export with an atomic rename, and the facts a manifest records about a graph."""
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Sequence
 
-from reasonseg.core.model_cache import sha256  # noqa: F401 - re-exported for the export tree
+from reasonseg.core.output_files import atomic_target
 
 OPSET = 17  # LayerNorm as one op; read by onnxruntime >= 1.14 and TensorRT >= 8.6
-
-
-def atomic_path(final: Path) -> Path:
-    """A temporary sibling of `final`: a crash never leaves a half-written graph under the real name."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return final.parent / f".{final.name}.tmp-{os.getpid()}"
 
 
 def export_module(module, args: tuple, out: Path, *, inputs: Sequence[str], outputs: Sequence[str],
@@ -23,16 +16,13 @@ def export_module(module, args: tuple, out: Path, *, inputs: Sequence[str], outp
     import onnx
     import torch
 
-    tmp = atomic_path(out)
-    try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(out) as tmp:  # a crash never leaves a half-written graph under the real name
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, args, str(tmp), dynamo=False, opset_version=opset, input_names=list(inputs),
                               output_names=list(outputs), dynamic_axes=dynamic_axes, do_constant_folding=True)
         onnx.checker.check_model(str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

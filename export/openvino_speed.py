@@ -24,7 +24,7 @@ def time_encoders(out_dir: Path, photo: np.ndarray, rounds: int = 9) -> Path | N
     from reasonseg.backends.openvino_graph import OvGraph, compile_config, require_openvino
     from reasonseg.core.report import interleaved_median_ms
     from reasonseg_export.lite_sam import calibration_feeds
-    from reasonseg.segmenters.lite_sam.precision import encoder_file
+    from reasonseg.segmenters.lite_sam.graphs import encoder_file
 
     irs = judged_irs(out_dir)
     if len(irs) < 2:

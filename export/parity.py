@@ -5,6 +5,8 @@ import numpy as np
 
 from reasonseg.core.errors import ReasonSegError
 
+FP32_MAX_REL = 1e-4  # an fp32 graph against PyTorch: relative to the reference's largest magnitude
+
 
 class ParityError(ReasonSegError):
     """An exported graph disagrees with its reference beyond the stated tolerance."""

@@ -15,13 +15,12 @@ chosen (and is no faster there than the matrix products alone), so both quantize
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from reasonseg_export.onnx_io import atomic_path
+from reasonseg.core.output_files import atomic_target
 
 INT8_METHODS = ("static", "dynamic")
 MATMUL_OPS = ("MatMul", "Gemm")
@@ -34,12 +33,9 @@ def to_fp16(src: Path, dst: Path, *, op_block_list: Sequence[str] = ()) -> Path:
 
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True,
                                      op_block_list=list(op_block_list) or None)
-    tmp = atomic_path(dst)
-    try:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_target(dst) as tmp:
         onnx.save(model, str(tmp))
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -62,26 +58,23 @@ def to_int8(src: Path, dst: Path, *, method: str = "static", calibration: Iterab
 
     if method not in INT8_METHODS:
         raise ValueError(f"int8 method must be one of {INT8_METHODS}, got {method!r}")
-    tmp = atomic_path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
     quiet = logging.getLogger()  # onnxruntime's quantizer advises pre-processing on the root logger
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        if method == "dynamic":
-            quantize_dynamic(str(src), str(tmp), op_types_to_quantize=list(op_types), per_channel=True,
-                             weight_type=QuantType.QInt8, reduce_range=reduce_range)
-        else:
-            feeds = list(calibration)
-            if not feeds:
-                raise ValueError("static int8 needs calibration inputs (a folder of images)")
-            quantize_static(str(src), str(tmp), _Feeds(feeds), quant_format=QuantFormat.QDQ,
-                            op_types_to_quantize=list(op_types), per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax, reduce_range=reduce_range)
-        os.replace(tmp, dst)
+        with atomic_target(dst) as tmp:  # also removes what the quantizer left beside it under that name
+            if method == "dynamic":
+                quantize_dynamic(str(src), str(tmp), op_types_to_quantize=list(op_types), per_channel=True,
+                                 weight_type=QuantType.QInt8, reduce_range=reduce_range)
+            else:
+                feeds = list(calibration)
+                if not feeds:
+                    raise ValueError("static int8 needs calibration inputs (a folder of images)")
+                quantize_static(str(src), str(tmp), _Feeds(feeds), quant_format=QuantFormat.QDQ,
+                                op_types_to_quantize=list(op_types), per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=CalibrationMethod.MinMax, reduce_range=reduce_range)
     finally:
         quiet.setLevel(level)
-        tmp.unlink(missing_ok=True)
-        for leftover in dst.parent.glob(f".{dst.name}.tmp-{os.getpid()}*"):
-            leftover.unlink(missing_ok=True)
     return dst

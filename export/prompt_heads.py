@@ -15,11 +15,10 @@ import numpy as np
 
 from reasonseg_export.manifest import write_manifest
 from reasonseg_export.onnx_io import export_module
-from reasonseg_export.parity import require_close
+from reasonseg_export.parity import FP32_MAX_REL, require_close
 
 CONNECTOR = "lens_connector.onnx"
 CORA_PROJECTION = "cora_projection.onnx"
-FP32_MAX_REL = 1e-4
 
 
 def _export_head(head, shape: tuple[int, ...], path: Path, input_name: str, what: str, seed: int,

@@ -20,11 +20,10 @@ import numpy as np
 
 from reasonseg_export.manifest import write_manifest
 from reasonseg_export.onnx_io import export_module
-from reasonseg_export.parity import require_close
+from reasonseg_export.parity import FP32_MAX_REL, require_close
 from reasonseg_export.sam2_inputs import example_decoder_inputs
-from reasonseg.segmenters.sam2.graphs import DECODER, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER, ENCODER_INPUTS, ENCODER_OUTPUTS
-
-FP32_MAX_REL = 1e-4
+from reasonseg.segmenters.sam2.graphs import (DECODER, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER, ENCODER_INPUTS,
+                                              ENCODER_OUTPUTS, sam2_image_size)
 
 
 def _modules(model):
@@ -96,7 +95,7 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     model = load_hf_model(what, checkpoint, lambda: cls.from_pretrained(str(checkpoint), local_files_only=True,
                                                                        dtype=torch.float32)).eval()
     encoder, decoder = _modules(model)
-    s = int(config.image_size if isinstance(config.image_size, int) else config.image_size[0])
+    s = sam2_image_size(config)
     out_dir = Path(out_dir)
     enc = export_module(encoder, (torch.rand(1, 3, s, s),), out_dir / ENCODER, inputs=ENCODER_INPUTS,
                         outputs=ENCODER_OUTPUTS)
@@ -128,7 +127,7 @@ def check_sam2(encoder, decoder, enc: Path, dec: Path, model, seed: int = 1) -> 
 
     from reasonseg.backends.onnxruntime_graph import open_session
 
-    s = int(model.config.image_size if isinstance(model.config.image_size, int) else model.config.image_size[0])
+    s = sam2_image_size(model.config)
     pixels = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, 3, s, s)).astype(np.float32))
     with torch.inference_mode():
         ref = [t.numpy() for t in encoder(pixels)]

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from reasonseg.segmenters.sam2.graphs import DECODER_INPUTS
+from reasonseg.segmenters.sam2.graphs import DECODER_INPUTS, sam2_image_size
 
 
 def example_decoder_inputs(model, n_points: int = 2, n_raw: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """Random decoder inputs of the right shapes for `model` (tracing and parity checks)."""
     rng = np.random.default_rng(seed)
-    s = int(model.config.image_size if isinstance(model.config.image_size, int) else model.config.image_size[0])
+    s = sam2_image_size(model.config)
     sizes = model.backbone_feature_sizes if hasattr(model, "backbone_feature_sizes") else None
     c = model.prompt_encoder.no_mask_embed.weight.shape[-1]
     chans = [model.mask_decoder.upscale_conv2.out_channels, model.mask_decoder.upscale_conv1.out_channels, c]

@@ -22,10 +22,9 @@ import numpy as np
 
 from reasonseg_export.manifest import write_manifest
 from reasonseg_export.onnx_io import export_module
-from reasonseg_export.parity import require_close
-from reasonseg.segmenters.sam2.graphs import FEATURES, START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS
-
-FP32_MAX_REL = 1e-4
+from reasonseg_export.parity import FP32_MAX_REL, require_close
+from reasonseg.segmenters.sam2.graphs import (FEATURES, START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS,
+                                              sam2_image_size)
 
 
 def track_limits(model) -> dict[str, int]:
@@ -42,8 +41,7 @@ def _constants(model) -> tuple:
     """Image and memory positional encodings: functions of the feature-map shapes only."""
     import torch
 
-    s = model.config.image_size
-    s = int(s if isinstance(s, int) else s[0])
+    s = sam2_image_size(model.config)
     with torch.no_grad():
         out = model.get_image_features(torch.zeros(1, 3, s, s), return_dict=True)
         vision_pos = out.fpn_position_encoding[-1].detach().clone()  # [HW, 1, C]

@@ -13,14 +13,13 @@ onnxruntime session's interface so every runtime class takes either.
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 
 from reasonseg.core.errors import CheckpointError
-from reasonseg_export.onnx_io import atomic_path, sha256
+from reasonseg.core.model_cache import sha256
+from reasonseg.core.output_files import write_bytes, write_json
 from reasonseg.backends.tensorrt_graph import engine_key, require_tensorrt
 
 DEFAULT_WORKSPACE = 2 << 30          # bytes of scratch TensorRT may use while choosing tactics
@@ -66,12 +65,10 @@ def build_engine(onnx: Path, engine_dir: Path, *, precision: str = "fp16",
     if serialized is None:
         raise CheckpointError(f"TensorRT could not build an engine from {onnx} ({precision}); see its log above")
     engine_dir.mkdir(parents=True, exist_ok=True)
-    for path, data in ((out, bytes(serialized)), (cache_file, bytes(config.get_timing_cache().serialize()))):
-        tmp = atomic_path(path)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    out.with_name(out.name + ".manifest.json").write_text(json.dumps(
-        {"format": "tensorrt", "onnx": str(onnx), **key.__dict__, "sha256": sha256(out)}, indent=2) + "\n")
+    write_bytes(out, bytes(serialized))
+    write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
+    write_json(out.with_name(out.name + ".manifest.json"),
+               {"format": "tensorrt", "onnx": str(onnx), **key.__dict__, "sha256": sha256(out)})
     return out
 
 

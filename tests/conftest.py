@@ -32,7 +32,7 @@ if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
 
 @pytest.fixture(scope="session")
 def cache_dir() -> Path:
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
 
     cache = resolve_cache_dir()
     missing = [n for n in ("centernet.onnx", "lite_sam.safetensors", "minilm/config.json", "images/dog.jpg")
@@ -77,7 +77,8 @@ def sam2_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A tiny random-weight LiteSAM (test_lite_sam.TINY) saved as the set-up saves the real one."""
-    from reasonseg.models.lite_sam import build_lite_sam, save_lite_sam
+    from reasonseg.models.lite_sam.convert import save_lite_sam
+    from reasonseg.models.lite_sam.modeling import build_lite_sam
     from test_lite_sam import TINY, _randomized
 
     out = tmp_path_factory.mktemp("w") / "tiny_lite_sam.safetensors"
@@ -90,8 +91,8 @@ def tiny_export(tiny_weights: Path, photos: Path, tmp_path_factory) -> Path:
     """`reasonseg export lite-sam` of the tiny model: fp32 + fp16 + int8, judged on 2 sample photos."""
     from reasonseg_export.formats import read_photos
     from reasonseg_export.lite_sam import export_lite_sam
-    from reasonseg.segmenters.lite_sam.precision import ENCODER
-    from reasonseg.segmenters.lite_sam.runners import DECODER_FILE
+    from reasonseg.segmenters.lite_sam.graphs import ENCODER
+    from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
     from test_lite_sam import TINY
 
     out = tmp_path_factory.mktemp("export") / "lite_sam"

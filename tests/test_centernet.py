@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
 from reasonseg.grounding.detector import COCO_LABELS, CenterNetDetector, Detection
-from reasonseg_export.tfjs_to_onnx import convert_tfjs_graph, main as converter_main
+from reasonseg_export.tfjs.convert import convert_tfjs_graph, main as converter_main
 
 # --------------------------------------------------------------------------- writing TF.js models
 

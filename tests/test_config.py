@@ -2,7 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from reasonseg.settings.sections import Settings, load_settings, unknown_parameter_warnings
+from reasonseg.settings.sections import Settings
+from reasonseg.settings.loading import load_settings
+from reasonseg.settings.ros_args import unknown_parameter_warnings
 from reasonseg.core.errors import ConfigError
 
 
@@ -65,7 +67,7 @@ def test_unknown_parameter_warnings_name_the_closest_setting():
 
 
 def test_node_command_line_checked_before_rcl(tmp_path):
-    from reasonseg.settings.sections import check_ros_args
+    from reasonseg.settings.ros_args import check_ros_args
 
     good = tmp_path / "p.yaml"
     good.write_text("/**:\n  ros__parameters: {}\n")

@@ -16,16 +16,17 @@ from reasonseg.core.errors import CheckpointError, ConfigError, ModelCacheError
 from reasonseg.backends import cpu_int8
 from reasonseg.backends.cpu_int8 import this_cpu
 from reasonseg_export.formats import FORMATS, read_photos
-from reasonseg_export.lite_sam import FP32_MAX_REL, export_lite_sam
-from reasonseg.segmenters.lite_sam.precision import ENCODER
+from reasonseg_export.lite_sam import export_lite_sam
+from reasonseg.segmenters.lite_sam.graphs import ENCODER
 from reasonseg.core.graph_manifest import manifest_path, read_manifest
-from reasonseg_export.parity import ParityError, errors, mask_iou, require_close
+from reasonseg_export.parity import FP32_MAX_REL, ParityError, errors, mask_iou, require_close
 from reasonseg.core.model_cache import read_manifest as read_cache_manifest, record_files, write_manifest
 from reasonseg.backends.onnxruntime_graph import check_feeds, open_session
 from reasonseg.core.prompt import Prompt
 from reasonseg.segmenters.registry import build_segmenter
 from reasonseg.segmenters.lite_sam.precision import AUTO_INT8_MIN_IOU, lite_sam_encoder
-from reasonseg.segmenters.lite_sam.runners import DECODER_FILE, OnnxLiteSam
+from reasonseg.segmenters.lite_sam.runners import OnnxLiteSam
+from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
 from test_cpu_int8 import SKYLAKE, ZEN4
 from test_lite_sam import TINY
 

@@ -1,11 +1,15 @@
-"""driving.launch.py needs `launch`/`launch_ros` (absent here): parse it and check it against the runner."""
+"""driving.launch.py needs `launch`/`launch_ros` (often absent): parse it and check it against the runner; where
+launch_ros is installed, also build its description."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
+import pytest
+
 from reasonseg_perception.launch_runner import LAUNCH_DEFAULTS, bringup_share, node_command, ros_environment
-from reasonseg.settings.sections import load_settings
+from reasonseg.settings.loading import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "ros_ws/src/reasonseg_bringup/launch/driving.launch.py"
@@ -28,9 +32,16 @@ def test_launch_file_names_real_executables_and_params():
     # choice lists come from the one definition in reasonseg.settings.sections
     backend_choices = _kw(next(c for c in _calls(tree, "DeclareLaunchArgument") if c.args[0].value == "backend"))
     assert ast.unparse(backend_choices["choices"]) == "['', *BACKENDS]"
-    (node,) = _calls(tree, "Node")
+    # the lifecycle-aware action where launch_ros has it, a plain Node only where that import fails
+    (guard,) = [n for n in tree.body if isinstance(n, ast.Try)]
+    assert ast.unparse(guard.body) == "from launch_ros.actions import LifecycleNode as NodeAction"
+    (fallback,) = guard.handlers
+    assert ast.unparse(fallback.type) == "ImportError"
+    assert ast.unparse(fallback.body) == "from launch_ros.actions import Node as NodeAction"
+    (node,) = _calls(tree, "NodeAction")
     kw = _kw(node)
     assert kw["package"].value == "reasonseg_perception" and kw["name"].value == "reasonseg"
+    assert ast.unparse(kw["namespace"]) == "LaunchConfiguration('namespace')"  # LifecycleNode requires it
     executable = kw["executable"].value
     setup = (ROOT / "ros_ws/src/reasonseg_perception/setup.py").read_text()
     assert f'"{executable} = reasonseg_perception.entry:node"' in setup
@@ -72,3 +83,25 @@ def test_bringup_setup_installs_launch_and_config():
     assert 'glob("launch/*.launch.py")' in setup and 'glob("config/*.yaml")' in setup
     for pkg in ("reasonseg_perception", "reasonseg_bringup", "reasonseg_interfaces"):
         assert (ROOT / "ros_ws/src" / pkg / "package.xml").is_file()
+
+
+def test_launch_description_starts_a_lifecycle_node(monkeypatch):
+    pytest.importorskip("launch_ros", reason="launch_ros not installed (it comes with a ROS 2 install, not PyPI): "
+                                             "the parse test above checks the file")
+    from launch import LaunchContext
+    from launch.actions import OpaqueFunction
+    from launch_ros.actions import LifecycleNode
+
+    spec = importlib.util.spec_from_file_location("driving_launch", LAUNCH)
+    launch_file = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch_file)
+    # outside a colcon install space the package index does not know reasonseg_bringup
+    monkeypatch.setattr(launch_file, "get_package_share_directory", lambda package: str(bringup_share()))
+    description = launch_file.generate_launch_description()
+    context = LaunchContext()
+    context.launch_configurations.update({"camera_topic": "/cam", "backend": "", "namespace": "perception",
+                                          "params_file": str(bringup_share() / "config" / "driving.yaml")})
+    (opaque,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+    (node,) = opaque.execute(context)
+    assert isinstance(node, LifecycleNode)
+    assert node.node_package == "reasonseg_perception" and node.node_executable == "reasonseg_node"

@@ -8,24 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from reasonseg.models.lite_sam import (
-    LiteSam,
-    LiteSamConfig,
-    boxes_to_points,
-    build_lite_sam,
-    convert_checkpoint,
-    load_lite_sam,
-    save_lite_sam,
-)
-from reasonseg.segmenters.lite_sam.runners import (
-    DECODER_FILE,
-    ImageEmbedding,
-    OnnxLiteSam,
-    PromptSegmenter,
-    TorchLiteSam,
-    build_prompt,
-    preprocess_image,
-)
+from reasonseg.models.lite_sam.configuration import LiteSamConfig
+from reasonseg.models.lite_sam.convert import convert_checkpoint, load_lite_sam, save_lite_sam
+from reasonseg.models.lite_sam.modeling import LiteSam, build_lite_sam
+from reasonseg.models.lite_sam.prompt_encoder import boxes_to_points
+from reasonseg.core.prompt import Segmenter
+from reasonseg.segmenters.lite_sam.runners import ImageEmbedding, OnnxLiteSam, TorchLiteSam, build_prompt, preprocess_image
+from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
 from reasonseg_export.lite_sam import export_lite_sam_onnx
 
 # 64 px input, 16x16x32 embedding; windows chosen so stage 1 and 3 need window padding, stage 2 is one window
@@ -272,8 +261,8 @@ def test_preprocessing() -> None:
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_segmenter_mask(tiny: LiteSam, onnx_dir: Path, backend: str) -> None:
-    seg: PromptSegmenter = TorchLiteSam(tiny) if backend == "torch" else OnnxLiteSam.from_dir(onnx_dir)
-    assert isinstance(seg, PromptSegmenter)
+    seg = TorchLiteSam(tiny) if backend == "torch" else OnnxLiteSam.from_dir(onnx_dir)
+    assert isinstance(seg, Segmenter)
     img = _image(50, 80)
     emb = seg.encode(img)
     assert emb.original_size == (50, 80) and emb.resized_size == (40, 64) and emb.embedding.shape == (1, 32, 16, 16)

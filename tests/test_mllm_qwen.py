@@ -7,7 +7,8 @@ import time
 import pytest
 from PIL import Image
 
-from reasonseg.settings.sections import Settings, with_overrides
+from reasonseg.settings.sections import Settings
+from reasonseg.settings.loading import with_overrides
 from reasonseg.core.errors import ModelCacheError
 from reasonseg.grounding.llm.client import LlmError
 from reasonseg.grounding.vlm.answer import MllmAnswerError, smart_resize
@@ -84,7 +85,7 @@ def test_missing_or_corrupt_model_dir(tiny_vl, tmp_path):
 
 
 def test_shipped_in_process_yaml_builds_the_mllm_chain(tiny_vl, sam2_dir):
-    from reasonseg.settings.sections import load_settings
+    from reasonseg.settings.loading import load_settings
     from reasonseg.pipelines.registry import build_pipeline
     from reasonseg_perception.launch_runner import bringup_share
 

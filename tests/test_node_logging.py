@@ -8,7 +8,7 @@ import pytest
 
 def test_python_logging_adapter_passes_every_severity(capfd):
     rclpy = pytest.importorskip("rclpy", reason="ROS 2 rclpy wheels not installed")
-    from reasonseg_perception.segmentation_node import _RosLogHandler
+    from reasonseg_perception.log_routing import _RosLogHandler
 
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -43,7 +43,8 @@ def test_several_nodes_in_one_process_take_options_as_arguments():
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    from reasonseg_perception.segmentation_node import ReasonSegNode, _RosLogHandler
+    from reasonseg_perception.log_routing import _RosLogHandler
+    from reasonseg_perception.segmentation_node import ReasonSegNode
 
     context = rclpy.Context()
     rclpy.init(context=context)

@@ -17,13 +17,13 @@ from reasonseg.backends import openvino_graph  # noqa: E402
 from reasonseg.settings.sections import SegmenterSettings  # noqa: E402
 from reasonseg.core.errors import CheckpointError, ConfigError, ModelCacheError  # noqa: E402
 from reasonseg_export.formats import read_photos  # noqa: E402
-from reasonseg_export.lite_sam import FP32_MAX_REL, export_openvino, to_openvino_ir
-from reasonseg.segmenters.lite_sam.precision import ENCODER
+from reasonseg_export.lite_sam import export_openvino, to_openvino_ir
+from reasonseg.segmenters.lite_sam.graphs import ENCODER
 from reasonseg_export.manifest import write_manifest
 from reasonseg.core.graph_manifest import manifest_path, read_manifest
 from reasonseg_export.openvino_speed import time_encoders
 from reasonseg.segmenters.lite_sam.precision import SPEED_FILE, cpu_signature, read_speed
-from reasonseg_export.parity import require_close  # noqa: E402
+from reasonseg_export.parity import FP32_MAX_REL, require_close  # noqa: E402
 from reasonseg.core.model_cache import read_manifest as read_cache_manifest, record_files  # noqa: E402
 from reasonseg.core.model_cache import write_manifest as write_cache_manifest  # noqa: E402
 from reasonseg.backends.onnxruntime_graph import open_session  # noqa: E402
@@ -31,7 +31,8 @@ from reasonseg.backends.openvino_graph import OvGraph, inner_precision, native_b
 from reasonseg.core.prompt import Prompt  # noqa: E402
 from reasonseg.segmenters.registry import auto_backend, build_segmenter
 from reasonseg.segmenters.lite_sam.precision import openvino_encoder
-from reasonseg.segmenters.lite_sam.runners import DECODER_FILE, DECODER_INPUTS, OnnxLiteSam  # noqa: E402
+from reasonseg.segmenters.lite_sam.runners import OnnxLiteSam
+from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE, DECODER_INPUTS
 from test_lite_sam import TINY  # noqa: E402
 
 needs_native_bf16 = pytest.mark.skipif(not native_bf16(), reason="this CPU has no native bf16 (AVX512_BF16 / AMX)")

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasonseg.settings.sections import ROS_STANDARD_PARAMETERS, Settings, load_settings
+from reasonseg.settings.sections import Settings
+from reasonseg.settings.loading import load_settings
+from reasonseg.settings.ros_args import ROS_STANDARD_PARAMETERS
 from reasonseg.core.errors import ConfigError
 from reasonseg.settings.schema import _ROS_PARAMETERS, parameter_schema, render
 

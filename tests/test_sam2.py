@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from reasonseg.settings.sections import Settings, with_overrides
+from reasonseg.settings.sections import Settings
+from reasonseg.settings.loading import with_overrides
 from reasonseg.core.errors import ConfigError, ModelCacheError
 from reasonseg.core.prompt import Prompt
 from rosnode_harness import rss_mb

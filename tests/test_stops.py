@@ -66,7 +66,7 @@ def _assert_clean(log: Path) -> None:
     (["python", "-m", "training", "fit", "--help"], 130, 0.5),  # Lightning takes seconds to import
 ], ids=lambda v: "-".join(w for w in v[:3] if w.isidentifier()) if isinstance(v, list) else str(v))
 def test_interrupt_early_is_a_clean_stop(tmp_path, argv, code, delay_s):
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
 
     log = tmp_path / "out.log"
     cache = resolve_cache_dir()
@@ -121,7 +121,7 @@ def test_launcher_passes_a_stop_on_and_replay_stops_mid_publish(tmp_path, sig):
     try:
         _wait_for_line(node_log, "active: image=", launcher, 180)
         (node,) = _children(launcher.pid)
-        from reasonseg.settings.sections import resolve_cache_dir
+        from reasonseg.core.model_cache import resolve_cache_dir
 
         replay = subprocess.Popen([str(BIN / "reasonseg_replay"), str(resolve_cache_dir() / "sample_drive"),
                                    "--restamp"], env=env,
@@ -162,7 +162,7 @@ def test_ctrl_c_inside_onnxruntimes_first_import_is_a_stop(tmp_path):
     """onnxruntime's module init turns a KeyboardInterrupt raised inside it into ImportError("initialization
     failed"): the CLI reported "CenterNet detector cannot be loaded", exit 2, for a Ctrl-C (seen on a fresh
     clone). The import takes ~40 ms here; the signal lands at 0.25 ms steps through its first 6 ms."""
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
 
     script = tmp_path / "child.py"
     script.write_text(_ORT_IMPORT_INTERRUPTED)
@@ -179,7 +179,7 @@ def test_a_stopped_folder_run_keeps_a_summary_of_the_images_done(tmp_path):
     import json
     import shutil
 
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
 
     folder = tmp_path / "photos"
     folder.mkdir()

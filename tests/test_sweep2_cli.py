@@ -327,7 +327,7 @@ def test_hostile_set_value_is_one_line(tmp_path, assignment, needle):
 
 def test_node_params_file_check_bounds_the_same_way(tmp_path):
     """The node's start-up check of --params-file reads through the same bounded loader."""
-    from reasonseg.settings.sections import check_ros_args
+    from reasonseg.settings.ros_args import check_ros_args
 
     for name in ("nested_flow", "billion_laughs_ros", "huge_integer"):
         path = tmp_path / f"{name}.yaml"

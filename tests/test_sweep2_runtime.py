@@ -10,7 +10,9 @@ import weakref
 import numpy as np
 import pytest
 
-from reasonseg.settings.sections import DiagnosticsSettings, RuntimeSettings, Settings, check_url_parameters, with_overrides
+from reasonseg.settings.sections import DiagnosticsSettings, RuntimeSettings, Settings
+from reasonseg.settings.loading import with_overrides
+from reasonseg.settings.ros_args import check_url_parameters
 from reasonseg.core.errors import ConfigError, InputError
 from reasonseg.runtime.backoff import RetryBackoff
 from reasonseg.runtime.engine import Frame, PerceptionEngine

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from reasonseg.cli.main import main as cli
-from reasonseg_export import tfjs_to_onnx
+from reasonseg_export.tfjs import convert
 from reasonseg.core.graph_manifest import read_manifest
 from reasonseg_export.parity import ParityError
-from reasonseg_export.tfjs import MAX_REL, TfjsFormat, check_tfjs, export_tfjs
-from reasonseg_export.tfjs_reference import run_tfjs_graph
-from reasonseg_export.tfjs_to_onnx import convert_tfjs_graph, load_tfjs_graph
+from reasonseg_export.tfjs.convert import convert_tfjs_graph
+from reasonseg_export.tfjs.export import MAX_REL, TfjsFormat, check_tfjs, export_tfjs
+from reasonseg_export.tfjs.graph import load_tfjs_graph
+from reasonseg_export.tfjs.reference import run_tfjs_graph
 from test_centernet import (TfjsModel, _conv_attrs, _conv_net, _conv_net_reference, _ints, _node, _placeholder, _run,
                             _s, ref_conv)
 
@@ -112,7 +113,7 @@ def test_a_wrong_conversion_is_refused_and_not_left_behind(tmp_path: Path, photo
     with pytest.raises(ParityError, match="conv-net output .* differs from the TF.js graph"):
         check_tfjs(ours, theirs, FMT, shots)
 
-    real = tfjs_to_onnx._CONVERTERS["Relu6"]
+    real = convert.CONVERTERS["Relu6"]
 
     def relu5(b, node) -> None:  # a converter bug: the clip's upper bound
         real(b, node)
@@ -120,7 +121,7 @@ def test_a_wrong_conversion_is_refused_and_not_left_behind(tmp_path: Path, photo
         y = b.add("Clip", [b.tf(ref), b.scalar(0.0, 1, "lo"), b.scalar(5.0, 1, "hi")], f"{node.name}/bug")[0]
         b.set(ref, y, 1, b.rank(ref), False)
 
-    monkeypatch.setitem(tfjs_to_onnx._CONVERTERS, "Relu6", relu5)
+    monkeypatch.setitem(convert.CONVERTERS, "Relu6", relu5)
     with pytest.raises(ParityError, match="differs from the TF.js graph"):
         export_tfjs(ours, tmp_path / "bad.onnx", FMT, shots)
     assert not list(tmp_path.glob("bad.onnx*"))

@@ -213,7 +213,7 @@ class SemiSupervisedReferring(L.LightningDataModule):
         labeled = set(semi_supervised_split([key(it) for it in train], h.labeled_share, seed=h.seed)[0])
         synonyms = None
         if h.text_augment:
-            from reasonseg.settings.sections import resolve_cache_dir
+            from reasonseg.core.model_cache import resolve_cache_dir
             from reasonseg.grounding.wordnet import WordNet
 
             synonyms = WordNet(resolve_cache_dir() / "wordnet").synonyms

@@ -141,12 +141,12 @@ class CoraData(L.LightningDataModule):
 
         from reasonseg.models.mllm_sam import read_sam2_config
         from reasonseg.models.weights import resolve_checkpoint
+        from reasonseg.segmenters.sam2.graphs import sam2_image_size
 
         h = self.hparams
         processor = AutoProcessor.from_pretrained(h.checkpoint, local_files_only=True)
         config = read_sam2_config(resolve_checkpoint(h.checkpoint))
-        size = config.image_size if config is not None else 1024
-        size = int(size if isinstance(size, int) else size[0])
+        size = sam2_image_size(config) if config is not None else 1024
         labeled = make_scenes(h.num_labeled, seed=h.seed, size=h.image_size)
         kind = "conditional" if h.stage == 2 else "labeled"
         self.labeled = _CoraSamples(labeled, kind, processor, size, h.seed)

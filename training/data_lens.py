@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from reasonseg.core.prompt import Box, mask_box
 from reasonseg.pipelines.lens import QUESTION, SYSTEM_PROMPT
 
 from .data import EpochSampler, Item, check_source, load_items
@@ -20,12 +21,18 @@ from .paths import require_checkpoint_dir
 def box_answer(expression: str, mask: np.ndarray, sent_size: tuple[int, int]) -> str:
     """Qwen2.5-VL's grounding answer for the mask's box, absolute pixels of the image the model is sent
     (the format the release's stage-1 format reward checks)."""
-    ys, xs = np.nonzero(mask == 1)
-    sx, sy = sent_size[0] / mask.shape[1], sent_size[1] / mask.shape[0]
-    x0, y0, x1, y1 = (int(xs.min() * sx), int(ys.min() * sy), int((xs.max() + 1) * sx), int((ys.max() + 1) * sy)) \
-        if len(xs) else (0, 0, 0, 0)
+    x0, y0, x1, y1 = (int(v) for v in _sent_box(mask, sent_size))
     return (f"<|object_ref_start|>{expression}<|object_ref_end|><|box_start|>({x0},{y0}),({x1},{y1})"
             "<|box_end|><|im_end|>")
+
+
+def _sent_box(mask: np.ndarray, sent_size: tuple[int, int]) -> Box:
+    """The box of the target pixels (1) in pixels of the (w, h) image the model is sent; zeros when none."""
+    box = mask_box(mask == 1)
+    if box is None:
+        return (0.0, 0.0, 0.0, 0.0)
+    sx, sy = sent_size[0] / mask.shape[1], sent_size[1] / mask.shape[0]
+    return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
 class _LensItems(Dataset):
@@ -56,12 +63,9 @@ class _LensItems(Dataset):
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
         if self.with_answer:  # stage 1 reads a ground-truth answer; stage 2 (GRPO) samples its own
             text += box_answer(it.expression, it.mask, (w, h))
-        ys, xs = np.nonzero(it.mask == 1)
-        sx, sy = w / it.mask.shape[1], h / it.mask.shape[0]
-        box = [xs.min() * sx, ys.min() * sy, (xs.max() + 1) * sx, (ys.max() + 1) * sy] if len(xs) else [0.0] * 4
         enc = self.processor(text=[text], images=[image], return_tensors="pt")
         return {"input_ids": enc["input_ids"][0], "pixel_values": enc["pixel_values"],
-                "box": torch.tensor(box, dtype=torch.float32), "sent_size": torch.tensor([w, h]),
+                "box": torch.tensor(_sent_box(it.mask, (w, h)), dtype=torch.float32), "sent_size": torch.tensor([w, h]),
                 "image_grid_thw": enc["image_grid_thw"], "mask": torch.from_numpy((it.mask == 1).astype(np.float32)),
                 "sam_pixels": torch.from_numpy(sam2_pixels(it.image, self.sam_size, antialias=True))}
 
@@ -93,10 +97,10 @@ class LensReferringData(L.LightningDataModule):
         h = self.hparams
         from reasonseg.models.mllm_sam import read_sam2_config
         from reasonseg.models.weights import resolve_checkpoint
+        from reasonseg.segmenters.sam2.graphs import sam2_image_size
 
         config = read_sam2_config(resolve_checkpoint(h.checkpoint))  # the checkpoint's own SAM2 (none: Hiera-L)
-        size = config.image_size if config is not None else 1024
-        size = int(size if isinstance(size, int) else size[0])
+        size = sam2_image_size(config) if config is not None else 1024
         items = load_items(h.source, h.root, h.num_samples + h.num_val, h.seed, h.image_size)
         self.val = _LensItems(items[:h.num_val], h.checkpoint, size, h.with_answer)
         self.train = _LensItems(items[h.num_val:], h.checkpoint, size, h.with_answer)

@@ -32,7 +32,7 @@ def init_l2l(out: Path, preset: str = "tiny", seed: int = 0, vision: str = "", t
     import torch
     from transformers import BertTokenizerFast
 
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.models.l2l import L2LConfig, L2LSegmentor
 
     torch.manual_seed(seed)

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import yaml
 
+from reasonseg.core.output_files import atomic_target
+
 
 def soft_prior(mask: np.ndarray) -> np.ndarray:
     return (0.01 + 0.98 * cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)).astype(np.float16)
@@ -36,15 +38,14 @@ def generate_priors(datamodule, pipeline, out_dir: Path) -> dict[str, int]:  # n
             continue
         result = pipeline.run(it.image, it.expression)
         counts["empty"] += int(not result.mask.any())
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, soft_prior(result.mask))
-        tmp.replace(path)  # never a half-written prior under the real name
+        with atomic_target(path) as tmp:  # never a half-written prior under the real name
+            np.save(tmp, soft_prior(result.mask))
         counts["written"] += 1
     return counts
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reasonseg.settings.sections import load_settings
+    from reasonseg.settings.loading import load_settings
     from reasonseg.pipelines.registry import build_pipeline
 
     from .data import SemiSupervisedReferring

@@ -19,6 +19,8 @@ from reasonseg.backends.onnxruntime_graph import GraphIo
 from reasonseg.core.errors import CheckpointError, ConfigError, ModelCacheError
 from reasonseg.core.model_cache import sha256
 
+GRAPH_FILES = ("engines/*.engine",)  # in the cache, named by `EngineKey.file_name`
+
 
 def require_tensorrt():
     try:

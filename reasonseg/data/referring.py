@@ -24,6 +24,8 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
+from reasonseg.core.prompt import Box, mask_box
+
 IGNORE = 255
 
 
@@ -32,7 +34,7 @@ class ReferringSample:
     image: Path
     expressions: tuple[str, ...]
     mask: np.ndarray                 # uint8 HxW: 1 target, 0 background, 255 ignore
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1 of the target pixels
+    box: Box                         # of the target pixels
     sample_id: str
 
 
@@ -45,11 +47,8 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refs pickle refers to {module}.{name}: only plain data is read")
 
 
-def _box_of(mask: np.ndarray) -> tuple[float, float, float, float]:
-    ys, xs = np.nonzero(mask == 1)
-    if xs.size == 0:
-        return (0.0, 0.0, 0.0, 0.0)
-    return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+def _box_of(mask: np.ndarray) -> Box:
+    return mask_box(mask == 1) or (0.0, 0.0, 0.0, 0.0)
 
 
 def read_refcoco(root: Path, dataset: str = "refcoco", split_by: str = "unc", split: str = "train",

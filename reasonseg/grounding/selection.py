@@ -8,9 +8,9 @@ from typing import Callable, Protocol, Sequence
 import cv2
 import numpy as np
 
+from reasonseg.core.prompt import Box
 from reasonseg.grounding.query import Query
 
-Box = tuple[float, float, float, float]
 CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider
 PLURAL_SHARE = 0.3     # "all horses" keeps less certain instances too
 TRUNCATED_SHARE = 0.25  # border-cut instances smaller than this share of the largest are not referents

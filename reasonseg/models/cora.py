@@ -24,9 +24,8 @@ import torch
 from torch import nn
 
 from reasonseg.core.errors import CheckpointError
-from reasonseg.models.mllm_sam import SAM2_CONFIG_FILE, SHARD_BYTES, LoadReport, MllmSamModel, check_state, merge, read_checked_configs
-from reasonseg.models.weights import resolve_checkpoint
-from reasonseg.models.weights import check_model_dir, make_config
+from reasonseg.models.mllm_sam import SAM2_CONFIG_FILE, SHARD_BYTES, MllmSamModel, read_checked_configs
+from reasonseg.models.weights import LoadReport, check_model_dir, check_state, make_config, merge, resolve_checkpoint
 
 __all__ = ["CoraModel", "CoraConfig", "CoraCheckpointError", "AnchorEncoder", "SEG_TOKEN", "ANCHOR_MASK_TOKEN",
            "ANCHOR_BOX_TOKEN", "seg_prompt", "SEG_ANSWER"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ from reasonseg.core.model_cache import drop_digest, write_digest
 from reasonseg.models.weights import (build_on_meta, check_counts, count_summary, make_config, meta_state, read_safetensors,
                       read_shapes)
 
-__all__ = ["MllmSamModel", "LoadReport", "read_safetensors", "write_safetensors",
-           "save_safetensors", "read_sam2_config", "check_state", "merge", "SHARD_BYTES", "SAM2_CONFIG_FILE"]
+__all__ = ["MllmSamModel", "write_safetensors", "save_safetensors", "read_sam2_config", "SHARD_BYTES",
+           "SAM2_CONFIG_FILE"]
 
 SHARD_BYTES = 5 * 1024 ** 3
 SAM2_CONFIG_FILE = "sam2_config.json"  # transformers' default max shard size
@@ -32,49 +31,6 @@ COMMON_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sam_mask_decoder", ("sam.mask_decoder.",)),
     ("sam_memory", ("sam.",)),  # memory attention/encoder, object pointers, no-memory embeddings
 )
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    missing: tuple[str, ...]      # in the model, not in the file
-    unexpected: tuple[str, ...]   # in the file, not in the model
-    mismatched: tuple[str, ...]   # "name: file shape vs model shape"
-
-    @property
-    def clean(self) -> bool:
-        return not (self.missing or self.unexpected or self.mismatched)
-
-    def explain(self, what: str, fix: str) -> str:
-        parts = []
-        if self.mismatched:
-            parts.append(f"{len(self.mismatched)} shape mismatch(es): {first_keys(self.mismatched, 3)}")
-        if self.missing:
-            parts.append(f"{len(self.missing)} missing key(s): {first_keys(self.missing)}")
-        if self.unexpected:
-            parts.append(f"{len(self.unexpected)} unexpected key(s): {first_keys(self.unexpected)}")
-        return f"{what} does not fit its config: " + "; ".join(parts) + ". Fix: " + fix
-
-
-def first_keys(keys: Iterable[str], n: int = 5) -> str:
-    keys = list(keys)
-    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
-
-
-def check_state(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: str = "",
-                optional: Iterable[str] = ()) -> LoadReport:
-    """Compare file tensors (module-relative names) with a module's; `optional` keys may be absent (tied)."""
-    own = module.state_dict()
-    skip = set(optional)
-    unexpected = [prefix + k for k in state if k not in own]
-    mismatched = [f"{prefix}{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
-                  for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    missing = [prefix + k for k in own if k not in state and k not in skip]
-    return LoadReport(tuple(missing), tuple(unexpected), tuple(mismatched))
-
-
-def merge(*reports: LoadReport) -> LoadReport:
-    return LoadReport(*(tuple(x for r in reports for x in getattr(r, f)) for f in ("missing", "unexpected",
-                                                                                  "mismatched")))
 
 
 def read_checked_configs(root: Path, what: str, fix: str) -> tuple[dict[str, Any], Any, dict[str, tuple]]:

@@ -21,12 +21,16 @@ import json
 import re
 import struct
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reasonseg.core.errors import CheckpointError, one_line
 from reasonseg.core.model_cache import verify_digest
+
+if TYPE_CHECKING:
+    from torch import nn
 
 M = TypeVar("M")
 HEADER_LIMIT = 100 * 1024 ** 2  # safetensors' own limit on the JSON header
@@ -198,8 +202,56 @@ def meta_state(shapes: Mapping[str, tuple[str, tuple[int, ...]]]) -> dict[str, A
             for k, (dtype, shape) in shapes.items()}
 
 
+@dataclass(frozen=True)
+class LoadReport:
+    """A strict key-by-key comparison of a file's tensors with a model's (`check_state`)."""
+
+    missing: tuple[str, ...]      # in the model, not in the file
+    unexpected: tuple[str, ...]   # in the file, not in the model
+    mismatched: tuple[str, ...]   # "name: file shape vs model shape" (or not a tensor)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def explain(self, what: str, fix: str) -> str:
+        parts = []
+        if self.mismatched:
+            parts.append(f"{len(self.mismatched)} shape mismatch(es): {first_keys(self.mismatched, 3)}")
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing key(s): {first_keys(self.missing)}")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected key(s): {first_keys(self.unexpected)}")
+        return f"{what} does not fit its config: " + "; ".join(parts) + ". Fix: " + fix
+
+
+def first_keys(keys: Iterable[str], n: int = 5) -> str:
+    keys = list(keys)
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def check_state(module: nn.Module, state: Mapping[str, Any], prefix: str = "",
+                optional: Iterable[str] = ()) -> LoadReport:
+    """Compare file tensors (module-relative names, real or `meta_state`'s) with a module's; `optional` keys may
+    be absent (tied weights). A value that is not a tensor counts as a mismatch."""
+    own = module.state_dict()
+    skip = set(optional)
+    unexpected = [prefix + k for k in state if k not in own]
+    mismatched = [f"{prefix}{k}: a {type(v).__name__} in the file, not a tensor" if not hasattr(v, "shape") else
+                  f"{prefix}{k}: {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+                  for k, v in state.items()
+                  if k in own and (not hasattr(v, "shape") or tuple(v.shape) != tuple(own[k].shape))]
+    missing = [prefix + k for k in own if k not in state and k not in skip]
+    return LoadReport(tuple(missing), tuple(unexpected), tuple(mismatched))
+
+
+def merge(*reports: LoadReport) -> LoadReport:
+    return LoadReport(*(tuple(x for r in reports for x in getattr(r, f)) for f in ("missing", "unexpected",
+                                                                                  "mismatched")))
+
+
 __all__ = ["weight_files", "read_header", "read_shapes", "read_safetensors", "check_counts", "check_model_dir",
-           "make_config", "count_summary", "build_on_meta", "meta_state"]
+           "make_config", "count_summary", "build_on_meta", "meta_state", "LoadReport", "check_state", "merge"]
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -74,6 +74,20 @@ class FrameResult:
     timings_ms: dict[str, float]
     note: str = ""                     # e.g. "re-acquired by rules", "target lost"
     instances: tuple[Instance, ...] = ()  # every chosen instance, best first (boxes[i] is instances[i].box)
+
+    @classmethod
+    def found(cls, mask: np.ndarray, instances: Sequence[Instance], grounding: Grounding | None,
+              timings_ms: dict[str, float], note: str = "") -> FrameResult:
+        """A frame where `instances` (at least one, best first) were found: their labels (each once, in order),
+        boxes and best score."""
+        return cls(mask, True, tuple(dict.fromkeys(i.label for i in instances)), tuple(i.box for i in instances),
+                   max(i.score for i in instances), grounding, timings_ms, note, tuple(instances))
+
+    @classmethod
+    def not_found(cls, mask: np.ndarray, grounding: Grounding, timings_ms: dict[str, float],
+                  note: str) -> FrameResult:
+        """A frame where the grounded target was not found (`note` says why): the grounding's labels, no boxes."""
+        return cls(mask, False, grounding.labels, (), 0.0, grounding, timings_ms, note)
 
     @property
     def box(self) -> Box | None:

@@ -12,8 +12,8 @@ import numpy as np
 
 from reasonseg.grounding.query import parse_query
 from reasonseg.core.torch_device import resolve_device
+from reasonseg.core.prompt import mask_box
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Timer
-from reasonseg.pipelines.memory_track import mask_box
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import L2LSettings
@@ -70,11 +70,9 @@ class L2LPipeline(Pipeline):
         mask = prob > s.threshold
         box = mask_box(mask)
         if box is None or mask.mean() < s.min_area:
-            return FrameResult(np.zeros((h, w), bool), False, grounding.labels, (), 0.0, grounding, timer.ms,
-                               "not in the image")
-        score = float(prob[mask].mean())
-        label = grounding.labels[0]
-        return FrameResult(mask, True, (label,), (box,), score, grounding, timer.ms, "", (Instance(label, score, box),))
+            return FrameResult.not_found(np.zeros((h, w), bool), grounding, timer.ms, "not in the image")
+        return FrameResult.found(mask, (Instance(grounding.labels[0], float(prob[mask].mean()), box),), grounding,
+                                 timer.ms)
 
 
 __all__ = ["L2LPipeline"]

@@ -7,14 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from reasonseg.core.prompt import mask_box
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Timer, Track
-
-
-def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
-        return None
-    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
 class MemoryTrack(Track):
@@ -44,10 +38,8 @@ class MemoryTrack(Track):
                 instances.append(Instance(target.label, p.score, box))
         self.confidence = max((p.score for p in predictions), default=0.0)
         if not instances:
-            return FrameResult(mask, False, g.labels, (), 0.0, g, timings_ms, "target lost")
-        return FrameResult(mask, True, tuple(dict.fromkeys(i.label for i in instances)),
-                           tuple(i.box for i in instances), max(i.score for i in instances), g, timings_ms,
-                           "tracked", tuple(instances))
+            return FrameResult.not_found(mask, g, timings_ms, "target lost")
+        return FrameResult.found(mask, instances, g, timings_ms, "tracked")
 
     def close(self) -> None:
         self.stream.close()

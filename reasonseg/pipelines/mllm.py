@@ -11,10 +11,10 @@ import numpy as np
 from typing import TYPE_CHECKING
 
 from reasonseg.grounding.vlm.answer import MllmAnswerError
-from reasonseg.core.prompt import Box, Prompt
+from reasonseg.core.prompt import Box, Prompt, mask_box
 from reasonseg.grounding.query import parse_query
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Timer, Track
-from reasonseg.pipelines.memory_track import MemoryTrack, mask_box
+from reasonseg.pipelines.memory_track import MemoryTrack
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import Settings
@@ -59,7 +59,7 @@ class MllmPipeline(Pipeline):
         h, w = image_rgb.shape[:2]
         mask = np.zeros((h, w), bool)
         if not grounding.targets:
-            return FrameResult(mask, False, grounding.labels, (), 0.0, grounding, timer.ms, "not in the image")
+            return FrameResult.not_found(mask, grounding, timer.ms, "not in the image")
         with timer.stage("sam_encoder"):
             emb = self.segmenter.encode(image_rgb)
         instances = []
@@ -72,10 +72,8 @@ class MllmPipeline(Pipeline):
                 box = target.prompt.box or mask_box(p.mask)  # lens prompts with an embedding, not a box
                 instances.append(Instance(target.label, float(p.score), box))
         if not instances:
-            return FrameResult(mask, False, grounding.labels, (), 0.0, grounding, timer.ms, "target lost")
-        return FrameResult(mask, True, tuple(dict.fromkeys(i.label for i in instances)),
-                           tuple(i.box for i in instances), max(i.score for i in instances), grounding, timer.ms,
-                           "", tuple(instances))
+            return FrameResult.not_found(mask, grounding, timer.ms, "target lost")
+        return FrameResult.found(mask, instances, grounding, timer.ms)
 
 
 __all__ = ["MllmPipeline", "MllmAnswerError"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from reasonseg.core.prompt import Prompt
+from reasonseg.core.prompt import Box, Prompt
 from reasonseg.grounding.query import parse_query
 from reasonseg.pipelines.base import Grounding, Target, Timer
 from reasonseg.pipelines.mllm import MllmPipeline
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class TokenAnswer:
     text: str                                         # the generated answer (special tokens dropped)
     token: np.ndarray                                 # [1, C] SAM2 sparse prompt embedding
-    box: tuple[float, float, float, float] | None     # a box the answer named (frame pixels), if any
+    box: Box | None                                   # a box the answer named (frame pixels), if any
     reasoning: str
     note: str                                         # how the token was obtained when not the normal way
 

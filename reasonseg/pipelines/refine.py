@@ -208,7 +208,7 @@ class RefinePipeline(Pipeline):
         h, w = image_rgb.shape[:2]
         mask = np.zeros((h, w), bool)
         if not chosen:
-            return FrameResult(mask, False, grounding.labels, (), 0.0, grounding, timer.ms, note)
+            return FrameResult.not_found(mask, grounding, timer.ms, note)
         emb = None
 
         def sam(det) -> np.ndarray:  # the SAM encoder runs only if some mask needs it
@@ -240,8 +240,7 @@ class RefinePipeline(Pipeline):
                 m &= ~occluder_masks[id(other)]
             mask |= m
         instances = tuple(Instance(self._as_target(d, grounding.labels), float(d.score), d.box) for d in chosen)
-        return FrameResult(mask, True, tuple(dict.fromkeys(i.label for i in instances)), tuple(d.box for d in chosen),
-                           float(max(d.score for d in chosen)), grounding, timer.ms, note, instances)
+        return FrameResult.found(mask, instances, grounding, timer.ms, note)
 
     def _decode(self, emb, det) -> np.ndarray:
         n = self.settings.segmenter.num_points  # paper §3.4: box + top-n points of the detection

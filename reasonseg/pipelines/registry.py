@@ -39,13 +39,13 @@ class _Parts:
 def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
     from reasonseg.grounding.label_resolver import LabelResolver
     from reasonseg.grounding.llm.client import ChatLlm, resolve_endpoint
-    from reasonseg.grounding.detector import COCO_LABELS, CenterNetDetector
+    from reasonseg.grounding.detector import COCO_LABELS, GRAPH_FILES, CenterNetDetector
     from reasonseg.grounding.text_embedding import TextEmbedder
     from reasonseg.grounding.wordnet import WordNet
     from reasonseg.pipelines.refine import RefinePipeline
 
     cache = settings.cache_path
-    onnx = require(cache, "centernet.onnx")
+    onnx = require(cache, GRAPH_FILES[0])
     detector = _load("CenterNet detector", lambda: CenterNetDetector(onnx))  # input size is fixed by the model
     minilm = require(cache, "minilm")
     wordnet_dir = require(cache, "wordnet/index.noun").parent
@@ -57,9 +57,9 @@ def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
                              accept_near_classes=settings.resolver.accept_near_classes)
     person = None
     if settings.segmenter.person_model:
-        from reasonseg.segmenters.person import PersonSegmenter
+        from reasonseg.segmenters.person import GRAPH_FILES as PERSON_FILES, PersonSegmenter
 
-        onnx_person = require(cache, "person_selfie.onnx")
+        onnx_person = require(cache, PERSON_FILES[0])
         person = _load("selfie person segmenter",
                        lambda: PersonSegmenter(onnx_person, num_threads=settings.segmenter.threads or None))
     endpoint = resolve_endpoint(settings.llm.base_url, _key_home(settings))
@@ -79,22 +79,13 @@ def _key_home(settings: Settings) -> tuple[str, ...]:
 
 
 def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
+    from reasonseg.grounding.vlm.registry import build_vlm
     from reasonseg.pipelines.mllm import MllmPipeline
 
     m = settings.mllm
     if not m.model:
         raise ConfigError("pipeline mllm needs mllm.model (HF id or local dir; the served name for backend openai)")
-    if m.backend == "openai":
-        from reasonseg.grounding.vlm.openai_vlm import OpenAiVlm
-
-        try:
-            vlm = OpenAiVlm(m)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    else:
-        from reasonseg.grounding.vlm.qwen_vl import QwenVl
-
-        vlm = load_hf_model(f"MLLM {m.model}", m.model, lambda: QwenVl(m))
+    vlm = build_vlm(m)
     log.info("mllm pipeline: %s (%s) @ %s, segmenter=%s", m.model, m.backend, vlm.endpoint, _describe(settings))
     return MllmPipeline(vlm, parts.segmenter, settings)
 
@@ -137,6 +128,7 @@ def _build_l2l(settings: Settings, parts: _Parts) -> Pipeline:
 BUILDERS: dict[str, Callable[[Settings, _Parts], Pipeline]] = {"refine": _build_refine, "mllm": _build_mllm,
                                                                "lens": _build_lens, "cora": _build_cora,
                                                                "l2l": _build_l2l}
+PIPELINES: tuple[str, ...] = ("auto", *BUILDERS)  # `pipeline` choices (settings, CLI, schema)
 # `auto`: the first configured pipeline that loads, with the ones after it as fallbacks (cora, l2l: by name).
 AUTO_ORDER = ("lens", "mllm", "refine")
 CONFIGURED: dict[str, Callable[[Settings], bool]] = {"lens": lambda s: bool(s.lens.model),

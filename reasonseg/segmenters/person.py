@@ -15,9 +15,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from reasonseg.core.prompt import Box
+
 PAD = 0.1          # crop margin around the detector box, as a share of its size
 THRESHOLD = 0.5    # the model's sigmoid output
+GRAPH_FILES = ("person_selfie.onnx",)  # in the cache: `reasonseg export person-selfie` writes it
 
 
 class PersonSegmenter:

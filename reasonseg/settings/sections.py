@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from difflib import get_close_matches
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
-import yaml
 
-from reasonseg.core.errors import ConfigError, one_line
+from reasonseg.core.errors import ConfigError
+from reasonseg.core.model_cache import resolve_cache_dir
+from reasonseg.grounding.vlm import registry as vlm_registry
+from reasonseg.pipelines import registry as pipelines_registry
+from reasonseg.segmenters import registry as segmenters_registry
 
 
 def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
@@ -31,13 +31,14 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
                                             "schema": dict(schema or {})})
 
 
-# Choice lists, defined once: config validation, CLI flags, launch arguments, demo and bench read these.
-PIPELINES = ("auto", "refine", "mllm", "lens", "cora", "l2l")
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")  # auto: see segmenter_factory.auto_backend
+# Choice lists: those of a registry are derived from it (one row adds a choice everywhere: validation, the
+# parameter schema, the CLI, the launch file's backend:=); the others are properties of one model.
+PIPELINES = pipelines_registry.PIPELINES
+BACKENDS = segmenters_registry.BACKENDS  # auto: see segmenters/registry.py auto_backend
+PRECISIONS = segmenters_registry.PRECISIONS  # the exported encoder variants a segmenter runs
+SEGMENTER_KINDS = segmenters_registry.KINDS
+MLLM_BACKENDS = tuple(vlm_registry.BACKENDS)
 MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters/lite_sam/runners.py
-PRECISIONS = ("auto", "fp32", "fp16", "int8", "bf16")  # exported encoder variants: see export/
-SEGMENTER_KINDS = ("lite_sam", "sam2")
-MLLM_BACKENDS = ("transformers", "openai")
 MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
 MLLM_BOX_FORMATS = ("auto", "absolute", "relative_1000")  # see reasonseg/grounding/vlm/answer.py
 _DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
@@ -54,7 +55,7 @@ def _userinfo_end(url: str) -> int:
     return url.rfind("@", start, end) + 1
 
 
-def _no_credentials(url: str) -> str | None:
+def no_credentials(url: str) -> str | None:
     # ROS parameters are readable by anyone on the DDS domain (get_parameters, /parameter_events)
     if _userinfo_end(url):
         return ("credentials (user:password@) are refused in a URL parameter, where anyone on the ROS domain can "
@@ -69,7 +70,7 @@ def _redacted(value: Any) -> Any:
 
 
 def _url(doc: str) -> Any:
-    return _f("", doc, check=_no_credentials, schema={"not": {"pattern": "^([^:/?#]*://)?[^/?#]*@"}})
+    return _f("", doc, check=no_credentials, schema={"not": {"pattern": "^([^:/?#]*://)?[^/?#]*@"}})
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 _CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -292,31 +293,6 @@ class Settings:
         return _build(cls, values, "")
 
 
-def check_url_parameters(values: Mapping[str, Any]) -> None:
-    """Validate the URL settings among `values` (flat names), the others left for later: the node does this
-    before it declares any parameter, so a URL with credentials never becomes a readable parameter value."""
-    urls = [f"{sec.name}.{f.name}" for sec in dataclasses.fields(Settings) if is_section(sec)
-            for f in dataclasses.fields(sec.default_factory) if f.metadata.get("check") is _no_credentials]
-    Settings.from_flat({name: values[name] for name in urls if name in values})
-
-
-# Parameters any rclpy node may be given besides ours (prefixes end in ".").
-ROS_STANDARD_PARAMETERS = ("use_sim_time", "start_type_description_service", "qos_overrides.")
-
-
-def unknown_parameter_warnings(given: Iterable[str], declared: Iterable[str]) -> list[str]:
-    """One line per parameter name given (YAML or -p) that is not a setting: a misspelt name would
-    otherwise be ignored silently and its default used."""
-    known = list(declared)
-    lines = []
-    for name in sorted(set(given) - set(known)):
-        if name in ROS_STANDARD_PARAMETERS or name.startswith(ROS_STANDARD_PARAMETERS[-1]):
-            continue
-        close = get_close_matches(name, known, n=1)
-        lines.append(f"unknown parameter '{name}' ignored" + (f" (did you mean '{close[0]}'?)" if close else ""))
-    return lines
-
-
 def field_docs() -> dict[str, str]:
     """Dotted name -> description, for ROS parameter descriptors and --help."""
     docs: dict[str, str] = {}
@@ -340,7 +316,7 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(f"{prefix}{u}" for u in set(values) - set(known))  # YAML keys may be numbers, null, lists
     if unknown:
-        raise ConfigError(f"unknown parameter(s): {_brief(', '.join(unknown), 200)[1:-1]}")
+        raise ConfigError(f"unknown parameter(s): {brief(', '.join(unknown), 200)[1:-1]}")
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
         f = known[name]
@@ -357,19 +333,19 @@ def _check(f: dataclasses.Field, value: Any, name: str) -> Any:
         value = float(value)
     if kind is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"parameter {name} must be a list of strings, got {_brief(value)}")
+            raise ConfigError(f"parameter {name} must be a list of strings, got {brief(value)}")
         value = tuple(value)
     if type(value) is not kind:
-        raise ConfigError(f"parameter {name} must be {kind.__name__}, got {type(value).__name__} {_brief(value)}")
+        raise ConfigError(f"parameter {name} must be {kind.__name__}, got {type(value).__name__} {brief(value)}")
     if kind is float and not math.isfinite(value):  # NaN passes every range check below
         raise ConfigError(f"parameter {name}={value!r} must be a finite number")
     meta = f.metadata
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"parameter {name}={_brief(value)} not one of {', '.join(meta['choices'])}")
+        raise ConfigError(f"parameter {name}={brief(value)} not one of {', '.join(meta['choices'])}")
     if meta.get("lo") is not None and value < meta["lo"]:
-        raise ConfigError(f"parameter {name}={_brief(value)} below minimum {meta['lo']}")
+        raise ConfigError(f"parameter {name}={brief(value)} below minimum {meta['lo']}")
     if meta.get("hi") is not None and value > meta["hi"]:
-        raise ConfigError(f"parameter {name}={_brief(value)} above maximum {meta['hi']}")
+        raise ConfigError(f"parameter {name}={brief(value)} above maximum {meta['hi']}")
     problem = meta["check"](value) if meta.get("check") else None
     if problem:
         raise ConfigError(f"parameter {name}={list(value) if isinstance(value, tuple) else _redacted(value)!r}: "
@@ -377,157 +353,7 @@ def _check(f: dataclasses.Field, value: Any, name: str) -> Any:
     return value
 
 
-def load_settings(path: str | Path | None, node_name: str = "reasonseg") -> Settings:
-    """Read settings from YAML (plain nested, or ROS params form for `node_name`)."""
-    if path is None:
-        return Settings()
-    p = Path(path)
-    data = load_yaml(read_config_text(p, "config file"), f"config file {p}") or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a mapping")
-    ros_params = _ros_params_section(data, node_name)
-    if ros_params is not None:
-        return Settings.from_flat(_flatten(ros_params))
-    return Settings.from_nested(data)
-
-
-def with_overrides(settings: "Settings", assignments: Iterable[str]) -> "Settings":
-    """Apply `key=value` overrides (the CLI's repeatable --set) and validate the result; ConfigError."""
-    values = settings.flat()
-    for item in assignments:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. mllm.model=/path/to/model")
-        values[name.strip()] = parse_param_value(name.strip(), raw)
-    return Settings.from_flat(values)
-
-
-MAX_DOMAIN_ID = 232  # higher ids map to UDP ports above 65535
-
-
-def check_domain_id() -> None:
-    """$ROS_DOMAIN_ID, when set, is an integer from 0 to MAX_DOMAIN_ID; ConfigError otherwise. rcl refuses a
-    non-number with a traceback, and Fast DDS ends the process (exit 1, no word of ours) on one above 232."""
-    raw = os.environ.get("ROS_DOMAIN_ID", "").strip()
-    if raw and not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_DOMAIN_ID):
-        raise ConfigError(f"ROS_DOMAIN_ID={raw[:40]!r} must be an integer from 0 to {MAX_DOMAIN_ID}")
-
-
-def check_ros_args(argv: list[str]) -> None:
-    """Validate a node command line's parameter sources before rcl reads them; ConfigError on a bad one.
-
-    `--params-file PATH`: exists and is YAML (rcl would refuse it with a traceback-shaped error and
-    an extra log line). `-p name:=value` for one of our settings: of the right type and in range,
-    because rcl silently drops a `-p` whose type differs from the same key in a `/**` params file.
-    """
-    overrides: dict[str, Any] = {}
-    names = Settings().flat()
-    for flag, arg in zip(argv, argv[1:]):
-        if flag == "--params-file":
-            _check_params_file(Path(arg))
-        elif flag in ("-p", "--param"):
-            name, sep, raw = arg.partition(":=")
-            if sep and name in names:
-                overrides[name] = parse_param_value(name, raw)
-    Settings.from_flat(overrides)
-
-
-def parse_param_value(name: str, raw: str) -> Any:
-    """A `-p name:=value` / `--set name=value` value as rcl reads it: YAML, with strtod-style floats too."""
-    value = load_yaml(raw, f"parameter {name}: value {_brief(raw, 60)}")
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
-
-
-def _check_params_file(p: Path) -> None:
-    load_yaml(read_config_text(p, "params file"), f"params file {p}")
-
-
-# What a settings file may be: it holds ~100 values nested 4 deep (<node>: ros__parameters: section: name).
-# The bounds keep a hostile file from exhausting memory (/dev/zero), the stack (3,000 nested brackets) or time
-# (a "billion laughs" of aliases, which the flattening below would expand), with one line saying so.
-MAX_CONFIG_BYTES = 1 << 20
-MAX_YAML_DEPTH = 32
-MAX_YAML_VALUES = 100_000
-
-
-def read_config_text(p: Path, what: str) -> str:
-    """A settings file's text, read no further than MAX_CONFIG_BYTES; ConfigError naming `what` otherwise."""
-    try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{what} not found: {p}") from None
-    except OSError as exc:
-        raise ConfigError(f"{what} {p} cannot be read: {exc.strerror or one_line(exc)}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{what} {p} is larger than {MAX_CONFIG_BYTES >> 20} MB: not a settings file "
-                          "(give the YAML file that holds the settings)")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} {p} is not valid YAML: not UTF-8 text ({one_line(exc)})") from None
-
-
-def load_yaml(text: str, what: str) -> Any:
-    """yaml.safe_load of a settings file or value, within the bounds above; ConfigError "`what` <problem>"."""
-    if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{what} is larger than {MAX_CONFIG_BYTES >> 20} MB: not a settings value")
-    try:
-        problem = _yaml_shape_problem(text)
-        if problem:
-            raise ConfigError(f"{what} {problem}")
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} is not valid YAML: {one_line(exc)}") from None
-    except ValueError as exc:  # int(): a number of more digits than Python converts
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{what} holds a number of more than {sys.get_int_max_str_digits()} digits: "
-                          "no setting takes one; fix the value") from None
-
-
-def _yaml_shape_problem(text: str) -> str | None:
-    """Why loading `text` would nest or expand too far, else None. Reads the parser's event stream only (no
-    recursion, nothing built): nesting depth, and the count of values with every alias expanded in full."""
-    values = 0
-    open_: list[list[Any]] = []  # per open collection: [anchor, values before it, deepest level inside]
-    closed: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels) of what it names
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            open_.append([event.anchor, values, len(open_) + 1])
-            values += 1
-        elif isinstance(event, yaml.CollectionEndEvent):
-            anchor, before, deepest = open_.pop()
-            if open_:
-                open_[-1][2] = max(open_[-1][2], deepest)
-            if anchor is not None:
-                closed[anchor] = (values - before, deepest - len(open_))
-        elif isinstance(event, yaml.ScalarEvent):
-            values += 1
-            if event.anchor is not None:
-                closed[event.anchor] = (1, 0)
-        elif isinstance(event, yaml.AliasEvent):
-            if any(entry[0] == event.anchor for entry in open_):
-                return f"has an alias (*{event.anchor}) inside what it names: a loop no setting can hold"
-            size, levels = closed.get(event.anchor, (1, 0))  # an undefined one: safe_load refuses it
-            values += size
-            if open_:
-                open_[-1][2] = max(open_[-1][2], len(open_) + levels)
-        if open_ and open_[-1][2] > MAX_YAML_DEPTH:
-            return (f"is nested deeper than {MAX_YAML_DEPTH} levels (settings need 4: <node>: ros__parameters: "
-                    "section: name): fix its brackets or indentation")
-        if values > MAX_YAML_VALUES:
-            return (f"expands to more than {MAX_YAML_VALUES} values (aliases counted in full; settings are about "
-                    "100): remove the aliases that multiply")
-    return None
-
-
-def _brief(value: Any, limit: int = 80) -> str:
+def brief(value: Any, limit: int = 80) -> str:
     """repr(value) for an error line, cut to about `limit` characters."""
     if isinstance(value, int) and value.bit_length() > 200:  # repr of a long one is slow, past 4300 digits refused
         return f"<an integer of about {round(value.bit_length() * math.log10(2))} digits>"
@@ -535,24 +361,3 @@ def _brief(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
 
 
-def _ros_params_section(data: dict, node_name: str) -> dict | None:
-    """The `ros__parameters` for `node_name` in any namespace: `/**`, `name`, `/ns/name`, `/**/name`."""
-    for key, section in data.items():
-        matches = key == "/**" or str(key).rsplit("/", 1)[-1] == node_name
-        if matches and isinstance(section, dict) and "ros__parameters" in section:
-            return section["ros__parameters"] or {}
-    return None
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def resolve_cache_dir(configured: str = "") -> Path:
-    return Path(configured or os.environ.get("REASONSEG_CACHE") or Path.home() / ".cache" / "reasonseg").expanduser()

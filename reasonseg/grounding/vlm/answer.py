@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from reasonseg.core.errors import ReasonSegError
 from reasonseg.core.model_text import clean_model_text, json_too_deep
+from reasonseg.core.prompt import Box, Point
 
 FACTOR = 28            # Qwen2.5-VL: 14 px patches merged 2x2
 MAX_ANSWER_CHARS = 20_000
@@ -24,9 +25,6 @@ MAX_LABEL_CHARS = 80
 MAX_REASONING_CHARS = 500
 MIN_INSIDE = 0.5       # a box with less of its area inside the image is no answer (clamping it masks the frame)
 RELATIVE_SCALE = 1000.0  # Qwen3-VL: 0..1000 of the image's width and height
-
-Box = tuple[float, float, float, float]
-Point = tuple[float, float]
 
 
 class MllmAnswerError(ReasonSegError):

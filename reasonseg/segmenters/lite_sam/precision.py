@@ -14,25 +14,10 @@ from reasonseg.backends import cpu_int8
 from reasonseg.core.errors import ConfigError, ModelCacheError
 from reasonseg.core.graph_manifest import read_manifest
 from reasonseg.core.model_cache import check_files, require
+from reasonseg.segmenters.lite_sam.graphs import encoder_file, export_command
 
 if TYPE_CHECKING:
     from reasonseg.settings.sections import SegmenterSettings
-
-
-ENCODER = "encoder.onnx"  # file names the runtime looks for (decoder: segmenters.DECODER_FILE)
-
-
-def encoder_file(precision: str, backend: str = "onnxruntime") -> str:
-    """The encoder's file name in the cache for `precision` as `backend` runs it."""
-    if precision == "bf16" or (backend == "openvino" and precision == "int8"):
-        return f"encoder.{precision}.xml"  # OpenVINO IR (+ .bin); bf16 is how OpenVINO runs it, not a file format
-    return ENCODER if precision == "fp32" else f"encoder.{precision}.onnx"
-
-
-def export_command(precision: str, backend: str = "onnxruntime") -> str:
-    """The command that makes the encoder `encoder_file(precision, backend)` names (said in error lines)."""
-    how = " --int8-method openvino" if backend == "openvino" and precision == "int8" else ""
-    return f"reasonseg export lite-sam --precision {precision}{how}"
 
 
 SPEED_FILE = "openvino_speed.json"
@@ -164,7 +149,7 @@ def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, st
 def tensorrt_engines(seg: SegmenterSettings, cache: Path) -> list[tuple[Path, str]]:
     """(ONNX file, TensorRT precision) of every engine `segmenter.*` needs: what build-only mode builds and the
     tensorrt backend loads. auto = fp16 on a GPU; int8 needs the calibrated QDQ encoder (static method)."""
-    from reasonseg.segmenters.lite_sam.runners import DECODER_FILE
+    from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
 
     if seg.kind != "lite_sam":
         raise ConfigError(f"segmenter.kind {seg.kind} has no tensorrt backend yet (export its ONNX with "

@@ -19,28 +19,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from reasonseg.backends.onnxruntime_graph import check_feeds, is_device_value, run_graph
-from reasonseg.core.prompt import MaskPrediction, Prompt, check_prompt_kinds
+from reasonseg.core.prompt import Box, MaskPrediction, Prompt, check_prompt_kinds
+from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
 
 if TYPE_CHECKING:
-    from reasonseg.models.lite_sam import LiteSam, LiteSamConfig
+    from reasonseg.models.lite_sam.configuration import LiteSamConfig
+    from reasonseg.models.lite_sam.modeling import LiteSam
 
 __all__ = [
     "ImageEmbedding",
-    "PromptSegmenter",
     "TorchLiteSam",
     "OnnxLiteSam",
     "preprocess_image",
     "build_prompt",
     "postprocess_logits",
 ]
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -49,16 +48,6 @@ class ImageEmbedding:
     original_size: tuple[int, int]  # (H, W) of the source image
     resized_size: tuple[int, int]  # (h, w) after longest-side resize, before padding
     input_size: int  # square model input side S
-
-
-@runtime_checkable
-class PromptSegmenter(Protocol):
-    def encode(self, image_rgb: np.ndarray) -> ImageEmbedding: ...
-
-    def decode(self, emb: ImageEmbedding, box: Box | None, points: np.ndarray | None = None,
-               point_labels: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-        """-> (bool mask HxW in source pixels, predicted IoU)."""
-        ...
 
 
 IN_BOX = 0.95     # largest_in_box: share of a candidate's pixels inside the (padded) box
@@ -193,7 +182,7 @@ def _check_embedding(emb: ImageEmbedding, input_size: int) -> None:
 # torch backend
 
 
-class TorchLiteSam(_LiteSamPrompts, PromptSegmenter):
+class TorchLiteSam(_LiteSamPrompts):
     """LiteSAM in torch (``torch.inference_mode``).  ``num_threads`` sets torch's *process-wide* intra-op
     thread count."""
 
@@ -201,7 +190,9 @@ class TorchLiteSam(_LiteSamPrompts, PromptSegmenter):
                  num_threads: int | None = None, device: str = "cpu", mask_choice: str = "single") -> None:
         import torch
 
-        from reasonseg.models.lite_sam import LiteSam, LiteSamConfig, load_lite_sam
+        from reasonseg.models.lite_sam.configuration import LiteSamConfig
+        from reasonseg.models.lite_sam.convert import load_lite_sam
+        from reasonseg.models.lite_sam.modeling import LiteSam
 
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -241,13 +232,7 @@ class TorchLiteSam(_LiteSamPrompts, PromptSegmenter):
 # onnxruntime backend
 
 
-ENCODER_INPUTS, ENCODER_OUTPUTS = ["image"], ["image_embeddings"]
-DECODER_FILE = "decoder_multimask.onnx"  # all four mask tokens; token 0 is the single-mask output
-DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels"]
-DECODER_OUTPUTS = ["low_res_masks", "iou_predictions"]
-
-
-class OnnxLiteSam(_LiteSamPrompts, PromptSegmenter):
+class OnnxLiteSam(_LiteSamPrompts):
     """LiteSAM via onnxruntime sessions of an encoder (fp32 / fp16 / int8) and ``DECODER_FILE``, as
     `reasonseg export lite-sam` writes them (:mod:`reasonseg_export.lite_sam`)."""
 

@@ -7,8 +7,7 @@
 """
 from __future__ import annotations
 
-
-
+from typing import Any
 
 ENCODER, DECODER = "sam2_encoder.onnx", "sam2_decoder.onnx"
 
@@ -36,3 +35,11 @@ STEP_INPUTS = [*FEATURES, "memory", "memory_offsets", "object_pointers", "pointe
 
 
 TRACK_OUTPUTS = ["low_res_masks", "object_score_logits", "object_pointer", "maskmem_features"]
+
+
+def sam2_image_size(config: Any) -> int:
+    """The square input side S of a transformers SAM2 config (`Sam2Config` / `Sam2VideoConfig`), whose
+    `image_size` is an int or an [S, S] pair."""
+    size = config.image_size
+    return int(size if isinstance(size, int) else size[0])
+GRAPH_FILES = (ENCODER, DECODER, START, STEP)  # in the folder `reasonseg export sam2` writes

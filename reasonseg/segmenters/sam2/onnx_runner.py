@@ -20,7 +20,8 @@ from reasonseg.segmenters.sam2.graphs import DECODER, DECODER_INPUTS, ENCODER, E
 from reasonseg.segmenters.sam2.graphs import START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS
 from reasonseg.backends.onnxruntime_graph import BoundSession, DeviceStack, open_session, run_graph
 from reasonseg.core.prompt import MaskPrediction, Prompt, check_prompt_kinds
-from reasonseg.segmenters.sam2.torch_runner import NO_OBJECT, Sam2Embedding, _logits_to_mask, _sigmoid, sam2_pixels, sam2_points
+from reasonseg.segmenters.sam2.torch_runner import (NO_OBJECT, Sam2Embedding, _logits_to_mask, _sigmoid, check_stream_frame,
+                                                    sam2_pixels, sam2_points)
 
 
 class OnnxSam2Segmenter:
@@ -142,9 +143,7 @@ class Sam2OnnxStream:
 
     def step(self, image_rgb: np.ndarray) -> list[MaskPrediction]:
         """Masks of every object in this frame; score = SAM2's object-presence probability."""
-        if (int(image_rgb.shape[0]), int(image_rgb.shape[1])) != self.size:
-            raise ValueError(f"frame size changed from {self.size[1]}x{self.size[0]} to "
-                             f"{image_rgb.shape[1]}x{image_rgb.shape[0]}: the stream must be grounded again")
+        check_stream_frame(self.size, image_rgb)
         self.frame_idx += 1
         t = self.frame_idx
         feats = self.seg.encode(image_rgb).features

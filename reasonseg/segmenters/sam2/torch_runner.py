@@ -21,6 +21,7 @@ import numpy as np
 from reasonseg.models.weights import check_model_dir
 from reasonseg.core.prompt import MaskPrediction, Prompt, check_prompt_kinds
 from reasonseg.core.torch_device import resolve_device
+from reasonseg.segmenters.sam2.graphs import sam2_image_size
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # SAM2's processor: ImageNet statistics on [0, 1]
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -38,6 +39,13 @@ class Sam2Embedding:
 def _logits_to_mask(low_res: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     return cv2.resize(np.ascontiguousarray(low_res, np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0
+
+
+def check_stream_frame(size: tuple[int, int], image_rgb: np.ndarray) -> None:
+    """A stream's frames keep the grounding frame's (H, W) `size`: its memory bank holds masks of that size."""
+    if (int(image_rgb.shape[0]), int(image_rgb.shape[1])) != size:
+        raise ValueError(f"frame size changed from {size[1]}x{size[0]} to "
+                         f"{image_rgb.shape[1]}x{image_rgb.shape[0]}: the stream must be grounded again")
 
 
 def _sigmoid(x: float) -> float:
@@ -103,8 +111,7 @@ class Sam2Segmenter:
             self.source = getattr(model, "name_or_path", "") or type(model).__name__
         self.can_track = isinstance(model, Sam2VideoModel)
         self.model = model.to(self.device).eval()
-        size = model.config.image_size
-        self.input_size = int(size if isinstance(size, int) else size[0])
+        self.input_size = sam2_image_size(model.config)
         self.prompt_dim = int(self.model.prompt_encoder.hidden_size if hasattr(self.model.prompt_encoder, "hidden_size")
                               else self.model.prompt_encoder.no_mask_embed.weight.shape[-1])
         self.mask_input_size = tuple(self.model.prompt_encoder.mask_input_size)
@@ -218,9 +225,7 @@ class Sam2Stream:
 
     def step(self, image_rgb: np.ndarray) -> list[MaskPrediction]:
         """Masks of every object in this frame; score = SAM2's object-presence probability."""
-        if (int(image_rgb.shape[0]), int(image_rgb.shape[1])) != self.size:
-            raise ValueError(f"frame size changed from {self.size[1]}x{self.size[0]} to "
-                             f"{image_rgb.shape[1]}x{image_rgb.shape[0]}: the stream must be grounded again")
+        check_stream_frame(self.size, image_rgb)
         self.frame_idx += 1
         self.last = self._run(image_rgb)
         self._forget()

@@ -17,7 +17,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            # every command through entry.py: a signal at any moment, imports included, is a clean stop
+            # every command through reasonseg_perception/entry.py: a signal at any moment, imports included, is a clean stop
             "reasonseg_node = reasonseg_perception.entry:node",
             "reasonseg_replay = reasonseg_perception.entry:replay",
             "reasonseg_demo = reasonseg_perception.entry:demo",

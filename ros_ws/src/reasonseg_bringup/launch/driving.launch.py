@@ -2,7 +2,8 @@
                                                   [namespace:=...] [local_shm:=true|false]
 
 Starts the reasonseg segmentation node (a managed node that configures and activates itself unless
-`autostart: false` in the params file) on a camera stream. Send instructions with:
+`autostart: false` in the params file) on a camera stream, as a LifecycleNode action: launch event handlers can
+watch and drive its transitions. Send instructions with:
   ros2 topic pub --once /perception/instruction std_msgs/msg/String "{data: 'the pedestrian about to cross'}"
   ros2 service call /perception/reasonseg/set_instruction reasonseg_interfaces/srv/SetInstruction "{instruction: 'the bus'}"
 `local_shm:=true` when the camera driver and the node share this machine: loopback-only DDS with a
@@ -16,7 +17,11 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+
+try:
+    from launch_ros.actions import LifecycleNode as NodeAction
+except ImportError:  # a launch_ros without the lifecycle action: a plain Node (the node still starts itself)
+    from launch_ros.actions import Node as NodeAction
 
 from reasonseg.settings.sections import BACKENDS
 
@@ -25,11 +30,11 @@ def _node(context):
     # An explicit backend:= overrides the params file; empty (default) keeps the file's segmenter.backend.
     backend = LaunchConfiguration("backend").perform(context)
     overrides = [{"segmenter.backend": backend}] if backend else []
-    return [Node(
+    return [NodeAction(
         package="reasonseg_perception",
         executable="reasonseg_node",
         name="reasonseg",
-        namespace=LaunchConfiguration("namespace"),
+        namespace=LaunchConfiguration("namespace"),  # a LifecycleNode needs it given explicitly
         parameters=[LaunchConfiguration("params_file"), *overrides],
         remappings=[("image", LaunchConfiguration("camera_topic"))],
         output="screen",

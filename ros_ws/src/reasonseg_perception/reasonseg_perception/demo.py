@@ -22,7 +22,9 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from reasonseg.cli.args import number
-from reasonseg.settings.sections import BACKENDS, MAX_DOMAIN_ID, resolve_cache_dir
+from reasonseg.settings.sections import BACKENDS
+from reasonseg.core.model_cache import resolve_cache_dir
+from reasonseg.settings.ros_args import MAX_DOMAIN_ID
 from reasonseg.core.signals import ignore_further_signals
 from reasonseg.core.image_codec import decode_image
 from reasonseg.core.output_files import OutputError, prepare_output_dir, write_png
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         while replay_proc.poll() is None:
             rclpy.spin_once(rec, timeout_sec=0.1)
         _wait(lambda: False, 6.0, rec)  # the last grounding + mask after the final frame
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (entry.py): stop the children, keep what arrived
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (reasonseg/core/signals.py): stop the children, keep what arrived
         interrupted = True
         print("[demo] interrupted: stopping the node and the replay", flush=True)
     finally:

@@ -12,7 +12,7 @@ def _run(module: str, interrupted_code: int) -> int | None:
 
 
 def node() -> int | None:
-    return _run("segmentation_node", 0)  # ROS convention: a node stopped by a signal exits 0
+    return _run("node_main", 0)  # ROS convention: a node stopped by a signal exits 0
 
 
 def launch() -> int | None:

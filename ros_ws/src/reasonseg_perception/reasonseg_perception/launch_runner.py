@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = start_child(cmd, ros_environment(local_shm=args.local_shm))
     try:
         return proc.wait()
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from docker stop / systemd (entry.py): stop the node too
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM from docker stop / systemd (reasonseg/core/signals.py): stop the node too
         return stop_child(proc)
 
 

@@ -20,7 +20,7 @@ from rclpy.utilities import remove_ros_args
 from rosbags.rosbag2 import Reader, ReaderError
 
 from reasonseg.cli.args import number
-from reasonseg.settings.sections import check_domain_id
+from reasonseg.settings.ros_args import check_domain_id
 from reasonseg.core.errors import ConfigError
 
 def get_message(msgtype: str) -> type:

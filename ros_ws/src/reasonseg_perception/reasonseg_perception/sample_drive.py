@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     """reasonseg_sample_drive: write the sample drive bag (a set-up step)."""
     import argparse
 
-    from reasonseg.settings.sections import resolve_cache_dir
+    from reasonseg.core.model_cache import resolve_cache_dir
 
     p = argparse.ArgumentParser(prog="reasonseg_sample_drive", description="write the sample drive rosbag2 (MCAP)")
     p.add_argument("--images", type=Path, help="photo folder (default: <cache>/images)")

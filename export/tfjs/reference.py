@@ -12,8 +12,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from reasonseg_export.tfjs_to_onnx import (TfjsGraph, TfNode, _attr_bool, _attr_float, _attr_int, _attr_ints, _attr_str,
-                           _attr_strs, _inline_const, _needed_nodes, _tensor_ref)
+from reasonseg_export.tfjs.attributes import (attr_bool, attr_float, attr_int, attr_ints, attr_str, attr_strs,
+                                              inline_const)
+from reasonseg_export.tfjs.graph import TfjsGraph, TfNode, needed_nodes, tensor_ref
 
 _Op = Callable[["_Run", TfNode], "object"]
 _OPS: dict[str, _Op] = {}
@@ -37,7 +38,7 @@ class _Run:
         self.values: dict[str, object] = {}
 
     def get(self, ref: str):  # noqa: ANN201 - a torch tensor
-        return self.values[_tensor_ref(ref)]
+        return self.values[tensor_ref(ref)]
 
     def const(self, ref: str) -> np.ndarray:
         return np.asarray(self.get(ref).cpu().numpy())  # type: ignore[attr-defined]
@@ -52,20 +53,20 @@ def _same_pads(size: int, k: int, s: int, d: int) -> tuple[int, int]:
 
 def _pads(node: TfNode, x_hw: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int]) -> list[int]:
     """(left, right, top, bottom) for F.pad on an NCHW tensor."""
-    padding = _attr_str(node, "padding", "VALID")
+    padding = attr_str(node, "padding", "VALID")
     if padding == "VALID":
         return [0, 0, 0, 0]
     if padding == "SAME":
         (t, b), (lf, r) = (_same_pads(x_hw[i], k[i], s[i], d[i]) for i in range(2))
         return [lf, r, t, b]
     if padding == "EXPLICIT":
-        ep = _attr_ints(node, "explicit_paddings")  # NHWC pairs
+        ep = attr_ints(node, "explicit_paddings")  # NHWC pairs
         return [ep[4], ep[5], ep[2], ep[3]]
     raise ValueError(f"node {node.name!r} ({node.op}): padding {padding!r}")
 
 
 def _nhwc(node: TfNode) -> None:
-    if _attr_str(node, "data_format", "NHWC") != "NHWC":
+    if attr_str(node, "data_format", "NHWC") != "NHWC":
         raise ValueError(f"node {node.name!r} ({node.op}): the reference reads NHWC graphs only")
 
 
@@ -78,16 +79,16 @@ def _conv(r: _Run, node: TfNode):  # noqa: ANN202
     kh, kw, cin, m = w.shape
     depthwise = "Depthwise" in node.op
     w = w.reshape(kh, kw, cin * m).permute(2, 0, 1)[:, None] if depthwise else w.permute(3, 2, 0, 1)
-    s, d = _attr_ints(node, "strides", [1] * 4)[1:3], _attr_ints(node, "dilations", [1] * 4)[1:3]
+    s, d = attr_ints(node, "strides", [1] * 4)[1:3], attr_ints(node, "dilations", [1] * 4)[1:3]
     x = F.pad(x, _pads(node, x.shape[2:], (kh, kw), s, d))
     y = F.conv2d(x, w, stride=s, dilation=d, groups=cin if depthwise else 1).permute(0, 2, 3, 1)
     extra = list(node.inputs[2:])
-    for fused in _attr_strs(node, "fused_ops"):
+    for fused in attr_strs(node, "fused_ops"):
         if fused == "BiasAdd":
             y = y + r.get(extra.pop(0))
         elif fused == "FusedBatchNorm":
             scale, offset, mean, var = (r.get(extra.pop(0)) for _ in range(4))
-            y = (y - mean) * scale / r.torch.sqrt(var + _attr_float(node, "epsilon", 1e-3)) + offset
+            y = (y - mean) * scale / r.torch.sqrt(var + attr_float(node, "epsilon", 1e-3)) + offset
         else:
             y = _activation(r, fused, y, node)
     return y
@@ -97,7 +98,7 @@ def _activation(r: _Run, name: str, y, node: TfNode):  # noqa: ANN001, ANN202
     F = r.torch.nn.functional
     acts = {"Relu": F.relu, "Relu6": lambda v: v.clamp(0.0, 6.0), "Sigmoid": r.torch.sigmoid,
             "Tanh": r.torch.tanh, "Elu": F.elu,
-            "LeakyRelu": lambda v: F.leaky_relu(v, _attr_float(node, "leakyrelu_alpha", 0.2)),
+            "LeakyRelu": lambda v: F.leaky_relu(v, attr_float(node, "leakyrelu_alpha", 0.2)),
             "Prelu": lambda v: r.torch.where(v >= 0, v, v * r.get(node.inputs[-1]))}
     if name not in acts:
         raise ValueError(f"node {node.name!r} ({node.op}): the reference has no fused op {name!r}")
@@ -112,11 +113,11 @@ def _conv_transpose(r: _Run, node: TfNode):  # noqa: ANN202
     size = [int(v) for v in r.const(node.inputs[0]).reshape(-1)]
     w = r.get(node.inputs[1])  # [kh, kw, out, in]
     x = r.get(node.inputs[2]).permute(0, 3, 1, 2)
-    s, d = _attr_ints(node, "strides", [1] * 4)[1:3], _attr_ints(node, "dilations", [1] * 4)[1:3]
+    s, d = attr_ints(node, "strides", [1] * 4)[1:3], attr_ints(node, "dilations", [1] * 4)[1:3]
     y = F.conv_transpose2d(x, w.permute(3, 2, 0, 1), stride=s, dilation=d)
     crops = []
     for i, (out, k) in enumerate(zip(size[1:3], w.shape[:2])):
-        start = _same_pads(out, k, s[i], d[i])[0] if _attr_str(node, "padding", "VALID") == "SAME" else 0
+        start = _same_pads(out, k, s[i], d[i])[0] if attr_str(node, "padding", "VALID") == "SAME" else 0
         crops.append(slice(start, start + out))
     y = y[:, :, crops[0], crops[1]]
     if tuple(y.shape[2:]) != tuple(size[1:3]):  # the forward conv dropped trailing pixels: they get zeros
@@ -129,7 +130,7 @@ def _pool(r: _Run, node: TfNode):  # noqa: ANN202
     F = r.torch.nn.functional
     _nhwc(node)
     x = r.get(node.inputs[0]).permute(0, 3, 1, 2)
-    k, s = _attr_ints(node, "ksize")[1:3], _attr_ints(node, "strides")[1:3]
+    k, s = attr_ints(node, "ksize")[1:3], attr_ints(node, "strides")[1:3]
     pads = _pads(node, x.shape[2:], k, s, (1, 1))
     if node.op == "MaxPool":
         y = F.max_pool2d(F.pad(x, pads, value=-math.inf), k, s)
@@ -145,7 +146,7 @@ def _resize(r: _Run, node: TfNode):  # noqa: ANN202
     asymmetric one (src = dst * in / out)."""
     x = r.get(node.inputs[0])
     out_h, out_w = (int(v) for v in r.const(node.inputs[1]).reshape(-1))
-    align, half = _attr_bool(node, "align_corners"), _attr_bool(node, "half_pixel_centers")
+    align, half = attr_bool(node, "align_corners"), attr_bool(node, "half_pixel_centers")
 
     def axis(n_in: int, n_out: int):  # noqa: ANN202
         i = r.torch.arange(n_out, dtype=r.torch.float64)
@@ -172,7 +173,7 @@ def _reduce(r: _Run, node: TfNode):  # noqa: ANN202
     axes = sorted({int(a) % x.dim() for a in r.const(node.inputs[1]).reshape(-1)})
     if not axes:
         return x
-    keep = _attr_bool(node, "keep_dims")
+    keep = attr_bool(node, "keep_dims")
     t = r.torch
     fn = {"Mean": lambda: x.mean(dim=axes, keepdim=keep), "Sum": lambda: x.sum(dim=axes, keepdim=keep),
           "Max": lambda: t.amax(x, dim=axes, keepdim=keep), "Min": lambda: t.amin(x, dim=axes, keepdim=keep)}
@@ -181,7 +182,7 @@ def _reduce(r: _Run, node: TfNode):  # noqa: ANN202
 
 @_op("ConcatV2")
 def _concat(r: _Run, node: TfNode):  # noqa: ANN202
-    n = _attr_int(node, "N", len(node.inputs) - 1)
+    n = attr_int(node, "N", len(node.inputs) - 1)
     parts = [r.get(ref) for ref in node.inputs[:n]]
     return r.torch.cat(parts, dim=int(r.const(node.inputs[n]).reshape(-1)[0]))
 
@@ -221,14 +222,14 @@ def run_tfjs_graph(graph: TfjsGraph, feeds: dict[str, np.ndarray], outputs: Sequ
     import torch
 
     r = _Run()
-    nodes = _needed_nodes(graph, outputs)
+    nodes = needed_nodes(graph, outputs)
     missing = sorted({n.op for n in nodes if n.op not in _OPS and n.op not in ("Const", "Placeholder")})
     if missing:
         raise ValueError(f"the TF.js reference has no op {', '.join(missing)}: this graph cannot be parity-checked")
     with torch.no_grad():
         for node in nodes:
             if node.op == "Const":
-                value = graph.weights[node.name] if node.name in graph.weights else _inline_const(node)
+                value = graph.weights[node.name] if node.name in graph.weights else inline_const(node)
             elif node.op == "Placeholder":
                 if node.name not in feeds:
                     raise ValueError(f"no feed for the graph input {node.name!r}")

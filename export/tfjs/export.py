@@ -1,6 +1,6 @@
 """TF.js graph models the product runs (the CenterNet detector, the selfie person segmenter) -> ONNX, checked.
 
-The check runs the TF.js graph itself (`tfjs_reference`, TensorFlow's semantics in float64) and the ONNX file
+The check runs the TF.js graph itself (`reference`, TensorFlow's semantics in float64) and the ONNX file
 on the same inputs: photos resized to the graph's input, fed in the range the runtime feeds, plus one of
 uniform noise. Every output must agree within `MAX_REL` of its largest magnitude (at least 1: probabilities).
 """
@@ -46,14 +46,15 @@ def parity_feeds(shape: Sequence[int], scale: float, photos: Sequence[np.ndarray
 def check_tfjs(model_json: Path, onnx_path: Path, fmt: TfjsFormat, photos: Sequence[np.ndarray]) -> dict:
     """The worst error per output over every parity feed; ParityError beyond `MAX_REL`."""
     from reasonseg.backends.onnxruntime_graph import open_session
-    from reasonseg_export.tfjs_reference import run_tfjs_graph
-    from reasonseg_export.tfjs_to_onnx import _default_outputs, _public_name, load_tfjs_graph
+    from reasonseg_export.tfjs.convert import default_outputs, public_name
+    from reasonseg_export.tfjs.graph import load_tfjs_graph
+    from reasonseg_export.tfjs.reference import run_tfjs_graph
 
     graph = load_tfjs_graph(model_json)
-    outputs = list(fmt.outputs or _default_outputs(graph))
+    outputs = list(fmt.outputs or default_outputs(graph))
     session = open_session(onnx_path, f"{fmt.name} ONNX")
     (inp,) = session.get_inputs()
-    names = [_public_name(o) for o in outputs]
+    names = [public_name(o) for o in outputs]
     worst: dict[str, dict[str, float]] = {}
     feeds = parity_feeds(inp.shape, fmt.input_scale, photos)
     from tqdm import tqdm
@@ -66,14 +67,14 @@ def check_tfjs(model_json: Path, onnx_path: Path, fmt: TfjsFormat, photos: Seque
                                 against="the TF.js graph")
             prev = worst.setdefault(name, err)
             worst[name] = {k: max(prev[k], err[k]) for k in err}
-    return {"reference": "the TF.js graph run in TF semantics (reasonseg_export.tfjs_reference, float64)",
+    return {"reference": "the TF.js graph run in TF semantics (reasonseg_export.tfjs.reference, float64)",
             "inputs": len(feeds), "photos": len(feeds) - 1, "outputs": worst, "max_rel_tolerance": MAX_REL,
             "relative_to": f"max(|output|, {fmt.output_floor})"}
 
 
 def export_tfjs(model_json: Path, out: Path, fmt: TfjsFormat, photos: Sequence[np.ndarray]) -> Path:
     """Convert, check, and only then put the file at `out` (a graph that fails its check is not left there)."""
-    from reasonseg_export.tfjs_to_onnx import convert_tfjs_graph
+    from reasonseg_export.tfjs.convert import convert_tfjs_graph
 
     out = Path(out)
     unchecked = out.with_name(out.name + ".unchecked")

@@ -1,0 +1,98 @@
+"""LiteSAM weights: the LiteMedSAM torch checkpoint -> safetensors, and safetensors save / load.
+
+Every load is a strict key / shape comparison against the model the config builds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from reasonseg.core.errors import one_line
+from reasonseg.core.output_files import write_bytes
+from reasonseg.models.lite_sam.configuration import LiteSamConfig
+from reasonseg.models.lite_sam.modeling import LiteSam, build_lite_sam
+
+
+def _one_line(exc: BaseException) -> str:
+    return one_line(exc, 300) or type(exc).__name__
+
+
+def _check_state(model: nn.Module, state: Mapping[str, object], source: Path) -> dict[str, Tensor]:
+    """Strict key / shape comparison; raises a one-line ValueError."""
+    expected = model.state_dict()
+    bad_type = [k for k, v in state.items() if not isinstance(v, Tensor)]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        k for k in set(expected) & set(state)
+        if isinstance(state[k], Tensor) and tuple(state[k].shape) != tuple(expected[k].shape)  # type: ignore[union-attr]
+    )
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes),
+                       ("non-tensor", bad_type)):
+        if keys:
+            problems.append(f"{len(keys)} {what} key(s) (e.g. {', '.join(keys[:3])})")
+    if problems:
+        raise ValueError(f"{source}: state dict does not match LiteSam config: {'; '.join(problems)}")
+    return {k: v for k, v in state.items() if isinstance(v, Tensor)}
+
+
+def _atomic_save(tensors: dict[str, Tensor], out: Path, metadata: dict[str, str]) -> Path:
+    from safetensors.torch import save
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(out, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata))
+    return out
+
+
+def _metadata(model: LiteSam, **extra: str) -> dict[str, str]:
+    return {"format": "pt", "model": "lite_sam", "config": json.dumps(asdict(model.cfg)), **extra}
+
+
+def save_lite_sam(model: LiteSam, out: Path) -> Path:
+    """Write the model's state dict as safetensors (atomic replace)."""
+    return _atomic_save(dict(model.state_dict()), Path(out), _metadata(model))
+
+
+def convert_checkpoint(pth: Path, out: Path, cfg: LiteSamConfig = LiteSamConfig()) -> Path:
+    """Torch checkpoint (e.g. lite_medsam.pth) -> safetensors, after a strict key/shape check."""
+    pth = Path(pth)
+    if not pth.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {pth}")
+    try:
+        obj = torch.load(pth, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - any unpickling/zip failure means a bad file
+        raise ValueError(f"{pth}: cannot load torch checkpoint: {_one_line(exc)}") from None
+    for key in ("model", "state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{pth}: checkpoint is a {type(obj).__name__}, expected a state dict")
+    model = build_lite_sam(cfg)
+    state = _check_state(model, obj, pth)
+    model.load_state_dict(state, strict=True)  # also validates dtype conversions
+    return _atomic_save(dict(model.state_dict()), Path(out), _metadata(model, source=pth.name))
+
+
+def load_lite_sam(weights: Path, cfg: LiteSamConfig = LiteSamConfig()) -> LiteSam:
+    """safetensors -> LiteSam (eval mode, CPU).  FileNotFoundError if absent, ValueError if unreadable/mismatched."""
+    from safetensors.torch import load_file
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"LiteSam weights not found: {weights}")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several error types for corrupt files
+        raise ValueError(f"{weights}: cannot read safetensors: {_one_line(exc)}") from None
+    model = build_lite_sam(cfg)
+    model.load_state_dict(_check_state(model, state, weights), strict=True)
+    return model.eval()
