@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from reasonseg.core.model_cache import resolve_cache_dir
+from reasonseg.segmenters.lite_sam.graphs import FOLDER, WEIGHTS
 from reasonseg_export.tfjs.export import CENTERNET, PERSON_SELFIE, TfjsFormat
 
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")
@@ -99,8 +100,8 @@ def _lite_sam(args: argparse.Namespace) -> list[Path]:
     from reasonseg_export.lite_sam import export_lite_sam
 
     cache = resolve_cache_dir()
-    weights = Path(args.checkpoint) if args.checkpoint else cache / "lite_sam.safetensors"
-    out = Path(args.out) if args.out else cache / "lite_sam"
+    weights = Path(args.checkpoint) if args.checkpoint else cache / WEIGHTS
+    out = Path(args.out) if args.out else cache / FOLDER
     precisions = args.precision or ["fp32"]
     photos = read_photos(Path(args.photos) if args.photos else cache / "images") if precisions != ["fp32"] else []
     return export_lite_sam(weights, out, precisions=precisions, photos=photos,

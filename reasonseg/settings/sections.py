@@ -2,8 +2,9 @@
 
 Each field carries its bounds; `Settings.from_flat` validates a flat mapping
 ("segmenter.num_points": 20) as ROS hands parameters over, and
-`load_settings` reads a YAML file in either plain nested form or the ROS
-`<node>: ros__parameters:` form, so the CLI and the node share one file.
+`loading.load_settings` reads a YAML file in either plain nested form or the ROS
+`<node>: ros__parameters:` form, so the CLI and the node share one file. The
+choice lists of registry-backed settings come from the registries.
 """
 from __future__ import annotations
 
