@@ -189,7 +189,7 @@ def test_load_corrupt_weights(tiny: LiteSam, tmp_path: Path) -> None:
         with pytest.raises(ValueError) as err:
             load_lite_sam(bad, TINY)
         assert "\n" not in str(err.value)
-    with pytest.raises(ValueError, match="does not match"):  # tiny weights, default config
+    with pytest.raises(ValueError, match="does not fit its config"):  # tiny weights, default config
         load_lite_sam(good)
 
 

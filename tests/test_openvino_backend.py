@@ -155,8 +155,8 @@ def test_auto_takes_int8_where_judged_as_this_cpu_runs_it(tiny_export, tmp_path,
     (216.0, 288.0, "int8")])  # AVX-512 BF16 without AMX: int8 products ahead
 def test_auto_takes_int8_only_where_the_set_up_timed_it_faster_on_this_cpu(tiny_export, tmp_path, monkeypatch,
                                                                           int8_ms, bf16_ms, chosen) -> None:
+    _pretend_cpu(monkeypatch, True)  # first: the timing is this (pretended) CPU's
     cache = _cache_with_ov(tiny_export, tmp_path, 0.99, int8=0.97, timed_ms={"int8": int8_ms, "bf16": bf16_ms})
-    _pretend_cpu(monkeypatch, True)
     path, why, precision = openvino_encoder(SegmenterSettings(backend="openvino"), cache)
     assert precision == chosen and path.name == f"encoder.{chosen}.xml", why
     if chosen == "bf16":

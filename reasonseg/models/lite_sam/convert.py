@@ -17,6 +17,7 @@ from reasonseg.core.errors import one_line
 from reasonseg.core.output_files import write_bytes
 from reasonseg.models.lite_sam.configuration import LiteSamConfig
 from reasonseg.models.lite_sam.modeling import LiteSam, build_lite_sam
+from reasonseg.models.weights import check_state
 
 
 def _one_line(exc: BaseException) -> str:
@@ -24,23 +25,12 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _check_state(model: nn.Module, state: Mapping[str, object], source: Path) -> dict[str, Tensor]:
-    """Strict key / shape comparison; raises a one-line ValueError."""
-    expected = model.state_dict()
-    bad_type = [k for k, v in state.items() if not isinstance(v, Tensor)]
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = sorted(
-        k for k in set(expected) & set(state)
-        if isinstance(state[k], Tensor) and tuple(state[k].shape) != tuple(expected[k].shape)  # type: ignore[union-attr]
-    )
-    problems = []
-    for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes),
-                       ("non-tensor", bad_type)):
-        if keys:
-            problems.append(f"{len(keys)} {what} key(s) (e.g. {', '.join(keys[:3])})")
-    if problems:
-        raise ValueError(f"{source}: state dict does not match LiteSam config: {'; '.join(problems)}")
-    return {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    """Strict key / shape comparison (models/weights.py); raises a one-line ValueError."""
+    report = check_state(model, state)
+    if not report.clean:
+        raise ValueError(report.explain(f"{source}: LiteSAM state dict",
+                                        "use weights made for this config (reasonseg prepare-models --force)"))
+    return dict(state)  # type: ignore[arg-type] - all tensors: check_state counts any other value as a mismatch
 
 
 def _atomic_save(tensors: dict[str, Tensor], out: Path, metadata: dict[str, str]) -> Path:
