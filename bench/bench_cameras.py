@@ -74,9 +74,10 @@ def run(cache: Path, cameras: list[str], duration: float, hz: float, tmp: Path) 
 
 
 def main() -> int:
+    from rosnode_harness import use_ros_transport
+
     from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.core.report import markdown_table
-    from rosnode_harness import use_ros_transport
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=60.0, help="measured seconds per configuration")

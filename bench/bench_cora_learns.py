@@ -45,9 +45,9 @@ def fit(module, data, steps: int, every: int, curve: ValCurve | None = None) -> 
 
 def one_seed(seed: int, stage1_steps: int, stage3_steps: int, every: int, arms: list[str], tmp: Path) -> list[dict]:
     import torch
+    from tiny_models import tiny_qwen25_vl, tiny_sam2
 
     from reasonseg.models.cora import CoraModel
-    from tiny_models import tiny_qwen25_vl, tiny_sam2
     from training.data_cora import CoraData
     from training.modules.cora import CoraModule
 

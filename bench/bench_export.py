@@ -142,13 +142,13 @@ def input_size_study(cache: Path, sizes: tuple[int, ...]) -> dict:
     detector's top-4 boxes (+ points, as `refine` prompts) on the evaluation photos (or the sample ones)."""
     import numpy as np
 
+    from reasonseg.core.prompt import Prompt
+    from reasonseg.grounding.detector import CenterNetDetector
+    from reasonseg.models.lite_sam.configuration import LiteSamConfig
+    from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
     from reasonseg.settings.sections import Settings
     from reasonseg_export.formats import read_photos
     from reasonseg_export.parity import mask_iou
-    from reasonseg.grounding.detector import CenterNetDetector
-    from reasonseg.models.lite_sam.configuration import LiteSamConfig
-    from reasonseg.core.prompt import Prompt
-    from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
 
     folder = cache / "eval_photos" if (cache / "eval_photos").is_dir() else cache / "images"
     photos = [cv2.resize(p, (640, 480)) for p in read_photos(folder, limit=64)]
@@ -182,8 +182,8 @@ def crop_study(seg, photos: list, prompts: list, reference: list) -> dict:  # no
     prompt in crop pixels, paste back; masks vs the full-frame ones."""
     import numpy as np
 
-    from reasonseg_export.parity import mask_iou
     from reasonseg.core.prompt import Prompt
+    from reasonseg_export.parity import mask_iou
 
     ious = []
     for (i, pr), ref in zip(prompts, reference):
@@ -209,23 +209,23 @@ def crop_study(seg, photos: list, prompts: list, reference: list) -> dict:  # no
 def main() -> int:
     import torch
 
-    from reasonseg.settings.sections import Settings
-    from reasonseg.core.model_cache import resolve_cache_dir
-    from reasonseg.settings.loading import with_overrides
-    from reasonseg_export.formats import read_photos
     from reasonseg.backends.cpu_int8 import this_cpu
-    from reasonseg_export.lite_sam import export_lite_sam, masks_iou_vs_fp32
-    from reasonseg_export.precision import to_int8
-    from reasonseg_export.parity import mask_iou
-    from reasonseg.grounding.detector import CenterNetDetector
     from reasonseg.backends.openvino_graph import OvGraph, native_bf16
-    from reasonseg.segmenters.registry import auto_backend
-    from reasonseg.segmenters.person import PersonSegmenter
-    from reasonseg.pipelines.registry import build_pipeline
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.core.prompt import Prompt
     from reasonseg.core.report import interleaved_median_ms, markdown_table
-    from reasonseg.segmenters.lite_sam.runners import OnnxLiteSam, TorchLiteSam, preprocess_image
+    from reasonseg.grounding.detector import CenterNetDetector
+    from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
+    from reasonseg.segmenters.lite_sam.runners import OnnxLiteSam, TorchLiteSam, preprocess_image
+    from reasonseg.segmenters.person import PersonSegmenter
+    from reasonseg.segmenters.registry import auto_backend
+    from reasonseg.settings.loading import with_overrides
+    from reasonseg.settings.sections import Settings
+    from reasonseg_export.formats import read_photos
+    from reasonseg_export.lite_sam import export_lite_sam, masks_iou_vs_fp32
+    from reasonseg_export.parity import mask_iou
+    from reasonseg_export.precision import to_int8
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=15)

@@ -73,14 +73,14 @@ class Emulation:
 def main() -> int:
     import torch
 
-    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.backends.cpu_int8 import this_cpu
-    from reasonseg_export.formats import read_photos
-    from reasonseg_export.lite_sam import EVAL_BOXES
-    from reasonseg_export.parity import mask_iou
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.core.prompt import Prompt
     from reasonseg.core.report import markdown_table
     from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
+    from reasonseg_export.formats import read_photos
+    from reasonseg_export.lite_sam import EVAL_BOXES
+    from reasonseg_export.parity import mask_iou
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", type=int, default=6, help="sample photos from the set-up cache (6: the export's)")

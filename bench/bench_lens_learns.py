@@ -75,10 +75,10 @@ def one_seed(seed: int, format_steps: int, stage1_steps: int, stage2_steps: int,
              ) -> dict:
     import lightning as L
     import torch
+    from tiny_models import tiny_lens_release
     from transformers import AutoProcessor
 
     from reasonseg.models.lens import LensModel
-    from tiny_models import tiny_lens_release
     from training.data_lens import LensReferringData
     from training.modules.lens import LensGrpoModule, LensStage1Module
 

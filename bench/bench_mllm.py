@@ -54,8 +54,8 @@ def _sync(device: str):
 
 def bench_vlm(settings, image, repeats: int) -> dict:
     from reasonseg.core.errors import ReasonSegError
-    from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.core.report import median_ms
+    from reasonseg.pipelines.registry import build_pipeline
 
     pipeline = build_pipeline(settings)
 
@@ -114,10 +114,10 @@ def bench_segmenter(segmenter, image, repeats: int, track_frames: int, device: s
 
 def _sam2_checkpoint(arch: str, directory: Path) -> Path:
     import torch
+    from tiny_models import tiny_sam2
     from transformers import Sam2VideoConfig, Sam2VideoModel
 
     from reasonseg.models.lens import sam2_hiera_l_config
-    from tiny_models import tiny_sam2
 
     if arch == "test128":
         return tiny_sam2(directory, presence_logit=6.0)
@@ -131,12 +131,13 @@ def _sam2_checkpoint(arch: str, directory: Path) -> Path:
 
 def main() -> int:
     from openai_server import OpenAiServer, scripted_vlm
-    from reasonseg.settings.sections import Settings
+    from tiny_models import QWEN25_VL_3B, tiny_qwen25_vl
+
     from reasonseg.core.model_cache import resolve_cache_dir
-    from reasonseg.settings.loading import with_overrides
     from reasonseg.core.report import markdown_table
     from reasonseg.segmenters.registry import build_segmenter
-    from tiny_models import QWEN25_VL_3B, tiny_qwen25_vl
+    from reasonseg.settings.loading import with_overrides
+    from reasonseg.settings.sections import Settings
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5)

@@ -37,14 +37,15 @@ def frame_bgr(cache: Path) -> np.ndarray:
 
 def bench_stages(cache: Path, repeats: int) -> dict:
     from openai_server import OpenAiServer
-    from reasonseg.settings.sections import BACKENDS, Settings
+
     from reasonseg.core.errors import ReasonSegError
+    from reasonseg.core.report import median_ms
+    from reasonseg.grounding.detector import COCO_LABELS, CenterNetDetector
     from reasonseg.grounding.label_resolver import LabelResolver
     from reasonseg.grounding.llm.client import ChatLlm
-    from reasonseg.grounding.detector import COCO_LABELS, CenterNetDetector
-    from reasonseg.segmenters.registry import build_segmenter
-    from reasonseg.core.report import median_ms
     from reasonseg.grounding.text_embedding import TextEmbedder
+    from reasonseg.segmenters.registry import build_segmenter
+    from reasonseg.settings.sections import BACKENDS, Settings
 
     image = frame_bgr(cache)[:, :, ::-1].copy()
     settings = Settings()
@@ -80,10 +81,10 @@ def frame_sequence_child(spin: bool, repeats: int) -> dict:
         real = ort.SessionOptions.add_session_config_entry
         ort.SessionOptions.add_session_config_entry = (
             lambda self, key, value: real(self, key, "1" if key == "session.intra_op.allow_spinning" else value))
-    from reasonseg.settings.sections import Settings
     from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.grounding.detector import CenterNetDetector
     from reasonseg.segmenters.registry import build_segmenter
+    from reasonseg.settings.sections import Settings
 
     cache = resolve_cache_dir()
     image = frame_bgr(cache)[:, :, ::-1].copy()
@@ -125,8 +126,7 @@ def bench_frame_sequence(repeats: int, rounds: int = 3) -> dict:
 
 
 def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_params: tuple[str, ...] = ()) -> dict:
-    from rosnode_harness import (Client, rss_mb, start_node, stamp_of, stop_node, unique_domain_id,
-                                 use_ros_transport)
+    from rosnode_harness import Client, rss_mb, stamp_of, start_node, stop_node, unique_domain_id, use_ros_transport
 
     use_ros_transport()
 

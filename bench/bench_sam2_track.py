@@ -31,12 +31,12 @@ def main() -> int:
     from transformers import Sam2VideoConfig, Sam2VideoModel
 
     from reasonseg.core.model_cache import resolve_cache_dir
-    from reasonseg_export.sam2 import export_sam2
-    from reasonseg.segmenters.sam2.graphs import STEP_INPUTS
     from reasonseg.core.prompt import Prompt
     from reasonseg.core.report import markdown_table
-    from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
+    from reasonseg.segmenters.sam2.graphs import STEP_INPUTS
     from reasonseg.segmenters.sam2.onnx_runner import OnnxSam2Segmenter
+    from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
+    from reasonseg_export.sam2 import export_sam2
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=12)

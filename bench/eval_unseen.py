@@ -123,14 +123,14 @@ def summarise(records: list[dict]) -> dict:
 
 
 def main() -> int:
-    from reasonseg.settings.sections import Settings
-    from reasonseg.core.model_cache import resolve_cache_dir
-    from reasonseg.settings.loading import with_overrides
     from reasonseg.core.image_codec import read_image_file
+    from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.core.output_files import write_bytes, write_json
-    from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.core.render import contact_sheet
     from reasonseg.core.report import markdown_table
+    from reasonseg.pipelines.registry import build_pipeline
+    from reasonseg.settings.loading import with_overrides
+    from reasonseg.settings.sections import Settings
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prepare", action="store_true", help="fetch the photos into the model cache and stop")

@@ -153,10 +153,10 @@ def _l2l(args: argparse.Namespace) -> list[Path]:
 
 def _tensorrt(args: argparse.Namespace) -> list[Path]:
     """Build-only mode: the engines a settings file needs (or one --checkpoint ONNX), then exit."""
-    from reasonseg.settings.loading import load_settings
-    from reasonseg.segmenters.lite_sam.precision import tensorrt_engines
-    from reasonseg_export.tensorrt import build_engine
     from reasonseg.backends.tensorrt_graph import require_tensorrt
+    from reasonseg.segmenters.lite_sam.precision import tensorrt_engines
+    from reasonseg.settings.loading import load_settings
+    from reasonseg_export.tensorrt import build_engine
 
     if args.precision and not args.checkpoint:
         raise ValueError("--precision applies only with --checkpoint X.onnx; with --config the settings' "

@@ -30,8 +30,8 @@ def example_inputs(size: int, text_len: int, batch: int = 1, seed: int = 0) -> d
 def export_l2l(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     import torch
 
-    from reasonseg.models.l2l import L2LSegmentor
     from reasonseg.backends.onnxruntime_graph import open_session
+    from reasonseg.models.l2l import L2LSegmentor
 
     model = L2LSegmentor.from_pretrained(checkpoint).eval()
     cfg = model.config

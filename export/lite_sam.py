@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from reasonseg.core.errors import CheckpointError, ConfigError, one_line
 from reasonseg.backends.cpu_int8 import this_cpu
-from reasonseg_export.manifest import write_manifest
+from reasonseg.core.errors import CheckpointError, ConfigError, one_line
 from reasonseg.core.model_cache import sha256
 from reasonseg.core.output_files import atomic_target
+from reasonseg.segmenters.lite_sam.graphs import ENCODER, encoder_file
+from reasonseg_export.manifest import write_manifest
 from reasonseg_export.onnx_io import export_module
 from reasonseg_export.parity import FP32_MAX_REL, mask_iou, require_close
 from reasonseg_export.precision import to_fp16, to_int8
-from reasonseg.segmenters.lite_sam.graphs import ENCODER, encoder_file
 
 if TYPE_CHECKING:
     from reasonseg.models.lite_sam.configuration import LiteSamConfig
@@ -62,7 +62,13 @@ def export_lite_sam_onnx(model: LiteSam, out_dir: Path) -> tuple[Path, Path]:
     iou_predictions [1,4]: every mask token; N dynamic)."""
     import torch
 
-    from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
+    from reasonseg.segmenters.lite_sam.graphs import (
+        DECODER_FILE,
+        DECODER_INPUTS,
+        DECODER_OUTPUTS,
+        ENCODER_INPUTS,
+        ENCODER_OUTPUTS,
+    )
 
     class _Decoder(torch.nn.Module):
         def __init__(self, m: LiteSam) -> None:
@@ -118,8 +124,8 @@ def masks_iou_vs_fp32(out_dir: Path, candidate: Path, photos: Sequence[np.ndarra
     """Mask IoU of `candidate` encoder vs the fp32 one, EVAL_BOXES on every photo: with the fp32 decoder on
     onnxruntime, or with `openvino` (a precision) both candidate graphs run in OpenVINO at that precision."""
     from reasonseg.core.prompt import Prompt
-    from reasonseg.segmenters.lite_sam.runners import OnnxLiteSam
     from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
+    from reasonseg.segmenters.lite_sam.runners import OnnxLiteSam
 
     ref = OnnxLiteSam(out_dir / ENCODER, out_dir / DECODER_FILE, mask_choice=mask_choice)
     if openvino:

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reasonseg.core.graph_manifest import manifest_path
 from reasonseg.core.model_cache import sha256
 from reasonseg_export.onnx_io import graph_io
-from reasonseg.core.graph_manifest import manifest_path
 
 
 def write_manifest(artifact: Path, *, format: str, precision: str, source: Path | str | None,

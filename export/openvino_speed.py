@@ -23,8 +23,8 @@ def time_encoders(out_dir: Path, photo: np.ndarray, rounds: int = 9) -> Path | N
     runtime's own settings, written to `out_dir/SPEED_FILE`. None (nothing written) with fewer than two IRs."""
     from reasonseg.backends.openvino_graph import OvGraph, compile_config, require_openvino
     from reasonseg.core.report import interleaved_median_ms
-    from reasonseg_export.lite_sam import calibration_feeds
     from reasonseg.segmenters.lite_sam.graphs import encoder_file
+    from reasonseg_export.lite_sam import calibration_feeds
 
     irs = judged_irs(out_dir)
     if len(irs) < 2:

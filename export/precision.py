@@ -53,8 +53,7 @@ def to_int8(src: Path, dst: Path, *, method: str = "static", calibration: Iterab
             op_types: Sequence[str] = MATMUL_OPS, reduce_range: bool = False) -> Path:
     """Quantize `op_types` to int8, per output channel (7-bit weights with `reduce_range`). `static` needs
     `calibration` (model inputs)."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     if method not in INT8_METHODS:
         raise ValueError(f"int8 method must be one of {INT8_METHODS}, got {method!r}")

@@ -42,8 +42,8 @@ def _export_head(head, shape: tuple[int, ...], path: Path, input_name: str, what
 def export_lens_connector(checkpoint: str | Path, out_dir: Path, *, seed: int = 0) -> list[Path]:
     import torch
 
-    from reasonseg.models.lens import LensModel
     from reasonseg.core.model_loading import load_hf_model
+    from reasonseg.models.lens import LensModel
 
     lens = load_hf_model(f"LENS checkpoint {checkpoint}", checkpoint,
                          lambda: LensModel.from_pretrained(checkpoint, dtype=torch.float32))
@@ -57,8 +57,8 @@ def export_cora_projection(checkpoint: str | Path, out_dir: Path, *, seed: int =
     import torch
     from torch import nn
 
-    from reasonseg.models.cora import CoraModel
     from reasonseg.core.model_loading import load_hf_model
+    from reasonseg.models.cora import CoraModel
 
     class Projection(nn.Module):
         def __init__(self, projection: nn.Module) -> None:

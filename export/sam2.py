@@ -18,12 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
+from reasonseg.segmenters.sam2.graphs import (
+    DECODER,
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER,
+    ENCODER_INPUTS,
+    ENCODER_OUTPUTS,
+    sam2_image_size,
+)
 from reasonseg_export.manifest import write_manifest
 from reasonseg_export.onnx_io import export_module
 from reasonseg_export.parity import FP32_MAX_REL, require_close
 from reasonseg_export.sam2_inputs import example_decoder_inputs
-from reasonseg.segmenters.sam2.graphs import (DECODER, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER, ENCODER_INPUTS,
-                                              ENCODER_OUTPUTS, sam2_image_size)
 
 
 def _modules(model):
@@ -83,8 +90,8 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     import torch
     from transformers import AutoConfig, Sam2Model, Sam2VideoModel
 
-    from reasonseg.models.weights import check_model_dir
     from reasonseg.core.model_loading import load_hf_model
+    from reasonseg.models.weights import check_model_dir
 
     what = f"SAM2 checkpoint {checkpoint}"
     check_model_dir(checkpoint, "SAM2 checkpoint")  # layer counts vs the weights, before transformers builds it

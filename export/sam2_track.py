@@ -20,11 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+from reasonseg.segmenters.sam2.graphs import (
+    FEATURES,
+    START,
+    START_INPUTS,
+    STEP,
+    STEP_INPUTS,
+    TRACK_OUTPUTS,
+    sam2_image_size,
+)
 from reasonseg_export.manifest import write_manifest
 from reasonseg_export.onnx_io import export_module
 from reasonseg_export.parity import FP32_MAX_REL, require_close
-from reasonseg.segmenters.sam2.graphs import (FEATURES, START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS,
-                                              sam2_image_size)
 
 
 def track_limits(model) -> dict[str, int]:
@@ -55,7 +62,6 @@ def _constants(model) -> tuple:
 
 def _modules(model):
     import torch
-
     from transformers.models.sam2_video.modeling_sam2_video import get_1d_sine_pe
 
     vision_pos, mem_pos = _constants(model)

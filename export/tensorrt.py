@@ -16,11 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-
+from reasonseg.backends.tensorrt_graph import engine_key, require_tensorrt
 from reasonseg.core.errors import CheckpointError
 from reasonseg.core.model_cache import sha256
 from reasonseg.core.output_files import write_bytes, write_json
-from reasonseg.backends.tensorrt_graph import engine_key, require_tensorrt
 
 DEFAULT_WORKSPACE = 2 << 30          # bytes of scratch TensorRT may use while choosing tactics
 DYNAMIC_RANGE = (1, 4, 64)           # min / opt / max for a dynamic axis without an explicit profile

@@ -33,8 +33,8 @@ def main(args: list[str] | None = None) -> int | None:
     import lightning as L
     from lightning.pytorch.cli import LightningCLI
 
-    from reasonseg.core.signals import INTERRUPTED, ignore_further_signals, stop_requested
     from reasonseg.core.errors import one_line
+    from reasonseg.core.signals import INTERRUPTED, ignore_further_signals, stop_requested
 
     from .checkpoint_io import DigestCheckpointIO, check_resume
 

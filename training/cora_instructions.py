@@ -21,8 +21,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from reasonseg.grounding.llm.client import ChatLlm, LlmError, parse_json_object
 from reasonseg.core.model_text import clean_model_text
+from reasonseg.grounding.llm.client import ChatLlm, LlmError, parse_json_object
 from reasonseg.models.cora import ANCHOR_BOX_TOKEN, ANCHOR_MASK_TOKEN, seg_prompt
 
 SEMANTIC_TEMPLATES = ("the {c}", "every {c}", "all the {c} pixels", "the {c} in the scene", "each {c} you can see",

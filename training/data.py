@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from reasonseg.data.synthetic import SyntheticSample, draw_object, make_scenes
 from reasonseg.core.errors import ConfigError, one_line
+from reasonseg.data.synthetic import SyntheticSample, draw_object, make_scenes
 from reasonseg.models.l2l import MEAN, STD
 
 from .augment import eda, strong_image, weak_view

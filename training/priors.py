@@ -45,8 +45,8 @@ def generate_priors(datamodule, pipeline, out_dir: Path) -> dict[str, int]:  # n
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reasonseg.settings.loading import load_settings
     from reasonseg.pipelines.registry import build_pipeline
+    from reasonseg.settings.loading import load_settings
 
     from .data import SemiSupervisedReferring
 

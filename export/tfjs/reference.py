@@ -12,8 +12,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from reasonseg_export.tfjs.attributes import (attr_bool, attr_float, attr_int, attr_ints, attr_str, attr_strs,
-                                              inline_const)
+from reasonseg_export.tfjs.attributes import (
+    attr_bool,
+    attr_float,
+    attr_int,
+    attr_ints,
+    attr_str,
+    attr_strs,
+    inline_const,
+)
 from reasonseg_export.tfjs.graph import TfjsGraph, TfNode, needed_nodes, tensor_ref
 
 _Op = Callable[["_Run", TfNode], "object"]

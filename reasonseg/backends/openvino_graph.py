@@ -16,8 +16,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from reasonseg.core.errors import CheckpointError, ConfigError, ModelCacheError, one_line
 from reasonseg.backends.onnxruntime_graph import GraphIo
+from reasonseg.core.errors import CheckpointError, ConfigError, ModelCacheError, one_line
 
 OV_PRECISIONS = ("fp32", "bf16", "int8")
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # floating-point precision -> OpenVINO's INFERENCE_PRECISION_HINT

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from reasonseg.settings.sections import PIPELINES
-from reasonseg.core.signals import INTERRUPTED, stop_requested
 from reasonseg.core.errors import ReasonSegError
 from reasonseg.core.image_codec import IMAGE_SUFFIXES
-from reasonseg_export.formats import add_export_parser
 from reasonseg.core.model_text import clean_model_text
+from reasonseg.core.signals import INTERRUPTED, stop_requested
+from reasonseg.settings.sections import PIPELINES
+from reasonseg_export.formats import add_export_parser
 
 log = logging.getLogger("reasonseg")
 
@@ -131,11 +131,11 @@ def _write_result(out: Path, image: Path, instruction: str, pipeline, result, rg
 def _cmd_segment(args: argparse.Namespace) -> int:
     """One image -> OUT/{mask,overlay}.png + result.json; several images or a folder -> OUT/<image name>/...
     each plus OUT/summary.json and summary.md, with the models loaded once."""
-    from reasonseg.settings.loading import load_settings, with_overrides
     from reasonseg.core.instruction import sanitize_instruction
     from reasonseg.core.output_files import prepare_output_dir, write_bytes, write_json
-    from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.core.report import markdown_table
+    from reasonseg.pipelines.registry import build_pipeline
+    from reasonseg.settings.loading import load_settings, with_overrides
 
     *image_args, raw_instruction = args.inputs
     if not image_args:

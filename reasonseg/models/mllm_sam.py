@@ -14,8 +14,15 @@ from torch import nn
 
 from reasonseg.core.errors import CheckpointError
 from reasonseg.core.model_cache import drop_digest, write_digest
-from reasonseg.models.weights import (build_on_meta, check_counts, count_summary, make_config, meta_state, read_safetensors,
-                      read_shapes)
+from reasonseg.models.weights import (
+    build_on_meta,
+    check_counts,
+    count_summary,
+    make_config,
+    meta_state,
+    read_safetensors,
+    read_shapes,
+)
 
 __all__ = ["MllmSamModel", "write_safetensors", "save_safetensors", "read_sam2_config", "SHARD_BYTES",
            "SAM2_CONFIG_FILE"]

@@ -5,8 +5,9 @@ score still decides whether anything is there. The pipeline around it is `prompt
 """
 from __future__ import annotations
 
-import numpy as np
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from reasonseg.core.model_text import clean_model_text
 from reasonseg.core.torch_device import resolve_device, resolve_dtype

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reasonseg.grounding.query import parse_query
-from reasonseg.core.torch_device import resolve_device
 from reasonseg.core.prompt import mask_box
+from reasonseg.core.torch_device import resolve_device
+from reasonseg.grounding.query import parse_query
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Timer
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only

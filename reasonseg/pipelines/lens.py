@@ -7,12 +7,13 @@ a mask and the grounding says so. The pipeline around it is `prompt_token.TokenP
 """
 from __future__ import annotations
 
-import numpy as np
 from typing import TYPE_CHECKING
 
-from reasonseg.grounding.vlm.answer import parse_answer
+import numpy as np
+
 from reasonseg.core.model_text import clean_model_text, reason_of
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
+from reasonseg.grounding.vlm.answer import parse_answer
 from reasonseg.pipelines.base import Timer
 from reasonseg.pipelines.prompt_token import TokenAnswer
 

@@ -7,12 +7,13 @@ with the embedded LiteSAM (no memory) the grounded prompts are decoded again on 
 """
 from __future__ import annotations
 
-import numpy as np
 from typing import TYPE_CHECKING
 
-from reasonseg.grounding.vlm.answer import MllmAnswerError
+import numpy as np
+
 from reasonseg.core.prompt import Box, Prompt, mask_box
 from reasonseg.grounding.query import parse_query
+from reasonseg.grounding.vlm.answer import MllmAnswerError
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Timer, Track
 from reasonseg.pipelines.memory_track import MemoryTrack
 

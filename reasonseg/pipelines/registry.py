@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Callable
 
 from reasonseg.core.errors import ConfigError, ReasonSegError
 from reasonseg.core.model_cache import require
-from reasonseg.segmenters.registry import build_segmenter
-from reasonseg.core.model_loading import load_hf_model, load_model as _load
+from reasonseg.core.model_loading import load_hf_model
+from reasonseg.core.model_loading import load_model as _load
 from reasonseg.pipelines.base import Pipeline
 from reasonseg.pipelines.chain import FallbackChain
+from reasonseg.segmenters.registry import build_segmenter
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import Settings
@@ -37,9 +38,9 @@ class _Parts:
 
 
 def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
+    from reasonseg.grounding.detector import COCO_LABELS, GRAPH_FILES, CenterNetDetector
     from reasonseg.grounding.label_resolver import LabelResolver
     from reasonseg.grounding.llm.client import ChatLlm, resolve_endpoint
-    from reasonseg.grounding.detector import COCO_LABELS, GRAPH_FILES, CenterNetDetector
     from reasonseg.grounding.text_embedding import TextEmbedder
     from reasonseg.grounding.wordnet import WordNet
     from reasonseg.pipelines.refine import RefinePipeline
@@ -57,7 +58,8 @@ def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
                              accept_near_classes=settings.resolver.accept_near_classes)
     person = None
     if settings.segmenter.person_model:
-        from reasonseg.segmenters.person import GRAPH_FILES as PERSON_FILES, PersonSegmenter
+        from reasonseg.segmenters.person import GRAPH_FILES as PERSON_FILES
+        from reasonseg.segmenters.person import PersonSegmenter
 
         onnx_person = require(cache, PERSON_FILES[0])
         person = _load("selfie person segmenter",

@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reasonseg.settings.sections import RuntimeSettings
 from reasonseg.core.errors import InputError, one_line
 from reasonseg.core.image_codec import validate_rgb
 from reasonseg.core.instruction import sanitize_instruction
 from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Timer, Track
 from reasonseg.runtime.backoff import RetryBackoff
 from reasonseg.runtime.frame_gate import FairGate, LatestSlot
+from reasonseg.settings.sections import RuntimeSettings
 
 log = logging.getLogger(__name__)
 

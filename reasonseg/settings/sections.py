@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-
 from reasonseg.core.errors import ConfigError
 from reasonseg.core.model_cache import resolve_cache_dir
 from reasonseg.grounding.vlm import registry as vlm_registry

@@ -21,11 +21,17 @@ import torch.nn.functional as F
 
 from reasonseg.models.cora import CoraModel
 
+from ..objectives.cora import (
+    TokenBank,
+    consistency_weights,
+    labeled_loss,
+    segmentation_loss,
+    token_contrastive_loss,
+    total_loss,
+)
+from ..paths import require_checkpoint_dir
 from .checkpointing import TrainedTensorsCheckpoint
 from .validation import ReferringValidation
-from ..objectives.cora import (TokenBank, consistency_weights, labeled_loss, segmentation_loss,
-                               token_contrastive_loss, total_loss)
-from ..paths import require_checkpoint_dir
 
 CORA_GROUPS = ("seg_projection", "anchor_encoder", "token_embeddings", "sam_mask_decoder")
 

@@ -34,11 +34,23 @@ import torch.nn.functional as F
 
 from reasonseg.models.l2l import L2LSegmentor
 
-from .validation import ReferringValidation
 from ..objectives.grpo import dice_loss
-from ..objectives.l2l import (Actor, Critic, RewardWeights, agreement, boundary_band, clipped_reward,
-                              ddpg_losses, instructional_gain, partition, rple_state, soft_update, spm_fuse)
+from ..objectives.l2l import (
+    Actor,
+    Critic,
+    RewardWeights,
+    agreement,
+    boundary_band,
+    clipped_reward,
+    ddpg_losses,
+    instructional_gain,
+    partition,
+    rple_state,
+    soft_update,
+    spm_fuse,
+)
 from ..paths import require_checkpoint_dir
+from .validation import ReferringValidation
 
 PSEUDO_LABELS = ("none", "fixed", "rple")
 CLASS_WEIGHTS = (0.9, 1.1)  # background, foreground (LAVT's)

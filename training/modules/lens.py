@@ -19,9 +19,9 @@ import torch.nn.functional as F
 
 from reasonseg.models.lens import LensModel
 
-from .checkpointing import TrainedTensorsCheckpoint
 from ..objectives.grpo import dice_loss, focal_loss
 from ..paths import require_checkpoint_dir
+from .checkpointing import TrainedTensorsCheckpoint
 
 STAGE1_GROUPS = ("queries", "connector")
 
@@ -165,7 +165,7 @@ class LensGrpoModule(TrainedTensorsCheckpoint, L.LightningModule):
                 "target": target, "prompt_len": prompt_len, **r}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        from ..objectives.grpo import grpo_loss, group_advantages
+        from ..objectives.grpo import group_advantages, grpo_loss
 
         h = self.hparams
         o = self.rollout(batch)

@@ -18,7 +18,15 @@ from typing import Mapping, Sequence
 from reasonseg.core.errors import ReasonSegError
 from reasonseg.core.model_text import clean_model_text, json_too_deep
 from reasonseg.grounding.llm import prompts
-from reasonseg.grounding.llm.http import HttpError, HttpStatusError, HttpTimeout, HttpUnreachable, post_json, redact_url, url_origin
+from reasonseg.grounding.llm.http import (
+    HttpError,
+    HttpStatusError,
+    HttpTimeout,
+    HttpUnreachable,
+    post_json,
+    redact_url,
+    url_origin,
+)
 
 URL_ENV, KEY_ENV = "OPENAI_BASE_URL", "OPENAI_API_KEY"
 MAX_RESPONSE_BYTES = 1 << 20  # a chat answer of max_tokens <= 4096 is far below this

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reasonseg.core.errors import CheckpointError
-from reasonseg.grounding.llm.client import LlmError
-from reasonseg.models.weights import check_model_dir
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
+from reasonseg.grounding.llm.client import LlmError
 from reasonseg.grounding.vlm.answer import MllmAnswer, build_prompt, parse_answer, smart_resize
+from reasonseg.models.weights import check_model_dir
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import MllmSettings

@@ -51,8 +51,8 @@ def build_openvino(seg: SegmenterSettings, cache: Path) -> Segmenter:
 
 
 def build_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:
-    from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
     from reasonseg.core.torch_device import resolve_device
+    from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
 
     weights = require(cache, WEIGHTS)
     device = resolve_device(seg.device, "segmenter.device")

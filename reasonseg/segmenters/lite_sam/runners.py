@@ -26,7 +26,13 @@ import numpy as np
 
 from reasonseg.backends.onnxruntime_graph import check_feeds, is_device_value, run_graph
 from reasonseg.core.prompt import Box, MaskPrediction, Prompt, check_prompt_kinds
-from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
+from reasonseg.segmenters.lite_sam.graphs import (
+    DECODER_FILE,
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    ENCODER_INPUTS,
+    ENCODER_OUTPUTS,
+)
 
 if TYPE_CHECKING:
     from reasonseg.models.lite_sam.configuration import LiteSamConfig

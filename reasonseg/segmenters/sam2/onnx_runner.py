@@ -14,14 +14,30 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from reasonseg.backends.onnxruntime_graph import BoundSession, DeviceStack, open_session, run_graph
 from reasonseg.core.errors import CheckpointError
 from reasonseg.core.graph_manifest import read_manifest
-from reasonseg.segmenters.sam2.graphs import DECODER, DECODER_INPUTS, ENCODER, ENCODER_INPUTS
-from reasonseg.segmenters.sam2.graphs import START, START_INPUTS, STEP, STEP_INPUTS, TRACK_OUTPUTS
-from reasonseg.backends.onnxruntime_graph import BoundSession, DeviceStack, open_session, run_graph
 from reasonseg.core.prompt import MaskPrediction, Prompt, check_prompt_kinds
-from reasonseg.segmenters.sam2.torch_runner import (NO_OBJECT, Sam2Embedding, _logits_to_mask, _sigmoid, check_stream_frame,
-                                                    sam2_pixels, sam2_points)
+from reasonseg.segmenters.sam2.graphs import (
+    DECODER,
+    DECODER_INPUTS,
+    ENCODER,
+    ENCODER_INPUTS,
+    START,
+    START_INPUTS,
+    STEP,
+    STEP_INPUTS,
+    TRACK_OUTPUTS,
+)
+from reasonseg.segmenters.sam2.torch_runner import (
+    NO_OBJECT,
+    Sam2Embedding,
+    _logits_to_mask,
+    _sigmoid,
+    check_stream_frame,
+    sam2_pixels,
+    sam2_points,
+)
 
 
 class OnnxSam2Segmenter:

@@ -18,9 +18,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from reasonseg.models.weights import check_model_dir
 from reasonseg.core.prompt import MaskPrediction, Prompt, check_prompt_kinds
 from reasonseg.core.torch_device import resolve_device
+from reasonseg.models.weights import check_model_dir
 from reasonseg.segmenters.sam2.graphs import sam2_image_size
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # SAM2's processor: ImageNet statistics on [0, 1]

@@ -13,10 +13,11 @@ shared-memory segment sized for camera frames (default false, so other machines 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
+
+from launch import LaunchDescription
 
 try:
     from launch_ros.actions import LifecycleNode as NodeAction

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from reasonseg_interfaces.msg import SegmentationResult
 from sensor_msgs.msg import CompressedImage, Image
 
-from reasonseg.settings.sections import RuntimeSettings
 from reasonseg.core.errors import InputError
 from reasonseg.core.image_codec import check_image_layout, decode_compressed
 from reasonseg.runtime.engine import Camera, EngineOutput, Frame
 from reasonseg.runtime.health import HealthRater, frame_latency_ms
-from reasonseg_interfaces.msg import SegmentationResult
+from reasonseg.settings.sections import RuntimeSettings
 
 from .message_building import mask_image, off_clock_warning, overlay_image, result_message, set_timings
 from .msg_convert import detections_msg, image_to_rgb, vision_msgs_available

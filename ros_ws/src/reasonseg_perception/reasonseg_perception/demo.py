@@ -17,20 +17,20 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
+from reasonseg_interfaces.msg import SegmentationResult
 from sensor_msgs.msg import Image
 
 from reasonseg.cli.args import number
-from reasonseg.settings.sections import BACKENDS
-from reasonseg.core.model_cache import resolve_cache_dir
-from reasonseg.settings.ros_args import MAX_DOMAIN_ID
-from reasonseg.core.signals import ignore_further_signals
 from reasonseg.core.image_codec import decode_image
+from reasonseg.core.model_cache import resolve_cache_dir
 from reasonseg.core.output_files import OutputError, prepare_output_dir, write_png
 from reasonseg.core.render import contact_sheet
 from reasonseg.core.report import markdown_table, median_table
-from reasonseg_interfaces.msg import SegmentationResult
+from reasonseg.core.signals import ignore_further_signals
+from reasonseg.settings.ros_args import MAX_DOMAIN_ID
+from reasonseg.settings.sections import BACKENDS
 
 from .launch_runner import LAUNCH_DEFAULTS, node_command, ros_environment, start_child, stop_child
 

@@ -3,13 +3,13 @@ SegmentationResult with its latency and per-stage times."""
 from __future__ import annotations
 
 import numpy as np
+from reasonseg_interfaces.msg import SegmentationResult
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from reasonseg.core.render import render_overlay
 from reasonseg.pipelines.base import FrameResult
 from reasonseg.runtime.engine import EngineOutput
-from reasonseg_interfaces.msg import SegmentationResult
 
 from .msg_convert import array_to_image
 

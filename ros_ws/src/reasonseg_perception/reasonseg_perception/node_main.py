@@ -10,9 +10,9 @@ from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from reasonseg.settings.ros_args import check_domain_id, check_ros_args
-from reasonseg.core.signals import ignore_further_signals
 from reasonseg.core.errors import ConfigError, ReasonSegError
+from reasonseg.core.signals import ignore_further_signals
+from reasonseg.settings.ros_args import check_domain_id, check_ros_args
 
 from .segmentation_node import ReasonSegNode
 

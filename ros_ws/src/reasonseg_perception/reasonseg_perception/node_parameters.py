@@ -6,9 +6,9 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
+from reasonseg.core.errors import ConfigError
 from reasonseg.settings.ros_args import check_url_parameters, unknown_parameter_warnings
 from reasonseg.settings.sections import Settings, field_docs
-from reasonseg.core.errors import ConfigError
 
 
 def _overrides(node: Node) -> dict:

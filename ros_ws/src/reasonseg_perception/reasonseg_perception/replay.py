@@ -13,15 +13,16 @@ from pathlib import Path
 
 import rclpy
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
-from rclpy.serialization import deserialize_message
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import deserialize_message
+from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 from rosbags.rosbag2 import Reader, ReaderError
 
 from reasonseg.cli.args import number
-from reasonseg.settings.ros_args import check_domain_id
 from reasonseg.core.errors import ConfigError
+from reasonseg.settings.ros_args import check_domain_id
+
 
 def get_message(msgtype: str) -> type:
     """'sensor_msgs/msg/Image' -> the generated Python class (rosidl_runtime_py is not on PyPI)."""

@@ -16,17 +16,17 @@ from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
+from reasonseg_interfaces.srv import SetInstruction
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from reasonseg.settings.sections import Settings
 from reasonseg.core.errors import InputError, ReasonSegError
 from reasonseg.pipelines.registry import build_pipeline
 from reasonseg.runtime.engine import Camera, EngineOutput, PerceptionEngine
 from reasonseg.runtime.health import HealthRater
 from reasonseg.runtime.memory import release_freed_memory
-from reasonseg_interfaces.srv import SetInstruction
+from reasonseg.settings.sections import Settings
 
 from .camera_io import CameraIO, camera_topic, output_types
 from .log_routing import route_library_logs
