@@ -7,11 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from reasonseg.settings.sections import RuntimeSettings
 from reasonseg.core.errors import InputError
-from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Target, Timer
 from reasonseg.core.prompt import Prompt
+from reasonseg.core.timing import Timer
+from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Target
 from reasonseg.runtime.engine import Frame, PerceptionEngine
+from reasonseg.settings.sections import RuntimeSettings
 
 
 class TimedPipeline(Pipeline):

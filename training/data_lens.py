@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reasonseg.core.prompt import Box, mask_box
-from reasonseg.pipelines.lens import QUESTION, SYSTEM_PROMPT
+from reasonseg.grounding.vlm.lens import QUESTION, SYSTEM_PROMPT
 
 from .data import EpochSampler, Item, check_source, load_items
 from .paths import require_checkpoint_dir

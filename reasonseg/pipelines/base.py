@@ -9,15 +9,14 @@ rides in `Grounding.detail`.
 from __future__ import annotations
 
 import dataclasses
-import time
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from reasonseg.core.prompt import Box, Prompt
+from reasonseg.core.timing import Timer
 
 
 @dataclass(frozen=True)
@@ -96,21 +95,6 @@ class FrameResult:
             return None
         b = np.asarray(self.boxes)
         return (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
-
-
-class Timer:
-    """Collects per-stage wall times in ms."""
-
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
 
 
 class Track(ABC):

@@ -14,7 +14,8 @@ import numpy as np
 from reasonseg.core.errors import ReasonSegError
 from reasonseg.core.model_text import reason_of
 from reasonseg.core.prompt import Box
-from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Timer, Track
+from reasonseg.core.timing import Timer
+from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Track
 
 log = logging.getLogger(__name__)
 

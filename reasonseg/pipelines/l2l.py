@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from reasonseg.core.prompt import mask_box
+from reasonseg.core.timing import Timer
 from reasonseg.core.torch_device import resolve_device
 from reasonseg.grounding.query import parse_query
-from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Timer
+from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import L2LSettings

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from reasonseg.core.prompt import mask_box
-from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Timer, Track
+from reasonseg.core.timing import Timer
+from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Track
 
 
 class MemoryTrack(Track):

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from reasonseg.core.prompt import Box, Prompt, mask_box
+from reasonseg.core.timing import Timer
 from reasonseg.grounding.query import parse_query
 from reasonseg.grounding.vlm.answer import MllmAnswerError
-from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Timer, Track
+from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Track
 from reasonseg.pipelines.memory_track import MemoryTrack
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only

@@ -5,38 +5,21 @@ tracks the target (MemoryTrack, conditioned on the model's mask); `segment` deco
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reasonseg.core.prompt import Box, Prompt
+from reasonseg.core.prompt import Prompt
+from reasonseg.core.timing import Timer
 from reasonseg.grounding.query import parse_query
-from reasonseg.pipelines.base import Grounding, Target, Timer
+from reasonseg.grounding.vlm.token_answer import TokenGrounder
+from reasonseg.pipelines.base import Grounding, Target
 from reasonseg.pipelines.mllm import MllmPipeline
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TokenAnswer:
-    text: str                                         # the generated answer (special tokens dropped)
-    token: np.ndarray                                 # [1, C] SAM2 sparse prompt embedding
-    box: Box | None                                   # a box the answer named (frame pixels), if any
-    reasoning: str
-    note: str                                         # how the token was obtained when not the normal way
-
-
-class TokenGrounder(Protocol):
-    name: str
-    model: object      # an MllmSamModel: its `sam` decodes the token
-    device: object
-    endpoint: str
-
-    def ground(self, image_rgb: np.ndarray, instruction: str, timer: Timer) -> TokenAnswer: ...
 
 
 class TokenPipeline(MllmPipeline):
@@ -63,4 +46,4 @@ class TokenPipeline(MllmPipeline):
                          source=self.name, pipeline=self.name, timings_ms=timer.ms, detail=answer)
 
 
-__all__ = ["TokenAnswer", "TokenGrounder", "TokenPipeline"]
+__all__ = ["TokenPipeline"]

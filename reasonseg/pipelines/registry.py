@@ -93,7 +93,7 @@ def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
 
 
 def _build_lens(settings: Settings, parts: _Parts) -> Pipeline:
-    from reasonseg.pipelines.lens import LensGrounder
+    from reasonseg.grounding.vlm.lens import LensGrounder
     from reasonseg.pipelines.prompt_token import TokenPipeline
 
     if not settings.lens.model:
@@ -105,7 +105,7 @@ def _build_lens(settings: Settings, parts: _Parts) -> Pipeline:
 
 
 def _build_cora(settings: Settings, parts: _Parts) -> Pipeline:
-    from reasonseg.pipelines.cora import CoraGrounder
+    from reasonseg.grounding.vlm.cora import CoraGrounder
     from reasonseg.pipelines.prompt_token import TokenPipeline
 
     if not settings.cora.model:

@@ -1,7 +1,7 @@
 """`cora`: a CORA checkpoint (our training/ writes them): Qwen2.5-VL answers "Can you segment ...?" with a
 `<SEG>` token; its last hidden state, projected (eq. 3), is the SAM2 prompt. An answer without `<SEG>` gets
 one appended after it (teacher-forced, as LISA's training target) and the grounding says so; SAM2's object
-score still decides whether anything is there. The pipeline around it is `prompt_token.TokenPipeline`.
+score still decides whether anything is there. The pipeline around it is `pipelines/prompt_token.TokenPipeline`.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from reasonseg.core.model_text import clean_model_text
+from reasonseg.core.timing import Timer
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
-from reasonseg.pipelines.base import Timer
-from reasonseg.pipelines.prompt_token import TokenAnswer
+from reasonseg.grounding.vlm.token_answer import TokenAnswer
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import CoraSettings

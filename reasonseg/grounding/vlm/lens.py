@@ -3,7 +3,7 @@
 Qwen2.5-VL answers the release's prompt greedily; a second pass over prompt + answer + the M context queries
 gives the connector's ONE SAM2 sparse prompt token. The mask comes from that token alone (dense prompt =
 no_mask_embed, single mask): the answer's box is reported, never needed, so an answer with no box still gives
-a mask and the grounding says so. The pipeline around it is `prompt_token.TokenPipeline`.
+a mask and the grounding says so. The pipeline around it is `pipelines/prompt_token.TokenPipeline`.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from reasonseg.core.model_text import clean_model_text, reason_of
+from reasonseg.core.timing import Timer
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
 from reasonseg.grounding.vlm.answer import parse_answer
-from reasonseg.pipelines.base import Timer
-from reasonseg.pipelines.prompt_token import TokenAnswer
+from reasonseg.grounding.vlm.token_answer import TokenAnswer
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import LensSettings
