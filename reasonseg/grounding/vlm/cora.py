@@ -11,8 +11,7 @@ import numpy as np
 
 from reasonseg.core.model_text import clean_model_text
 from reasonseg.core.timing import Timer
-from reasonseg.core.torch_device import resolve_device, resolve_dtype
-from reasonseg.grounding.vlm.token_answer import TokenAnswer
+from reasonseg.grounding.vlm.token_answer import TokenAnswer, load_token_model
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import CoraSettings
@@ -24,18 +23,10 @@ class CoraGrounder:
     name = "cora"
 
     def __init__(self, settings: CoraSettings) -> None:
-        from transformers import AutoProcessor
-        from transformers.utils import logging as hf_logging
-
         from reasonseg.models.cora import CoraModel
-        from reasonseg.models.weights import resolve_checkpoint
 
-        hf_logging.disable_progress_bar()
         self.settings = settings
-        self.device = resolve_device(settings.device, "cora.device")
-        root = resolve_checkpoint(settings.model)
-        self.processor = AutoProcessor.from_pretrained(root, local_files_only=True)
-        self.model = CoraModel.from_pretrained(root, dtype=resolve_dtype(settings.dtype, self.device)).to(self.device)
+        self.device, self.processor, self.model = load_token_model(CoraModel, settings, "cora")
         self.endpoint = f"{settings.model} on {self.device}"
 
     def ground(self, image_rgb: np.ndarray, instruction: str, timer: Timer) -> TokenAnswer:

@@ -13,9 +13,8 @@ import numpy as np
 
 from reasonseg.core.model_text import clean_model_text, reason_of
 from reasonseg.core.timing import Timer
-from reasonseg.core.torch_device import resolve_device, resolve_dtype
 from reasonseg.grounding.vlm.answer import parse_answer
-from reasonseg.grounding.vlm.token_answer import TokenAnswer
+from reasonseg.grounding.vlm.token_answer import TokenAnswer, load_token_model
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
     from reasonseg.settings.sections import LensSettings
@@ -36,19 +35,11 @@ class LensGrounder:
     name = "lens"
 
     def __init__(self, settings: LensSettings) -> None:
-        from transformers import AutoProcessor
-        from transformers.utils import logging as hf_logging
-
         from reasonseg.models.lens import LensModel
-        from reasonseg.models.weights import resolve_checkpoint
 
-        hf_logging.disable_progress_bar()
         self.settings = settings
-        self.device = resolve_device(settings.device, "lens.device")
-        dtype = resolve_dtype(settings.dtype, self.device)
-        root = resolve_checkpoint(settings.model)
-        self.processor = AutoProcessor.from_pretrained(root, local_files_only=True)
-        self.model = LensModel.from_pretrained(root, dtype=dtype, num_queries=settings.num_queries).to(self.device)
+        self.device, self.processor, self.model = load_token_model(LensModel, settings, "lens",
+                                                                   num_queries=settings.num_queries)
         self.endpoint = f"{settings.model} on {self.device}"
 
     def ground(self, image_rgb: np.ndarray, instruction: str, timer: Timer) -> TokenAnswer:
