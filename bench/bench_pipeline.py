@@ -45,7 +45,8 @@ def bench_stages(cache: Path, repeats: int) -> dict:
     from reasonseg.grounding.llm.client import ChatLlm
     from reasonseg.grounding.text_embedding import TextEmbedder
     from reasonseg.segmenters.registry import build_segmenter
-    from reasonseg.settings.sections import BACKENDS, Settings
+    from reasonseg.segmenters.registry import BACKENDS
+    from reasonseg.settings.sections import Settings
 
     image = frame_bgr(cache)[:, :, ::-1].copy()
     settings = Settings()

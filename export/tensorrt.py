@@ -1,5 +1,5 @@
-"""TensorRT engines from the exported ONNX graphs (TensorRT Python API, 10.x), and a runner with the
-onnxruntime session's interface so every runtime class takes either.
+"""TensorRT engines from the exported ONNX graphs (TensorRT Python API, 10.x); the runner that loads them
+with the onnxruntime session's interface is `reasonseg/backends/tensorrt_graph.TrtGraph`.
 
 * `build_engine`: ONNX -> serialized engine; FP16 flag, INT8 (explicit, from a QDQ graph written by
   `reasonseg export lite-sam --precision int8 --int8-method static`), one optimisation profile covering every
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from reasonseg.backends.tensorrt_graph import engine_key, require_tensorrt
-from reasonseg.core.errors import CheckpointError
+from reasonseg.core.errors import CheckpointError, one_line
+from reasonseg.core.graph_manifest import manifest_path
 from reasonseg.core.model_cache import sha256
 from reasonseg.core.output_files import write_bytes, write_json
 
@@ -41,7 +42,7 @@ def build_engine(onnx: Path, engine_dir: Path, *, precision: str = "fp16",
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise CheckpointError(f"TensorRT cannot parse {onnx}: {' '.join(errors.split())[:300]}")
+        raise CheckpointError(f"TensorRT cannot parse {onnx}: {one_line(errors, 300)}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
     if precision in ("fp16", "int8"):
@@ -66,7 +67,7 @@ def build_engine(onnx: Path, engine_dir: Path, *, precision: str = "fp16",
     engine_dir.mkdir(parents=True, exist_ok=True)
     write_bytes(out, bytes(serialized))
     write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
-    write_json(out.with_name(out.name + ".manifest.json"),
+    write_json(manifest_path(out),
                {"format": "tensorrt", "onnx": str(onnx), **key.__dict__, "sha256": sha256(out)})
     return out
 

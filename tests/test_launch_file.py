@@ -29,7 +29,7 @@ def test_launch_file_names_real_executables_and_params():
     assert set(args) == {"camera_topic", "params_file", "backend", "namespace", "local_shm"}
     for name in ("camera_topic", "backend", "namespace", "local_shm"):  # the runner mirrors the launch defaults
         assert args[name].value == LAUNCH_DEFAULTS[name]
-    # choice lists come from the one definition in reasonseg.settings.sections
+    # choice lists come from the one definition in reasonseg.segmenters.registry
     backend_choices = _kw(next(c for c in _calls(tree, "DeclareLaunchArgument") if c.args[0].value == "backend"))
     assert ast.unparse(backend_choices["choices"]) == "['', *BACKENDS]"
     # the lifecycle-aware action where launch_ros has it, a plain Node only where that import fails

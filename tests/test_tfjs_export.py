@@ -14,7 +14,8 @@ from reasonseg_export.tfjs import convert
 from reasonseg.core.graph_manifest import read_manifest
 from reasonseg_export.parity import ParityError
 from reasonseg_export.tfjs.convert import convert_tfjs_graph
-from reasonseg_export.tfjs.export import MAX_REL, TfjsFormat, check_tfjs, export_tfjs
+from reasonseg_export.parity import FP32_MAX_REL
+from reasonseg_export.tfjs.export import TfjsFormat, check_tfjs, export_tfjs
 from reasonseg_export.tfjs.graph import load_tfjs_graph
 from reasonseg_export.tfjs.reference import run_tfjs_graph
 from test_centernet import (TfjsModel, _conv_attrs, _conv_net, _conv_net_reference, _ints, _node, _placeholder, _run,
@@ -98,7 +99,7 @@ def test_export_checks_against_the_graph_and_writes_a_manifest(tmp_path: Path, p
     record = read_manifest(out)
     assert record is not None and record["format"] == "conv-net" and record["parity"]["inputs"] == 3
     assert set(record["parity"]["outputs"]) == set(CONV_NET_OUTPUTS)
-    assert all(0 <= e["max_rel"] <= MAX_REL for e in record["parity"]["outputs"].values())
+    assert all(0 <= e["max_rel"] <= FP32_MAX_REL for e in record["parity"]["outputs"].values())
 
 
 def test_a_wrong_conversion_is_refused_and_not_left_behind(tmp_path: Path, photos: Path, monkeypatch) -> None:
@@ -138,7 +139,7 @@ def test_cli_exports_the_person_segmenter_row(tmp_path: Path, photos: Path, caps
     assert cli(["export", "person-selfie", "--checkpoint", str(model_json), "--out", str(out),
                 "--photos", str(photos)]) == 0
     record = json.loads((tmp_path / "person_selfie.onnx.manifest.json").read_text())
-    assert record["format"] == "person-selfie" and record["parity"]["outputs"]["prob"]["max_rel"] <= MAX_REL
+    assert record["format"] == "person-selfie" and record["parity"]["outputs"]["prob"]["max_rel"] <= FP32_MAX_REL
     assert cli(["export", "person-selfie", "--out", str(out)]) == 2
     assert "--checkpoint must be the TF.js model.json" in capsys.readouterr().err
 
@@ -147,5 +148,5 @@ def test_cli_exports_the_person_segmenter_row(tmp_path: Path, photos: Path, caps
 def test_the_set_up_exported_the_tfjs_models_with_their_check(cache_dir: Path, name: str) -> None:
     record = read_manifest(cache_dir / name)
     assert record is not None, f"{name}: no manifest, or one that does not describe this file"
-    assert record["parity"]["photos"] >= 2 and record["parity"]["max_rel_tolerance"] == MAX_REL
-    assert all(e["max_rel"] <= MAX_REL for e in record["parity"]["outputs"].values())
+    assert record["parity"]["photos"] >= 2 and record["parity"]["max_rel_tolerance"] == FP32_MAX_REL
+    assert all(e["max_rel"] <= FP32_MAX_REL for e in record["parity"]["outputs"].values())

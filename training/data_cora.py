@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from reasonseg.core.prompt import mask_box
 from reasonseg.data.synthetic import KINDS, draw_object, make_scenes
 from reasonseg.models.cora import SEG_ANSWER, seg_prompt
 
@@ -95,7 +96,7 @@ class _CoraSamples(Dataset):
             ins = self.writer.conditional([o.kind for o in scene.objects], masks, t, a)
             target = masks[t]
             anchor_image = scene.image * masks[a][..., None]
-            ys, xs = np.nonzero(masks[a])
+            x0, y0, x1, y1 = mask_box(masks[a])  # a scene object: never empty
             h, w = masks[a].shape
             enc = self._encode(scene.image, ins.text)
             from PIL import Image
@@ -103,8 +104,7 @@ class _CoraSamples(Dataset):
             anchor = self.processor.image_processor(images=[Image.fromarray(anchor_image).resize((56, 56))],
                                                     return_tensors="pt")
             enc |= {"anchor_pixels": anchor["pixel_values"], "anchor_grid": anchor["image_grid_thw"],
-                    "anchor_boxes": torch.tensor([[xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h]],
-                                                 dtype=torch.float32)}
+                    "anchor_boxes": torch.tensor([[x0 / w, y0 / h, x1 / w, y1 / h]], dtype=torch.float32)}
             class_name = scene.objects[t].kind
         elif rng.random() < 0.5:  # semantic: every instance of a class
             class_name = scene.objects[scene.target].kind

@@ -121,7 +121,7 @@ def build_onnx_model(graph: TfjsGraph, output_names: Sequence[str] | None = None
         ranks[public] = b.rank(ref)
     g = helper.make_graph(b.nodes, "tfjs_graph", graph_inputs, graph_outputs, initializer=b.inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="reasonseg.tfjs_to_onnx", ir_version=IR_VERSION)
+                              producer_name="reasonseg_export.tfjs", ir_version=IR_VERSION)
     model = _with_output_shapes(model, ranks)
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -2,7 +2,7 @@
 
 The check runs the TF.js graph itself (`reference`, TensorFlow's semantics in float64) and the ONNX file
 on the same inputs: photos resized to the graph's input, fed in the range the runtime feeds, plus one of
-uniform noise. Every output must agree within `MAX_REL` of its largest magnitude (at least 1: probabilities).
+uniform noise. Every output must agree within `FP32_MAX_REL` of its largest magnitude (at least 1: probabilities).
 """
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from reasonseg_export.manifest import write_manifest
-from reasonseg_export.parity import require_close
-
-MAX_REL = 1e-4
+from reasonseg_export.parity import FP32_MAX_REL, require_close
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ def parity_feeds(shape: Sequence[int], scale: float, photos: Sequence[np.ndarray
 
 
 def check_tfjs(model_json: Path, onnx_path: Path, fmt: TfjsFormat, photos: Sequence[np.ndarray]) -> dict:
-    """The worst error per output over every parity feed; ParityError beyond `MAX_REL`."""
+    """The worst error per output over every parity feed; ParityError beyond `FP32_MAX_REL`."""
     from reasonseg.backends.onnxruntime_graph import open_session
     from reasonseg_export.tfjs.convert import default_outputs, public_name
     from reasonseg_export.tfjs.graph import load_tfjs_graph
@@ -63,12 +61,12 @@ def check_tfjs(model_json: Path, onnx_path: Path, fmt: TfjsFormat, photos: Seque
         ref = run_tfjs_graph(graph, {inp.name: x}, outputs)
         got = session.run(names, {inp.name: x})
         for name, a, b in zip(names, ref, got):
-            err = require_close(f"{fmt.name} output {name}", a, b, MAX_REL, floor=fmt.output_floor,
+            err = require_close(f"{fmt.name} output {name}", a, b, FP32_MAX_REL, floor=fmt.output_floor,
                                 against="the TF.js graph")
             prev = worst.setdefault(name, err)
             worst[name] = {k: max(prev[k], err[k]) for k in err}
     return {"reference": "the TF.js graph run in TF semantics (reasonseg_export.tfjs.reference, float64)",
-            "inputs": len(feeds), "photos": len(feeds) - 1, "outputs": worst, "max_rel_tolerance": MAX_REL,
+            "inputs": len(feeds), "photos": len(feeds) - 1, "outputs": worst, "max_rel_tolerance": FP32_MAX_REL,
             "relative_to": f"max(|output|, {fmt.output_floor})"}
 
 

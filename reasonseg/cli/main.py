@@ -14,7 +14,7 @@ from reasonseg.core.errors import ReasonSegError
 from reasonseg.core.image_codec import IMAGE_SUFFIXES
 from reasonseg.core.model_text import clean_model_text
 from reasonseg.core.signals import INTERRUPTED, stop_requested
-from reasonseg.settings.sections import PIPELINES
+from reasonseg.pipelines.registry import PIPELINES
 from reasonseg_export.formats import add_export_parser
 
 log = logging.getLogger("reasonseg")

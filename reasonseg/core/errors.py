@@ -1,7 +1,7 @@
 """Error types that callers (CLI, nodes) turn into one clear log line."""
 
 
-def one_line(exc: BaseException, limit: int = 200) -> str:
+def one_line(exc: BaseException | str, limit: int = 200) -> str:
     """A library's exception message (often a multi-line trace) as one line of at most `limit` characters."""
     return " ".join(str(exc).split())[:limit]
 

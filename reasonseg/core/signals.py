@@ -1,4 +1,4 @@
-"""Console entry points: a SIGINT, SIGTERM or SIGHUP at any moment is a clean stop, for every command.
+"""Signals for every console entry point: a SIGINT, SIGTERM or SIGHUP at any moment is a clean stop, for every command.
 
 While a command's modules import (torch, OpenCV, rclpy, Lightning: seconds on a cold start) a signal is only
 noted, and the command then exits without starting: a KeyboardInterrupt landing inside an import surfaces

@@ -25,7 +25,7 @@ from torch import nn
 
 from reasonseg.core.errors import CheckpointError
 from reasonseg.models.mllm_sam import SAM2_CONFIG_FILE, SHARD_BYTES, MllmSamModel, read_checked_configs
-from reasonseg.models.weights import LoadReport, check_model_dir, check_state, make_config, merge, resolve_checkpoint
+from reasonseg.models.weights import LoadReport, check_state, make_config, merge, resolve_checkpoint
 
 __all__ = ["CoraModel", "CoraConfig", "CoraCheckpointError", "AnchorEncoder", "SEG_TOKEN", "ANCHOR_MASK_TOKEN",
            "ANCHOR_BOX_TOKEN", "seg_prompt", "SEG_ANSWER"]
@@ -135,23 +135,15 @@ class CoraModel(MllmSamModel):
         """A fresh CORA from a Qwen2.5-VL and a SAM2 checkpoint (what training starts from): the three tokens are
         added to the tokenizer (embedding rows initialised to the mean embedding, as LISA), the projection
         and anchor encoder initialised. Returns (model, processor)."""
-        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration, Sam2VideoModel
-
-        check_model_dir(qwen_path, "Qwen2.5-VL checkpoint")  # layer counts vs the weights, before building
-        check_model_dir(sam2_path, "SAM2 checkpoint")
-        processor = AutoProcessor.from_pretrained(resolve_checkpoint(qwen_path), local_files_only=True)
+        processor, base, sam = cls.load_bases(qwen_path, sam2_path, dtype)
         processor.tokenizer.add_tokens(list(ADDED_TOKENS), special_tokens=True)
         ids = processor.tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS))
-        base = Qwen2_5_VLForConditionalGeneration.from_pretrained(resolve_checkpoint(qwen_path), dtype=dtype,
-                                                                  local_files_only=True)
         old = base.get_input_embeddings().weight.shape[0]
         if max(ids) >= old:  # Qwen's embedding usually has spare rows past the tokenizer: grow only when needed
             base.resize_token_embeddings(max(ids) + 1, mean_resizing=False)
         with torch.no_grad():
             emb = base.get_input_embeddings().weight
             emb[ids] = emb[:old].mean(0, keepdim=True).to(emb.dtype)
-        sam = Sam2VideoModel.from_pretrained(resolve_checkpoint(sam2_path), dtype=torch.float32,
-                                             local_files_only=True)
         config = CoraConfig(base.config, *ids)
         torch.manual_seed(seed)
         model = cls(config, sam.config, mllm=base, sam=sam).to(dtype or torch.float32)

@@ -126,12 +126,11 @@ class L2LSegmentor(nn.Module):
         return cls(config, vision=vision, text=text)
 
     def save_pretrained(self, out_dir: str | Path, tokenizer: Any = None) -> Path:
-        from reasonseg.models.mllm_sam import save_safetensors
+        from reasonseg.models.weights import save_safetensors
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        save_safetensors({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
-                         out / "model.safetensors")  # + its sha256, checked by from_pretrained
+        save_safetensors(self.state_dict(), out / "model.safetensors")  # + its sha256, checked by from_pretrained
         (out / "config.json").write_text(json.dumps(self.config.to_json(), indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(out)

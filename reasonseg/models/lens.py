@@ -34,13 +34,13 @@ from reasonseg.models.lens_release import (
     read_release_config,
     release_key_to_ours,
 )
-from reasonseg.models.mllm_sam import SAM2_CONFIG_FILE, SHARD_BYTES, MllmSamModel, read_checked_configs
+from reasonseg.models.mllm_sam import SHARD_BYTES, MllmSamModel, read_checked_configs
 from reasonseg.models.sam2_keys import hf_to_original, original_to_hf
-from reasonseg.models.weights import LoadReport, check_model_dir, check_state, make_config, merge, resolve_checkpoint
+from reasonseg.models.weights import LoadReport, check_state, make_config, merge, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LensModel", "LensCheckpointError", "sam2_hiera_l_config", "SAM2_CONFIG_FILE", "resolve_checkpoint"]
+__all__ = ["LensModel", "LensCheckpointError", "sam2_hiera_l_config"]
 
 ARCHITECTURE = "SAMR1ForConditionalGeneration_qwen2p5"  # the release's class name, kept for its loader
 _HEAD_KEYS = ("learnable_query", "connector.", "conv_1d.", "proj_to_sam.")
@@ -131,15 +131,7 @@ class LensModel(MllmSamModel):
         loaded as they are, the context module (queries, connector, conv_1d, proj_to_sam) newly initialised
         (seeded). Built on the meta device first, so a 3B language model is never allocated twice.
         Returns (model, processor)."""
-        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration, Sam2VideoModel
-
-        check_model_dir(qwen_path, "Qwen2.5-VL checkpoint")  # layer counts vs the weights, before building
-        check_model_dir(sam2_path, "SAM2 checkpoint")
-        processor = AutoProcessor.from_pretrained(resolve_checkpoint(qwen_path), local_files_only=True)
-        base = Qwen2_5_VLForConditionalGeneration.from_pretrained(resolve_checkpoint(qwen_path), dtype=dtype,
-                                                                  local_files_only=True)
-        sam = Sam2VideoModel.from_pretrained(resolve_checkpoint(sam2_path), dtype=torch.float32,
-                                             local_files_only=True)
+        processor, base, sam = cls.load_bases(qwen_path, sam2_path, dtype)
         config = LensReleaseConfig(base.config, num_queries, use_connector, bool(base.config.tie_word_embeddings))
         with torch.device("meta"):
             model = cls(config, sam.config)

@@ -13,18 +13,20 @@ import torch
 from torch import nn
 
 from reasonseg.core.errors import CheckpointError
-from reasonseg.core.model_cache import drop_digest, write_digest
 from reasonseg.models.weights import (
     build_on_meta,
     check_counts,
+    check_model_dir,
     count_summary,
     make_config,
     meta_state,
     read_safetensors,
     read_shapes,
+    resolve_checkpoint,
+    save_safetensors,
 )
 
-__all__ = ["MllmSamModel", "write_safetensors", "save_safetensors", "read_sam2_config", "SHARD_BYTES",
+__all__ = ["MllmSamModel", "write_safetensors", "read_sam2_config", "SHARD_BYTES",
            "SAM2_CONFIG_FILE"]
 
 SHARD_BYTES = 5 * 1024 ** 3
@@ -104,15 +106,6 @@ def write_safetensors(state: Mapping[str, torch.Tensor], out: Path, dtype: torch
                                                                   "weight_map": weight_map}, indent=2))
 
 
-def save_safetensors(state: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """One weight file and, after it, its ``.sha256`` (checked when the model is loaded: `read_safetensors`)."""
-    from safetensors.torch import save_file
-
-    drop_digest(path)
-    save_file(dict(state), str(path), metadata=metadata)
-    write_digest(path)
-
-
 class MllmSamModel(nn.Module):
     """Base of LensModel and CoraModel: subclasses set ``mllm`` (Qwen2_5_VLForConditionalGeneration), ``sam``
     (Sam2VideoModel) and their own modules, and list their own parameter groups in ``OWN_GROUPS``."""
@@ -120,6 +113,20 @@ class MllmSamModel(nn.Module):
     OWN_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = ()
     mllm: nn.Module
     sam: nn.Module
+
+    @staticmethod
+    def load_bases(qwen_path: str | Path, sam2_path: str | Path, dtype: torch.dtype | None) -> tuple[Any, Any, Any]:
+        """(processor, Qwen2.5-VL, SAM2 video model in float32) from local checkpoints, each judged before it is
+        built (`check_model_dir`: layer counts vs the weights): what a subclass's `from_base` starts from."""
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration, Sam2VideoModel
+
+        check_model_dir(qwen_path, "Qwen2.5-VL checkpoint")
+        check_model_dir(sam2_path, "SAM2 checkpoint")
+        qwen, sam2 = resolve_checkpoint(qwen_path), resolve_checkpoint(sam2_path)
+        processor = AutoProcessor.from_pretrained(qwen, local_files_only=True)
+        base = Qwen2_5_VLForConditionalGeneration.from_pretrained(qwen, dtype=dtype, local_files_only=True)
+        sam = Sam2VideoModel.from_pretrained(sam2, dtype=torch.float32, local_files_only=True)
+        return processor, base, sam
 
     def write_checkpoint(self, out_dir: str | Path, state: Mapping[str, torch.Tensor], config: Mapping[str, Any],
                          dtype: torch.dtype, processor: Any, max_shard_bytes: int) -> Path:

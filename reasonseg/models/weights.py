@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reasonseg.core.errors import CheckpointError, one_line
-from reasonseg.core.model_cache import verify_digest
+from reasonseg.core.model_cache import drop_digest, verify_digest, write_digest
+from reasonseg.core.output_files import atomic_target
 
 if TYPE_CHECKING:
     from torch import nn
@@ -88,6 +89,23 @@ def read_shapes(root: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     for f in weight_files(root):
         out.update(read_header(f))
     return out
+
+
+def save_safetensors(state: Mapping[str, Any], path: Path, metadata: dict[str, str] | None = None, *,
+                     digest: bool = True) -> Path:
+    """One weight file (CPU, contiguous tensors), renamed into place complete, then its ``.sha256`` when `digest`
+    (checked by `read_safetensors`; the model cache's files carry their manifest's digests instead)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if digest:
+        drop_digest(path)  # a crash before the new record leaves no record, never a stale one
+    with atomic_target(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+    if digest:
+        write_digest(path)
+    return path
 
 
 def read_safetensors(root: Path) -> dict[str, Any]:

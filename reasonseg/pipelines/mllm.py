@@ -14,7 +14,6 @@ import numpy as np
 from reasonseg.core.prompt import Box, Prompt, mask_box
 from reasonseg.core.timing import Timer
 from reasonseg.grounding.query import parse_query
-from reasonseg.grounding.vlm.answer import MllmAnswerError
 from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Track
 from reasonseg.pipelines.memory_track import MemoryTrack
 
@@ -78,4 +77,4 @@ class MllmPipeline(Pipeline):
         return FrameResult.found(mask, instances, grounding, timer.ms)
 
 
-__all__ = ["MllmPipeline", "MllmAnswerError"]
+__all__ = ["MllmPipeline"]

@@ -20,7 +20,7 @@ from reasonseg.settings.sections import Settings, is_section
 
 NODE = "reasonseg_node"
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", tuple: "array"}
-# parameters rclpy gives every node (config.ROS_STANDARD_PARAMETERS; the tests keep the two in step)
+# parameters rclpy gives every node (ros_args.ROS_STANDARD_PARAMETERS; the tests keep the two in step)
 _ROS_PARAMETERS = {
     "use_sim_time": {"type": "boolean", "default": False, "description": "ROS: take time from /clock"},
     "start_type_description_service": {"type": "boolean", "default": True,

@@ -112,7 +112,7 @@ class SegmenterSettings:
                               "onnxruntime for an exported folder, else torch)", choices=BACKENDS)
     # The int8 encoder is made by the set-up step (`reasonseg export lite-sam --precision int8`) and judged
     # there: its manifest records the mask IoU vs fp32 on the sample photos and the CPU that judged it
-    # (export/cpu_int8.py: auto does not carry a judgement over to a CPU whose int8 kernels saturate).
+    # (backends/cpu_int8.py: auto does not carry a judgement over to a CPU whose int8 kernels saturate).
     precision: str = _f("auto", "lite_sam on onnxruntime: image encoder precision; auto = int8 when its manifest "
                                 "shows mean mask IoU >= 0.95 vs fp32, else fp32 (lite_sam on openvino: auto = int8, "
                                 "then bf16, by the same rule as judged for this CPU; on tensorrt: auto = fp16; other "

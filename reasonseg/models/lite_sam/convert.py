@@ -14,10 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from reasonseg.core.errors import one_line
-from reasonseg.core.output_files import write_bytes
 from reasonseg.models.lite_sam.configuration import LiteSamConfig
 from reasonseg.models.lite_sam.modeling import LiteSam, build_lite_sam
-from reasonseg.models.weights import check_state
+from reasonseg.models.weights import check_state, save_safetensors
 
 
 def _one_line(exc: BaseException) -> str:
@@ -33,22 +32,13 @@ def _check_state(model: nn.Module, state: Mapping[str, object], source: Path) ->
     return dict(state)  # type: ignore[arg-type] - all tensors: check_state counts any other value as a mismatch
 
 
-def _atomic_save(tensors: dict[str, Tensor], out: Path, metadata: dict[str, str]) -> Path:
-    from safetensors.torch import save
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(out, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata))
-    return out
-
-
 def _metadata(model: LiteSam, **extra: str) -> dict[str, str]:
     return {"format": "pt", "model": "lite_sam", "config": json.dumps(asdict(model.cfg)), **extra}
 
 
 def save_lite_sam(model: LiteSam, out: Path) -> Path:
     """Write the model's state dict as safetensors (atomic replace)."""
-    return _atomic_save(dict(model.state_dict()), Path(out), _metadata(model))
+    return save_safetensors(model.state_dict(), Path(out), _metadata(model), digest=False)
 
 
 def convert_checkpoint(pth: Path, out: Path, cfg: LiteSamConfig = LiteSamConfig()) -> Path:
@@ -69,7 +59,8 @@ def convert_checkpoint(pth: Path, out: Path, cfg: LiteSamConfig = LiteSamConfig(
     model = build_lite_sam(cfg)
     state = _check_state(model, obj, pth)
     model.load_state_dict(state, strict=True)  # also validates dtype conversions
-    return _atomic_save(dict(model.state_dict()), Path(out), _metadata(model, source=pth.name))
+    return save_safetensors(model.state_dict(), Path(out), _metadata(model, source=pth.name),
+                            digest=False)
 
 
 def load_lite_sam(weights: Path, cfg: LiteSamConfig = LiteSamConfig()) -> LiteSam:

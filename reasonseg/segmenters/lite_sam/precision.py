@@ -14,7 +14,7 @@ from reasonseg.backends import cpu_int8
 from reasonseg.core.errors import ConfigError, ModelCacheError
 from reasonseg.core.graph_manifest import read_manifest
 from reasonseg.core.model_cache import check_files, require
-from reasonseg.segmenters.lite_sam.graphs import encoder_file, export_command
+from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE, ENCODER, FOLDER, encoder_file, export_command
 
 if TYPE_CHECKING:
     from reasonseg.settings.sections import SegmenterSettings
@@ -68,7 +68,7 @@ AUTO_INT8_MIN_IOU = 0.95  # issue 10: int8 only where it keeps the masks
 def _set_encoder(seg: SegmenterSettings, cache: Path, backend: str = "onnxruntime") -> tuple[Path, str]:
     """The encoder file an explicit `segmenter.precision` names, or one line on how to make it."""
 
-    name = f"lite_sam/{encoder_file(seg.precision, backend)}"
+    name = f"{FOLDER}/{encoder_file(seg.precision, backend)}"
     if check_files(cache, name) is not None:
         raise ModelCacheError(f"segmenter.precision={seg.precision}: {cache / name} is missing or not the "
                               f"set-up's; make it with `{export_command(seg.precision, backend)}` "
@@ -79,9 +79,9 @@ def _set_encoder(seg: SegmenterSettings, cache: Path, backend: str = "onnxruntim
 def _judged_iou(cache: Path, precision: str, backend: str = "onnxruntime") -> tuple[float | None, dict | None]:
     """Mean mask IoU vs fp32 the set-up's manifest of the `precision` encoder records (None: no such encoder)."""
 
-    path = cache / "lite_sam" / encoder_file(precision, backend)
+    path = cache / FOLDER / encoder_file(precision, backend)
     # absent (a cache from before that export): None; present but damaged: refused like any cache file
-    record = read_manifest(require(cache, f"lite_sam/{path.name}")) if path.exists() else None
+    record = read_manifest(require(cache, f"{FOLDER}/{path.name}")) if path.exists() else None
     return (record or {}).get("parity", {}).get("mask_iou_mean"), record
 
 
@@ -90,7 +90,7 @@ def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
 
     if seg.precision != "auto":
         return _set_encoder(seg, cache)
-    int8 = cache / "lite_sam" / encoder_file("int8")
+    int8 = cache / FOLDER / encoder_file("int8")
     iou, record = _judged_iou(cache, "int8")
     risk = cpu_int8.saturation_risk(record, cpu_int8.this_cpu()["int8_kernels"]) if record else None
     if iou is not None and iou >= AUTO_INT8_MIN_IOU and risk is None:
@@ -101,7 +101,7 @@ def lite_sam_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str]:
     else:
         why = ("no int8 encoder with a manifest" if iou is None
                else f"int8 mean mask IoU {iou:.3f} < {AUTO_INT8_MIN_IOU}")
-    return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {why})"
+    return require(cache, f"{FOLDER}/{ENCODER}"), f"fp32 (auto: {why})"
 
 
 def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, str]:
@@ -113,10 +113,10 @@ def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, st
 
     if seg.precision != "auto":
         return (*_set_encoder(seg, cache, "openvino"), seg.precision) if seg.precision in ("bf16", "int8") else \
-            (require(cache, "lite_sam/encoder.onnx"), "fp32 (set)", "fp32")
+            (require(cache, f"{FOLDER}/{ENCODER}"), "fp32 (set)", "fp32")
     why_not: dict[str, str] = {}  # precision -> why it was passed over (the log line names those ahead of the pick)
     judged: dict[str, tuple[float, str]] = {}
-    for precision in ("int8", "bf16"):
+    for precision in PRECISIONS:
         iou, record = _judged_iou(cache, precision, "openvino")
         judged_inside = (record or {}).get("inner_precision", precision)
         if precision == "bf16" and not native_bf16():
@@ -133,33 +133,32 @@ def openvino_encoder(seg: SegmenterSettings, cache: Path) -> tuple[Path, str, st
             why_not[precision] = f"int8: {risk}"
         else:
             judged[precision] = (iou, judged_inside)
-    if len(judged) == 2 and (cache / "lite_sam" / SPEED_FILE).exists():
-        require(cache, f"lite_sam/{SPEED_FILE}")  # the set-up's timing, checksummed like every cache file
-        if slower := int8_not_worth_it(cache / "lite_sam"):
+    if len(judged) == 2 and (cache / FOLDER / SPEED_FILE).exists():
+        require(cache, f"{FOLDER}/{SPEED_FILE}")  # the set-up's timing, checksummed like every cache file
+        if slower := int8_not_worth_it(cache / FOLDER):
             why_not["int8"] = slower
             del judged["int8"]
     for precision, (iou, judged_inside) in judged.items():
         inside = f"{judged_inside} around it" if precision == "int8" else "native bf16"
-        return (cache / "lite_sam" / encoder_file(precision, "openvino"),
+        return (cache / FOLDER / encoder_file(precision, "openvino"),
                 f"{precision} (auto: {inside}, mean mask IoU {iou:.3f} vs fp32 >= {AUTO_INT8_MIN_IOU}"
                 + (f"; {why_not['int8']}" if precision == "bf16" and "int8" in why_not else "") + ")", precision)
-    return require(cache, "lite_sam/encoder.onnx"), f"fp32 (auto: {'; '.join(why_not.values())})", "fp32"
+    return require(cache, f"{FOLDER}/{ENCODER}"), f"fp32 (auto: {'; '.join(why_not.values())})", "fp32"
 
 
 def tensorrt_engines(seg: SegmenterSettings, cache: Path) -> list[tuple[Path, str]]:
     """(ONNX file, TensorRT precision) of every engine `segmenter.*` needs: what build-only mode builds and the
     tensorrt backend loads. auto = fp16 on a GPU; int8 needs the calibrated QDQ encoder (static method)."""
-    from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
-
     if seg.kind != "lite_sam":
         raise ConfigError(f"segmenter.kind {seg.kind} has no tensorrt backend yet (export its ONNX with "
                           "`reasonseg export` and use segmenter.backend=onnxruntime with the TensorRT provider)")
     precision = "fp16" if seg.precision == "auto" else seg.precision
-    enc = require(cache, "lite_sam/encoder.int8.onnx" if precision == "int8" else "lite_sam/encoder.onnx")
+    enc = require(cache, f"{FOLDER}/{encoder_file(precision if precision == 'int8' else 'fp32')}")
     if precision == "int8" and (read_manifest(enc) or {}).get("int8_method") != "static":
         raise ConfigError("segmenter.precision=int8 on tensorrt needs the calibrated QDQ encoder: "
                           "reasonseg export lite-sam --precision int8 --int8-method static")
-    return [(enc, precision), (require(cache, f"lite_sam/{DECODER_FILE}"), "fp16" if precision == "int8" else precision)]
+    decoder = require(cache, f"{FOLDER}/{DECODER_FILE}")
+    return [(enc, precision), (decoder, "fp16" if precision == "int8" else precision)]
 
 
 INT8_MIN_SPEEDUP = 1.05  # int8 over bf16 only where it saves at least this much: below, bf16 keeps the masks closer

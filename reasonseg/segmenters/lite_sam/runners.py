@@ -247,7 +247,7 @@ class OnnxLiteSam(_LiteSamPrompts):
         from reasonseg.backends.onnxruntime_graph import open_session
 
         self.mask_choice = mask_choice
-        # a path, or a graph with the session interface (a TensorRT engine: reasonseg_export.tensorrt.TrtGraph);
+        # a path, or a graph with the session interface (a TensorRT engine: reasonseg.backends.tensorrt_graph.TrtGraph);
         # IO-bound sessions (GPU) keep the embedding on the device between encoder and decoder
         self.encoder = encoder if hasattr(encoder, "run") else open_session(
             encoder, "LiteSAM encoder", threads=num_threads or 0, device=device, io_binding=io_binding)

@@ -10,30 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 ENCODER, DECODER = "sam2_encoder.onnx", "sam2_decoder.onnx"
-
-
-ENCODER_INPUTS, ENCODER_OUTPUTS = ["pixel_values"], ["high_res_feats_0", "high_res_feats_1", "image_embeddings"]
-
-
-DECODER_INPUTS = ["high_res_feats_0", "high_res_feats_1", "image_embeddings", "point_coords", "point_labels",
-                  "sparse_embeddings", "mask_input", "has_mask_input", "multimask_output"]
-
-
-DECODER_OUTPUTS = ["low_res_masks", "iou_predictions", "object_score_logits"]
-
-
 START, STEP = "sam2_track_start.onnx", "sam2_track_step.onnx"
+GRAPH_FILES = (ENCODER, DECODER, START, STEP)  # in the folder `reasonseg export sam2` writes
 
-
-FEATURES = ["high_res_feats_0", "high_res_feats_1", "image_embeddings"]
-
-
+FEATURES = ["high_res_feats_0", "high_res_feats_1", "image_embeddings"]  # the encoder's three levels
+ENCODER_INPUTS, ENCODER_OUTPUTS = ["pixel_values"], FEATURES
+DECODER_INPUTS = [*FEATURES, "point_coords", "point_labels", "sparse_embeddings", "mask_input", "has_mask_input",
+                  "multimask_output"]
+DECODER_OUTPUTS = ["low_res_masks", "iou_predictions", "object_score_logits"]
 START_INPUTS = [*FEATURES, "point_coords", "point_labels", "multimask_output"]
-
-
 STEP_INPUTS = [*FEATURES, "memory", "memory_offsets", "object_pointers", "pointer_offsets"]
-
-
 TRACK_OUTPUTS = ["low_res_masks", "object_score_logits", "object_pointer", "maskmem_features"]
 
 
@@ -42,4 +28,3 @@ def sam2_image_size(config: Any) -> int:
     `image_size` is an int or an [S, S] pair."""
     size = config.image_size
     return int(size if isinstance(size, int) else size[0])
-GRAPH_FILES = (ENCODER, DECODER, START, STEP)  # in the folder `reasonseg export sam2` writes

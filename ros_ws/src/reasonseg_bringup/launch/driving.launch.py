@@ -24,7 +24,7 @@ try:
 except ImportError:  # a launch_ros without the lifecycle action: a plain Node (the node still starts itself)
     from launch_ros.actions import Node as NodeAction
 
-from reasonseg.settings.sections import BACKENDS
+from reasonseg.segmenters.registry import BACKENDS
 
 
 def _node(context):

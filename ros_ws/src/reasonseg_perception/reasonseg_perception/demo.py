@@ -30,7 +30,7 @@ from reasonseg.core.render import contact_sheet
 from reasonseg.core.report import markdown_table, median_table
 from reasonseg.core.signals import ignore_further_signals
 from reasonseg.settings.ros_args import MAX_DOMAIN_ID
-from reasonseg.settings.sections import BACKENDS
+from reasonseg.segmenters.registry import BACKENDS
 
 from .launch_runner import LAUNCH_DEFAULTS, node_command, ros_environment, start_child, stop_child
 

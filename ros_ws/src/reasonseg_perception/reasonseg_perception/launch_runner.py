@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reasonseg.settings.sections import BACKENDS
+from reasonseg.segmenters.registry import BACKENDS
 
 LAUNCH_DEFAULTS = {"camera_topic": "/camera/image_raw", "backend": "", "namespace": "perception",
                    "local_shm": "false"}

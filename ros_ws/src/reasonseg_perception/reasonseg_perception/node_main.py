@@ -10,7 +10,7 @@ from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from reasonseg.core.errors import ConfigError, ReasonSegError
+from reasonseg.core.errors import ConfigError, ReasonSegError, one_line
 from reasonseg.core.signals import ignore_further_signals
 from reasonseg.settings.ros_args import check_domain_id, check_ros_args
 
@@ -19,7 +19,7 @@ from .segmentation_node import ReasonSegNode
 
 def _one_line(exc: BaseException) -> str:
     """rcl errors end in ', at /path/file.c:123' breadcrumbs: drop them."""
-    return re.sub(r",? at /\S+:\d+", "", " ".join(str(exc).split()))[:300]
+    return re.sub(r",? at /\S+:\d+", "", one_line(exc, 10_000))[:300]
 
 
 def main(args: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
-from reasonseg.core.errors import ConfigError
+from reasonseg.core.errors import ConfigError, one_line
 from reasonseg.settings.ros_args import check_url_parameters, unknown_parameter_warnings
 from reasonseg.settings.sections import Settings, field_docs
 
@@ -25,7 +25,7 @@ def declare_settings(node: Node) -> None:
         try:
             node.declare_parameter(name, default, ParameterDescriptor(description=docs.get(name, ""), read_only=True))
         except ParameterException as exc:  # e.g. a string given for an integer parameter
-            raise ConfigError(f"parameter {name}: {' '.join(str(exc).split())[:200]}") from None
+            raise ConfigError(f"parameter {name}: {one_line(exc)}") from None
 
 
 def checked_autostart(node: Node) -> bool:

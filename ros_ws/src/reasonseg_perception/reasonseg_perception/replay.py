@@ -20,7 +20,7 @@ from rclpy.utilities import remove_ros_args
 from rosbags.rosbag2 import Reader, ReaderError
 
 from reasonseg.cli.args import number
-from reasonseg.core.errors import ConfigError
+from reasonseg.core.errors import ConfigError, one_line
 from reasonseg.settings.ros_args import check_domain_id
 
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except ReaderError as exc:  # damaged metadata or storage file, a type not installed: one line
-        print(f"reasonseg_replay: cannot replay {args.bag}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        print(f"reasonseg_replay: cannot replay {args.bag}: {one_line(exc, 300)}", file=sys.stderr)
         code = 2
     finally:
         if node is not None:
