@@ -136,9 +136,14 @@ def test_a_raw_camera_sending_only_malformed_frames_is_reported_as_rejected(fail
 
 def test_every_concurrent_set_instruction_call_is_answered(failing_vlm):
     from reasonseg_interfaces.srv import SetInstruction
+    from reasonseg_perception.node_qos import SERVICE_QOS
 
     client, proc, log, vlm, bgr = failing_vlm
-    callers = [client.node.create_client(SetInstruction, f"{NODE}/set_instruction") for _ in range(30)]
+    # Every client's reply reader sees all 30 replies on the one reply topic (DDS filters by request id after the
+    # reader's history): with the default KEEP_LAST 10 a slow client loses its own reply to the others' on a loaded
+    # machine. Callers that fire at once keep all (KEEP_ALL), as the node's services do.
+    callers = [client.node.create_client(SetInstruction, f"{NODE}/set_instruction", qos_profile=SERVICE_QOS)
+               for _ in range(30)]
     try:
         assert all(c.wait_for_service(timeout_sec=30) for c in callers)
         futures = [c.call_async(SetInstruction.Request(instruction=f"the dog number {i}", camera="rear"))
