@@ -146,7 +146,7 @@ def input_size_study(cache: Path, sizes: tuple[int, ...]) -> dict:
     from reasonseg.grounding.detector import CenterNetDetector
     from reasonseg.models.lite_sam.configuration import LiteSamConfig
     from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
-    from reasonseg.settings.sections import Settings
+    from reasonseg.core.settings import Settings
     from reasonseg_export.formats import read_photos
     from reasonseg_export.parity import mask_iou
 
@@ -221,7 +221,7 @@ def main() -> int:
     from reasonseg.segmenters.person import PersonSegmenter
     from reasonseg.segmenters.registry import auto_backend
     from reasonseg.settings.loading import with_overrides
-    from reasonseg.settings.sections import Settings
+    from reasonseg.core.settings import Settings
     from reasonseg_export.formats import read_photos
     from reasonseg_export.lite_sam import export_lite_sam, masks_iou_vs_fp32
     from reasonseg_export.parity import mask_iou

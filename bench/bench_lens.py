@@ -43,7 +43,7 @@ def run(dims: str, device: str, repeats: int, new_tokens: int, size: tuple[int, 
 
     from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.settings.loading import with_overrides
-    from reasonseg.settings.sections import Settings
+    from reasonseg.core.settings import Settings
 
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)

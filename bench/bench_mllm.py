@@ -137,7 +137,7 @@ def main() -> int:
     from reasonseg.core.report import markdown_table
     from reasonseg.segmenters.registry import build_segmenter
     from reasonseg.settings.loading import with_overrides
-    from reasonseg.settings.sections import Settings
+    from reasonseg.core.settings import Settings
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5)

@@ -46,7 +46,7 @@ def bench_stages(cache: Path, repeats: int) -> dict:
     from reasonseg.grounding.text_embedding import TextEmbedder
     from reasonseg.segmenters.registry import build_segmenter
     from reasonseg.segmenters.registry import BACKENDS
-    from reasonseg.settings.sections import Settings
+    from reasonseg.core.settings import Settings
 
     image = frame_bgr(cache)[:, :, ::-1].copy()
     settings = Settings()
@@ -85,7 +85,7 @@ def frame_sequence_child(spin: bool, repeats: int) -> dict:
     from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.grounding.detector import CenterNetDetector
     from reasonseg.segmenters.registry import build_segmenter
-    from reasonseg.settings.sections import Settings
+    from reasonseg.core.settings import Settings
 
     cache = resolve_cache_dir()
     image = frame_bgr(cache)[:, :, ::-1].copy()

@@ -130,7 +130,7 @@ def main() -> int:
     from reasonseg.core.report import markdown_table
     from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.settings.loading import with_overrides
-    from reasonseg.settings.sections import Settings
+    from reasonseg.core.settings import Settings
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prepare", action="store_true", help="fetch the photos into the model cache and stop")

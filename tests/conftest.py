@@ -60,7 +60,7 @@ def load_rgb():
 @pytest.fixture(scope="session")
 def refine_pipeline(cache_dir: Path):
     """The embedded-default pipeline, loaded once (a few seconds)."""
-    from reasonseg.settings.sections import Settings
+    from reasonseg.core.settings import Settings
     from reasonseg.pipelines.registry import build_pipeline
 
     return build_pipeline(Settings(pipeline="refine"))

@@ -149,7 +149,7 @@ def test_damaged_model_file_refused_with_one_line(photos, tmp_path, cache_dir, n
 def test_damaged_openvino_encoder_refused_with_one_line(photos, tmp_path, cache_dir, suffix):
     """The default backend (auto) runs an OpenVINO IR (int8 or bf16) where this CPU has native bf16: a flipped byte
     in either of its two files is refused, not run with wrong weights."""
-    from reasonseg.settings.sections import SegmenterSettings
+    from reasonseg.core.settings import SegmenterSettings
     from reasonseg.segmenters.registry import auto_backend
     from reasonseg.segmenters.lite_sam.precision import openvino_encoder
 

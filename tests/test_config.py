@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from reasonseg.settings.sections import Settings
+from reasonseg.core.settings import Settings
+from reasonseg.settings.validation import settings_from_flat
 from reasonseg.settings.loading import load_settings
 from reasonseg.settings.ros_args import unknown_parameter_warnings
 from reasonseg.core.errors import ConfigError
@@ -16,13 +17,13 @@ def test_driving_yaml_is_valid_and_complete():
 
 def test_flat_roundtrip_and_validation(tmp_path):
     s = Settings()
-    assert Settings.from_flat(s.flat()) == s
+    assert settings_from_flat(s.flat()) == s
     cases = [({"segmenter.num_points": -1}, "below minimum"), ({"segmenter.backend": "cuda9"}, "not one of"),
              ({"detector.score_floor": "high"}, "must be float"), ({"nonsense": 1}, "unknown parameter"),
              ({"runtime.publish_overlay": 1}, "must be bool")]
     for values, match in cases:
         with pytest.raises(ConfigError, match=match):
-            Settings.from_flat(values)
+            settings_from_flat(values)
     bad = tmp_path / "bad.yaml"
     bad.write_text("reasonseg:\n  ros__parameters:\n    llm: {timeout_s: -3}\n")
     with pytest.raises(ConfigError, match="llm.timeout_s"):
@@ -40,7 +41,7 @@ def test_flat_roundtrip_and_validation(tmp_path):
 def test_non_finite_numbers_are_rejected(name, value):
     """NaN passes every range check (all comparisons are false): it must be refused by name."""
     with pytest.raises(ConfigError, match=f"{name}.*finite"):
-        Settings.from_flat({name: value})
+        settings_from_flat({name: value})
 
 
 def test_yaml_nan_is_rejected(tmp_path):

@@ -10,9 +10,10 @@ import pytest
 from reasonseg.core.errors import InputError
 from reasonseg.core.prompt import Prompt
 from reasonseg.core.timing import Timer
-from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Target
+from reasonseg.core.results import FrameResult, Grounding, Target
+from reasonseg.pipelines.base import Pipeline
 from reasonseg.runtime.engine import Frame, PerceptionEngine
-from reasonseg.settings.sections import RuntimeSettings
+from reasonseg.core.settings import RuntimeSettings
 
 
 class TimedPipeline(Pipeline):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from reasonseg.cli.main import main as cli
-from reasonseg.settings.sections import SegmenterSettings
+from reasonseg.core.settings import SegmenterSettings
 from reasonseg.core.errors import CheckpointError, ConfigError, ModelCacheError
 from reasonseg.backends import cpu_int8
 from reasonseg.backends.cpu_int8 import this_cpu
@@ -271,7 +271,7 @@ def test_sam2_tracking_graphs_give_the_pytorch_streams_masks(sam2_export, photos
     """A whole stream on onnxruntime (memory bank held in numpy) against transformers' streaming session:
     a box and an ambiguous click, a bank that fills up (20: all 6 past memories, all 15 past pointers by
     frame 16) and one pruned to the last 3 frames."""
-    from reasonseg.pipelines.base import Grounding, Target
+    from reasonseg.core.results import Grounding, Target
     from reasonseg.pipelines.memory_track import MemoryTrack
     from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
 

@@ -1,5 +1,5 @@
 """Diagnostics levels: OK, WARN and ERROR from a camera's counters, each with the reason in the message."""
-from reasonseg.settings.sections import DiagnosticsSettings
+from reasonseg.core.settings import DiagnosticsSettings
 from reasonseg.runtime.health import ERROR, OK, WARN, HealthRater, StreamSnapshot, frame_latency_ms
 
 

@@ -1,6 +1,6 @@
 """The layers of the tree (reasonseg/README.md): every module of reasonseg/, export/, training/ and ros_ws/ imports
-only from layers below its own (or its own package), function-level imports included, and the module graph has
-no cycle. Read from the source text, nothing is imported."""
+only from layers below its own (or its own package), function-level and annotation-only (`if TYPE_CHECKING:`)
+imports included, and the module graph has no cycle. Read from the source text, nothing is imported."""
 from __future__ import annotations
 
 import ast
@@ -12,14 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # not allowed (models and backends know nothing of each other; segmenters and data neither).
 LAYERS: dict[str, int] = {
     "reasonseg": 0,             # the package's own __init__ (a docstring)
-    "reasonseg.core": 0,        # errors, prompt / result types, image codec, files, cache, model loading, render
+    "reasonseg.core": 0,        # errors, prompt / result / settings types, image codec, files, cache, model loading
     "reasonseg.backends": 1,    # graph runners: onnxruntime, OpenVINO, TensorRT
     "reasonseg.models": 1,      # one definition of every model (torch modules, configs, weight conversion)
     "reasonseg.data": 2,        # dataset readers (training, tests, benchmarks)
     "reasonseg.segmenters": 2,  # promptable segmenters: registry + one folder per kind
     "reasonseg.grounding": 3,   # instruction -> target: query, resolver, detector, LLM / VLM grounders
     "reasonseg.pipelines": 4,   # grounding + segmenter per frame, fallbacks, tracking
-    "reasonseg.settings": 5,    # settings sections, YAML / ROS-parameter loading, schema (from the registries)
+    "reasonseg.settings": 5,    # validation (choices from the registries), YAML / ROS-parameter loading, schema
     "reasonseg.runtime": 6,     # the engine a node runs: frame gate, asynchronous grounding, health
     "reasonseg_export": 7,      # the export tree (top-level export/): exporters, format table, parity checks
     "reasonseg.cli": 8,         # the `reasonseg` command
@@ -50,25 +50,13 @@ def module_files(root: Path = ROOT) -> dict[str, Path]:
     return found
 
 
-def _type_checking_only(tree: ast.AST) -> set[int]:
-    """ids of the import nodes under `if TYPE_CHECKING:` (annotations only: never executed)."""
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip |= {id(n) for child in node.body for n in ast.walk(child)}
-    return skip
-
-
 def imports_of(path: Path, name: str, modules: set[str]) -> set[str]:
-    """The tree's modules `name` imports anywhere in its file (top level, functions, import_module("...")),
-    each resolved to the deepest module that exists."""
+    """The tree's modules `name` imports anywhere in its file (top level, functions, `if TYPE_CHECKING:`,
+    import_module("...")), each resolved to the deepest module that exists."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skip = _type_checking_only(tree)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: set[str] = set()
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             targets |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -170,6 +158,8 @@ def test_the_four_trees_are_read() -> None:
             "reasonseg_perception.segmentation_node", "reasonseg_bringup.launch.driving"} <= set(graph)
     # function-level imports are seen: a builder imports its runner only when asked for one
     assert "reasonseg.segmenters.lite_sam.runners" in graph["reasonseg.segmenters.lite_sam.build"]
+    # and so are annotation-only ones: a type is a dependency too
+    assert "reasonseg.models.lite_sam.modeling" in graph["reasonseg.segmenters.lite_sam.runners"]
 
 
 def test_every_import_goes_down_a_layer() -> None:

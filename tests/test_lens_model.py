@@ -200,7 +200,7 @@ def test_broken_checkpoints_name_their_keys_and_the_fix(release, tmp_path):
 
 
 def test_pipeline_masks_from_the_queries_even_with_no_box_in_the_answer(release, photos, load_rgb):
-    from reasonseg.settings.sections import Settings
+    from reasonseg.core.settings import Settings
     from reasonseg.settings.loading import with_overrides
     from reasonseg.core.errors import CheckpointError, ModelCacheError
     from reasonseg.pipelines.registry import build_pipeline

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from openai_server import OpenAiServer, scripted_vlm
-from reasonseg.settings.sections import Settings
+from reasonseg.core.settings import Settings
 from reasonseg.settings.loading import with_overrides
 from reasonseg.core.errors import ConfigError
 from reasonseg.grounding.vlm.answer import MllmAnswerError, parse_answer, smart_resize

@@ -7,7 +7,7 @@ import time
 import pytest
 from PIL import Image
 
-from reasonseg.settings.sections import Settings
+from reasonseg.core.settings import Settings
 from reasonseg.settings.loading import with_overrides
 from reasonseg.core.errors import ModelCacheError
 from reasonseg.grounding.llm.client import LlmError

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("openvino", reason="openvino is not installed (the `cpu` extra brings it)")
 
 from reasonseg.backends import openvino_graph  # noqa: E402
-from reasonseg.settings.sections import SegmenterSettings  # noqa: E402
+from reasonseg.core.settings import SegmenterSettings  # noqa: E402
 from reasonseg.core.errors import CheckpointError, ConfigError, ModelCacheError  # noqa: E402
 from reasonseg_export.formats import read_photos  # noqa: E402
 from reasonseg_export.lite_sam import export_openvino, to_openvino_ir

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasonseg.settings.sections import Settings
+from reasonseg.core.settings import Settings
+from reasonseg.settings.validation import settings_from_flat
 from reasonseg.settings.loading import load_settings
 from reasonseg.settings.ros_args import ROS_STANDARD_PARAMETERS
 from reasonseg.core.errors import ConfigError
@@ -76,7 +77,7 @@ def test_every_shipped_params_file_passes_the_schema(path: Path) -> None:
 def test_the_schema_refuses_what_the_node_refuses(driving, key, value) -> None:
     assert _errors(_with(driving, key, value)), f"the schema accepts {key}={value!r}"
     with pytest.raises(ConfigError):
-        Settings.from_flat(Settings().flat() | {key: value})
+        settings_from_flat(Settings().flat() | {key: value})
 
 
 @pytest.mark.parametrize("key, value", [
@@ -89,4 +90,4 @@ def test_the_schema_refuses_what_the_node_refuses(driving, key, value) -> None:
 def test_the_schema_accepts_what_the_node_accepts(driving, key, value) -> None:
     assert _errors(_with(driving, key, value)) == []
     if key not in _ROS_PARAMETERS:
-        Settings.from_flat(Settings().flat() | {key: value})
+        settings_from_flat(Settings().flat() | {key: value})

@@ -2,6 +2,7 @@
 the choice lists, the CLI, the parameter schema and the file contracts all follow from them."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import subprocess
@@ -19,9 +20,10 @@ from reasonseg.pipelines import registry as pipelines_registry
 from reasonseg.segmenters import registry as segmenters_registry
 from reasonseg.segmenters.lite_sam import graphs as lite_sam_graphs
 from reasonseg.segmenters.sam2 import graphs as sam2_graphs
-from reasonseg.settings import sections
+from reasonseg.core.settings import Settings, is_section
 from reasonseg.settings.loading import with_overrides
 from reasonseg.settings.schema import parameter_schema
+from reasonseg.settings.validation import REGISTRY_CHOICES
 from reasonseg_export.formats import FORMATS
 
 CONTRACTS = {"lite_sam": lite_sam_graphs, "sam2": sam2_graphs}
@@ -38,13 +40,22 @@ def _choices(parser, dest: str) -> list[str]:
 
 def test_choice_lists_are_the_registry_keys() -> None:
     specs = segmenters_registry.SPECS
-    assert sections.SEGMENTER_KINDS == tuple(dict.fromkeys(s.kind for s in specs))
-    assert set(sections.BACKENDS) == {"auto", *(s.backend for s in specs)}
-    assert set(sections.PRECISIONS) == {"auto", *(p for s in specs for p in s.precisions)}
-    assert sections.PIPELINES == ("auto", *pipelines_registry.BUILDERS)
-    assert sections.MLLM_BACKENDS == tuple(vlm_registry.BACKENDS)
+    assert REGISTRY_CHOICES["segmenter.kind"] == tuple(dict.fromkeys(s.kind for s in specs))
+    assert set(REGISTRY_CHOICES["segmenter.backend"]) == {"auto", *(s.backend for s in specs)}
+    assert set(REGISTRY_CHOICES["segmenter.precision"]) == {"auto", *(p for s in specs for p in s.precisions)}
+    assert REGISTRY_CHOICES["pipeline"] == ("auto", *pipelines_registry.BUILDERS)
+    assert REGISTRY_CHOICES["mllm.backend"] == tuple(vlm_registry.BACKENDS)
     assert set(pipelines_registry.AUTO_ORDER) <= set(pipelines_registry.BUILDERS) >= set(pipelines_registry.CONFIGURED)
-    assert set(segmenters_registry.AUTO) == set(sections.SEGMENTER_KINDS)  # each kind says what `auto` runs
+    assert set(segmenters_registry.AUTO) == set(segmenters_registry.KINDS)  # each kind says what `auto` runs
+
+
+def test_every_registry_backed_setting_has_its_registry() -> None:
+    # a field marked registry=True takes its choices from REGISTRY_CHOICES; a row there names a marked field
+    marked = {f"{sec.name}.{f.name}" if is_section(sec) else sec.name
+              for sec in dataclasses.fields(Settings)
+              for f in (dataclasses.fields(sec.default_factory) if is_section(sec) else (sec,))
+              if f.metadata.get("registry")}
+    assert marked == set(REGISTRY_CHOICES)
 
 
 def test_schema_enums_are_the_registry_keys() -> None:
@@ -61,10 +72,10 @@ def test_cli_choices_are_the_registry_keys() -> None:
     assert _choices(_subparser("segment"), "pipeline") == ["auto", *pipelines_registry.BUILDERS]
     assert _choices(_subparser("export"), "format") == list(FORMATS)
     # --set takes any setting; a value outside a registry is refused naming the registry's keys
-    for name, keys in (("segmenter.backend", segmenters_registry.BACKENDS), ("pipeline", sections.PIPELINES),
+    for name, keys in (("segmenter.backend", segmenters_registry.BACKENDS), ("pipeline", pipelines_registry.PIPELINES),
                        ("mllm.backend", tuple(vlm_registry.BACKENDS))):
         with pytest.raises(ConfigError, match=", ".join(keys)):
-            with_overrides(sections.Settings(), [f"{name}=nonesuch"])
+            with_overrides(Settings(), [f"{name}=nonesuch"])
 
 
 def test_every_segmenter_file_is_named_by_its_graph_contract() -> None:
@@ -104,7 +115,7 @@ _BUILD_AND_LIST_MODULES = """
 import json, sys
 from reasonseg.pipelines.registry import build_pipeline
 from reasonseg.segmenters.registry import build_segmenter
-from reasonseg.settings.sections import SegmenterSettings, Settings
+from reasonseg.core.settings import SegmenterSettings, Settings
 
 settings = Settings()
 build_pipeline(settings)  # the embedded default, as the node builds it

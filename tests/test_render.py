@@ -7,7 +7,7 @@ import textwrap
 
 import numpy as np
 
-from reasonseg.pipelines.base import FrameResult
+from reasonseg.core.results import FrameResult
 from reasonseg.core.render import render_overlay
 
 
@@ -31,7 +31,7 @@ def test_extreme_frames_render_in_a_child_process():
     instead of killing pytest."""
     code = textwrap.dedent("""
         import numpy as np
-        from reasonseg.pipelines.base import FrameResult
+        from reasonseg.core.results import FrameResult
         from reasonseg.core.render import contact_sheet, render_overlay
         for h, w in ((1, 10_000_000), (10_000_000, 1), (2, 3_000_000)):
             img = np.zeros((h, w, 3), np.uint8)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reasonseg.settings.sections import Settings
+from reasonseg.core.settings import Settings
 from reasonseg.settings.loading import with_overrides
 from reasonseg.core.errors import ConfigError, ModelCacheError
 from reasonseg.core.prompt import Prompt
@@ -141,7 +141,7 @@ def test_stream_memory_stays_bounded_over_500_frames(sam2_dir):
 
 
 def test_stream_confidence_follows_object_presence(sam2_dir):
-    from reasonseg.pipelines.base import Grounding, Target
+    from reasonseg.core.results import Grounding, Target
     from reasonseg.pipelines.memory_track import MemoryTrack
 
     seg = _segmenter(sam2_dir)

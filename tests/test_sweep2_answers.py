@@ -14,7 +14,7 @@ import unicodedata
 import pytest
 
 from openai_server import OpenAiServer, scripted_vlm
-from reasonseg.settings.sections import Settings
+from reasonseg.core.settings import Settings
 from reasonseg.settings.loading import with_overrides
 from reasonseg.core.errors import CheckpointError
 from reasonseg.grounding.llm.client import ChatLlm

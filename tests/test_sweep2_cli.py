@@ -251,7 +251,7 @@ class _HostilePipeline:
     name = "refine"
 
     def run(self, rgb, instruction):
-        from reasonseg.pipelines.base import FrameResult, Grounding
+        from reasonseg.core.results import FrameResult, Grounding
 
         g = Grounding(instruction, (HOSTILE,), (), HOSTILE, "llm" + HOSTILE, "refine")
         return FrameResult(mask=np.zeros(rgb.shape[:2], bool), valid=True, labels=(HOSTILE,),

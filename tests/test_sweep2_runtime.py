@@ -10,7 +10,7 @@ import weakref
 import numpy as np
 import pytest
 
-from reasonseg.settings.sections import DiagnosticsSettings, RuntimeSettings, Settings
+from reasonseg.core.settings import DiagnosticsSettings, RuntimeSettings, Settings
 from reasonseg.settings.loading import with_overrides
 from reasonseg.settings.ros_args import check_url_parameters
 from reasonseg.core.errors import ConfigError, InputError

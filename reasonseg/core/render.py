@@ -1,15 +1,13 @@
 """Pictures people look at: mask overlays and contact sheets."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
 from reasonseg.core.model_text import clean_model_text
-
-if TYPE_CHECKING:  # drawn from its fields only
-    from reasonseg.pipelines.base import FrameResult
+from reasonseg.core.results import FrameResult
 
 _TINT = np.array([255, 40, 200], np.uint8)  # magenta reads on roads, sky and foliage alike
 MAX_CAPTION_CHARS = 120

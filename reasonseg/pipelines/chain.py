@@ -14,8 +14,9 @@ import numpy as np
 from reasonseg.core.errors import ReasonSegError
 from reasonseg.core.model_text import reason_of
 from reasonseg.core.prompt import Box
+from reasonseg.core.results import FrameResult, Grounding
 from reasonseg.core.timing import Timer
-from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Track
+from reasonseg.pipelines.base import Pipeline, Track
 
 log = logging.getLogger(__name__)
 

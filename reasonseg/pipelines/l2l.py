@@ -6,18 +6,16 @@ probabilities as SESM's structural prior.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from reasonseg.core.prompt import mask_box
+from reasonseg.core.results import FrameResult, Grounding, Instance
+from reasonseg.core.settings import L2LSettings
 from reasonseg.core.timing import Timer
 from reasonseg.core.torch_device import resolve_device
 from reasonseg.grounding.query import parse_query
-from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import L2LSettings
+from reasonseg.pipelines.base import Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from reasonseg.core.prompt import mask_box
+from reasonseg.core.results import FrameResult, Grounding, Instance
 from reasonseg.core.timing import Timer
-from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Track
+from reasonseg.pipelines.base import Track
 
 
 class MemoryTrack(Track):

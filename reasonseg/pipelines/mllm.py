@@ -7,18 +7,15 @@ with the embedded LiteSAM (no memory) the grounded prompts are decoded again on 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from reasonseg.core.prompt import Box, Prompt, mask_box
+from reasonseg.core.results import FrameResult, Grounding, Instance, Target
+from reasonseg.core.settings import Settings
 from reasonseg.core.timing import Timer
 from reasonseg.grounding.query import parse_query
-from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target, Track
+from reasonseg.pipelines.base import Pipeline, Track
 from reasonseg.pipelines.memory_track import MemoryTrack
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import Settings
 
 MIN_MASK_IOU = 0.05  # a predicted IoU below this is no mask at all
 

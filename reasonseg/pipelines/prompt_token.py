@@ -5,19 +5,16 @@ tracks the target (MemoryTrack, conditioned on the model's mask); `segment` deco
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from reasonseg.core.prompt import Prompt
+from reasonseg.core.results import Grounding, Target
+from reasonseg.core.settings import Settings
 from reasonseg.core.timing import Timer
 from reasonseg.grounding.query import parse_query
 from reasonseg.grounding.vlm.token_answer import TokenGrounder
-from reasonseg.pipelines.base import Grounding, Target
 from reasonseg.pipelines.mllm import MllmPipeline
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import Settings
 
 log = logging.getLogger(__name__)
 

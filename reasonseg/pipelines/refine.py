@@ -11,22 +11,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from reasonseg.core.model_text import reason_of
 from reasonseg.core.prompt import Box, Prompt
+from reasonseg.core.results import FrameResult, Grounding, Instance, Target
+from reasonseg.core.settings import Settings
 from reasonseg.core.timing import Timer
 from reasonseg.grounding.affordances import parse_affordance
 from reasonseg.grounding.label_resolver import LabelResolver
 from reasonseg.grounding.llm.client import ChatLlm
 from reasonseg.grounding.query import Query, Relation, parse_query
 from reasonseg.grounding.selection import SAME_OBJECT_IOU, box_area, box_intersection, box_iou, select_instances
-from reasonseg.pipelines.base import FrameResult, Grounding, Instance, Pipeline, Target
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import Settings
+from reasonseg.pipelines.base import Pipeline
 
 log = logging.getLogger(__name__)
 OCCLUDER_MIN_SCORE = 0.3  # detector score for an object to be cut out of the target's mask

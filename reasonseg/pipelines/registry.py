@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from reasonseg.core.errors import ConfigError, ReasonSegError
 from reasonseg.core.model_cache import require
 from reasonseg.core.model_loading import load_hf_model
 from reasonseg.core.model_loading import load_model as _load
+from reasonseg.core.settings import Settings
 from reasonseg.pipelines.base import Pipeline
 from reasonseg.pipelines.chain import FallbackChain
 from reasonseg.segmenters.registry import build_segmenter
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,12 @@ import numpy as np
 from reasonseg.core.errors import InputError, one_line
 from reasonseg.core.image_codec import validate_rgb
 from reasonseg.core.instruction import sanitize_instruction
+from reasonseg.core.results import FrameResult, Grounding
+from reasonseg.core.settings import RuntimeSettings
 from reasonseg.core.timing import Timer
-from reasonseg.pipelines.base import FrameResult, Grounding, Pipeline, Track
+from reasonseg.pipelines.base import Pipeline, Track
 from reasonseg.runtime.backoff import RetryBackoff
 from reasonseg.runtime.frame_gate import FairGate, LatestSlot
-from reasonseg.settings.sections import RuntimeSettings
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Sequence
 
-from reasonseg.settings.sections import DiagnosticsSettings
+from reasonseg.core.settings import DiagnosticsSettings
 
 OK, WARN, ERROR = 0, 1, 2
 MIN_FRAMES_FOR_SHARE = 10  # too few frames in a window say nothing about a drop share

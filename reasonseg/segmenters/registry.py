@@ -11,20 +11,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from reasonseg.core.errors import ConfigError
 from reasonseg.core.prompt import Segmenter
+from reasonseg.core.settings import SegmenterSettings
 from reasonseg.segmenters.lite_sam import build as lite_sam
 from reasonseg.segmenters.lite_sam.graphs import graph_files
 from reasonseg.segmenters.sam2 import build as sam2
 from reasonseg.segmenters.sam2.graphs import DECODER, ENCODER
 
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import SegmenterSettings
-
 log = logging.getLogger(__name__)
-Builder = Callable[["SegmenterSettings", Path], Segmenter]
+Builder = Callable[[SegmenterSettings, Path], Segmenter]
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ SPECS: tuple[SegmenterSpec, ...] = (
     SegmenterSpec("sam2", "torch", sam2.build_torch, ("fp32",), ()),  # a transformers checkpoint
     SegmenterSpec("sam2", "onnxruntime", sam2.build_onnxruntime, ("fp32",), (ENCODER, DECODER)),
 )
-AUTO: dict[str, Callable[["SegmenterSettings", Path], tuple[str, str]]] = {
+AUTO: dict[str, Callable[[SegmenterSettings, Path], tuple[str, str]]] = {
     "lite_sam": lite_sam.auto_backend, "sam2": sam2.auto_backend}
 
 # the choice lists, derived (first-seen order)

@@ -9,7 +9,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from reasonseg.core.errors import ConfigError, one_line
-from reasonseg.settings.sections import Settings, brief
+from reasonseg.core.settings import Settings, brief
+from reasonseg.settings.validation import settings_from_flat, settings_from_nested
 
 
 def load_settings(path: str | Path | None, node_name: str = "reasonseg") -> Settings:
@@ -22,11 +23,11 @@ def load_settings(path: str | Path | None, node_name: str = "reasonseg") -> Sett
         raise ConfigError(f"config file {p} must hold a mapping")
     ros_params = _ros_params_section(data, node_name)
     if ros_params is not None:
-        return Settings.from_flat(_flatten(ros_params))
-    return Settings.from_nested(data)
+        return settings_from_flat(_flatten(ros_params))
+    return settings_from_nested(data)
 
 
-def with_overrides(settings: "Settings", assignments: Iterable[str]) -> "Settings":
+def with_overrides(settings: Settings, assignments: Iterable[str]) -> Settings:
     """Apply `key=value` overrides (the CLI's repeatable --set) and validate the result; ConfigError."""
     values = settings.flat()
     for item in assignments:
@@ -34,7 +35,7 @@ def with_overrides(settings: "Settings", assignments: Iterable[str]) -> "Setting
         if not sep or not name:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. mllm.model=/path/to/model")
         values[name.strip()] = parse_param_value(name.strip(), raw)
-    return Settings.from_flat(values)
+    return settings_from_flat(values)
 
 
 def parse_param_value(name: str, raw: str) -> Any:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from reasonseg.core.errors import ConfigError
+from reasonseg.core.settings import Settings, is_section, no_credentials
 from reasonseg.settings.loading import load_yaml, parse_param_value, read_config_text
-from reasonseg.settings.sections import Settings, is_section, no_credentials
+from reasonseg.settings.validation import settings_from_flat
 
 
 def check_url_parameters(values: Mapping[str, Any]) -> None:
@@ -18,7 +19,7 @@ def check_url_parameters(values: Mapping[str, Any]) -> None:
     before it declares any parameter, so a URL with credentials never becomes a readable parameter value."""
     urls = [f"{sec.name}.{f.name}" for sec in dataclasses.fields(Settings) if is_section(sec)
             for f in dataclasses.fields(sec.default_factory) if f.metadata.get("check") is no_credentials]
-    Settings.from_flat({name: values[name] for name in urls if name in values})
+    settings_from_flat({name: values[name] for name in urls if name in values})
 
 
 # Parameters any rclpy node may be given besides ours (prefixes end in ".").
@@ -65,7 +66,7 @@ def check_ros_args(argv: list[str]) -> None:
             name, sep, raw = arg.partition(":=")
             if sep and name in names:
                 overrides[name] = parse_param_value(name, raw)
-    Settings.from_flat(overrides)
+    settings_from_flat(overrides)
 
 
 def _check_params_file(p: Path) -> None:

@@ -1,4 +1,5 @@
-"""JSON Schema of the node's parameter files, generated from the settings (`reasonseg/settings/sections.py`).
+"""JSON Schema of the node's parameter files, generated from the settings (`reasonseg/core/settings.py`, choices
+from the registries: `validation.REGISTRY_CHOICES`).
 
 The schema lives next to the node, as Autoware's packages ship theirs
 (`ros_ws/src/reasonseg_perception/schema/reasonseg_node.schema.json`): editors validate a params YAML
@@ -16,7 +17,8 @@ import dataclasses
 import json
 from typing import Any
 
-from reasonseg.settings.sections import Settings, is_section
+from reasonseg.core.settings import Settings, is_section
+from reasonseg.settings.validation import choices_of
 
 NODE = "reasonseg_node"
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", tuple: "array"}
@@ -30,14 +32,14 @@ _ROS_PARAMETERS = {
 }
 
 
-def _property(f: dataclasses.Field) -> dict[str, Any]:
+def _property(f: dataclasses.Field, name: str) -> dict[str, Any]:
     meta, kind = f.metadata, type(f.default)
     prop: dict[str, Any] = {"type": _JSON_TYPES[kind], "description": meta["doc"],
                             "default": list(f.default) if kind is tuple else f.default}
     if kind is tuple:
         prop["items"] = {"type": "string"}
-    if meta["choices"]:
-        prop["enum"] = list(meta["choices"])
+    if choices := choices_of(name, f):
+        prop["enum"] = list(choices)
     if meta["lo"] is not None:
         prop["minimum"] = meta["lo"]
     if meta["hi"] is not None:
@@ -45,10 +47,11 @@ def _property(f: dataclasses.Field) -> dict[str, Any]:
     return prop | meta["schema"]
 
 
-def _object(cls: type) -> dict[str, Any]:
+def _object(cls: type, prefix: str = "") -> dict[str, Any]:
     properties = {}
     for f in dataclasses.fields(cls):
-        properties[f.name] = _object(f.default_factory) if is_section(f) else _property(f)
+        name = prefix + f.name
+        properties[f.name] = _object(f.default_factory, name + ".") if is_section(f) else _property(f, name)
     return {"type": "object", "properties": properties, "additionalProperties": False}
 
 

@@ -5,16 +5,12 @@ score still decides whether anything is there. The pipeline around it is `pipeli
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from reasonseg.core.model_text import clean_model_text
+from reasonseg.core.settings import CoraSettings
 from reasonseg.core.timing import Timer
 from reasonseg.grounding.vlm.token_answer import TokenAnswer, load_token_model
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import CoraSettings
 
 
 class CoraGrounder:

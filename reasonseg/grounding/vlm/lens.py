@@ -7,17 +7,13 @@ a mask and the grounding says so. The pipeline around it is `pipelines/prompt_to
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from reasonseg.core.model_text import clean_model_text, reason_of
+from reasonseg.core.settings import LensSettings
 from reasonseg.core.timing import Timer
 from reasonseg.grounding.vlm.answer import parse_answer
 from reasonseg.grounding.vlm.token_answer import TokenAnswer, load_token_model
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import LensSettings
 
 # The release's prompts (src/open_r1/constants.py): what its checkpoints were trained to answer.
 SYSTEM_PROMPT = "You are a helpful assistant. "

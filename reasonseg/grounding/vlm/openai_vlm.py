@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from reasonseg.core.settings import MllmSettings
 from reasonseg.grounding.llm.client import ChatLlm, resolve_endpoint
 from reasonseg.grounding.vlm.answer import MllmAnswer, box_format_for, build_prompt, parse_answer, smart_resize
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import MllmSettings
 
 log = logging.getLogger(__name__)
 

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from reasonseg.core.errors import CheckpointError
+from reasonseg.core.settings import MllmSettings
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
 from reasonseg.grounding.llm.client import LlmError
 from reasonseg.grounding.vlm.answer import MllmAnswer, build_prompt, parse_answer, smart_resize
 from reasonseg.models.weights import check_model_dir
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import MllmSettings
-
 
 SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")  # 14-px patches merged 2x2, boxes in pixels
 NOT_YET_SUPPORTED = {"qwen3_vl": "Qwen3-VL", "qwen3_vl_moe": "Qwen3-VL MoE"}

@@ -11,8 +11,8 @@ from reasonseg.core.errors import ConfigError
 from reasonseg.core.model_loading import load_hf_model
 
 if TYPE_CHECKING:  # settings sit above this layer: annotations only
+    from reasonseg.core.settings import MllmSettings
     from reasonseg.grounding.vlm.answer import MllmAnswer
-    from reasonseg.settings.sections import MllmSettings
 
 
 class VlmGrounder(Protocol):

@@ -8,17 +8,14 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from reasonseg.core.errors import ConfigError
 from reasonseg.core.model_cache import require
 from reasonseg.core.model_loading import load_model
 from reasonseg.core.prompt import Segmenter
+from reasonseg.core.settings import SegmenterSettings
 from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE, FOLDER, WEIGHTS
 from reasonseg.segmenters.lite_sam.precision import lite_sam_encoder, openvino_encoder, tensorrt_engines
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import SegmenterSettings
 
 log = logging.getLogger(__name__)
 

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from reasonseg.backends import cpu_int8
 from reasonseg.core.errors import ConfigError, ModelCacheError
 from reasonseg.core.graph_manifest import read_manifest
 from reasonseg.core.model_cache import check_files, require
+from reasonseg.core.settings import SegmenterSettings
 from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE, ENCODER, FOLDER, encoder_file, export_command
-
-if TYPE_CHECKING:
-    from reasonseg.settings.sections import SegmenterSettings
-
 
 SPEED_FILE = "openvino_speed.json"
 

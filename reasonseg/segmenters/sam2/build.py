@@ -3,15 +3,12 @@ one builder per `segmenter.backend` (rows of `segmenters/registry.py`) and what 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from reasonseg.core.errors import ConfigError
 from reasonseg.core.model_loading import load_hf_model, load_model
 from reasonseg.core.prompt import Segmenter
+from reasonseg.core.settings import SegmenterSettings
 from reasonseg.segmenters.sam2.graphs import ENCODER
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.settings.sections import SegmenterSettings
 
 
 def build_torch(seg: SegmenterSettings, cache: Path) -> Segmenter:

@@ -8,7 +8,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from reasonseg.core.render import render_overlay
-from reasonseg.pipelines.base import FrameResult
+from reasonseg.core.results import FrameResult
 from reasonseg.runtime.engine import EngineOutput
 
 from .msg_convert import array_to_image

@@ -9,7 +9,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from reasonseg.core.image_codec import decode_image
-from reasonseg.pipelines.base import Instance
+from reasonseg.core.results import Instance
 
 
 def image_to_rgb(msg: Image, max_pixels: int, max_aspect: float) -> np.ndarray:

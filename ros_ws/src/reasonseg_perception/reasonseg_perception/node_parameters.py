@@ -8,7 +8,8 @@ from rclpy.node import Node
 
 from reasonseg.core.errors import ConfigError, one_line
 from reasonseg.settings.ros_args import check_url_parameters, unknown_parameter_warnings
-from reasonseg.settings.sections import Settings, field_docs
+from reasonseg.settings.validation import settings_from_flat
+from reasonseg.core.settings import Settings, field_docs
 
 
 def _overrides(node: Node) -> dict:
@@ -30,13 +31,13 @@ def declare_settings(node: Node) -> None:
 
 def checked_autostart(node: Node) -> bool:
     value = node.get_parameter("autostart").value
-    return Settings.from_flat({"autostart": value}).autostart
+    return settings_from_flat({"autostart": value}).autostart
 
 
 def read_settings(node: Node) -> Settings:
     """The settings the parameters hold (validated); a warning per given name that is no setting."""
     values = {name: node.get_parameter(name).value for name in Settings().flat()}
-    settings = Settings.from_flat(values)
+    settings = settings_from_flat(values)
     for line in unknown_parameter_warnings(_overrides(node), values):
         node.get_logger().warning(line)
     return settings

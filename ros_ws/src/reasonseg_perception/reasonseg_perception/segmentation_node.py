@@ -26,7 +26,7 @@ from reasonseg.pipelines.registry import build_pipeline
 from reasonseg.runtime.engine import Camera, EngineOutput, PerceptionEngine
 from reasonseg.runtime.health import HealthRater
 from reasonseg.runtime.memory import release_freed_memory
-from reasonseg.settings.sections import Settings
+from reasonseg.core.settings import Settings
 
 from .camera_io import CameraIO, camera_topic, output_types
 from .log_routing import route_library_logs

@@ -1,10 +1,10 @@
-"""Settings: one typed schema for YAML files, ROS parameters and the CLI.
+"""Settings: one typed schema for YAML files, ROS parameters and the CLI, read by every layer.
 
-Each field carries its bounds; `Settings.from_flat` validates a flat mapping
-("segmenter.num_points": 20) as ROS hands parameters over, and
-`loading.load_settings` reads a YAML file in either plain nested form or the ROS
-`<node>: ros__parameters:` form, so the CLI and the node share one file. The
-choice lists of registry-backed settings come from the registries.
+Each field carries its default, description and bounds. The settings layer above (`reasonseg/settings/`)
+validates a mapping into a `Settings` (`validation.settings_from_flat`: "segmenter.num_points": 20, as ROS hands
+parameters over), reads YAML files and writes the parameter schema; a field marked `registry=True` takes its
+choices from a registry's keys there (one registry row adds a choice everywhere), so this module, at the bottom,
+imports no registry.
 """
 from __future__ import annotations
 
@@ -15,29 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from reasonseg.core.errors import ConfigError
 from reasonseg.core.model_cache import resolve_cache_dir
-from reasonseg.grounding.vlm import registry as vlm_registry
-from reasonseg.pipelines import registry as pipelines_registry
-from reasonseg.segmenters import registry as segmenters_registry
 
 
 def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
-       choices: tuple[str, ...] | None = None, check: Callable[[Any], str | None] | None = None,
-       schema: Mapping[str, Any] | None = None) -> Any:
+       choices: tuple[str, ...] | None = None, registry: bool = False,
+       check: Callable[[Any], str | None] | None = None, schema: Mapping[str, Any] | None = None) -> Any:
     """A setting: default, description and bounds. `check` is a rule beyond them; `schema` says the same rule
     in JSON Schema terms for the parameter schema file (reasonseg/settings/schema.py)."""
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices, "check": check,
-                                            "schema": dict(schema or {})})
+    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "choices": choices, "registry": registry,
+                                            "check": check, "schema": dict(schema or {})})
 
 
-# Choice lists: those of a registry are derived from it (one row adds a choice everywhere: validation, the
-# parameter schema, the CLI, the launch file's backend:=); the others are properties of one model.
-PIPELINES = pipelines_registry.PIPELINES
-BACKENDS = segmenters_registry.BACKENDS  # auto: see segmenters/registry.py auto_backend
-PRECISIONS = segmenters_registry.PRECISIONS  # the exported encoder variants a segmenter runs
-SEGMENTER_KINDS = segmenters_registry.KINDS
-MLLM_BACKENDS = tuple(vlm_registry.BACKENDS)
+# Choice lists that are properties of one model; those of a registry (`registry=True`: segmenter kind, backend,
+# precision, pipeline, mllm.backend) are its keys, attached by reasonseg/settings/validation.py.
 MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters/lite_sam/runners.py
 MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
 MLLM_BOX_FORMATS = ("auto", "absolute", "relative_1000")  # see reasonseg/grounding/vlm/answer.py
@@ -63,7 +54,7 @@ def no_credentials(url: str) -> str | None:
     return None
 
 
-def _redacted(value: Any) -> Any:
+def redacted(value: Any) -> Any:
     """`value` for an error message: a URL's userinfo as `***@`."""
     at = _userinfo_end(value) if isinstance(value, str) else 0
     return value[: value.find("://") + 3 if "://" in value else 0] + "***@" + value[at:] if at else value
@@ -99,7 +90,7 @@ class DetectorSettings:
 
 @dataclass(frozen=True)
 class SegmenterSettings:
-    kind: str = _f("lite_sam", "segmenter model family", choices=SEGMENTER_KINDS)
+    kind: str = _f("lite_sam", "segmenter model family", registry=True)
     model: str = _f("", "sam2: HF id (from the local cache) or local dir, e.g. facebook/sam2.1-hiera-tiny "
                         "(lite_sam: '' = the embedded default)")
     device: str = _device()
@@ -109,14 +100,14 @@ class SegmenterSettings:
     # the CPU has native bf16, and its NNCF int8 ~1.35x faster than that; torch is the reference.
     backend: str = _f("auto", "segmenter backend; auto = openvino where it would run an int8 or bf16 encoder the "
                               "set-up judged for this CPU (CPUs with native bf16), else onnxruntime (sam2: "
-                              "onnxruntime for an exported folder, else torch)", choices=BACKENDS)
+                              "onnxruntime for an exported folder, else torch)", registry=True)
     # The int8 encoder is made by the set-up step (`reasonseg export lite-sam --precision int8`) and judged
     # there: its manifest records the mask IoU vs fp32 on the sample photos and the CPU that judged it
     # (backends/cpu_int8.py: auto does not carry a judgement over to a CPU whose int8 kernels saturate).
     precision: str = _f("auto", "lite_sam on onnxruntime: image encoder precision; auto = int8 when its manifest "
                                 "shows mean mask IoU >= 0.95 vs fp32, else fp32 (lite_sam on openvino: auto = int8, "
                                 "then bf16, by the same rule as judged for this CPU; on tensorrt: auto = fp16; other "
-                                "kinds and backends: fp32 only)", choices=PRECISIONS)
+                                "kinds and backends: fp32 only)", registry=True)
     # Paper §3.4 prompts SAM with the box plus the n_p = 20 top-probability points. LiteMedSAM was trained on
     # boxes only and points shrink its masks (measured: truck box cover 0.46 -> 0.17 with 20 points), so the
     # embedded default is box-only; set 20 for SAM/SAM2 proper.
@@ -143,7 +134,7 @@ class LlmSettings:
 class MllmSettings:
     backend: str = _f("transformers", "transformers: Qwen2.5-VL / Qwen2-VL in this process; openai: any "
                                       "OpenAI-compatible chat endpoint that takes images (vLLM, Ollama, GPT-4o)",
-                      choices=MLLM_BACKENDS)
+                      registry=True)
     model: str = _f("", "HF id (from the local cache) or local dir; the served model name for openai "
                         "('' = the mllm pipeline is not configured)")
     base_url: str = _url("endpoint ('' = $OPENAI_BASE_URL); $OPENAI_API_KEY goes only to its own origin (README)")
@@ -240,7 +231,7 @@ class DiagnosticsSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    pipeline: str = _f("auto", "grounding pipeline", choices=PIPELINES)
+    pipeline: str = _f("auto", "grounding pipeline", registry=True)
     cache_dir: str = _f("", "model cache (empty = $REASONSEG_CACHE or ~/.cache/reasonseg)")
     # -- node only (the CLI reads and ignores these) --
     autostart: bool = _f(True, "configure and activate at start; false waits for a lifecycle manager")
@@ -277,21 +268,6 @@ class Settings:
                 out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
-    @classmethod
-    def from_flat(cls, values: Mapping[str, Any]) -> "Settings":
-        nested: dict[str, Any] = {}
-        for key, value in values.items():
-            section, _, leaf = key.partition(".")
-            if leaf:
-                nested.setdefault(section, {})[leaf] = value
-            else:
-                nested[section] = value
-        return cls.from_nested(nested)
-
-    @classmethod
-    def from_nested(cls, values: Mapping[str, Any]) -> "Settings":
-        return _build(cls, values, "")
-
 
 def field_docs() -> dict[str, str]:
     """Dotted name -> description, for ROS parameter descriptors and --help."""
@@ -308,49 +284,6 @@ def field_docs() -> dict[str, str]:
 def is_section(f: dataclasses.Field) -> bool:
     """A field that holds a group of settings (`segmenter`, `runtime`, ...), not one value."""
     return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
-
-
-def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'settings'} must be a mapping")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(f"{prefix}{u}" for u in set(values) - set(known))  # YAML keys may be numbers, null, lists
-    if unknown:
-        raise ConfigError(f"unknown parameter(s): {brief(', '.join(unknown), 200)[1:-1]}")
-    kwargs: dict[str, Any] = {}
-    for name, value in values.items():
-        f = known[name]
-        if is_section(f):
-            kwargs[name] = _build(f.default_factory, value or {}, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _check(f, value, prefix + name)
-    return cls(**kwargs)
-
-
-def _check(f: dataclasses.Field, value: Any, name: str) -> Any:
-    kind = type(f.default)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if kind is tuple:
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"parameter {name} must be a list of strings, got {brief(value)}")
-        value = tuple(value)
-    if type(value) is not kind:
-        raise ConfigError(f"parameter {name} must be {kind.__name__}, got {type(value).__name__} {brief(value)}")
-    if kind is float and not math.isfinite(value):  # NaN passes every range check below
-        raise ConfigError(f"parameter {name}={value!r} must be a finite number")
-    meta = f.metadata
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"parameter {name}={brief(value)} not one of {', '.join(meta['choices'])}")
-    if meta.get("lo") is not None and value < meta["lo"]:
-        raise ConfigError(f"parameter {name}={brief(value)} below minimum {meta['lo']}")
-    if meta.get("hi") is not None and value > meta["hi"]:
-        raise ConfigError(f"parameter {name}={brief(value)} above maximum {meta['hi']}")
-    problem = meta["check"](value) if meta.get("check") else None
-    if problem:
-        raise ConfigError(f"parameter {name}={list(value) if isinstance(value, tuple) else _redacted(value)!r}: "
-                          f"{problem}")
-    return value
 
 
 def brief(value: Any, limit: int = 80) -> str:
