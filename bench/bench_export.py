@@ -143,10 +143,10 @@ def input_size_study(cache: Path, sizes: tuple[int, ...]) -> dict:
     import numpy as np
 
     from reasonseg.core.prompt import Prompt
+    from reasonseg.core.settings import Settings
     from reasonseg.grounding.detector import CenterNetDetector
     from reasonseg.models.lite_sam.configuration import LiteSamConfig
     from reasonseg.segmenters.lite_sam.runners import TorchLiteSam
-    from reasonseg.core.settings import Settings
     from reasonseg_export.formats import read_photos
     from reasonseg_export.parity import mask_iou
 
@@ -214,6 +214,7 @@ def main() -> int:
     from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.core.prompt import Prompt
     from reasonseg.core.report import interleaved_median_ms, markdown_table
+    from reasonseg.core.settings import Settings
     from reasonseg.grounding.detector import CenterNetDetector
     from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.segmenters.lite_sam.graphs import DECODER_FILE
@@ -221,7 +222,6 @@ def main() -> int:
     from reasonseg.segmenters.person import PersonSegmenter
     from reasonseg.segmenters.registry import auto_backend
     from reasonseg.settings.loading import with_overrides
-    from reasonseg.core.settings import Settings
     from reasonseg_export.formats import read_photos
     from reasonseg_export.lite_sam import export_lite_sam, masks_iou_vs_fp32
     from reasonseg_export.parity import mask_iou

@@ -41,9 +41,9 @@ def build_checkpoint(dims: str, work: Path) -> Path:
 def run(dims: str, device: str, repeats: int, new_tokens: int, size: tuple[int, int]) -> dict:
     import torch
 
+    from reasonseg.core.settings import Settings
     from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.settings.loading import with_overrides
-    from reasonseg.core.settings import Settings
 
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)

@@ -135,9 +135,9 @@ def main() -> int:
 
     from reasonseg.core.model_cache import resolve_cache_dir
     from reasonseg.core.report import markdown_table
+    from reasonseg.core.settings import Settings
     from reasonseg.segmenters.registry import build_segmenter
     from reasonseg.settings.loading import with_overrides
-    from reasonseg.core.settings import Settings
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5)

@@ -40,13 +40,12 @@ def bench_stages(cache: Path, repeats: int) -> dict:
 
     from reasonseg.core.errors import ReasonSegError
     from reasonseg.core.report import median_ms
+    from reasonseg.core.settings import Settings
     from reasonseg.grounding.detector import COCO_LABELS, CenterNetDetector
     from reasonseg.grounding.label_resolver import LabelResolver
     from reasonseg.grounding.llm.client import ChatLlm
     from reasonseg.grounding.text_embedding import TextEmbedder
-    from reasonseg.segmenters.registry import build_segmenter
-    from reasonseg.segmenters.registry import BACKENDS
-    from reasonseg.core.settings import Settings
+    from reasonseg.segmenters.registry import BACKENDS, build_segmenter
 
     image = frame_bgr(cache)[:, :, ::-1].copy()
     settings = Settings()
@@ -83,9 +82,9 @@ def frame_sequence_child(spin: bool, repeats: int) -> dict:
         ort.SessionOptions.add_session_config_entry = (
             lambda self, key, value: real(self, key, "1" if key == "session.intra_op.allow_spinning" else value))
     from reasonseg.core.model_cache import resolve_cache_dir
+    from reasonseg.core.settings import Settings
     from reasonseg.grounding.detector import CenterNetDetector
     from reasonseg.segmenters.registry import build_segmenter
-    from reasonseg.core.settings import Settings
 
     cache = resolve_cache_dir()
     image = frame_bgr(cache)[:, :, ::-1].copy()

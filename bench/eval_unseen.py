@@ -128,9 +128,9 @@ def main() -> int:
     from reasonseg.core.output_files import write_bytes, write_json
     from reasonseg.core.render import contact_sheet
     from reasonseg.core.report import markdown_table
+    from reasonseg.core.settings import Settings
     from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.settings.loading import with_overrides
-    from reasonseg.core.settings import Settings
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prepare", action="store_true", help="fetch the photos into the model cache and stop")

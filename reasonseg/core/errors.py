@@ -1,8 +1,9 @@
 """Error types that callers (CLI, nodes) turn into one clear log line."""
 
 
-def one_line(exc: BaseException | str, limit: int = 200) -> str:
-    """A library's exception message (often a multi-line trace) as one line of at most `limit` characters."""
+def one_line(exc: BaseException | str, limit: int | None = 200) -> str:
+    """A library's exception message (often a multi-line trace) as one line of at most `limit` characters
+    (None: all of it)."""
     return " ".join(str(exc).split())[:limit]
 
 

@@ -3,16 +3,14 @@ or an OpenAI-compatible server. Add one: a module beside these and a row in `BAC
 `mllm.backend` is derived from it."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from reasonseg.core.errors import ConfigError
 from reasonseg.core.model_loading import load_hf_model
-
-if TYPE_CHECKING:  # settings sit above this layer: annotations only
-    from reasonseg.core.settings import MllmSettings
-    from reasonseg.grounding.vlm.answer import MllmAnswer
+from reasonseg.core.settings import MllmSettings
+from reasonseg.grounding.vlm.answer import MllmAnswer
 
 
 class VlmGrounder(Protocol):

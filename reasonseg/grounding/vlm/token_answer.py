@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from reasonseg.core.prompt import Box
+from reasonseg.core.settings import CoraSettings, LensSettings
 from reasonseg.core.timing import Timer
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
 
@@ -30,7 +31,8 @@ class TokenGrounder(Protocol):
     def ground(self, image_rgb: np.ndarray, instruction: str, timer: Timer) -> TokenAnswer: ...
 
 
-def load_token_model(model_class: Any, settings: Any, section: str, **kwargs: Any) -> tuple[Any, Any, Any]:
+def load_token_model(model_class: Any, settings: LensSettings | CoraSettings, section: str,
+                     **kwargs: Any) -> tuple[Any, Any, Any]:
     """(device, processor, model) of a checkpoint dir / cached HF id, on `settings.device` in `settings.dtype`;
     `section` names the settings in errors ("lens.device")."""
     from transformers import AutoProcessor

@@ -11,9 +11,9 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from reasonseg.core.errors import InputError
 from reasonseg.core.image_codec import check_image_layout, decode_compressed
+from reasonseg.core.settings import RuntimeSettings
 from reasonseg.runtime.engine import Camera, EngineOutput, Frame
 from reasonseg.runtime.health import HealthRater, frame_latency_ms
-from reasonseg.core.settings import RuntimeSettings
 
 from .message_building import mask_image, off_clock_warning, overlay_image, result_message, set_timings
 from .msg_convert import detections_msg, image_to_rgb, vision_msgs_available

@@ -29,8 +29,8 @@ from reasonseg.core.output_files import OutputError, prepare_output_dir, write_p
 from reasonseg.core.render import contact_sheet
 from reasonseg.core.report import markdown_table, median_table
 from reasonseg.core.signals import ignore_further_signals
-from reasonseg.settings.ros_args import MAX_DOMAIN_ID
 from reasonseg.segmenters.registry import BACKENDS
+from reasonseg.settings.ros_args import MAX_DOMAIN_ID
 
 from .launch_runner import LAUNCH_DEFAULTS, node_command, ros_environment, start_child, stop_child
 

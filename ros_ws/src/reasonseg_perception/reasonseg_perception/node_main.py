@@ -19,7 +19,7 @@ from .segmentation_node import ReasonSegNode
 
 def _one_line(exc: BaseException) -> str:
     """rcl errors end in ', at /path/file.c:123' breadcrumbs: drop them."""
-    return re.sub(r",? at /\S+:\d+", "", one_line(exc, 10_000))[:300]
+    return re.sub(r",? at /\S+:\d+", "", one_line(exc, None))[:300]
 
 
 def main(args: list[str] | None = None) -> int:

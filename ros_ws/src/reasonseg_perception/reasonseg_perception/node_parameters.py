@@ -7,9 +7,9 @@ from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 
 from reasonseg.core.errors import ConfigError, one_line
+from reasonseg.core.settings import Settings, field_docs
 from reasonseg.settings.ros_args import check_url_parameters, unknown_parameter_warnings
 from reasonseg.settings.validation import settings_from_flat
-from reasonseg.core.settings import Settings, field_docs
 
 
 def _overrides(node: Node) -> dict:

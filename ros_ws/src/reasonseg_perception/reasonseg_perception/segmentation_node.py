@@ -22,11 +22,11 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from reasonseg.core.errors import InputError, ReasonSegError
+from reasonseg.core.settings import Settings
 from reasonseg.pipelines.registry import build_pipeline
 from reasonseg.runtime.engine import Camera, EngineOutput, PerceptionEngine
 from reasonseg.runtime.health import HealthRater
 from reasonseg.runtime.memory import release_freed_memory
-from reasonseg.core.settings import Settings
 
 from .camera_io import CameraIO, camera_topic, output_types
 from .log_routing import route_library_logs
