@@ -34,10 +34,11 @@ RUN apt-get update \
 WORKDIR /opt/reasonseg
 COPY . .
 COPY --from=cache /opt/reasonseg-cache /opt/reasonseg-cache
-# the CPU onnxruntime the set-up step installs gives way to the CUDA / TensorRT one, same version
+# the CPU onnxruntime (+ GenAI) the set-up step installs gives way to the CUDA / TensorRT ones, same versions
 RUN bash scripts/setup.sh \
-    && .venv/bin/pip uninstall -y onnxruntime \
-    && .venv/bin/pip install --no-cache-dir onnxruntime-gpu==1.31.1 tensorrt==10.13.3.9
+    && .venv/bin/pip uninstall -y onnxruntime onnxruntime-genai \
+    && .venv/bin/pip install --no-cache-dir onnxruntime-gpu==1.31.1 onnxruntime-genai-cuda==0.18.0 tensorrt==10.13.3.9 \
+    && bash scripts/setup_edgellm.sh --optional
 
 # 3. Build-only: the engines the shipped YAML needs, so the node never builds on the camera path.
 FROM runtime AS engines

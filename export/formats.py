@@ -17,12 +17,12 @@ from reasonseg.core.model_cache import resolve_cache_dir
 from reasonseg.segmenters.lite_sam.graphs import FOLDER, WEIGHTS
 from reasonseg_export.tfjs.export import CENTERNET, PERSON_SELFIE, TfjsFormat
 
-PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16", "int4")
 
 
 # CLI options a format may take (argparse dests), beside the format name; every format takes --precision, limited
 # to the precisions it writes
-OPTIONS = ("checkpoint", "out", "precision", "int8_method", "photos", "config")
+OPTIONS = ("checkpoint", "out", "precision", "int8_method", "photos", "config", "target")
 BASIC = {"checkpoint": (), "out": (), "precision": ()}
 
 
@@ -151,6 +151,34 @@ def _l2l(args: argparse.Namespace) -> list[Path]:
     return export_l2l(_needs_checkpoint(args, "an L2L segmentor dir written by training/"), Path(args.out))
 
 
+def _qwen_vl(args: argparse.Namespace) -> list[Path]:
+    from reasonseg_export.qwen_vl import PARITY_PHOTOS, export_qwen_vl
+
+    checkpoint = _needs_checkpoint(args, "a Qwen2.5-VL checkpoint dir")
+    photos = read_photos(Path(args.photos) if args.photos else resolve_cache_dir() / "images", limit=PARITY_PHOTOS)
+    return export_qwen_vl(checkpoint, Path(args.out), precisions=args.precision or ["fp32"], photos=photos)
+
+
+def _lens(args: argparse.Namespace) -> list[Path]:
+    from reasonseg_export.lens_onnx import export_lens
+    from reasonseg_export.qwen_vl import PARITY_PHOTOS
+
+    checkpoint = _needs_checkpoint(args, "a LENS checkpoint in the release layout")
+    photos = read_photos(Path(args.photos) if args.photos else resolve_cache_dir() / "images", limit=PARITY_PHOTOS)
+    return export_lens(checkpoint, Path(args.out), precisions=args.precision or ["fp32"], photos=photos)
+
+
+def _edgellm(args: argparse.Namespace) -> list[Path]:
+    from reasonseg_export.edgellm import build_command, export_edgellm
+
+    checkpoint = _needs_checkpoint(args, "a Qwen2.5-VL / Qwen3-VL checkpoint dir")
+    target = args.target or "orin"
+    written = export_edgellm(checkpoint, Path(args.out), target=target)
+    print(f"[export] build the engines on the {target} (Edge-LLM's C++ builders): "
+          f"{build_command(Path(args.out), target)}")
+    return written
+
+
 def _tensorrt(args: argparse.Namespace) -> list[Path]:
     """Build-only mode: the engines a settings file needs (or one --checkpoint ONNX), then exit."""
     from reasonseg.backends.tensorrt_graph import require_tensorrt
@@ -182,7 +210,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "fp32 fp16 int8 bf16", "fp32: <= 1e-4 rel vs PyTorch; fp16/int8/bf16: mask IoU vs fp32 on photos "
            "(bf16 / openvino int8: as OpenVINO runs them; bf16 on a CPU with native bf16)", _lite_sam,
            {**BASIC, "int8_method": ("int8",), "photos": ("fp16", "int8", "bf16")},
-           read_by="reasonseg.segmenters.lite_sam.graphs", files=("lite_sam/encoder*.onnx", "lite_sam/encoder.*.xml", "lite_sam/decoder_multimask.onnx")),
+           read_by="reasonseg.segmenters.lite_sam.graphs",
+           files=("lite_sam/encoder*.onnx", "lite_sam/encoder.*.xml", "lite_sam/decoder_multimask.onnx")),
     Format("centernet", "embedded COCO detector (MobileNetV3 CenterNet)", "TF.js model.json + shards",
            "centernet.onnx", "fp32", "<= 1e-4 rel vs the TF.js graph run in TF semantics, on photos + noise",
            _tfjs(CENTERNET, "centernet.onnx"), {**BASIC, "photos": ()},
@@ -196,18 +225,42 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "sam2 / sam2_video checkpoint (transformers)",
            "sam2_{encoder,decoder}.onnx (+ sam2_track_{start,step}.onnx)", "fp32",
            "<= 1e-4 rel vs PyTorch: encoder, 4 prompt kinds, start, step with 1 / growing / full memory", _sam2,
-           read_by="reasonseg.segmenters.sam2.graphs", files=("sam2_encoder.onnx", "sam2_decoder.onnx", "sam2_track_start.onnx", "sam2_track_step.onnx")),
+           read_by="reasonseg.segmenters.sam2.graphs",
+           files=("sam2_encoder.onnx", "sam2_decoder.onnx", "sam2_track_start.onnx", "sam2_track_step.onnx")),
     Format("lens-connector", "LENS queries -> connector -> proj_to_sam (SAM2 prompt token)",
            "LENS checkpoint (release layout)", "lens_connector.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
            _lens_connector,
-           files=("lens_connector.onnx",), offline_only="for GPU deployments that run the MLLM outside PyTorch (issue 31); the lens pipeline runs the connector in PyTorch"),
+           files=("lens_connector.onnx",),
+           offline_only="for deployments that run the MLLM outside PyTorch; the lens pipeline runs the connector in "
+                        "PyTorch"),
     Format("cora-projection", "CORA <SEG> hidden state -> seg_projection (SAM2 prompt token)",
            "CORA checkpoint (training/)", "cora_projection.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
            _cora_projection,
-           files=("cora_projection.onnx",), offline_only="as lens-connector: the cora pipeline runs the projection in PyTorch"),
+           files=("cora_projection.onnx",),
+           offline_only="as lens-connector: the cora pipeline runs the projection in PyTorch"),
     Format("l2l", "L2L onboard segmentor (Swin + BERT + SESM + FPN head): pixels, expression, prior -> logits",
            "L2L segmentor dir (training/)", "l2l_segmentor.onnx", "fp32", "<= 1e-4 rel vs PyTorch", _l2l,
-           files=("l2l_segmentor.onnx",), offline_only="for onboard engines (TensorRT); the l2l pipeline runs the segmentor in PyTorch"),
+           files=("l2l_segmentor.onnx",),
+           offline_only="for onboard engines (TensorRT); the l2l pipeline runs the segmentor in PyTorch"),
+    Format("qwen-vl", "Qwen2.5-VL as an ONNX Runtime GenAI package: our dynamic-size vision + embedding graphs, "
+           "the builder's decoder, genai_config / prompt / processor, a manifest of every file",
+           "Qwen2.5-VL checkpoint dir", "OUT/<precision>/{genai_config.json, vision.onnx, embedding.onnx, model.onnx}",
+           "fp32 int4 fp16", "fp32: greedy tokens identical to transformers on photos; int4 / fp16: token agreement + "
+           "box IoU vs fp32", _qwen_vl, {**BASIC, "photos": ()},
+           read_by="reasonseg.grounding.vlm.genai_package", files=("genai_config.json", "vision.onnx",
+                                                                    "embedding.onnx", "model.onnx")),
+    Format("lens", "LENS end to end for lens.backend=onnx: its Qwen2.5-VL as an ORT GenAI package (release prompt), "
+           "the second pass (embeddings + M queries -> LM -> connector -> SAM2 prompt token), its SAM2 graphs",
+           "LENS checkpoint (release layout)", "OUT/{mllm/<precision>/, lens_second_pass.onnx, sam2/}",
+           "fp32 int4 fp16", "package as qwen-vl; second pass <= 1e-4 rel vs PyTorch; SAM2 as sam2", _lens,
+           {**BASIC, "photos": ()}, read_by="reasonseg.grounding.vlm.lens_onnx",
+           files=("mllm/fp32/genai_config.json", "lens_second_pass.onnx", "sam2/sam2_*.onnx")),
+    Format("edgellm", "NVIDIA TensorRT Edge-LLM export (Jetson Orin / Thor, DRIVE): LLM + vision graphs with Edge-LLM "
+           "plugin ops, run in its own environment (scripts/setup_edgellm.sh)", "Qwen2.5-VL / Qwen3-VL checkpoint dir",
+           "OUT/llm/, OUT/visual/ (+ the engine build line)", "fp16",
+           "none here: plugin ops run only as engines; parity on the target GPU", _edgellm,
+           {**BASIC, "target": ()}, files=("llm/model.onnx", "visual/model.onnx"),
+           offline_only="engines for Jetson / DRIVE, built and run by Edge-LLM's runtime on the target"),
     Format("tensorrt", "TensorRT engines (build-only: what a settings file needs, or one ONNX)",
            "--config YAML (segmenter.*) or --checkpoint X.onnx", "engines/<graph>.<precision>.<key>.engine",
            "fp32 fp16 int8 (QDQ)", "keyed by ONNX sha256 + GPU + TensorRT version; needs an NVIDIA GPU", _tensorrt,
@@ -259,6 +312,8 @@ def _add_arguments(s: argparse.ArgumentParser) -> None:
                         "time (onnxruntime CPU); static: calibrated QDQ (TensorRT); openvino: NNCF-calibrated "
                         "OpenVINO IR, encoder.int8.xml (backend openvino)")
     s.add_argument("--config", help="tensorrt: the settings YAML whose segmenter needs engines (default: built-in)")
+    s.add_argument("--target", choices=["orin", "thor"],
+                   help="edgellm: the device the engines are for (default orin; sets the build profile)")
     s.add_argument("--photos", help="folder of photos: int8 calibration and fp16/int8 mask IoU (default: cache)")
     s.set_defaults(func=_cmd_export)
 

@@ -4,6 +4,9 @@ the caller, as in NVIDIA Isaac ROS's SAM2 exporter), so a stream runs without Py
 * `sam2_track_start.onnx` — the conditioning frame: encoder outputs + box corners / clicks (SAM's padding
   point is added inside, as `Sam2VideoModel._single_frame_forward` does) + multimask_output [1]
   -> low_res_masks [1,1,4h,4w], object_score_logits [1,1], object_pointer [1,C], maskmem_features [HW,Cm];
+* `sam2_track_start_mask.onnx` — image_embeddings + the conditioning frame's binary mask [1,1,S,S] (SAM2's
+  `_use_mask_as_output`: the mask is the output, the SAM head gives the object pointer) -> the same four
+  outputs; a LENS / CORA prompt token is decoded to a mask first, as the PyTorch stream conditions on it;
 * `sam2_track_step.onnx` — one tracked frame: encoder outputs + memory [T,HW,Cm] with memory_offsets [T]
   (0 = the conditioning frame, k = k frames back) + object_pointers [P,C] with pointer_offsets [P]
   -> the same four outputs. T and P are dynamic: the bank grows over the first frames, then stays full.
@@ -17,6 +20,7 @@ of the result. The memory and image positional encodings depend only on shapes, 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -24,6 +28,8 @@ from reasonseg.segmenters.sam2.graphs import (
     FEATURES,
     START,
     START_INPUTS,
+    START_MASK,
+    START_MASK_INPUTS,
     STEP,
     STEP_INPUTS,
     TRACK_OUTPUTS,
@@ -91,6 +97,47 @@ def _modules(model):
             use = multimask.reshape(()) > 0
             return tuple(torch.where(use, b, a) for a, b in zip(single, multi))
 
+    s = sam2_image_size(model.config)
+    low_h, low_w = model.prompt_encoder.mask_input_size
+
+    def aa_matrix(n_out: int) -> torch.Tensor:
+        """[n_out, s]: antialiased bilinear resizing of one axis as a matrix (ONNX has no antialiased Resize
+        before opset 18; the axis maps are separable, so resizing X is A @ X @ B.T)."""
+        eye = torch.eye(s)[None, None]
+        return torch.nn.functional.interpolate(eye, size=(n_out, s), mode="bilinear", align_corners=False,
+                                               antialias=True)[0, 0]
+
+    class StartMask(torch.nn.Module):
+        """transformers' `_use_mask_as_output` (+ the memory encoder); `reference=True` calls it as is (the
+        parity reference), otherwise its one antialiased resize is the matrix product above. The high-resolution
+        features only shape SAM's mask, which this path replaces by the input mask: zeros stand in for them."""
+
+        def __init__(self, reference: bool = False) -> None:
+            from reasonseg_export.sam2_inputs import example_decoder_inputs
+
+            super().__init__()
+            self.model, self.reference = model, reference
+            self.register_buffer("rows", aa_matrix(low_h))
+            self.register_buffer("cols", aa_matrix(low_w))
+            shapes = example_decoder_inputs(model)
+            self.register_buffer("feat0", torch.zeros(shapes[FEATURES[0]].shape))
+            self.register_buffer("feat1", torch.zeros(shapes[FEATURES[1]].shape))
+
+        def forward(self, emb, mask_input):  # noqa: ANN001, ANN202
+            m, feat0, feat1 = self.model, self.feat0, self.feat1
+            raw = emb - m.no_memory_embedding.reshape(1, c, 1, 1)  # the backbone's own last level
+            if self.reference:
+                return outputs(m._use_mask_as_output(raw, [feat0, feat1], mask_input), flat(raw), False)
+            high = mask_input * 20.0 - 10.0  # the mask as logits: sigmoid(-10) ~ 0, sigmoid(10) ~ 1
+            low = (self.rows @ high[0, 0] @ self.cols.T)[None, None]
+            pointer = m._single_frame_forward(input_masks=m.mask_downsample(mask_input),
+                                              image_embeddings=[feat0, feat1, raw]).object_pointer
+            appearing = (mask_input.flatten(1) > 0).any(dim=1)[:, None].float()
+            pointer = appearing * pointer + (1 - appearing) * m.no_object_pointer
+            sam = SimpleNamespace(pred_masks=low, high_res_masks=high, object_pointer=pointer,
+                                  object_score_logits=(20.0 * appearing - 10.0)[..., None])
+            return outputs(sam, flat(raw), False)
+
     class Step(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -129,7 +176,7 @@ def _modules(model):
                                           multimask_output=m._use_multimask(False, None))
             return outputs(sam, vision, False)
 
-    return Start().eval(), Step().eval()
+    return Start().eval(), StartMask().eval(), Step().eval(), StartMask(reference=True).eval()
 
 
 def example_start_inputs(model, n_points: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
@@ -138,6 +185,17 @@ def example_start_inputs(model, n_points: int = 2, seed: int = 0) -> dict[str, n
     feeds = example_decoder_inputs(model, n_points=n_points, n_raw=0, seed=seed)
     feeds["point_labels"] = np.random.default_rng(seed).choice(np.array([0, 1]), (1, n_points)).astype(np.int64)
     return {k: feeds[k] for k in START_INPUTS[:5]} | {"multimask_output": np.array([0.0], np.float32)}
+
+
+def example_start_mask_inputs(model, seed: int = 0) -> dict[str, np.ndarray]:
+    from reasonseg_export.sam2_inputs import example_decoder_inputs
+
+    feeds = example_decoder_inputs(model, seed=seed)
+    s = sam2_image_size(model.config)
+    yy, xx = np.mgrid[:s, :s]
+    r = np.random.default_rng(seed).uniform(0.15, 0.35) * s  # a disc somewhere off-centre
+    mask = ((yy - 0.4 * s) ** 2 + (xx - 0.55 * s) ** 2 < r * r).astype(np.float32)
+    return {FEATURES[-1]: feeds[FEATURES[-1]], "mask_input": mask[None, None]}
 
 
 def example_step_inputs(model, n_memory: int, n_pointers: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -156,44 +214,50 @@ def example_step_inputs(model, n_memory: int, n_pointers: int, seed: int = 0) ->
 
 
 def export_sam2_track(model, out_dir: Path, source: Path | None, checkpoint: str) -> list[Path]:
-    """Both tracking graphs of a loaded `Sam2VideoModel`, each checked against PyTorch on fresh inputs."""
+    """The tracking graphs of a loaded `Sam2VideoModel`, each checked against PyTorch on fresh inputs."""
     import torch
 
-    start, step = _modules(model)
+    start, start_mask, step, mask_reference = _modules(model)
     out_dir = Path(out_dir)
     trace = {k: torch.from_numpy(v) for k, v in example_start_inputs(model).items()}
     start_path = export_module(start, tuple(trace.values()), out_dir / START, inputs=START_INPUTS,
                                outputs=TRACK_OUTPUTS, dynamic_axes={"point_coords": {1: "num_points"},
                                                                     "point_labels": {1: "num_points"}})
+    trace = {k: torch.from_numpy(v) for k, v in example_start_mask_inputs(model).items()}
+    mask_path = export_module(start_mask, tuple(trace.values()), out_dir / START_MASK, inputs=START_MASK_INPUTS,
+                              outputs=TRACK_OUTPUTS)
     trace = {k: torch.from_numpy(v) for k, v in example_step_inputs(model, 3, 3).items()}
     step_path = export_module(step, tuple(trace.values()), out_dir / STEP, inputs=STEP_INPUTS, outputs=TRACK_OUTPUTS,
                               dynamic_axes={"memory": {0: "num_memories"}, "memory_offsets": {0: "num_memories"},
                                             "object_pointers": {0: "num_pointers"},
                                             "pointer_offsets": {0: "num_pointers"}})
-    parity = check_sam2_track(start, step, start_path, step_path, model)
-    for path in (start_path, step_path):
+    parity = check_sam2_track((start, mask_reference, step), (start_path, mask_path, step_path), model)
+    for path in (start_path, mask_path, step_path):
         write_manifest(path, format="sam2", precision="fp32", source=source, parity=parity, checkpoint=checkpoint,
                        **track_limits(model))
-    return [start_path, step_path]
+    return [start_path, step_path, mask_path]
 
 
-def check_sam2_track(start, step, start_path: Path, step_path: Path, model, seed: int = 2) -> dict:
-    """PyTorch vs onnxruntime: the start graph for a box and for one click (multimask); the step graph with
-    the smallest bank (conditioning frame only), a growing one and a full one."""
+def check_sam2_track(modules: tuple, paths: tuple[Path, Path, Path], model, seed: int = 2) -> dict:
+    """PyTorch vs onnxruntime: the start graph for a box and for one click (multimask); the mask start graph
+    (against transformers' own `_use_mask_as_output`);
+    the step graph with the smallest bank (conditioning frame only), a growing one and a full one."""
     import torch
 
     from reasonseg.backends.onnxruntime_graph import open_session
 
     out: dict = {}
     limits = track_limits(model)
+    (start, start_mask, step), (start_path, mask_path, step_path) = modules, paths
     cases = {"start/box": (start, start_path, example_start_inputs(model, 2, seed)),
              "start/one_click_multimask": (start, start_path, example_start_inputs(model, 1, seed + 1)
                                            | {"multimask_output": np.array([1.0], np.float32)}),
+             "start_mask/disc": (start_mask, mask_path, example_start_mask_inputs(model, seed + 5)),
              "step/first": (step, step_path, example_step_inputs(model, 1, 1, seed + 2)),
              "step/growing": (step, step_path, example_step_inputs(model, 3, 3, seed + 3)),
              "step/full": (step, step_path, example_step_inputs(model, limits["num_maskmem"],
                                                                limits["max_pointers"], seed + 4))}
-    sessions = {p: open_session(p, "SAM2 tracking graph") for p in (start_path, step_path)}
+    sessions = {p: open_session(p, "SAM2 tracking graph") for p in paths}
     for case, (module, path, feeds) in cases.items():
         with torch.inference_mode():
             ref = [t.numpy() for t in module(*(torch.from_numpy(v) for v in feeds.values()))]

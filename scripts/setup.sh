@@ -42,6 +42,10 @@ else
   say "(1/5) Python dependencies: up to date"
 fi
 
+# Edge-LLM's exporter pins its own torch / transformers: its own environment, made where it can be (one line
+# where it cannot; everything else works without it)
+bash scripts/setup_edgellm.sh --optional
+
 say "(2/5) building reasonseg_interfaces into the venv"
 bash scripts/build_interfaces.sh "$VENV"
 

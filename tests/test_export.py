@@ -285,7 +285,12 @@ def test_sam2_tracking_graphs_give_the_pytorch_streams_masks(sam2_export, photos
     assert onnx_seg.can_track
     image = cv2.resize(load_rgb(photos / "dog.jpg"), (160, 120))
     frames = [np.roll(image, (i % 5 - 2, 2 * i), axis=(0, 1)) for i in range(n_frames)]  # a panning camera
-    prompts = [Prompt(box=(20, 40, 70, 110)), Prompt(points=((120, 60),))]
+    yy, xx = np.mgrid[:64, :64]
+    disc = np.where((yy - 30) ** 2 + (xx - 20) ** 2 < 100, 8.0, -8.0).astype(np.float32)
+    token = np.random.default_rng(3).standard_normal((1, torch_seg.prompt_dim)).astype(np.float32)
+    # a box, an ambiguous click, and what LENS / CORA give: a mask and a raw prompt token (mask start graph)
+    prompts = [Prompt(box=(20, 40, 70, 110)), Prompt(points=((120, 60),)), Prompt(mask_logits=disc),
+               Prompt(sparse_embeddings=token)]
     a = torch_seg.start_stream(frames[0], prompts, memory_frames)
     b = onnx_seg.start_stream(frames[0], prompts, memory_frames)
     for i, frame in enumerate(frames):
@@ -293,12 +298,17 @@ def test_sam2_tracking_graphs_give_the_pytorch_streams_masks(sam2_export, photos
         for x, y in zip(pa, pb, strict=True):
             assert np.abs(x.logits - y.logits).max() <= 1e-4 * np.abs(x.logits).max(), f"frame {i}"
             assert y.score == pytest.approx(x.score, abs=1e-5) and mask_iou(x.mask, y.mask) > 0.999
-    assert b.stored_frames() == 2 * (1 + min(memory_frames + 1, n_frames - 1))  # conditioning + the last frames
+    assert b.stored_frames() == 4 * (1 + min(memory_frames + 1, n_frames - 1))  # conditioning + the last frames
+    assert a.last[2].mask.any()  # the mask-conditioned object is a real one
     g = Grounding("the dog", ("dog",), (Target("dog", 1.0, prompts[0]),), "", "test", "mllm")
     track = MemoryTrack(onnx_seg, g, frames[0], memory_frames=memory_frames, min_score=0.5)
     assert track.step(frames[1]).note == "tracked"
-    with pytest.raises(ValueError, match="tracker takes box, points"):
-        onnx_seg.start_stream(image, [Prompt(mask_logits=np.ones((8, 8), np.float32))], 4)
+    old = onnx_dir.parent / "before-mask-start"  # an export made before the mask start graph
+    shutil.copytree(onnx_dir, old, dirs_exist_ok=True)
+    (old / "sam2_track_start_mask.onnx").unlink()
+    older = build_segmenter(SegmenterSettings(kind="sam2", backend="onnxruntime", model=str(old)), Path("."))
+    with pytest.raises(ValueError, match="tracker takes box, points prompts, not mask.*export it again"):
+        older.start_stream(image, [Prompt(mask_logits=np.ones((8, 8), np.float32))], 4)
 
 
 def test_io_binding_keeps_features_on_the_device_and_gives_the_same_masks(tiny_export, sam2_export, photos,

@@ -31,6 +31,7 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
 # precision, pipeline, mllm.backend) are its keys, attached by reasonseg/settings/validation.py.
 MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reasonseg/segmenters/lite_sam/runners.py
 MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
+LENS_BACKENDS = ("torch", "onnx")
 MLLM_BOX_FORMATS = ("auto", "absolute", "relative_1000")  # see reasonseg/grounding/vlm/answer.py
 _DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
@@ -132,11 +133,12 @@ class LlmSettings:
 
 @dataclass(frozen=True)
 class MllmSettings:
-    backend: str = _f("transformers", "transformers: Qwen2.5-VL / Qwen2-VL in this process; openai: any "
+    backend: str = _f("transformers", "transformers: Qwen2.5-VL / Qwen2-VL in this process; onnxruntime-genai: "
+                                      "an ORT GenAI package (reasonseg export qwen-vl) on CPU or CUDA; openai: any "
                                       "OpenAI-compatible chat endpoint that takes images (vLLM, Ollama, GPT-4o)",
                       registry=True)
-    model: str = _f("", "HF id (from the local cache) or local dir; the served model name for openai "
-                        "('' = the mllm pipeline is not configured)")
+    model: str = _f("", "HF id (from the local cache) or local dir; the package dir for onnxruntime-genai; the "
+                        "served model name for openai ('' = the mllm pipeline is not configured)")
     base_url: str = _url("endpoint ('' = $OPENAI_BASE_URL); $OPENAI_API_KEY goes only to its own origin (README)")
     box_format: str = _f("auto", "how a served model's boxes read: absolute (pixels of the image sent, Qwen2.5-VL), "
                                  "relative_1000 (0..1000 of the image, Qwen3-VL); auto: from mllm.model's name",
@@ -144,7 +146,7 @@ class MllmSettings:
     chain_of_thought: bool = _f(False, "ask for <think>...</think><answer>...</answer>")
     timeout_s: float = _f(20.0, "deadline for one grounding answer", lo=0.1, hi=600.0)
     max_new_tokens: int = _f(512, "answer token budget", lo=16, hi=8192)
-    device: str = _device("transformers backend: auto | cpu | cuda | cuda:N")
+    device: str = _device("transformers / onnxruntime-genai backends: auto | cpu | cuda | cuda:N")
     dtype: str = _f("auto", "transformers backend weights dtype (auto: bfloat16 on CUDA, float32 on CPU)",
                     choices=MLLM_DTYPES)
     # Qwen2.5-VL's smart_resize: the frame is resized to multiples of 28 px within these pixel counts
@@ -156,8 +158,12 @@ class MllmSettings:
 
 @dataclass(frozen=True)
 class LensSettings:
-    model: str = _f("", "LENS checkpoint in the release's layout: HF id (local cache) or dir, e.g. OuyBin/LENS "
-                        "('' = the lens pipeline is not configured)")
+    model: str = _f("", "LENS checkpoint in the release's layout: HF id (local cache) or dir, e.g. OuyBin/LENS; "
+                        "with backend onnx the folder `reasonseg export lens` writes ('' = the lens pipeline is not "
+                        "configured)")
+    backend: str = _f("torch", "torch: the checkpoint in PyTorch; onnx: its exported graphs (ORT GenAI answer, "
+                               "ONNX second pass, SAM2 on onnxruntime), no PyTorch on the frame path",
+                      choices=LENS_BACKENDS)
     chain_of_thought: bool = _f(False, "the CoT checkpoints' prompt (OuyBin/LENS_ReasonSeg_CoT): "
                                        "<think>...</think><answer>...</answer>")
     num_queries: int = _f(0, "context queries M when the checkpoint's config has no num_of_query (0 = the "

@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from reasonseg.core.prompt import Prompt
+from reasonseg.core.prompt import Prompt, Segmenter
 from reasonseg.core.results import Grounding, Target
 from reasonseg.core.settings import Settings
 from reasonseg.core.timing import Timer
@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 
 
 class TokenPipeline(MllmPipeline):
-    def __init__(self, grounder: TokenGrounder, settings: Settings) -> None:
-        from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
+    def __init__(self, grounder: TokenGrounder, settings: Settings, segmenter: Segmenter | None = None) -> None:
+        if segmenter is None:
+            from reasonseg.segmenters.sam2.torch_runner import Sam2Segmenter
 
-        # the checkpoint's own SAM2 (memory modules included), frames resized as LENS's release resizes them
-        segmenter = Sam2Segmenter(grounder.model.sam, device=str(grounder.device), antialias=True)
+            # the checkpoint's own SAM2 (memory modules included), frames resized as LENS's release resizes them
+            segmenter = Sam2Segmenter(grounder.model.sam, device=str(grounder.device), antialias=True)
         super().__init__(grounder, segmenter, settings)
         self.name = grounder.name
 

@@ -91,11 +91,23 @@ def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
 
 
 def _build_lens(settings: Settings, parts: _Parts) -> Pipeline:
-    from reasonseg.grounding.vlm.lens import LensGrounder
     from reasonseg.pipelines.prompt_token import TokenPipeline
 
     if not settings.lens.model:
         raise ConfigError("pipeline lens needs lens.model (a LENS checkpoint dir, or an HF id in the local cache)")
+    if settings.lens.backend == "onnx":
+        from reasonseg.grounding.vlm.lens_onnx import LensOnnxGrounder
+        from reasonseg.segmenters.sam2.onnx_runner import OnnxSam2Segmenter
+
+        grounder = load_hf_model(f"LENS graphs {settings.lens.model}", settings.lens.model,
+                                 lambda: LensOnnxGrounder(settings.lens))
+        segmenter = _load(f"LENS SAM2 graphs {grounder.sam2_folder}", lambda: OnnxSam2Segmenter(
+            grounder.sam2_folder, device=grounder.device, antialias=True))  # resized as LENS's release resizes
+        log.info("lens pipeline (onnx): %s (%d queries), SAM2 graphs from the export", grounder.endpoint,
+                 grounder.num_queries)
+        return TokenPipeline(grounder, settings, segmenter)
+    from reasonseg.grounding.vlm.lens import LensGrounder
+
     grounder = load_hf_model(f"LENS {settings.lens.model}", settings.lens.model, lambda: LensGrounder(settings.lens))
     log.info("lens pipeline: %s (%d queries), SAM2 from the checkpoint", grounder.endpoint,
              grounder.model.num_queries)

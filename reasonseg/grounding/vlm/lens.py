@@ -45,7 +45,7 @@ class LensGrounder:
         from reasonseg.grounding.vlm.qwen_vl import generate, pixel_bounds
 
         s = self.settings
-        question = (COT_QUESTION if s.chain_of_thought else QUESTION).format(question=instruction)
+        question = question_for(instruction, s.chain_of_thought)
         messages = [{"role": "system", "content": SYSTEM_PROMPT},
                     {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         lo, hi = pixel_bounds(self.processor.image_processor)
@@ -61,17 +61,26 @@ class LensGrounder:
                                                  g.inputs["image_grid_thw"])
             with timer.stage("connector"):
                 token = self.model.head(states)
-        fh, fw = image_rgb.shape[:2]
-        box, reasoning, note = None, "", ""
-        try:
-            parsed = parse_answer(g.text, sent_size=g.sent_size, frame_size=(fw, fh), max_instances=64)
-            reasoning = parsed.reasoning
-            box = parsed.objects[0].box if parsed.objects else None
-            if box is None:
-                note = "the answer named no box; mask from the context queries alone"
-        except Exception as exc:  # MllmAnswerError, or any fault in handling the answer: the token still masks
-            note = f"the answer named no box ({reason_of(exc)}); mask from the context queries alone"
-        return TokenAnswer(clean_model_text(g.text), token[0].float().cpu().numpy(), box, reasoning, note)
+        return token_answer(g.text, token[0].float().cpu().numpy(), g.sent_size, image_rgb.shape[:2])
 
 
-__all__ = ["LensGrounder"]
+def token_answer(text: str, token: np.ndarray, sent_size: tuple[int, int], frame_hw: tuple[int, int]) -> TokenAnswer:
+    """The answer text + the prompt token -> TokenAnswer: the box the answer names, if any (never needed)."""
+    fh, fw = frame_hw
+    box, reasoning, note = None, "", ""
+    try:
+        parsed = parse_answer(text, sent_size=sent_size, frame_size=(fw, fh), max_instances=64)
+        reasoning = parsed.reasoning
+        box = parsed.objects[0].box if parsed.objects else None
+        if box is None:
+            note = "the answer named no box; mask from the context queries alone"
+    except Exception as exc:  # MllmAnswerError, or any fault in handling the answer: the token still masks
+        note = f"the answer named no box ({reason_of(exc)}); mask from the context queries alone"
+    return TokenAnswer(clean_model_text(text), token, box, reasoning, note)
+
+
+def question_for(instruction: str, chain_of_thought: bool) -> str:
+    return (COT_QUESTION if chain_of_thought else QUESTION).format(question=instruction)
+
+
+__all__ = ["LensGrounder", "question_for", "token_answer"]

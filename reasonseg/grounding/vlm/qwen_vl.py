@@ -77,9 +77,9 @@ def _deadline_criteria(deadline: float):
 
 
 def generate(model, processor, image_rgb: np.ndarray, messages: list[dict], *, min_pixels: int, max_pixels: int,
-             max_new_tokens: int, timeout_s: float, device) -> Generation:
+             max_new_tokens: int, timeout_s: float, device, streamer=None) -> Generation:
     """Qwen's smart_resize, the chat template, greedy generation with a deadline (LlmError when it passes).
-    `messages` hold one {"type": "image"} part where the frame goes."""
+    `messages` hold one {"type": "image"} part where the frame goes; `streamer`: transformers' (token timing)."""
     import torch
     from PIL import Image
 
@@ -93,7 +93,8 @@ def generate(model, processor, image_rgb: np.ndarray, messages: list[dict], *, m
     _, grid_h, grid_w = (int(v) for v in inputs["image_grid_thw"][0])
     deadline = _deadline_criteria(t0 + timeout_s)
     with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, stopping_criteria=[deadline])
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, stopping_criteria=[deadline],
+                             streamer=streamer)
     new = out[0, inputs["input_ids"].shape[1]:]
     if deadline.hit:
         raise LlmError(f"MLLM timed out ({timeout_s}s, {new.numel()} tokens)")

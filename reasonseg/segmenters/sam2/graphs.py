@@ -3,7 +3,8 @@
 
 * `sam2_encoder.onnx`: pixel_values [1,3,S,S] -> the three feature levels;
 * `sam2_decoder.onnx`: the features + points / raw sparse tokens / mask input -> low-res mask, IoU, object score;
-* `sam2_track_start.onnx` / `sam2_track_step.onnx`: memory tracking with the memory bank held by the caller.
+* `sam2_track_start.onnx` / `sam2_track_step.onnx`: memory tracking with the memory bank held by the caller;
+  `sam2_track_start_mask.onnx`: the conditioning frame given as a mask (what a LENS / CORA token decodes to).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 ENCODER, DECODER = "sam2_encoder.onnx", "sam2_decoder.onnx"
 START, STEP = "sam2_track_start.onnx", "sam2_track_step.onnx"
-GRAPH_FILES = (ENCODER, DECODER, START, STEP)  # in the folder `reasonseg export sam2` writes
+START_MASK = "sam2_track_start_mask.onnx"
+GRAPH_FILES = (ENCODER, DECODER, START, STEP, START_MASK)  # in the folder `reasonseg export sam2` writes
 
 FEATURES = ["high_res_feats_0", "high_res_feats_1", "image_embeddings"]  # the encoder's three levels
 ENCODER_INPUTS, ENCODER_OUTPUTS = ["pixel_values"], FEATURES
@@ -20,6 +22,7 @@ DECODER_INPUTS = [*FEATURES, "point_coords", "point_labels", "sparse_embeddings"
 DECODER_OUTPUTS = ["low_res_masks", "iou_predictions", "object_score_logits"]
 START_INPUTS = [*FEATURES, "point_coords", "point_labels", "multimask_output"]
 STEP_INPUTS = [*FEATURES, "memory", "memory_offsets", "object_pointers", "pointer_offsets"]
+START_MASK_INPUTS = [FEATURES[-1], "mask_input"]  # mask_input [1, 1, S, S]: 1 inside the object, 0 outside
 TRACK_OUTPUTS = ["low_res_masks", "object_score_logits", "object_pointer", "maskmem_features"]
 
 

@@ -25,6 +25,8 @@ from reasonseg.segmenters.sam2.graphs import (
     ENCODER_INPUTS,
     START,
     START_INPUTS,
+    START_MASK,
+    START_MASK_INPUTS,
     STEP,
     STEP_INPUTS,
     TRACK_OUTPUTS,
@@ -49,7 +51,7 @@ class OnnxSam2Segmenter:
                  antialias: bool = False, io_binding: bool | None = None) -> None:
         folder = Path(folder)
         manifests = {}
-        for name in (ENCODER, DECODER, START, STEP):
+        for name in (ENCODER, DECODER, START, STEP, START_MASK):
             if (folder / name).is_file() and (manifests.setdefault(name, read_manifest(folder / name))) is None:
                 raise CheckpointError(f"{folder / name} has no manifest or changed after export (stale); export it "
                                       f"again: reasonseg export sam2 --checkpoint CKPT --out {folder}")
@@ -57,6 +59,9 @@ class OnnxSam2Segmenter:
         self.can_track = (folder / START).is_file() and (folder / STEP).is_file()  # a sam2_video export
         if self.can_track:
             graphs |= {START: START_INPUTS, STEP: STEP_INPUTS}
+            if (folder / START_MASK).is_file():  # exports before it track box / points prompts only
+                graphs |= {START_MASK: START_MASK_INPUTS}
+                self.TRACK_PROMPT_KINDS = self.PROMPT_KINDS
             self.track_limits = {k: int(manifests[STEP][k])
                                  for k in ("num_maskmem", "max_pointers", "multimask_min", "multimask_max")}
         sessions = {}
@@ -67,6 +72,7 @@ class OnnxSam2Segmenter:
                 raise CheckpointError(f"{folder / name}: not a graph from `reasonseg export sam2`")
         self.encoder, self.decoder = sessions[ENCODER], sessions[DECODER]
         self.track_start, self.track_step = sessions.get(START), sessions.get(STEP)
+        self.track_start_mask = sessions.get(START_MASK)
         # IO-bound (GPU): each frame's memory stays on the device, and the bank is stacked there
         bound = isinstance(self.track_step, BoundSession)
         self.stack_memory = DeviceStack(self.track_step, self.track_limits["num_maskmem"]) if bound else np.stack
@@ -128,7 +134,8 @@ class Sam2OnnxStream:
     Per object: the conditioning frame's memory and object pointer (kept for the whole stream), and the
     last frames' (at most `memory_frames`, and never more than SAM2 reads: `num_maskmem - 1` memories,
     `max_pointers - 1` pointers). Same order and offsets as transformers builds them, so the masks agree.
-    Conditioning takes box / points prompts; a mask or raw-embedding prompt needs the PyTorch tracker.
+    Conditioning takes box / points prompts; a mask or raw-embedding prompt (LENS, CORA) is decoded to a mask
+    first, which conditions the object through the mask start graph, as the PyTorch stream does.
     """
 
     def __init__(self, segmenter: OnnxSam2Segmenter, image_rgb: np.ndarray, prompts: Sequence[Prompt],
@@ -139,15 +146,27 @@ class Sam2OnnxStream:
             other = [k for k in prompt.kinds_used if k not in segmenter.TRACK_PROMPT_KINDS]
             if other or not prompt.kinds_used:
                 raise ValueError(f"the onnxruntime SAM2 tracker takes box, points prompts, not {', '.join(other)}: "
-                                 "mask / embedding prompts (LENS, CORA) track on segmenter.backend: torch")
+                                 f"this export of {segmenter.source} has no {START_MASK} (export it again to track "
+                                 "mask / embedding prompts)")
         self.seg = segmenter
         self.size = (int(image_rgb.shape[0]), int(image_rgb.shape[1]))
         self.memory_frames = max(1, int(memory_frames))
         self.frame_idx = 0
-        feats = segmenter.encode(image_rgb).features
+        embedding = segmenter.encode(image_rgb)
+        feats = embedding.features
         self.objects: list[dict] = []
         self.last = []
         for prompt in prompts:
+            if prompt.mask_logits is not None or prompt.sparse_embeddings is not None:
+                # decoded to a mask first, which conditions the tracker (as the PyTorch stream does)
+                s = segmenter.input_size
+                logits = segmenter.predict(embedding, prompt).logits
+                mask = (cv2.resize(logits, (s, s), interpolation=cv2.INTER_LINEAR) > 0).astype(np.float32)
+                out = dict(zip(TRACK_OUTPUTS, run_graph(segmenter.track_start_mask, None, dict(zip(
+                    START_MASK_INPUTS, (feats[-1], mask[None, None]))), keep=segmenter.keep)))
+                self.objects.append({"cond": out, "past": {}})
+                self.last.append(self._prediction(out))
+                continue
             coords, labels = sam2_points(prompt, self.size, segmenter.input_size)
             lim = segmenter.track_limits  # transformers' `_use_multimask` for a conditioning frame
             multimask = lim["multimask_min"] <= len(coords) <= lim["multimask_max"]
