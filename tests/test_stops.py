@@ -145,8 +145,10 @@ _ORT_IMPORT_INTERRUPTED = """
 import os, signal, sys, threading
 from reasonseg.core.signals import run_command
 
-def _hook(event, args):  # start the clock when the CLI first imports onnxruntime (to open the detector)
-    if event == "import" and args[0] == "onnxruntime" and "onnxruntime" not in sys.modules:
+MODULE = os.environ.get("INTERRUPTED_IMPORT", "onnxruntime")
+
+def _hook(event, args):  # start the clock when the CLI first imports the module (onnxruntime: to open the detector)
+    if event == "import" and args[0] == MODULE and MODULE not in sys.modules:
         threading.Timer(float(sys.argv[1]), os.kill, (os.getpid(), signal.SIGINT)).start()
 
 def load():
@@ -171,6 +173,22 @@ def test_ctrl_c_inside_onnxruntimes_first_import_is_a_stop(tmp_path):
         out = subprocess.run([sys.executable, str(script), f"{step * 0.00025:.5f}", "segment", str(photo), "the dog",
                               "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert (out.returncode, out.stderr) == (130, ""), (step, out.returncode, out.stderr[-2000:])
+
+
+def test_ctrl_c_inside_torchs_lazy_import_is_a_stop(tmp_path):
+    """The CLI imports torch once running (the text encoder): a KeyboardInterrupt inside torch's module init left it
+    half-initialised and the interpreter's exit aborted (-6, seen on a fresh clone's CI). Now the stop waits for the
+    import to finish. Signals land through the first second of the import."""
+    from reasonseg.core.model_cache import resolve_cache_dir
+
+    script = tmp_path / "child.py"
+    script.write_text(_ORT_IMPORT_INTERRUPTED)
+    photo = resolve_cache_dir() / "images" / "dog.jpg"
+    for delay in (0.0, 0.05, 0.2, 0.5, 1.0):
+        out = subprocess.run([sys.executable, str(script), str(delay), "segment", str(photo), "the dog", "--out",
+                              str(tmp_path / "out")], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                             env={**os.environ, "INTERRUPTED_IMPORT": "torch"})
+        assert (out.returncode, out.stderr) == (130, ""), (delay, out.returncode, out.stderr[-2000:])
 
 
 def test_a_stopped_folder_run_keeps_a_summary_of_the_images_done(tmp_path):
@@ -200,3 +218,36 @@ def test_a_stopped_folder_run_keeps_a_summary_of_the_images_done(tmp_path):
     assert summary["interrupted"] and 1 <= summary["done"] < 8 == summary["images"], summary
     assert [r["image"] for r in summary["results"]] == [str(folder / f"dog{i}.jpg") for i in range(summary["done"])]
     assert f"(interrupted after {summary['done']} of 8)" in (out / "summary.md").read_text()
+
+
+def test_a_stop_inside_a_lazy_import_waits_for_the_import(tmp_path, monkeypatch):
+    """The property behind the torch abort: a stop that lands while a running command imports a module is raised
+    only once the import is done (never inside an extension's module init); the command still stops with 130."""
+    import threading
+
+    from reasonseg.core.signals import run_command
+
+    (tmp_path / "slow_module_for_stop_test.py").write_text(
+        "import time\nstarted = time.monotonic()\ntime.sleep(0.4)\nFINISHED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen: dict = {}
+
+    def main() -> int:
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            import slow_module_for_stop_test as slow
+            seen["finished"] = slow.FINISHED
+            time.sleep(5)  # the deferred stop arrives here
+            return 0
+        finally:
+            seen["modules"] = "slow_module_for_stop_test" in sys.modules
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)}
+    try:
+        t0 = time.monotonic()
+        assert run_command(lambda: main) == 130
+        assert seen == {"finished": True, "modules": True} and time.monotonic() - t0 < 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sys.modules.pop("slow_module_for_stop_test", None)

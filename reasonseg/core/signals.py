@@ -2,9 +2,11 @@
 
 While a command's modules import (torch, OpenCV, rclpy, Lightning: seconds on a cold start) a signal is only
 noted, and the command then exits without starting: a KeyboardInterrupt landing inside an import surfaces
-as a traceback, sometimes wrapped in another error (class creation wraps it in a RuntimeError). Afterwards
-SIGTERM (docker stop, systemd) and SIGHUP (a closed terminal) raise KeyboardInterrupt as SIGINT does, so
-every command stops by the one path it has for Ctrl-C, never by the default action's silent kill. (A ROS
+as a traceback, sometimes wrapped in another error (class creation wraps it in a RuntimeError), or leaves an
+extension half-initialised so that the interpreter's exit aborts. The same holds for the imports a running
+command does lazily: a stop that lands inside one is raised 50 ms after, re-checked until the import is done.
+Afterwards SIGTERM (docker stop, systemd) and SIGHUP (a closed terminal) raise KeyboardInterrupt as SIGINT
+does, so every command stops by the one path it has for Ctrl-C, never by the default action's silent kill. (A ROS
 node's rclpy.init then installs rclpy's handlers for SIGINT and SIGTERM.)"""
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from collections.abc import Callable
 # SIGHUP too: a closed terminal must stop a launcher's node, which runs in its own process group
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 INTERRUPTED = 130  # shell convention: 128 + SIGINT
+RETRY_S = 0.05     # a stop that lands inside an import is raised this long after, once the import is done
 
 
 _received: list[int] = []  # stop signals this process got through our handlers
@@ -30,8 +33,28 @@ def _note(signum: int, _frame: object) -> None:
     _received.append(signum)
 
 
-def _interrupt(signum: int, _frame: object) -> None:
+def _importing(frame) -> bool:  # noqa: ANN001 - a frame or None
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt(signum: int, frame: object) -> None:
     _received.append(signum)
+    if _importing(frame):
+        # A command imports torch etc. lazily, once running: a KeyboardInterrupt inside an extension module's
+        # import leaves it half-initialised, and the interpreter's exit then aborts (-6). Ask again shortly.
+        signal.setitimer(signal.ITIMER_REAL, RETRY_S)
+        return
+    raise KeyboardInterrupt
+
+
+def _retry(_signum: int, frame: object) -> None:
+    if _importing(frame):
+        signal.setitimer(signal.ITIMER_REAL, RETRY_S)
+        return
     raise KeyboardInterrupt
 
 
@@ -47,11 +70,13 @@ def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: 
     for sig in _SIGNALS:
         if not keep[sig]:
             signal.signal(sig, _interrupt)
+    signal.signal(signal.SIGALRM, _retry)
     try:
         return main()
     except KeyboardInterrupt:  # also one landing inside a command's own clean-up or error handling
         return interrupted_code
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         if _received:  # stopping: a second signal during the interpreter's teardown must not turn 130 into -15
             ignore_further_signals()
 
