@@ -7,7 +7,8 @@ loads (the layout of microsoft/olive-recipes' Qwen2.5-VL packages; contract: `re
   patches stay in the processor's merge-block order: a window is the set of merge units whose (row, col) fall in
   one `window_size` tile, attended with a key mask instead of a permutation.
 - `embedding.onnx` (ours): input_ids + image_features -> inputs_embeds (image rows where the image pad token is).
-- `model.onnx` (the decoder): ORT GenAI's model builder, `exclude_embeds=true`; fp32 / int4 (RTN, CPU) / fp16 (CUDA).
+- `model.onnx` (the decoder): ORT GenAI's model builder, `exclude_embeds=true`; fp32 / int4 (RTN in blocks of 128,
+  int8 compute: CPU) / fp16 (CUDA).
   The int4 package is the CPU one: its vision encoder is int8 (dynamic, per channel), its embedding table fp16.
 - `genai_config.json` with the `vision` / `embedding` sections, the tokenizer, `processor_config.json` (the
   checkpoint's image-processor numbers, flat), `prompt.json` (the chat template rendered around the instruction)
@@ -32,6 +33,9 @@ from reasonseg.grounding.vlm import genai_package as pkg
 from reasonseg_export.onnx_io import export_module
 
 BUILDER_PRECISION = {"fp32": ("fp32", "cpu"), "int4": ("int4", "cpu"), "fp16": ("fp16", "cuda")}
+# int4 weights in blocks of 128 (the builder's default is 32): 1.25x faster grounding on a 2-core CPU at 3B
+# dimensions (bench_mllm_engine), 15 % less decoder data
+BUILDER_OPTIONS = {"int4": ("block_size=128",)}
 # the CPU package: int4 decoder (RTN, int8 compute), int8 vision encoder, fp16 embedding table
 QUANTIZED_VISION = ("int4",)
 PARITY_TOKENS = 24           # greedy tokens compared with transformers.generate per photo
@@ -231,7 +235,8 @@ def _run_builder(checkpoint: Path, folder: Path, precision: str) -> None:
     p, ep = BUILDER_PRECISION[precision]
     with tempfile.TemporaryDirectory(prefix="genai-builder-") as cache:
         cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(checkpoint), "-o", str(folder),
-               "-p", p, "-e", ep, "-c", cache, "--extra_options", "exclude_embeds=true"]
+               "-p", p, "-e", ep, "-c", cache, "--extra_options", "exclude_embeds=true",
+               *BUILDER_OPTIONS.get(precision, ())]
         run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if run.returncode != 0 or not (folder / "genai_config.json").is_file():
         tail = (run.stderr or run.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -378,5 +383,6 @@ def _finish(folder: Path, precision: str, checkpoint: str | Path, parity: dict, 
              and not f.name.endswith(".manifest.json")]
     write_manifest(config, format="qwen-vl", precision=precision, source=None, parity=parity,
                    checkpoint=str(checkpoint), files={name: sha256(folder / name) for name in files},
-                   decoder="onnxruntime_genai.models.builder " + " ".join(BUILDER_PRECISION[precision]), **extra)
+                   decoder=" ".join(["onnxruntime_genai.models.builder", *BUILDER_PRECISION[precision],
+                                     *BUILDER_OPTIONS.get(precision, ())]), **extra)
     return config

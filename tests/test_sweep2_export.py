@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from reasonseg.cli.main import main as cli
-from reasonseg_export.formats import FORMATS, OPTIONS
+from reasonseg_export.formats import FORMATS
+from reasonseg_export.formats import OPTIONS as FORMAT_OPTIONS
 
 FP32_ONLY = ["sam2", "centernet", "person-selfie", "l2l", "lens-connector", "cora-projection"]
 
@@ -28,7 +29,7 @@ def test_a_precision_the_format_does_not_write_is_refused_before_anything_else(f
     assert not (tmp_path / "out").exists()
 
 
-OPTIONS = (["--int8-method", "static"], ["--photos", "{tmp}"], ["--config", "{tmp}/s.yaml"])
+OPTIONS = (["--int8-method", "static"], ["--photos", "{tmp}"], ["--config", "{tmp}/s.yaml"], ["--target", "thor"])
 # every (format, option) pair where the format does not take the option (its `takes` says which it does)
 NOT_TAKEN = [(fmt, option) for fmt in (*FP32_ONLY, "tensorrt") for option in OPTIONS
              if option[0].removeprefix("--").replace("-", "_") not in FORMATS[fmt].takes]
@@ -61,4 +62,4 @@ def test_tensorrt_precision_needs_a_checkpoint_and_config_excludes_one(tmp_path,
 def test_every_format_declares_what_it_takes() -> None:
     for fmt in FORMATS.values():
         assert {"checkpoint", "out"} <= set(fmt.takes), fmt.name
-        assert set(fmt.takes) <= set(OPTIONS), fmt.name
+        assert set(fmt.takes) <= set(FORMAT_OPTIONS), fmt.name
