@@ -169,11 +169,19 @@ def _lens(args: argparse.Namespace) -> list[Path]:
 
 
 def _edgellm(args: argparse.Namespace) -> list[Path]:
-    from reasonseg_export.edgellm import build_command, export_edgellm
+    import tempfile
 
-    checkpoint = _needs_checkpoint(args, "a Qwen2.5-VL / Qwen3-VL checkpoint dir")
+    from reasonseg_export.edgellm import build_command, export_edgellm
+    from reasonseg_export.lens_onnx import is_lens_checkpoint, save_language_part
+
+    checkpoint = _needs_checkpoint(args, "a Qwen2.5-VL / Qwen3-VL checkpoint dir, or a LENS checkpoint")
     target = args.target or "orin"
-    written = export_edgellm(checkpoint, Path(args.out), target=target)
+    if is_lens_checkpoint(checkpoint):  # its answer model; the second pass stays `reasonseg export lens`'s graph
+        with tempfile.TemporaryDirectory(prefix="lens-language-") as tmp:
+            written = export_edgellm(save_language_part(checkpoint, Path(tmp) / "qwen"), Path(args.out),
+                                     target=target)
+    else:
+        written = export_edgellm(checkpoint, Path(args.out), target=target)
     print(f"[export] build the engines on the {target} (Edge-LLM's C++ builders): "
           f"{build_command(Path(args.out), target)}")
     return written
@@ -256,7 +264,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            {**BASIC, "photos": ()}, read_by="reasonseg.grounding.vlm.lens_onnx",
            files=("mllm/fp32/genai_config.json", "lens_second_pass.onnx", "sam2/sam2_*.onnx")),
     Format("edgellm", "NVIDIA TensorRT Edge-LLM export (Jetson Orin / Thor, DRIVE): LLM + vision graphs with Edge-LLM "
-           "plugin ops, run in its own environment (scripts/setup_edgellm.sh)", "Qwen2.5-VL / Qwen3-VL checkpoint dir",
+           "plugin ops, run in its own environment (scripts/setup_edgellm.sh)",
+           "Qwen2.5-VL / Qwen3-VL checkpoint dir, or a LENS checkpoint (its language part)",
            "OUT/llm/, OUT/visual/ (+ the engine build line)", "fp16",
            "none here: plugin ops run only as engines; parity on the target GPU", _edgellm,
            {**BASIC, "target": ()}, files=("llm/model.onnx", "visual/model.onnx"),

@@ -41,27 +41,51 @@ def _second_pass(model):
     return SecondPass().eval()
 
 
-def export_lens(checkpoint: str | Path, out_dir: Path, *, precisions: list[str],
-                photos: list[np.ndarray]) -> list[Path]:
+def is_lens_checkpoint(checkpoint: str | Path) -> bool:
+    """A LENS checkpoint (the release's flat config with `num_of_query`, or ours), not a plain Qwen-VL."""
+    import json
+
+    try:
+        return "num_of_query" in json.loads((Path(checkpoint) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _load_lens(checkpoint: str | Path):
     import torch
-    from transformers import AutoProcessor
 
     from reasonseg.core.model_loading import load_hf_model
-    from reasonseg.grounding.vlm.lens import SYSTEM_PROMPT
     from reasonseg.models.lens import LensModel
+
+    return load_hf_model(f"LENS checkpoint {checkpoint}", checkpoint,
+                         lambda: LensModel.from_pretrained(checkpoint, dtype=torch.float32)).eval()
+
+
+def save_language_part(checkpoint: str | Path, dst: Path, lens=None) -> Path:
+    """The LENS checkpoint's Qwen2.5-VL (its answer model) as a plain Qwen2.5-VL dir + processor at `dst`: what the
+    ORT GenAI and Edge-LLM exporters take."""
+    from transformers import AutoProcessor
+
     from reasonseg.models.weights import resolve_checkpoint
+
+    lens = lens if lens is not None else _load_lens(checkpoint)
+    lens.mllm.save_pretrained(dst)
+    AutoProcessor.from_pretrained(resolve_checkpoint(checkpoint), local_files_only=True).save_pretrained(dst)
+    return dst
+
+
+def export_lens(checkpoint: str | Path, out_dir: Path, *, precisions: list[str],
+                photos: list[np.ndarray]) -> list[Path]:
+    from reasonseg.grounding.vlm.lens import SYSTEM_PROMPT
     from reasonseg_export.qwen_vl import export_qwen_vl
     from reasonseg_export.sam2 import export_sam2
 
     out_dir = Path(out_dir)
-    lens = load_hf_model(f"LENS checkpoint {checkpoint}", checkpoint,
-                         lambda: LensModel.from_pretrained(checkpoint, dtype=torch.float32)).eval()
-    processor = AutoProcessor.from_pretrained(resolve_checkpoint(checkpoint), local_files_only=True)
+    lens = _load_lens(checkpoint)
     written = []
     with tempfile.TemporaryDirectory(prefix="lens-export-") as tmp:
         qwen, sam = Path(tmp) / "qwen", Path(tmp) / "sam2"
-        lens.mllm.save_pretrained(qwen)
-        processor.save_pretrained(qwen)
+        save_language_part(checkpoint, qwen, lens)
         lens.sam.save_pretrained(sam)
         written += export_qwen_vl(qwen, out_dir / contract.MLLM, precisions=precisions, photos=photos,
                                   system=SYSTEM_PROMPT)

@@ -134,3 +134,18 @@ def test_cli_export_prints_the_engine_build_line(tiny: Path, tmp_path: Path, cap
     assert main(["edgellm", "--checkpoint", str(tiny), "--out", str(out), "--target", "thor"]) == 0
     printed = capsys.readouterr().out
     assert edgellm.build_command(out, "thor") in printed and (out / "llm/model.onnx.manifest.json").is_file()
+
+
+def test_cli_exports_the_language_part_of_a_lens_checkpoint(tmp_path: Path) -> None:
+    """A LENS checkpoint (release layout): its Qwen2.5-VL answer model goes to Edge-LLM; the second pass stays the
+    ONNX graph `reasonseg export lens` writes."""
+    from tiny_models import tiny_lens_release
+
+    from reasonseg_export.formats import main
+
+    _env_or_skip()
+    ckpt, _ = tiny_lens_release(tmp_path / "lens", num_queries=4)
+    out = tmp_path / "out"
+    assert main(["edgellm", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    manifest = json.loads((out / "llm" / "model.onnx.manifest.json").read_text())
+    assert manifest["model_type"] == "qwen2_5_vl" and set(manifest["files"]) == EXPECTED_FILES

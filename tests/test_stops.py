@@ -225,7 +225,12 @@ def test_a_stop_inside_a_lazy_import_waits_for_the_import(tmp_path, monkeypatch)
     only once the import is done (never inside an extension's module init); the command still stops with 130."""
     import threading
 
+    from reasonseg.core import signals
     from reasonseg.core.signals import run_command
+
+    # this process goes on after the stop (other tests run in it): the signals it notes must not outlive the test,
+    # or every later in-process command would read as stopped
+    monkeypatch.setattr(signals, "_received", [])
 
     (tmp_path / "slow_module_for_stop_test.py").write_text(
         "import time\nstarted = time.monotonic()\ntime.sleep(0.4)\nFINISHED = True\n")
