@@ -28,8 +28,7 @@ class GenAiGeneration:
     seconds: float
     first_token_s: float         # time to the first token (vision + prefill)
     input_ids: np.ndarray        # [1, L] int32 prompt ids, the image pad repeated once per image feature
-    pixel_values: np.ndarray     # [N, 3*T*P*P] the sent image's patches (LENS's second pass embeds them again)
-    image_grid_thw: np.ndarray   # [1, 3]
+    prompt_embeds: np.ndarray | None  # [1, L, D] the prompt's embeddings, image rows filled (keep_prompt_embeds)
 
 
 def execution_device(device: str) -> tuple[str, int]:
@@ -87,8 +86,10 @@ class GenAiPackage:
         return np.array([ids], dtype=np.int32)
 
     def generate(self, image_rgb: np.ndarray, text: str, *, max_new_tokens: int, timeout_s: float = 600.0,
-                 min_pixels: int = 0, max_pixels: int = 1 << 62) -> GenAiGeneration:
-        """Greedy answer to one frame + text; LlmError when `timeout_s` passes between tokens."""
+                 min_pixels: int = 0, max_pixels: int = 1 << 62, keep_prompt_embeds: bool = False) -> GenAiGeneration:
+        """Greedy answer to one frame + text; LlmError when `timeout_s` passes between tokens. `keep_prompt_embeds`:
+        also the prompt's embeddings as the first step fed them to the decoder (LENS's second pass reuses them
+        instead of running the vision encoder again)."""
         import onnxruntime_genai as og
         from PIL import Image
 
@@ -111,15 +112,18 @@ class GenAiPackage:
         inputs["image_grid_thw"] = grid
         inputs["num_image_tokens"] = np.array([n_img], dtype=np.int64)  # without it the vision graph is skipped
         gen.set_inputs(inputs)
-        first = None
+        first, prompt_embeds = None, None
         while not gen.is_done():
             gen.generate_next_token()
-            first = first if first is not None else time.monotonic() - t0
+            if first is None:
+                first = time.monotonic() - t0
+                if keep_prompt_embeds:  # later steps overwrite it with one token's
+                    prompt_embeds = np.array(gen.get_output("inputs_embeds"), copy=True)
             if time.monotonic() - t0 > timeout_s:
                 done = len(gen.get_sequence(0)) - ids.shape[1]
                 raise LlmError(f"MLLM timed out ({timeout_s}s, {done} tokens)")
         tokens = [int(t) for t in gen.get_sequence(0)[ids.shape[1]:]]
-        return GenAiGeneration(tokens, (w, h), time.monotonic() - t0, first or 0.0, ids, pixel_values, grid)
+        return GenAiGeneration(tokens, (w, h), time.monotonic() - t0, first or 0.0, ids, prompt_embeds)
 
     def decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(np.array([t for t in tokens if t not in self.eos], dtype=np.int32))

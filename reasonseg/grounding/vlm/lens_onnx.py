@@ -2,7 +2,8 @@
 
 The answer comes from the checkpoint's Qwen2.5-VL as an ORT GenAI package (`mllm/fp32/`, the release's prompt);
 the second pass (prompt + answer + the M context queries -> the SAM2 prompt token) is `lens_second_pass.onnx` fed
-by the package's own vision and embedding graphs; the token is decoded, and tracked, by the checkpoint's SAM2
+the prompt's embeddings as the package's decoder got them (image rows filled: the vision encoder runs once) and
+the answer's, from the package's embedding graph; the token is decoded, and tracked, by the checkpoint's SAM2
 graphs (`sam2/`, onnxruntime). Same prompt, same attention mask (the pad token masked), same answer handling as
 the PyTorch grounder (`lens.py`), so the masks agree (tests/test_lens_onnx.py).
 """
@@ -50,8 +51,7 @@ class LensOnnxGrounder:
         self.num_queries = int(record["num_queries"])
         package = folder / MLLM / PACKAGE_PRECISION
         self.package = GenAiPackage(package, device=settings.device)
-        provider = "cpu" if self.package.device == "cpu" else self.package.device
-        self.vision = open_session(package / pkg.VISION, "LENS vision encoder", device=provider)
+        provider = self.package.device
         self.embedding = open_session(package / pkg.EMBEDDING, "LENS embedding graph", device=provider)
         self.second_pass = open_session(second, "LENS second pass", device=provider)
         pad = self.package.genai.get("pad_token_id")
@@ -64,12 +64,14 @@ class LensOnnxGrounder:
         s = self.settings
         with timer.stage("generate"):
             g = self.package.generate(image_rgb, question_for(instruction, s.chain_of_thought),
-                                      max_new_tokens=s.max_new_tokens, timeout_s=s.timeout_s)
+                                      max_new_tokens=s.max_new_tokens, timeout_s=s.timeout_s, keep_prompt_embeds=True)
         with timer.stage("second_pass"):
             sequence = np.concatenate([g.input_ids[0], np.asarray(g.tokens, np.int32)])[None].astype(np.int64)
             mask = (sequence != self.pad) if self.pad is not None else np.ones_like(sequence, bool)
-            (features,) = self.vision.run(None, {"pixel_values": g.pixel_values, "image_grid_thw": g.image_grid_thw})
-            (embeds,) = self.embedding.run(None, {"input_ids": sequence, "image_features": features})
+            answer = sequence[:, g.input_ids.shape[1]:]  # text only: no image features
+            no_image = np.zeros((0, g.prompt_embeds.shape[-1]), np.float32)
+            (answer_embeds,) = self.embedding.run(None, {"input_ids": answer, "image_features": no_image})
+            embeds = np.concatenate([g.prompt_embeds, answer_embeds], axis=1)
             (token,) = self.second_pass.run(None, {"inputs_embeds": embeds.astype(np.float32),
                                                    "attention_mask": mask.astype(np.int64)})
         return token_answer(self.package.decode(g.tokens), token[0], g.sent_size, image_rgb.shape[:2])
