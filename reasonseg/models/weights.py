@@ -148,8 +148,6 @@ def check_model_dir(path: str | Path, what: str) -> None:
     whose config.json counts more layers than its weights hold tensors is refused in one line before transformers
     builds it (a million layers, even on the meta device, take minutes and gigabytes). Whatever else is wrong (no
     such dir, no weights, bad JSON) is left to the loader's own message."""
-    pass
-
     try:
         root = resolve_checkpoint(path)
         raw = json.loads((root / "config.json").read_text())

@@ -27,6 +27,8 @@ class _Parts:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._segmenter = None
+        self._vlm = None
+        self._concepts = None
 
     @property
     def segmenter(self):
@@ -34,8 +36,38 @@ class _Parts:
             self._segmenter = build_segmenter(self.settings.segmenter, self.settings.cache_path)
         return self._segmenter
 
+    @property
+    def vlm(self):
+        if self._vlm is None:
+            from reasonseg.grounding.vlm.registry import build_vlm
+
+            m = self.settings.mllm
+            if not m.model:
+                raise ConfigError("this pipeline needs mllm.model (HF id or local dir; the served name for backend "
+                                  "openai)")
+            self._vlm = build_vlm(m)
+        return self._vlm
+
+    @property
+    def concepts(self):
+        """SAM 3's concept model (refine with detector.kind sam3, agent), loaded once."""
+        if self._concepts is None:
+            from reasonseg.segmenters.sam3.concepts import Sam3Concepts
+
+            sam3 = self.settings.sam3
+            if not sam3.model:
+                raise ConfigError("SAM 3 concepts need sam3.model (facebook/sam3 from the local cache, or a dir)")
+            self._concepts = load_hf_model(f"SAM 3 {sam3.model}", sam3.model, lambda: Sam3Concepts(sam3))
+        return self._concepts
+
 
 def _build_refine(settings: Settings, parts: _Parts) -> Pipeline:
+    if settings.detector.kind == "sam3":
+        from reasonseg.pipelines.concepts import ConceptRefinePipeline
+
+        concepts = parts.concepts
+        log.info("refine pipeline: detector=SAM 3 concepts (%s), segmenter=%s", concepts.endpoint, _describe(settings))
+        return ConceptRefinePipeline(concepts, parts.segmenter, settings)
     from reasonseg.grounding.detector import COCO_LABELS, GRAPH_FILES, CenterNetDetector
     from reasonseg.grounding.label_resolver import LabelResolver
     from reasonseg.grounding.llm.client import ChatLlm, resolve_endpoint
@@ -79,15 +111,27 @@ def _key_home(settings: Settings) -> tuple[str, ...]:
 
 
 def _build_mllm(settings: Settings, parts: _Parts) -> Pipeline:
-    from reasonseg.grounding.vlm.registry import build_vlm
     from reasonseg.pipelines.mllm import MllmPipeline
 
     m = settings.mllm
-    if not m.model:
-        raise ConfigError("pipeline mllm needs mllm.model (HF id or local dir; the served name for backend openai)")
-    vlm = build_vlm(m)
+    vlm = parts.vlm
     log.info("mllm pipeline: %s (%s) @ %s, segmenter=%s", m.model, m.backend, vlm.endpoint, _describe(settings))
     return MllmPipeline(vlm, parts.segmenter, settings)
+
+
+def _build_agent(settings: Settings, parts: _Parts) -> Pipeline:
+    from reasonseg.grounding.agent import Agent
+    from reasonseg.pipelines.agent import AgentPipeline
+
+    m = settings.mllm
+    vlm = parts.vlm
+    if not hasattr(vlm, "ask"):
+        raise ConfigError(f"pipeline agent needs an MLLM that answers free-form questions: mllm.backend {m.backend} "
+                          "does not (use transformers or openai)")
+    concepts = parts.concepts
+    log.info("agent pipeline: %s (%s) @ %s proposes, SAM 3 %s segments concepts, segmenter=%s, %d round(s) max",
+             m.model, m.backend, vlm.endpoint, concepts.endpoint, _describe(settings), settings.agent.max_rounds)
+    return AgentPipeline(Agent(vlm, concepts, settings.agent), parts.segmenter, settings)
 
 
 def _build_lens(settings: Settings, parts: _Parts) -> Pipeline:
@@ -138,12 +182,13 @@ def _build_l2l(settings: Settings, parts: _Parts) -> Pipeline:
 
 
 BUILDERS: dict[str, Callable[[Settings, _Parts], Pipeline]] = {"refine": _build_refine, "mllm": _build_mllm,
-                                                               "lens": _build_lens, "cora": _build_cora,
-                                                               "l2l": _build_l2l}
+                                                               "agent": _build_agent, "lens": _build_lens,
+                                                               "cora": _build_cora, "l2l": _build_l2l}
 PIPELINES: tuple[str, ...] = ("auto", *BUILDERS)  # `pipeline` choices (settings, CLI, schema)
 # `auto`: the first configured pipeline that loads, with the ones after it as fallbacks (cora, l2l: by name).
-AUTO_ORDER = ("lens", "mllm", "refine")
+AUTO_ORDER = ("lens", "agent", "mllm", "refine")
 CONFIGURED: dict[str, Callable[[Settings], bool]] = {"lens": lambda s: bool(s.lens.model),
+                                                     "agent": lambda s: bool(s.mllm.model and s.sam3.model),
                                                      "mllm": lambda s: bool(s.mllm.model), "refine": lambda s: True}
 
 

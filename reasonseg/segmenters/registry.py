@@ -20,6 +20,7 @@ from reasonseg.segmenters.lite_sam import build as lite_sam
 from reasonseg.segmenters.lite_sam.graphs import graph_files
 from reasonseg.segmenters.sam2 import build as sam2
 from reasonseg.segmenters.sam2.graphs import DECODER, ENCODER
+from reasonseg.segmenters.sam3 import build as sam3
 
 log = logging.getLogger(__name__)
 Builder = Callable[[SegmenterSettings, Path], Segmenter]
@@ -47,9 +48,10 @@ SPECS: tuple[SegmenterSpec, ...] = (
                   graph_files("openvino", ("fp32", "bf16", "int8"))),
     SegmenterSpec("sam2", "torch", sam2.build_torch, ("fp32",), ()),  # a transformers checkpoint
     SegmenterSpec("sam2", "onnxruntime", sam2.build_onnxruntime, ("fp32",), (ENCODER, DECODER)),
+    SegmenterSpec("sam3", "torch", sam3.build_torch, ("fp32",), ()),  # a transformers checkpoint
 )
 AUTO: dict[str, Callable[[SegmenterSettings, Path], tuple[str, str]]] = {
-    "lite_sam": lite_sam.auto_backend, "sam2": sam2.auto_backend}
+    "lite_sam": lite_sam.auto_backend, "sam2": sam2.auto_backend, "sam3": sam3.auto_backend}
 
 # the choice lists, derived (first-seen order)
 KINDS: tuple[str, ...] = tuple(dict.fromkeys(s.kind for s in SPECS))

@@ -106,17 +106,19 @@ class ChatLlm:
         """One chat completion; `timeout_s` is a deadline for the whole exchange."""
         return self.chat([{"role": "system", "content": system}, {"role": "user", "content": user}])
 
-    def chat(self, messages: list[dict], *, max_tokens: int | None = None, max_bytes: int = MAX_RESPONSE_BYTES) -> str:
-        """The assistant's text for `messages` (text or OpenAI image content parts); raises LlmError."""
+    def chat(self, messages: list[dict], *, max_tokens: int | None = None, max_bytes: int = MAX_RESPONSE_BYTES,
+             timeout_s: float | None = None) -> str:
+        """The assistant's text for `messages` (text or OpenAI image content parts); raises LlmError.
+        `timeout_s`: this exchange's deadline when shorter than the client's (what is left of a grounding's)."""
         if self._key_problem:
             raise LlmError(self._key_problem)
         payload = {"model": self.model, "temperature": 0, "max_tokens": max_tokens or self.max_tokens,
                    "messages": messages}
+        deadline = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
         try:
-            resp = post_json(self._url, payload, headers=self._headers, deadline_s=self.timeout_s,
-                             max_bytes=max_bytes)
+            resp = post_json(self._url, payload, headers=self._headers, deadline_s=deadline, max_bytes=max_bytes)
         except HttpTimeout:
-            raise LlmError(f"LLM timed out ({self.timeout_s}s)") from None
+            raise LlmError(f"LLM timed out ({round(deadline, 2)}s)") from None
         except HttpStatusError as exc:
             raise LlmError(f"LLM endpoint answered HTTP {exc.status}") from None
         except HttpUnreachable:

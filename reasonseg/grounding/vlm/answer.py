@@ -1,9 +1,10 @@
 """One prompt and one answer parser for every MLLM backend (Qwen2.5-VL / Qwen3-VL grounding, Seg-Zero / LENS forms).
 
-Coordinates: the frame is resized with Qwen's `smart_resize` before it is sent (sides multiples of 28,
-pixel count within [min_pixels, max_pixels]). Qwen2.5-VL answers absolute pixels of *that* image
-(lens_official.md, "Inference"); Qwen3-VL answers 0..1000 relative to the image whatever its size
-(`box_format`). `parse_answer` validates the box in the answer's own space and maps it to frame pixels.
+Coordinates: the frame is resized with Qwen's `smart_resize` before it is sent (sides multiples of the family's
+factor: 28 for Qwen2/2.5-VL, 32 for Qwen3-VL; pixel count within [min_pixels, max_pixels]). Qwen2.5-VL answers
+absolute pixels of *that* image (lens_official.md, "Inference"); Qwen3-VL answers 0..1000 relative to the image
+whatever its size (`box_format`; the Qwen3-VL cookbook's 2d_grounding: x_px = x / 1000 * W). `ModelFamily` holds
+both, from a checkpoint's config.json (in process) or a served model's name. `parse_answer` validates the box in the answer's own space and maps it to frame pixels.
 Model output is data: parsed with `json` and regexes, validated, never executed; its text (labels, reasoning)
 is cleaned of control and bidi characters here, so nothing after this sees them.
 """
@@ -65,21 +66,62 @@ def smart_resize(height: int, width: int, *, factor: int = FACTOR, min_pixels: i
     return h, w
 
 
+@dataclass(frozen=True)
+class ModelFamily:
+    """What a grounding VLM's family fixes: the resize factor (patch x merge) and how its boxes read."""
+
+    name: str
+    factor: int        # image sides are multiples of this (Qwen2/2.5-VL 14 px x 2 = 28; Qwen3-VL 16 px x 2 = 32)
+    box_format: str    # absolute: pixels of the image it saw; relative_1000: 0..1000 of the image
+
+    def describe(self) -> str:
+        boxes = "0..1000 of the image" if self.box_format == "relative_1000" else "pixels of the image it saw"
+        return f"{self.name}: {self.factor}-px resize factor, boxes in {boxes}"
+
+
+# by config.json's model_type; the factor is read from the vision config when it has one
+FAMILIES: dict[str, ModelFamily] = {
+    "qwen2_vl": ModelFamily("Qwen2-VL", FACTOR, "absolute"),
+    "qwen2_5_vl": ModelFamily("Qwen2.5-VL", FACTOR, "absolute"),
+    "qwen3_vl": ModelFamily("Qwen3-VL", 32, "relative_1000"),
+    "qwen3_vl_moe": ModelFamily("Qwen3-VL MoE", 32, "relative_1000"),
+}
+UNKNOWN_FAMILY = ModelFamily("an unknown VLM", FACTOR, "absolute")
+
+
+def family_from_config(config: dict) -> ModelFamily | None:
+    """The family of a checkpoint from its config.json (None: not a Qwen-VL); the factor is the checkpoint's
+    own patch_size x spatial_merge_size, so a variant with other patches still resizes right."""
+    family = FAMILIES.get(str(config.get("model_type")))
+    if family is None:
+        return None
+    vision = config.get("vision_config") or {}
+    patch, merge = vision.get("patch_size"), vision.get("spatial_merge_size")
+    if isinstance(patch, int) and isinstance(merge, int) and patch > 0 and merge > 0:
+        family = ModelFamily(family.name, patch * merge, family.box_format)
+    return family
+
+
 _QWEN_VL = re.compile(r"qwen[\W_]*(\d+)(?:[._](\d+))?[\W_]*vl", re.I)
 
 
-def box_format_for(model: str, setting: str = "auto") -> tuple[str, str]:
-    """(`absolute` | `relative_1000`, why) for a served model: `setting` unless auto; auto reads the model's
-    name (Qwen3-VL grounds in 0..1000, Qwen2 / Qwen2.5-VL in pixels); a name that says neither keeps pixels."""
-    if setting != "auto":
-        return setting, "set"
+def family_from_name(model: str, box_format: str = "auto") -> tuple[ModelFamily, str]:
+    """(family, why) for a served model: auto reads the model's name (Qwen3-VL grounds in 0..1000 at factor 32,
+    Qwen2 / Qwen2.5-VL in pixels at 28); a name that says neither keeps Qwen2.5-VL's. A `box_format` other than
+    auto overrides the convention (said so in `why`, which start-up logs)."""
     m = _QWEN_VL.search(model)
     if m and m.group(1) == "3":
-        return "relative_1000", f"auto: {model!r} is Qwen3-VL, which answers 0..1000 of the image"
-    if m and m.group(1) == "2":
-        return "absolute", f"auto: {model!r} is Qwen2/2.5-VL, which answers pixels of the image it saw"
-    return "absolute", (f"auto: cannot tell the box convention from the name {model!r}; reading pixels "
-                        "(Qwen2.5-VL's); set mllm.box_format=relative_1000 for a Qwen3-VL-style model")
+        family, why = FAMILIES["qwen3_vl"], f"auto: {model!r} is Qwen3-VL, which answers 0..1000 of the image"
+    elif m and m.group(1) == "2":
+        family = FAMILIES["qwen2_5_vl"]
+        why = f"auto: {model!r} is Qwen2/2.5-VL, which answers pixels of the image it saw"
+    else:
+        family = UNKNOWN_FAMILY
+        why = (f"auto: cannot tell the box convention from the name {model!r}; reading pixels "
+               "(Qwen2.5-VL's); set mllm.box_format=relative_1000 for a Qwen3-VL-style model")
+    if box_format != "auto":
+        family, why = ModelFamily(family.name, family.factor, box_format), "set"
+    return family, why
 
 
 def build_prompt(instruction: str, *, chain_of_thought: bool = False, box_format: str = "absolute") -> str:

@@ -1,14 +1,16 @@
-"""Qwen2.5-VL / Qwen2-VL in this process through `transformers` (HF id from the local cache, or a local dir).
+"""Qwen3-VL / Qwen2.5-VL / Qwen2-VL in this process through `transformers` (HF id from the local cache, or a dir).
 
-Nothing downloads at run time (`local_files_only`). Any other family (Qwen3-VL: 16-px patches, boxes in
-0..1000) is refused from its config.json before a weight loads, never run with the wrong resize or coordinates.
-The frame is resized with smart_resize first; the size the model actually saw is read back from the
-processor's `image_grid_thw` (patches x 14 px), so the answer's pixels map to the frame exactly even if the
-checkpoint's processor bounds differ.
+Nothing downloads at run time (`local_files_only`). The family is read from the checkpoint's config.json before a
+weight loads (`answer.family_from_config`): Qwen3-VL resizes to multiples of 32 (16-px patches) and answers boxes in
+0..1000 of the image; Qwen2/2.5-VL multiples of 28 and pixels. Any other model type is refused, never run with the
+wrong resize or coordinates. The frame is resized with smart_resize first; the size the model actually saw is read
+back from the processor's `image_grid_thw` (patches x patch px), so the answer's pixels map to the frame exactly
+even if the checkpoint's processor bounds differ.
 `mllm.timeout_s` stops generation between tokens.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,27 +21,23 @@ from reasonseg.core.errors import CheckpointError
 from reasonseg.core.settings import MllmSettings
 from reasonseg.core.torch_device import resolve_device, resolve_dtype
 from reasonseg.grounding.llm.client import LlmError
-from reasonseg.grounding.vlm.answer import MllmAnswer, build_prompt, parse_answer, smart_resize
+from reasonseg.grounding.vlm.answer import (FACTOR, FAMILIES, MllmAnswer, ModelFamily, build_prompt, family_from_config,
+                                            parse_answer, smart_resize)
 from reasonseg.models.weights import check_model_dir
 
-SUPPORTED_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")  # 14-px patches merged 2x2, boxes in pixels
-NOT_YET_SUPPORTED = {"qwen3_vl": "Qwen3-VL", "qwen3_vl_moe": "Qwen3-VL MoE"}
+log = logging.getLogger(__name__)
 
-
-def check_family(model: str) -> None:
-    """Refuse a checkpoint this backend would run wrongly, from its config.json alone (before any weights)."""
+def check_family(model: str) -> ModelFamily:
+    """The checkpoint's family from its config.json alone (before any weights); a model this backend would run
+    wrongly is refused."""
     from transformers import PretrainedConfig
 
     config, _ = PretrainedConfig.get_config_dict(str(model), local_files_only=True)
-    kind = config.get("model_type")
-    if kind in SUPPORTED_MODEL_TYPES:
-        return
-    if kind in NOT_YET_SUPPORTED:
-        raise CheckpointError(f"{NOT_YET_SUPPORTED[kind]} (model_type {kind}) is not supported in process yet; "
-                              "serve it (mllm.backend=openai, e.g. vllm serve) or use a Qwen2.5-VL / Qwen2-VL "
-                              "checkpoint")
-    raise CheckpointError(f"model_type {kind!r} is not a Qwen2.5-VL / Qwen2-VL checkpoint, the only families "
-                          "mllm.backend=transformers runs")
+    family = family_from_config(config)
+    if family is None:
+        raise CheckpointError(f"model_type {config.get('model_type')!r} is not a Qwen-VL checkpoint; "
+                              f"mllm.backend=transformers runs {', '.join(FAMILIES)}")
+    return family
 
 
 @dataclass
@@ -77,15 +75,16 @@ def _deadline_criteria(deadline: float):
 
 
 def generate(model, processor, image_rgb: np.ndarray, messages: list[dict], *, min_pixels: int, max_pixels: int,
-             max_new_tokens: int, timeout_s: float, device, streamer=None) -> Generation:
+             max_new_tokens: int, timeout_s: float, device, streamer=None, factor: int = FACTOR) -> Generation:
     """Qwen's smart_resize, the chat template, greedy generation with a deadline (LlmError when it passes).
-    `messages` hold one {"type": "image"} part where the frame goes; `streamer`: transformers' (token timing)."""
+    `messages` hold one {"type": "image"} part where the frame goes; `streamer`: transformers' (token timing);
+    `factor`: the family's (patch x merge)."""
     import torch
     from PIL import Image
 
     t0 = time.monotonic()
     fh, fw = image_rgb.shape[:2]
-    h, w = smart_resize(fh, fw, min_pixels=min_pixels, max_pixels=max_pixels)
+    h, w = smart_resize(fh, fw, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
     image = Image.fromarray(np.ascontiguousarray(image_rgb)).resize((w, h), Image.BICUBIC)
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(text=[text], images=[image], return_tensors="pt").to(device)
@@ -110,7 +109,7 @@ class QwenVl:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        check_family(settings.model)
+        family = check_family(settings.model)
         check_model_dir(settings.model, "mllm.model")  # a config asking for more layers than its weights hold
         self.settings = settings
         self.device = resolve_device(settings.device, "mllm.device")
@@ -119,15 +118,35 @@ class QwenVl:
         self.model = AutoModelForImageTextToText.from_pretrained(settings.model, dtype=dtype,
                                                                  local_files_only=True).to(self.device).eval()
         self.endpoint = f"{settings.model} on {self.device}"
+        # the checkpoint's own convention; an explicit mllm.box_format overrides it (a fine-tune answering otherwise)
+        self.family = family if settings.box_format == "auto" else ModelFamily(family.name, family.factor,
+                                                                                 settings.box_format)
+        log.info("mllm: %s (from %s config.json%s)", self.family.describe(), settings.model,
+                 "" if settings.box_format == "auto" else f"; mllm.box_format={settings.box_format} set")
         self.stats = {"tokens": 0, "seconds": 0.0}  # last generation, for logs and benchmarks
 
     def ground(self, image_rgb: np.ndarray, instruction: str) -> MllmAnswer:
         """Raises LlmError (deadline) or MllmAnswerError (answer)."""
+        g = self._generate(image_rgb, build_prompt(instruction, chain_of_thought=self.settings.chain_of_thought,
+                                                   box_format=self.family.box_format), None)
+        return self.read_answer(g.text, g.sent_size, image_rgb.shape)
+
+    def ask(self, image_rgb: np.ndarray, text: str, *, timeout_s: float | None = None) -> str:
+        """One question about an image: the answer text, unparsed (the caller validates it). `timeout_s`: a
+        deadline shorter than mllm.timeout_s."""
+        return self._generate(image_rgb, text, timeout_s).text
+
+    def _generate(self, image_rgb: np.ndarray, text: str, timeout_s: float | None) -> Generation:
         s = self.settings
-        messages = [{"role": "user", "content": [
-            {"type": "image"}, {"type": "text", "text": build_prompt(instruction, chain_of_thought=s.chain_of_thought)}]}]
-        g = generate(self.model, self.processor, image_rgb, messages, min_pixels=s.min_pixels,
-                     max_pixels=s.max_pixels, max_new_tokens=s.max_new_tokens, timeout_s=s.timeout_s, device=self.device)
-        self.stats = {"tokens": int(g.sequences.shape[1] - g.inputs["input_ids"].shape[1]), "seconds": g.seconds}
-        fh, fw = image_rgb.shape[:2]
-        return parse_answer(g.text, sent_size=g.sent_size, frame_size=(fw, fh), max_instances=s.max_instances)
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+        timeout = s.timeout_s if timeout_s is None else min(timeout_s, s.timeout_s)
+        g = generate(self.model, self.processor, image_rgb, messages, min_pixels=s.min_pixels, max_pixels=s.max_pixels,
+                     max_new_tokens=s.max_new_tokens, timeout_s=timeout, device=self.device, factor=self.family.factor)
+        self.stats = {"tokens": int(g.sequences.shape[1] - g.inputs["input_ids"].shape[1]), "seconds": g.seconds,
+                      "sent_size": g.sent_size}
+        return g
+
+    def read_answer(self, text: str, sent_size: tuple[int, int], frame_shape: tuple[int, ...]) -> MllmAnswer:
+        """The answer text in frame pixels, in this checkpoint's box convention."""
+        return parse_answer(text, sent_size=sent_size, frame_size=(frame_shape[1], frame_shape[0]),
+                            max_instances=self.settings.max_instances, box_format=self.family.box_format)
