@@ -132,6 +132,13 @@ def _sam2(args: argparse.Namespace) -> list[Path]:
     return export_sam2(_needs_checkpoint(args, "a sam2 / sam2_video checkpoint"), Path(args.out))
 
 
+def _sam3(args: argparse.Namespace) -> list[Path]:
+    from reasonseg_export.sam3 import export_sam3
+
+    return export_sam3(_needs_checkpoint(args, "a sam3_tracker / sam3_tracker_video / sam3_video checkpoint"),
+                       Path(args.out))
+
+
 def _lens_connector(args: argparse.Namespace) -> list[Path]:
     from reasonseg_export.prompt_heads import export_lens_connector
 
@@ -235,6 +242,12 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "<= 1e-4 rel vs PyTorch: encoder, 4 prompt kinds, start, step with 1 / growing / full memory", _sam2,
            read_by="reasonseg.segmenters.sam2.graphs",
            files=("sam2_encoder.onnx", "sam2_decoder.onnx", "sam2_track_start.onnx", "sam2_track_step.onnx")),
+    Format("sam3", "SAM 3 tracker image encoder (ViT + FPN neck, real-arithmetic RoPE); prompt encoder + mask decoder "
+           "as sam2's (box, points, mask, raw tokens); no tracking graphs yet",
+           "sam3_tracker / sam3_tracker_video / sam3_video checkpoint (transformers, e.g. facebook/sam3)",
+           "sam3_{encoder,decoder}.onnx", "fp32",
+           "<= 1e-4 rel vs PyTorch: encoder, 4 prompt kinds; no complex tensors in the encoder", _sam3,
+           read_by="reasonseg.segmenters.sam3.graphs", files=("sam3_encoder.onnx", "sam3_decoder.onnx")),
     Format("lens-connector", "LENS queries -> connector -> proj_to_sam (SAM2 prompt token)",
            "LENS checkpoint (release layout)", "lens_connector.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
            _lens_connector,

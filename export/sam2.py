@@ -101,17 +101,8 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     cls = Sam2VideoModel if config.model_type == "sam2_video" else Sam2Model
     model = load_hf_model(what, checkpoint, lambda: cls.from_pretrained(str(checkpoint), local_files_only=True,
                                                                        dtype=torch.float32)).eval()
-    encoder, decoder = _modules(model)
-    s = sam2_image_size(config)
-    out_dir = Path(out_dir)
-    enc = export_module(encoder, (torch.rand(1, 3, s, s),), out_dir / ENCODER, inputs=ENCODER_INPUTS,
-                        outputs=ENCODER_OUTPUTS)
-    trace = {k: torch.from_numpy(v) for k, v in example_decoder_inputs(model).items()}
-    dec = export_module(decoder, tuple(trace.values()), out_dir / DECODER, inputs=DECODER_INPUTS,
-                        outputs=DECODER_OUTPUTS, dynamic_axes={"point_coords": {1: "num_points"},
-                                                               "point_labels": {1: "num_points"},
-                                                               "sparse_embeddings": {1: "num_tokens"}})
-    parity = check_sam2(encoder, decoder, enc, dec, model)
+    encoder, decoder, enc, dec, parity = export_image_graphs(model, Path(out_dir), sam2_image_size(config),
+                                                             (ENCODER, DECODER), "SAM2")
     for path in (enc, dec):
         write_manifest(path, format="sam2", precision="fp32", source=_weights_file(checkpoint), parity=parity,
                        checkpoint=str(checkpoint))
@@ -119,7 +110,24 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
         return [enc, dec]
     from reasonseg_export.sam2_track import export_sam2_track
 
-    return [enc, dec, *export_sam2_track(model, out_dir, _weights_file(checkpoint), str(checkpoint))]
+    return [enc, dec, *export_sam2_track(model, Path(out_dir), _weights_file(checkpoint), str(checkpoint))]
+
+
+def export_image_graphs(model, out_dir: Path, size: int, files: tuple[str, str], label: str) -> tuple:
+    """The encoder and decoder graphs of a loaded SAM2-style model (SAM2, or SAM 3's tracker: the same prompt
+    encoder, mask decoder and `get_image_embeddings`) at `files`, checked against PyTorch:
+    (encoder, decoder, encoder path, decoder path, parity)."""
+    import torch
+
+    encoder, decoder = _modules(model)
+    enc = export_module(encoder, (torch.rand(1, 3, size, size),), out_dir / files[0], inputs=ENCODER_INPUTS,
+                        outputs=ENCODER_OUTPUTS)
+    trace = {k: torch.from_numpy(v) for k, v in example_decoder_inputs(model, size=size).items()}
+    dec = export_module(decoder, tuple(trace.values()), out_dir / files[1], inputs=DECODER_INPUTS,
+                        outputs=DECODER_OUTPUTS, dynamic_axes={"point_coords": {1: "num_points"},
+                                                               "point_labels": {1: "num_points"},
+                                                               "sparse_embeddings": {1: "num_tokens"}})
+    return encoder, decoder, enc, dec, check_sam2(encoder, decoder, enc, dec, model, size=size, label=label)
 
 
 def _weights_file(checkpoint: str | Path) -> Path | None:
@@ -127,25 +135,26 @@ def _weights_file(checkpoint: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def check_sam2(encoder, decoder, enc: Path, dec: Path, model, seed: int = 1) -> dict:
+def check_sam2(encoder, decoder, enc: Path, dec: Path, model, seed: int = 1, *, size: int | None = None,
+               label: str = "SAM2") -> dict:
     """PyTorch vs onnxruntime on fresh inputs: a random frame; a box + point, raw tokens only (no points),
-    a mask input, and a single ambiguous click (multimask)."""
+    a mask input, and a single ambiguous click (multimask). `size`: the input side (default: the config's)."""
     import torch
 
     from reasonseg.backends.onnxruntime_graph import open_session
 
-    s = sam2_image_size(model.config)
+    s = size or sam2_image_size(model.config)
     pixels = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, 3, s, s)).astype(np.float32))
     with torch.inference_mode():
         ref = [t.numpy() for t in encoder(pixels)]
-    got = open_session(enc, "SAM2 encoder").run(None, {"pixel_values": pixels.numpy()})
-    out = {name: require_close(f"SAM2 encoder {name}", r, g, FP32_MAX_REL)
+    got = open_session(enc, f"{label} encoder").run(None, {"pixel_values": pixels.numpy()})
+    out = {name: require_close(f"{label} encoder {name}", r, g, FP32_MAX_REL)
            for name, r, g in zip(ENCODER_OUTPUTS, ref, got)}
-    session = open_session(dec, "SAM2 decoder")
+    session = open_session(dec, f"{label} decoder")
     cases = {"box_and_point": dict(n_points=3, n_raw=0), "raw_tokens_only": dict(n_points=0, n_raw=2),
              "mask_input": dict(n_points=2, n_raw=0), "one_click_multimask": dict(n_points=1, n_raw=0)}
     for i, (case, shape) in enumerate(cases.items()):
-        feeds = example_decoder_inputs(model, seed=seed + 10 + i, **shape)
+        feeds = example_decoder_inputs(model, seed=seed + 10 + i, size=s, **shape)
         feeds["has_mask_input"][:] = 1.0 if case == "mask_input" else 0.0
         feeds["multimask_output"][:] = 1.0 if case == "one_click_multimask" else 0.0
         if case == "one_click_multimask":
@@ -154,6 +163,6 @@ def check_sam2(encoder, decoder, enc: Path, dec: Path, model, seed: int = 1) -> 
             ref = [t.numpy() for t in decoder(*(torch.from_numpy(v) for v in feeds.values()))]
         got = session.run(None, feeds)
         for name, r, g in zip(DECODER_OUTPUTS, ref, got):
-            out[f"{case}/{name}"] = require_close(f"SAM2 decoder {case} {name}", r, g, FP32_MAX_REL)
+            out[f"{case}/{name}"] = require_close(f"{label} decoder {case} {name}", r, g, FP32_MAX_REL)
     out["max_rel_tolerance"] = FP32_MAX_REL
     return out

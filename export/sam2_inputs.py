@@ -6,10 +6,12 @@ import numpy as np
 from reasonseg.segmenters.sam2.graphs import DECODER_INPUTS, sam2_image_size
 
 
-def example_decoder_inputs(model, n_points: int = 2, n_raw: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random decoder inputs of the right shapes for `model` (tracing and parity checks)."""
+def example_decoder_inputs(model, n_points: int = 2, n_raw: int = 1, seed: int = 0,
+                           size: int | None = None) -> dict[str, np.ndarray]:
+    """Random decoder inputs of the right shapes for `model` (tracing and parity checks); `size`: the input side
+    where the config has no `image_size` (SAM 3's tracker keeps it in its vision config)."""
     rng = np.random.default_rng(seed)
-    s = sam2_image_size(model.config)
+    s = size or sam2_image_size(model.config)
     sizes = model.backbone_feature_sizes if hasattr(model, "backbone_feature_sizes") else None
     c = model.prompt_encoder.no_mask_embed.weight.shape[-1]
     chans = [model.mask_decoder.upscale_conv2.out_channels, model.mask_decoder.upscale_conv1.out_channels, c]

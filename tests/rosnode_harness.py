@@ -163,6 +163,13 @@ class Client:
             self.wait_for(until, period)
         return until()
 
+    def stream(self, bgr: np.ndarray, seconds: float, period: float = 0.2) -> None:
+        """Publish frames of `bgr` every `period` s for `seconds`, as a camera that waits for nobody."""
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            self.send(bgr, time.time_ns())
+            time.sleep(period)
+
     def wait_node_ready(self, proc: subprocess.Popen, timeout: float = 120.0) -> None:
         subscribed = lambda: all(p.get_subscription_count() > 0 for p in self.image_pubs.values())  # noqa: E731
         ok = self.wait_for(lambda: subscribed() or proc.poll() is not None, timeout)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,7 +152,12 @@ def test_refine_with_sam3_concepts_picks_by_the_rules_and_reports_absence(sam3_d
     assert centre(left) < centre(right) and left.label == "tripod"  # refine's spatial rule over SAM 3's instances
     assert any(left.prompt.box == pytest.approx(i.box) for i in found.instances)
     assert "left of" in g.reasoning and "presence 1.00" in g.reasoning and g.source == "sam3 concepts"
-    assert len(pipeline.ground(frame, "all the tripods").targets) >= 2
+    every = pipeline.ground(frame, "all the tripods").targets
+    assert len(every) >= 2
+    but_left = pipeline.ground(frame, "all the tripods except the left one").targets
+    assert len(but_left) == len(every) - 1 and left.prompt.box not in [t.prompt.box for t in but_left]
+    assert pipeline.ground(frame, "all the tripods except the cars").targets == ()  # same boxes: the same objects
+    assert "names no object" in pipeline.ground(frame, "everything except the dog").reasoning
     res = pipeline.run(frame, "the tripod on the left")
     assert res.valid and res.mask.shape == frame.shape[:2]
 
@@ -313,3 +319,67 @@ def test_shipped_yamls_through_the_cli(sam3_dirs, photos, tmp_path):
     result = json.loads((tmp_path / "a" / "result.json").read_text())
     assert result["pipeline"] == "agent" and result["grounding_source"] == "agent:openai", result
     assert "picked 3" in result["reasoning"] and models == {"Qwen/Qwen3-VL-8B-Instruct"}
+
+
+def _shipped_with(tmp_path: Path, name: str, edit) -> Path:
+    import yaml
+
+    from reasonseg_perception.launch_runner import bringup_share
+
+    data = yaml.safe_load((bringup_share() / "config" / name).read_text())
+    edit(data["/**"]["ros__parameters"])
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_node_with_each_shipped_sam3_yaml_over_dds(sam3_dirs, tmp_path, photos, load_rgb):
+    """reasonseg_node in its own process with sam3_concepts.yaml, then sam3_agent.yaml (tiny SAM 3 models, a
+    scripted VLM on 127.0.0.1): the named concept is masked; while an agent round is pending (a 4 s pick) the
+    tracker keeps masks flowing at camera rate."""
+    from rosnode_harness import Client, mask_array, start_node, stop_node, unique_domain_id
+    from tiny_models import tiny_sam3_tracker
+
+    pytest.importorskip("rclpy", reason="ROS 2 rclpy wheels not installed")
+    tracker = tiny_sam3_tracker(tmp_path / "tracker", presence_logit=10.0)  # the tracker sees its target
+    bgr = load_rgb(photos / "dog.jpg")[:, :, ::-1].copy()
+
+    def tiny(p: dict) -> None:
+        p["sam3"].update(model=str(sam3_dirs["present"]), device="cpu", score_threshold=0.0)
+        p["segmenter"].update(model=str(tracker), device="cpu")
+
+    for name, pipeline, instruction in (("sam3_concepts.yaml", "refine", "the tripod on the left"),
+                                        ("sam3_agent.yaml", "agent", "the car about to pull out")):
+        with OpenAiServer() as srv:
+            srv.behaviour = scripted_agent(["car"], ['{"choose": [2]}'] * 100)
+
+            def edit(p: dict) -> None:
+                tiny(p)
+                if "mllm" in p:
+                    p["mllm"].update(base_url=srv.base_url, timeout_s=6.0)
+                    p["runtime"]["reground_period_s"] = 1.0
+
+            domain = unique_domain_id()
+            proc, log = start_node(tmp_path, domain, params_file=_shipped_with(tmp_path, name, edit))
+            client = Client(domain)
+            try:
+                client.wait_node_ready(proc)
+                client.instruct(instruction)
+                valid = lambda: client.results_of(pipeline, valid_only=True)  # noqa: E731
+                assert client.pump(bgr, lambda: bool(valid()), period=0.2), log.read_text()[-3000:]
+                first = valid()[0]
+                source = "sam3 concepts" if pipeline == "refine" else "agent:openai"
+                assert first.grounding_source == source, first.grounding_source
+                assert client.wait_for(lambda: bool(client.masks), 5)
+                assert mask_array(client.masks[-1][1]).shape == bgr.shape[:2]
+                if pipeline == "agent":
+                    srv.behaviour = scripted_agent(["car"], ['{"choose": [2]}'] * 100, pick_delay_s=4.0)
+                    n_requests = len(srv.requests)
+                    client.clear()
+                    client.stream(bgr, 5.0)
+                    assert len(srv.requests) > n_requests, "no re-grounding was asked for"
+                    assert len(valid()) >= 3, "masks stalled behind the pending agent round"
+                assert "Traceback" not in log.read_text()
+            finally:
+                client.close()
+                stop_node(proc)

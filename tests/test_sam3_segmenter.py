@@ -197,7 +197,7 @@ def test_mask_prompt_conditions_the_stream(sam3_dir):
 def test_errors_are_one_line_naming_the_setting_and_the_fix(tmp_path, sam3_image_dir):
     with pytest.raises(ConfigError, match="segmenter.kind sam3 needs segmenter.model"):
         _segmenter(None)
-    with pytest.raises(ConfigError, match="segmenter.kind sam3 has no onnxruntime backend yet .*torch"):
+    with pytest.raises(ConfigError, match="has no sam3_encoder.onnx: .*segmenter.backend=torch"):
         _segmenter(sam3_image_dir, "segmenter.backend=onnxruntime")
     with pytest.raises(ConfigError, match="segmenter.precision=int8: .*sam3 on torch runs fp32 only"):
         _segmenter(sam3_image_dir, "segmenter.precision=int8")

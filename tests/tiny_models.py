@@ -42,9 +42,22 @@ def qwen_tokenizer():
     return tokenizer
 
 
-def tiny_qwen3_vl(out_dir: Path, seed: int = 0) -> Path:
+# Qwen3-VL-2B-class dimensions (text: Qwen3-1.7B's; vision: 24 x 1024, DeepStack at 5 / 11 / 17), for benchmarks
+# with random weights.
+QWEN3_VL_2B = dict(
+    text_config=dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                     num_key_value_heads=8, head_dim=128, max_position_embeddings=262144, tie_word_embeddings=True,
+                     rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [24, 20, 20],
+                                      "mrope_interleaved": True}),
+    vision_config=dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, out_hidden_size=2048,
+                       num_position_embeddings=2304, deepstack_visual_indexes=[5, 11, 17], patch_size=16,
+                       spatial_merge_size=2, temporal_patch_size=2))
+
+
+def tiny_qwen3_vl(out_dir: Path, seed: int = 0, dims: dict | None = None) -> Path:
     """A 20 M-parameter Qwen3-VL (2 text + 2 vision layers, DeepStack on both) with the real vocabulary and
-    Qwen3-VL's processor numbers: 16-px patches merged 2x2 (factor 32), mean / std 0.5.
+    Qwen3-VL's processor numbers: 16-px patches merged 2x2 (factor 32), mean / std 0.5; `dims=QWEN3_VL_2B` builds
+    the 2B architecture instead (random weights, saved in bfloat16).
 
     Tiny-config traps: text head_dim is explicit in Qwen3 (not hidden / heads) and mrope_section sums to
     head_dim / 2; the vision tower's learned position grid (num_position_embeddings) must be a square number."""
@@ -53,21 +66,31 @@ def tiny_qwen3_vl(out_dir: Path, seed: int = 0) -> Path:
                               Qwen3VLProcessor, Qwen3VLVideoProcessor)
 
     tokenizer = qwen_tokenizer()
-    image_processor = Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, min_pixels=64 * 64,
-                                            max_pixels=512 * 512, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    lo, hi = (65536, 16777216) if dims else (64 * 64, 512 * 512)  # Qwen3-VL's own bounds at real dimensions
+    image_processor = Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, min_pixels=lo,
+                                            max_pixels=hi, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     processor = Qwen3VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
                                  video_processor=Qwen3VLVideoProcessor(), chat_template=QWEN_CHAT_TEMPLATE)
-    config = Qwen3VLConfig(
+    dims = dims or dict(
         text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=16, vocab_size=len(tokenizer), max_position_embeddings=4096,
+                         num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
                          rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": [2, 3, 3],
                                           "mrope_interleaved": True}),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
                            num_position_embeddings=64, deepstack_visual_indexes=[0, 1], patch_size=16,
-                           spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653)
+                           spatial_merge_size=2, temporal_patch_size=2))
+    config = Qwen3VLConfig(
+        text_config={**dims["text_config"], "vocab_size": len(tokenizer)}, vision_config=dims["vision_config"],
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        tie_word_embeddings=dims["text_config"].get("tie_word_embeddings", False))
     torch.manual_seed(seed)
-    Qwen3VLForConditionalGeneration(config).eval().save_pretrained(out_dir)
+    big = dims["text_config"]["hidden_size"] > 1024
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16 if big else torch.float32)
+    try:
+        Qwen3VLForConditionalGeneration(config).eval().save_pretrained(out_dir)
+    finally:
+        torch.set_default_dtype(previous)
     processor.save_pretrained(out_dir)
     return out_dir
 
@@ -368,4 +391,23 @@ def tiny_sam3(out_dir: Path, seed: int = 0, image_size: int = 112, num_queries: 
     Sam3Processor(image_processor=Sam3ImageProcessor(size={"height": s, "width": s},
                                                      mask_size={"height": grid4, "width": grid4}),
                   tokenizer=tokenizer).save_pretrained(out_dir)
+    return out_dir
+
+
+def sam3_full_size(out_dir: Path, tracker_dir: Path | None = None, seed: int = 0) -> Path:
+    """facebook/sam3's architecture with random weights, for benchmarks: the 840 M-parameter `Sam3Model` (default
+    `Sam3Config`: ViT-L-class 32 x 1024 at 1008 px, 200 queries; the offline CLIP tokenizer, its ids in the real
+    49408-token table) and, in `tracker_dir`, the 466 M-parameter `Sam3TrackerVideoModel` (default config)."""
+    import torch
+    from transformers import (Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor, Sam3TrackerVideoConfig,
+                              Sam3TrackerVideoModel)
+
+    tokenizer = _tiny_clip_tokenizer(("car", "person", "bus", "bicycle", "pedestrian"))
+    torch.manual_seed(seed)
+    text = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    Sam3Model(Sam3Config(text_config=text)).eval().save_pretrained(out_dir)
+    Sam3Processor(image_processor=Sam3ImageProcessor(), tokenizer=tokenizer).save_pretrained(out_dir)
+    if tracker_dir is not None:
+        Sam3TrackerVideoModel(Sam3TrackerVideoConfig()).eval().save_pretrained(tracker_dir)
     return out_dir

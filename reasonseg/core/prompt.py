@@ -86,5 +86,5 @@ def check_prompt_kinds(segmenter_name: str, supported: frozenset[str], prompt: P
     unsupported = [k for k in prompt.kinds_used if k not in supported]
     if unsupported:
         raise ValueError(f"segmenter {segmenter_name} does not take {', '.join(unsupported)} prompts "
-                         f"(it takes {', '.join(sorted(supported))}); use segmenter.kind: sam2")
+                         f"(it takes {', '.join(sorted(supported))}); use segmenter.kind: sam2 or sam3")
 

@@ -96,11 +96,11 @@ class DetectorSettings:
 @dataclass(frozen=True)
 class SegmenterSettings:
     kind: str = _f("lite_sam", "segmenter model family", registry=True)
-    model: str = _f("", "sam2: HF id (from the local cache) or local dir, e.g. facebook/sam2.1-hiera-tiny "
-                        "(lite_sam: '' = the embedded default)")
+    model: str = _f("", "sam2 / sam3: HF id (from the local cache) or local dir, e.g. facebook/sam2.1-hiera-tiny, "
+                        "facebook/sam3 (lite_sam: '' = the embedded default)")
     device: str = _device()
-    # SAM2 reads 6 past masks and 15 past object pointers (sam2.1 configs); older frames are dropped.
-    memory_frames: int = _f(16, "sam2 tracker: past frames kept in the memory bank", lo=1, hi=256)
+    # SAM2 / SAM 3 read 6 past masks and 15 past object pointers; older frames are dropped.
+    memory_frames: int = _f(16, "sam2 / sam3 tracker: past frames kept in the memory bank", lo=1, hi=256)
     # onnxruntime runs the LiteSAM encoder ~2x faster than torch on CPU, OpenVINO's bf16 ~1.3x faster again where
     # the CPU has native bf16, and its NNCF int8 ~1.35x faster than that; torch is the reference.
     backend: str = _f("auto", "segmenter backend; auto = openvino where it would run an int8 or bf16 encoder the "

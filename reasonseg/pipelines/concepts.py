@@ -1,6 +1,6 @@
 """`refine` with `detector.kind: sam3`: open-vocabulary candidates. The noun phrase the query parser extracts
 ("the tripod on the left" -> "tripod") goes to SAM 3 as a text concept; its instances (mask, box, score) replace
-the COCO detections, and refine's spatial / colour / ordinal / count / relation rules (`selection.py`) pick among
+the COCO detections, and refine's spatial / colour / ordinal / count / relation / exclusion rules (`selection.py`) pick among
 them as they pick among detections. A concept SAM 3 says is absent (presence below `sam3.presence_threshold`) is
 "not found" with that reason — never the nearest COCO class. The chosen masks prompt the segmenter per frame
 (and seed the tracker), as `mllm`'s boxes do.
@@ -16,7 +16,7 @@ from reasonseg.core.results import Grounding, Target
 from reasonseg.core.settings import Settings
 from reasonseg.core.timing import Timer
 from reasonseg.grounding.query import Query, parse_query
-from reasonseg.grounding.selection import select_instances
+from reasonseg.grounding.selection import SAME_OBJECT_IOU, box_iou, select_instances
 from reasonseg.pipelines.prompted import PromptedPipeline
 from reasonseg.segmenters.sam3.concepts import ConceptInstance
 
@@ -39,6 +39,11 @@ def mask_prompt(instance: ConceptInstance, takes_masks: bool) -> Prompt:
     return Prompt(box=instance.box, mask_logits=logits)
 
 
+def _same(a: str, b: str) -> float:
+    """Label similarity for concept phrases: no sibling classes (a COCO notion) among SAM 3's instances."""
+    return 1.0 if a == b else 0.0
+
+
 class ConceptRefinePipeline(PromptedPipeline):
     name = "refine"
 
@@ -50,21 +55,39 @@ class ConceptRefinePipeline(PromptedPipeline):
 
     def ground(self, image_rgb: np.ndarray, instruction: str, analysis=None) -> Grounding:
         timer = Timer()
-        query = parse_query(instruction, exclusions=False)
-        queries = [q for q in (dataclasses.replace(query, also=()), *query.also) if q.phrase]
-        if not queries:
+        query = parse_query(instruction)
+        queries = [q for q in (dataclasses.replace(query, also=(), excluded=()), *query.also) if q.phrase]
+        if not queries:  # "everything except the dog": SAM 3 needs a noun phrase to look for
             return Grounding(instruction=instruction, labels=(), targets=(), pipeline=self.name, timings_ms=timer.ms,
-                             reasoning="the instruction names no object", source="sam3 concepts")
-        targets: list[Target] = []
+                             reasoning="the instruction names no object to look for", source="sam3 concepts")
+        chosen: list[_Candidate] = []
         reasons: list[str] = []
-        for q in queries:
-            with timer.stage("sam3_concepts"):
-                chosen, why = self._choose(image_rgb, q)
-            reasons.append(why)
-            targets += [Target(c.label, c.score, mask_prompt(c.instance, self._mask_prompts)) for c in chosen]
+        with timer.stage("sam3_concepts"):
+            for q in queries:
+                picked, why = self._choose(image_rgb, q)
+                chosen += picked
+                reasons.append(why)
+            for ex in query.excluded:  # "all the cars except the red one", "every person except the cyclist"
+                chosen, why = self._exclude(image_rgb, chosen, ex)
+                reasons.append(why)
+        targets = tuple(Target(c.label, c.score, mask_prompt(c.instance, self._mask_prompts)) for c in chosen)
         return Grounding(instruction=instruction, labels=tuple(dict.fromkeys(q.phrase for q in queries)),
-                         targets=tuple(targets), reasoning="; ".join(reasons), source="sam3 concepts",
-                         pipeline=self.name, timings_ms=timer.ms)
+                         targets=targets, reasoning="; ".join(reasons), source="sam3 concepts", pipeline=self.name,
+                         timings_ms=timer.ms)
+
+    def _exclude(self, image_rgb: np.ndarray, chosen: list[_Candidate], ex: Query) -> tuple[list[_Candidate], str]:
+        """An instance the cues pick among those chosen ("the red one"), or every chosen one that is an instance of
+        the excluded concept ("the cyclist": the same object, IoU >= SAME_OBJECT_IOU)."""
+        if not chosen:
+            return chosen, "nothing to leave out"
+        if ex.colours or ex.spatial or ex.ordinal:
+            labels = tuple(dict.fromkeys(c.label for c in chosen))
+            sel = select_instances(image_rgb, chosen, labels, dataclasses.replace(ex, plural=False, count=None),
+                                   label_similarity=_same, sibling_similarity=1.0)
+            return [c for i, c in enumerate(chosen) if i not in sel.indices], f"leaving out {sel.reasoning}"
+        found = self.concepts.find(image_rgb, ex.phrase)
+        kept = [c for c in chosen if all(box_iou(c.box, i.box) < SAME_OBJECT_IOU for i in found.instances)]
+        return kept, f"leaving out {len(chosen) - len(kept)} {ex.phrase}"
 
     def _choose(self, image_rgb: np.ndarray, q: Query) -> tuple[list[_Candidate], str]:
         found = self.concepts.find(image_rgb, q.phrase)
@@ -76,8 +99,7 @@ class ConceptRefinePipeline(PromptedPipeline):
             ref = self.concepts.find(image_rgb, q.relation.reference)
             pool += [_Candidate(i.box, i.score, q.relation.reference, i) for i in ref.instances]
             refs = (q.relation.reference,)
-        same = lambda a, b: 1.0 if a == b else 0.0  # noqa: E731 (labels are phrases here, not COCO classes)
-        sel = select_instances(image_rgb, pool, (q.phrase,), q, label_similarity=same, sibling_similarity=1.0,
+        sel = select_instances(image_rgb, pool, (q.phrase,), q, label_similarity=_same, sibling_similarity=1.0,
                                reference_labels=refs)
         return [pool[i] for i in sel.indices], f"{sel.reasoning} (SAM 3 presence {found.presence:.2f})"
 

@@ -21,6 +21,7 @@ from reasonseg.segmenters.lite_sam.graphs import graph_files
 from reasonseg.segmenters.sam2 import build as sam2
 from reasonseg.segmenters.sam2.graphs import DECODER, ENCODER
 from reasonseg.segmenters.sam3 import build as sam3
+from reasonseg.segmenters.sam3 import graphs as sam3_graphs
 
 log = logging.getLogger(__name__)
 Builder = Callable[[SegmenterSettings, Path], Segmenter]
@@ -49,6 +50,8 @@ SPECS: tuple[SegmenterSpec, ...] = (
     SegmenterSpec("sam2", "torch", sam2.build_torch, ("fp32",), ()),  # a transformers checkpoint
     SegmenterSpec("sam2", "onnxruntime", sam2.build_onnxruntime, ("fp32",), (ENCODER, DECODER)),
     SegmenterSpec("sam3", "torch", sam3.build_torch, ("fp32",), ()),  # a transformers checkpoint
+    SegmenterSpec("sam3", "onnxruntime", sam3.build_onnxruntime, ("fp32",),
+                  (sam3_graphs.ENCODER, sam3_graphs.DECODER)),
 )
 AUTO: dict[str, Callable[[SegmenterSettings, Path], tuple[str, str]]] = {
     "lite_sam": lite_sam.auto_backend, "sam2": sam2.auto_backend, "sam3": sam3.auto_backend}

@@ -43,33 +43,36 @@ from reasonseg.segmenters.sam2.torch_runner import (
 
 
 class OnnxSam2Segmenter:
-    name = "sam2"
+    name, label = "sam2", "SAM2"
+    # the graph contract's file names: a SAM with SAM2's graphs under other names (SAM 3) sets its own; "" = none
+    FILES = {"encoder": ENCODER, "decoder": DECODER, "start": START, "step": STEP, "start_mask": START_MASK}
     PROMPT_KINDS = frozenset({"box", "points", "mask", "sparse_embeddings"})
     TRACK_PROMPT_KINDS = frozenset({"box", "points"})
 
     def __init__(self, folder: Path | str, *, device: str = "cpu", num_threads: int | None = None,
                  antialias: bool = False, io_binding: bool | None = None) -> None:
         folder = Path(folder)
+        ENCODER, DECODER, START, STEP, START_MASK = self.FILES.values()  # noqa: N806 - this class's files
         manifests = {}
-        for name in (ENCODER, DECODER, START, STEP, START_MASK):
+        for name in filter(None, self.FILES.values()):
             if (folder / name).is_file() and (manifests.setdefault(name, read_manifest(folder / name))) is None:
                 raise CheckpointError(f"{folder / name} has no manifest or changed after export (stale); export it "
-                                      f"again: reasonseg export sam2 --checkpoint CKPT --out {folder}")
+                                      f"again: reasonseg export {self.name} --checkpoint CKPT --out {folder}")
         graphs = {ENCODER: ENCODER_INPUTS, DECODER: DECODER_INPUTS}
-        self.can_track = (folder / START).is_file() and (folder / STEP).is_file()  # a sam2_video export
+        self.can_track = bool(START and STEP) and (folder / START).is_file() and (folder / STEP).is_file()
         if self.can_track:
             graphs |= {START: START_INPUTS, STEP: STEP_INPUTS}
-            if (folder / START_MASK).is_file():  # exports before it track box / points prompts only
+            if START_MASK and (folder / START_MASK).is_file():  # exports before it track box / points prompts only
                 graphs |= {START_MASK: START_MASK_INPUTS}
                 self.TRACK_PROMPT_KINDS = self.PROMPT_KINDS
             self.track_limits = {k: int(manifests[STEP][k])
                                  for k in ("num_maskmem", "max_pointers", "multimask_min", "multimask_max")}
         sessions = {}
         for name, names in graphs.items():
-            sessions[name] = open_session(folder / name, f"SAM2 {name}", threads=num_threads or 0, device=device,
+            sessions[name] = open_session(folder / name, f"{self.label} {name}", threads=num_threads or 0, device=device,
                                           io_binding=io_binding)
             if [i.name for i in sessions[name].get_inputs()] != names:
-                raise CheckpointError(f"{folder / name}: not a graph from `reasonseg export sam2`")
+                raise CheckpointError(f"{folder / name}: not a graph from `reasonseg export {self.name}`")
         self.encoder, self.decoder = sessions[ENCODER], sessions[DECODER]
         self.track_start, self.track_step = sessions.get(START), sessions.get(STEP)
         self.track_start_mask = sessions.get(START_MASK)
@@ -83,8 +86,12 @@ class OnnxSam2Segmenter:
         self.prompt_dim = int(specs["sparse_embeddings"][-1])
         self.mask_input_size = tuple(int(v) for v in specs["mask_input"][-2:])
 
+    def pixels(self, image_rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> (3, S, S) float32, the encoder's input (SAM2's resize and normalisation)."""
+        return sam2_pixels(image_rgb, self.input_size, self.antialias)
+
     def encode(self, image_rgb: np.ndarray) -> Sam2Embedding:
-        pixels = sam2_pixels(image_rgb, self.input_size, self.antialias)[None]
+        pixels = self.pixels(image_rgb)[None]
         names = [o.name for o in self.encoder.get_outputs()]  # IO-bound (GPU): the features stay on the device
         return Sam2Embedding(run_graph(self.encoder, names, {"pixel_values": pixels}, keep=names),
                              (int(image_rgb.shape[0]), int(image_rgb.shape[1])))
@@ -104,7 +111,7 @@ class OnnxSam2Segmenter:
         if prompt.sparse_embeddings is not None:
             raw = np.ascontiguousarray(prompt.sparse_embeddings, np.float32)
             if raw.ndim != 2 or raw.shape[1] != self.prompt_dim:
-                raise ValueError(f"sparse_embeddings have shape {raw.shape}; this SAM2 takes (K, {self.prompt_dim})")
+                raise ValueError(f"sparse_embeddings have shape {raw.shape}; this {self.label} takes (K, {self.prompt_dim})")
         mask = np.zeros((1, 1, *self.mask_input_size), np.float32)
         if prompt.mask_logits is not None:
             mask[0, 0] = cv2.resize(np.ascontiguousarray(prompt.mask_logits, np.float32), self.mask_input_size[::-1],

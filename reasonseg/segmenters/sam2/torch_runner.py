@@ -191,10 +191,16 @@ class Sam2Stream:
     `max_object_pointers_in_encoder - 1` past object pointers, plus the conditioning frame.
     """
 
+    @staticmethod
+    def session_class():
+        """transformers' inference session for this model family (SAM 3's tracker has its own)."""
+        from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+
+        return Sam2VideoInferenceSession
+
     def __init__(self, segmenter: Sam2Segmenter, image_rgb: np.ndarray, prompts: Sequence[Prompt],
                  memory_frames: int) -> None:
         import torch
-        from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
 
         if not prompts:
             raise ValueError("a stream needs at least one prompt")
@@ -202,9 +208,9 @@ class Sam2Stream:
         self.size = (int(image_rgb.shape[0]), int(image_rgb.shape[1]))
         self.memory_frames = max(1, int(memory_frames))
         dev = segmenter.device
-        self.session = Sam2VideoInferenceSession(video_height=self.size[0], video_width=self.size[1],
-                                                 inference_device=dev, inference_state_device=dev,
-                                                 video_storage_device=dev, dtype=torch.float32)
+        self.session = self.session_class()(video_height=self.size[0], video_width=self.size[1],
+                                            inference_device=dev, inference_state_device=dev,
+                                            video_storage_device=dev, dtype=torch.float32)
         self.frame_idx = 0
         embedding = None
         for obj_id, prompt in enumerate(prompts):

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from reasonseg.core.prompt import MaskPrediction, Prompt, check_prompt_kinds
+from reasonseg.core.prompt import MaskPrediction, Prompt
 from reasonseg.core.torch_device import resolve_device
 from reasonseg.models.weights import check_model_dir
 from reasonseg.segmenters.sam2.torch_runner import Sam2Embedding, Sam2Segmenter, Sam2Stream
@@ -88,36 +88,9 @@ class Sam3Stream(Sam2Stream):
     `max_object_pointers_in_encoder - 1` (15) past object pointers, plus the conditioning frame, so
     memory_frames >= 15 gives the unbounded session's masks."""
 
-    def __init__(self, segmenter: Sam3Segmenter, image_rgb: np.ndarray, prompts: Sequence[Prompt],
-                 memory_frames: int) -> None:
-        import torch
+    @staticmethod
+    def session_class():
         from transformers.models.sam3_tracker_video.modeling_sam3_tracker_video import (
             Sam3TrackerVideoInferenceSession)
 
-        if not prompts:
-            raise ValueError("a stream needs at least one prompt")
-        self.seg = segmenter
-        self.size = (int(image_rgb.shape[0]), int(image_rgb.shape[1]))
-        self.memory_frames = max(1, int(memory_frames))
-        dev = segmenter.device
-        self.session = Sam3TrackerVideoInferenceSession(video_height=self.size[0], video_width=self.size[1],
-                                                        inference_device=dev, inference_state_device=dev,
-                                                        video_storage_device=dev, dtype=torch.float32)
-        self.frame_idx = 0
-        embedding = None
-        for obj_id, prompt in enumerate(prompts):
-            check_prompt_kinds(segmenter.name, segmenter.PROMPT_KINDS, prompt)
-            obj = self.session.obj_id_to_idx(obj_id)
-            if prompt.mask_logits is not None or prompt.sparse_embeddings is not None:
-                # the session takes clicks or a mask: decode the rest to a mask on the grounding frame first
-                embedding = embedding or segmenter.encode(image_rgb)
-                logits = segmenter.predict(embedding, prompt).logits
-                s = segmenter.input_size
-                mask = cv2.resize(logits, (s, s), interpolation=cv2.INTER_LINEAR) > 0
-                self.session.add_mask_inputs(obj, 0, torch.from_numpy(mask.astype(np.float32))[None, None])
-            else:
-                coords, labels = segmenter._model_points(prompt, self.size)
-                self.session.add_point_inputs(obj, 0, {"point_coords": torch.from_numpy(coords)[None, None],
-                                                       "point_labels": torch.from_numpy(labels)[None, None]})
-        self.session.obj_with_new_inputs = list(range(len(prompts)))
-        self.last = self._run(image_rgb)
+        return Sam3TrackerVideoInferenceSession
