@@ -243,11 +243,15 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            read_by="reasonseg.segmenters.sam2.graphs",
            files=("sam2_encoder.onnx", "sam2_decoder.onnx", "sam2_track_start.onnx", "sam2_track_step.onnx")),
     Format("sam3", "SAM 3 tracker image encoder (ViT + FPN neck, real-arithmetic RoPE); prompt encoder + mask decoder "
-           "as sam2's (box, points, mask, raw tokens); no tracking graphs yet",
+           "as sam2's (box, points, mask, raw tokens); sam3_tracker_video / sam3_video: sam2's tracking graphs "
+           "(start, mask start, single step with explicit memory I/O)",
            "sam3_tracker / sam3_tracker_video / sam3_video checkpoint (transformers, e.g. facebook/sam3)",
-           "sam3_{encoder,decoder}.onnx", "fp32",
-           "<= 1e-4 rel vs PyTorch: encoder, 4 prompt kinds; no complex tensors in the encoder", _sam3,
-           read_by="reasonseg.segmenters.sam3.graphs", files=("sam3_encoder.onnx", "sam3_decoder.onnx")),
+           "sam3_{encoder,decoder}.onnx (+ sam3_track_{start,step,start_mask}.onnx)", "fp32",
+           "<= 1e-4 rel vs PyTorch: encoder, 4 prompt kinds, start, mask start, step with 1 / growing / full memory; "
+           "no complex tensors in the encoder", _sam3,
+           read_by="reasonseg.segmenters.sam3.graphs",
+           files=("sam3_encoder.onnx", "sam3_decoder.onnx", "sam3_track_start.onnx", "sam3_track_step.onnx",
+                  "sam3_track_start_mask.onnx")),
     Format("lens-connector", "LENS queries -> connector -> proj_to_sam (SAM2 prompt token)",
            "LENS checkpoint (release layout)", "lens_connector.onnx", "fp32", "<= 1e-4 rel vs PyTorch",
            _lens_connector,

@@ -77,8 +77,27 @@ def _modules(model):
     def flat(emb):  # noqa: ANN001, ANN202 - [1, C, h, w] -> [HW, 1, C], transformers' sequence-first layout
         return emb.flatten(2).permute(2, 0, 1)
 
+    s = sam2_image_size(model.config)
+    low_h, low_w = model.prompt_encoder.mask_input_size
+
+    def aa_matrix(n_out: int, n_in: int = s) -> torch.Tensor:
+        """[n_out, n_in]: antialiased bilinear resizing of one axis as a matrix (ONNX has no antialiased Resize
+        before opset 18; the axis maps are separable, so resizing X is A @ X @ B.T)."""
+        eye = torch.eye(n_in)[None, None]
+        return torch.nn.functional.interpolate(eye, size=(n_out, n_in), mode="bilinear", align_corners=False,
+                                               antialias=True)[0, 0]
+
+    # SAM 3: the memory encoder takes the mask at 4 x the mask-input side (1152 px for 1008), which transformers
+    # reaches with an antialiased resize of the S-px mask; SAM2's sizes match and skip it. In the exported graph
+    # that resize is the matrix product (the torch modules, the parity reference, keep transformers' own).
+    mem_h, mem_w = 4 * low_h, 4 * low_w
+    mem_rows, mem_cols = aa_matrix(mem_h), aa_matrix(mem_w)
+
     def outputs(sam, vision_seq, from_points: bool):  # noqa: ANN001, ANN202
-        mem, _ = model._encode_new_memory(vision_seq, sam.high_res_masks, sam.object_score_logits, from_points)
+        high = sam.high_res_masks
+        if torch.onnx.is_in_onnx_export() and tuple(high.shape[-2:]) != (mem_h, mem_w):
+            high = (mem_rows @ high.reshape(high.shape[-2:]) @ mem_cols.T)[None, None]
+        mem, _ = model._encode_new_memory(vision_seq, high, sam.object_score_logits, from_points)
         return (sam.pred_masks, sam.object_score_logits.reshape(1, 1), sam.object_pointer.reshape(1, -1),
                 mem.float().reshape(mem.shape[0], -1))
 
@@ -97,16 +116,6 @@ def _modules(model):
             use = multimask.reshape(()) > 0
             return tuple(torch.where(use, b, a) for a, b in zip(single, multi))
 
-    s = sam2_image_size(model.config)
-    low_h, low_w = model.prompt_encoder.mask_input_size
-
-    def aa_matrix(n_out: int) -> torch.Tensor:
-        """[n_out, s]: antialiased bilinear resizing of one axis as a matrix (ONNX has no antialiased Resize
-        before opset 18; the axis maps are separable, so resizing X is A @ X @ B.T)."""
-        eye = torch.eye(s)[None, None]
-        return torch.nn.functional.interpolate(eye, size=(n_out, s), mode="bilinear", align_corners=False,
-                                               antialias=True)[0, 0]
-
     class StartMask(torch.nn.Module):
         """transformers' `_use_mask_as_output` (+ the memory encoder); `reference=True` calls it as is (the
         parity reference), otherwise its one antialiased resize is the matrix product above. The high-resolution
@@ -119,6 +128,12 @@ def _modules(model):
             self.model, self.reference = model, reference
             self.register_buffer("rows", aa_matrix(low_h))
             self.register_buffer("cols", aa_matrix(low_w))
+            # SAM 3: the mask downsampler's output (S / 4: 252 px for 1008) is resized to the mask-input side
+            # (288) inside `_single_frame_forward`, antialiased: the same matrix product; SAM2's sizes match
+            with torch.no_grad():
+                down_h, down_w = model.mask_downsample(torch.zeros(1, 1, s, s)).shape[-2:]
+            self.register_buffer("down_rows", aa_matrix(low_h, down_h))
+            self.register_buffer("down_cols", aa_matrix(low_w, down_w))
             shapes = example_decoder_inputs(model)
             self.register_buffer("feat0", torch.zeros(shapes[FEATURES[0]].shape))
             self.register_buffer("feat1", torch.zeros(shapes[FEATURES[1]].shape))
@@ -130,7 +145,10 @@ def _modules(model):
                 return outputs(m._use_mask_as_output(raw, [feat0, feat1], mask_input), flat(raw), False)
             high = mask_input * 20.0 - 10.0  # the mask as logits: sigmoid(-10) ~ 0, sigmoid(10) ~ 1
             low = (self.rows @ high[0, 0] @ self.cols.T)[None, None]
-            pointer = m._single_frame_forward(input_masks=m.mask_downsample(mask_input),
+            down = m.mask_downsample(mask_input)
+            if tuple(down.shape[-2:]) != (low_h, low_w):
+                down = (self.down_rows @ down.reshape(down.shape[-2:]) @ self.down_cols.T)[None, None]
+            pointer = m._single_frame_forward(input_masks=down,
                                               image_embeddings=[feat0, feat1, raw]).object_pointer
             appearing = (mask_input.flatten(1) > 0).any(dim=1)[:, None].float()
             pointer = appearing * pointer + (1 - appearing) * m.no_object_pointer
@@ -213,10 +231,15 @@ def example_step_inputs(model, n_memory: int, n_pointers: int, seed: int = 0) ->
         "pointer_offsets": np.array([n_pointers + 3, *range(1, n_pointers)], np.float32)[:n_pointers]}
 
 
-def export_sam2_track(model, out_dir: Path, source: Path | None, checkpoint: str) -> list[Path]:
-    """The tracking graphs of a loaded `Sam2VideoModel`, each checked against PyTorch on fresh inputs."""
+def export_sam2_track(model, out_dir: Path, source: Path | None, checkpoint: str, *,
+                      names: tuple[str, str, str] = (START, STEP, START_MASK), format: str = "sam2",  # noqa: A002
+                      **manifest) -> list[Path]:
+    """The tracking graphs of a loaded `Sam2VideoModel` (or SAM 3's `Sam3TrackerVideoModel`: `names` =
+    its start, step and mask-start files, `format` = "sam3"), each checked against PyTorch on fresh inputs;
+    `manifest`: extra manifest fields."""
     import torch
 
+    START, STEP, START_MASK = names  # noqa: N806 - this format's files
     start, start_mask, step, mask_reference = _modules(model)
     out_dir = Path(out_dir)
     trace = {k: torch.from_numpy(v) for k, v in example_start_inputs(model).items()}
@@ -231,14 +254,16 @@ def export_sam2_track(model, out_dir: Path, source: Path | None, checkpoint: str
                               dynamic_axes={"memory": {0: "num_memories"}, "memory_offsets": {0: "num_memories"},
                                             "object_pointers": {0: "num_pointers"},
                                             "pointer_offsets": {0: "num_pointers"}})
-    parity = check_sam2_track((start, mask_reference, step), (start_path, mask_path, step_path), model)
+    parity = check_sam2_track((start, mask_reference, step), (start_path, mask_path, step_path), model,
+                              label="SAM 3" if format == "sam3" else "SAM2")
     for path in (start_path, mask_path, step_path):
-        write_manifest(path, format="sam2", precision="fp32", source=source, parity=parity, checkpoint=checkpoint,
-                       **track_limits(model))
+        write_manifest(path, format=format, precision="fp32", source=source, parity=parity, checkpoint=checkpoint,
+                       **track_limits(model), **manifest)
     return [start_path, step_path, mask_path]
 
 
-def check_sam2_track(modules: tuple, paths: tuple[Path, Path, Path], model, seed: int = 2) -> dict:
+def check_sam2_track(modules: tuple, paths: tuple[Path, Path, Path], model, seed: int = 2,
+                     label: str = "SAM2") -> dict:
     """PyTorch vs onnxruntime: the start graph for a box and for one click (multimask); the mask start graph
     (against transformers' own `_use_mask_as_output`);
     the step graph with the smallest bank (conditioning frame only), a growing one and a full one."""
@@ -257,7 +282,7 @@ def check_sam2_track(modules: tuple, paths: tuple[Path, Path, Path], model, seed
              "step/growing": (step, step_path, example_step_inputs(model, 3, 3, seed + 3)),
              "step/full": (step, step_path, example_step_inputs(model, limits["num_maskmem"],
                                                                limits["max_pointers"], seed + 4))}
-    sessions = {p: open_session(p, "SAM2 tracking graph") for p in paths}
+    sessions = {p: open_session(p, f"{label} tracking graph") for p in paths}
     for case, (module, path, feeds) in cases.items():
         with torch.inference_mode():
             ref = [t.numpy() for t in module(*(torch.from_numpy(v) for v in feeds.values()))]
@@ -265,6 +290,6 @@ def check_sam2_track(modules: tuple, paths: tuple[Path, Path, Path], model, seed
         for name, r, g in zip(TRACK_OUTPUTS, ref, got):
             # bf16 memory: one rounding step apart at most where fp32 noise straddles a bf16 boundary
             tol = 1e-2 if name == "maskmem_features" else FP32_MAX_REL
-            out[f"{case}/{name}"] = require_close(f"SAM2 {case} {name}", r, g, tol)
+            out[f"{case}/{name}"] = require_close(f"{label} {case} {name}", r, g, tol)
     out["max_rel_tolerance"] = FP32_MAX_REL
     return out

@@ -1,4 +1,4 @@
-"""SAM 3's tracker (transformers `Sam3TrackerModel` / `Sam3TrackerVideoModel`) -> the two ONNX graphs the runtime's
+"""SAM 3's tracker (transformers `Sam3TrackerModel` / `Sam3TrackerVideoModel`) -> the ONNX graphs the runtime's
 `sam3` onnxruntime backend runs (`reasonseg.segmenters.sam3.onnx_runner.OnnxSam3Segmenter`):
 
 * `sam3_encoder.onnx`: pixel_values [1,3,S,S] (S = 1008 for facebook/sam3; mean = std = 0.5) -> SAM 3's ViT + FPN
@@ -10,15 +10,29 @@ check are `reasonseg_export.sam2`'s. The ViT's 2-D RoPE is real arithmetic in tr
 pairwise rotation; Meta's reference multiplies complex numbers, which no ONNX exporter takes): the export
 refuses a graph with a complex tensor, and tests/test_sam3_export.py proves the two RoPEs equal.
 
-Encoder + decoder only: the tracking graphs of `sam2_track.py` do not trace for SAM 3, whose memory encoder
-resizes the S-px mask to 4 x the mask-input side (1152 px for 1008) with an antialiased resize (no ONNX op at
-opset 17); SAM2's sizes match and skip it.
+A video checkpoint (sam3_tracker_video / sam3_video) also gets `sam2_track.py`'s tracking graphs under SAM 3's
+names (`sam3_track_start.onnx`, `sam3_track_step.onnx`, `sam3_track_start_mask.onnx`), with the same parity checks.
+SAM 3's memory encoder resizes the S-px mask to 4 x the mask-input side (1152 px for 1008), and the mask start
+graph the S / 4 downsampled mask to the mask-input side, with antialiased resizes (no ONNX op at opset 17; SAM2's
+sizes match and skip them): the graphs compute them as products with constant matrices, checked against
+transformers' own resizes.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from reasonseg.segmenters.sam3.graphs import DECODER, ENCODER, IMAGE_TYPES, MEAN, STD, VIDEO_TYPES, sam3_image_size
+from reasonseg.segmenters.sam3.graphs import (
+    DECODER,
+    ENCODER,
+    IMAGE_TYPES,
+    MEAN,
+    START,
+    START_MASK,
+    STD,
+    STEP,
+    VIDEO_TYPES,
+    sam3_image_size,
+)
 from reasonseg_export.manifest import write_manifest
 from reasonseg_export.parity import ParityError
 from reasonseg_export.sam2 import _weights_file, export_image_graphs
@@ -28,7 +42,8 @@ _SPECTRAL_OPS = {"DFT", "STFT"}
 
 def export_sam3(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     """Export the encoder and decoder of a local SAM 3 tracker checkpoint (sam3_tracker, sam3_tracker_video or
-    sam3_video: dir or cached HF id) and check them against PyTorch (ParityError over 1e-4 relative)."""
+    sam3_video: dir or cached HF id), + the tracking graphs for a video one, and check them against PyTorch
+    (ParityError over 1e-4 relative)."""
     import torch
     from transformers import AutoConfig, Sam3TrackerModel, Sam3TrackerVideoModel
 
@@ -50,7 +65,12 @@ def export_sam3(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     for path in (enc, dec):
         write_manifest(path, format="sam3", precision="fp32", source=_weights_file(checkpoint), parity=parity,
                        checkpoint=str(checkpoint), input_size=size, mean=list(MEAN), std=list(STD))
-    return [enc, dec]
+    if not isinstance(model, Sam3TrackerVideoModel):
+        return [enc, dec]
+    from reasonseg_export.sam2_track import export_sam2_track
+
+    return [enc, dec, *export_sam2_track(model, Path(out_dir), _weights_file(checkpoint), str(checkpoint),
+                                         names=(START, STEP, START_MASK), format="sam3")]
 
 
 def complex_parts(path: Path) -> list[str]:

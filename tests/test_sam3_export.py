@@ -17,7 +17,7 @@ from reasonseg.core.graph_manifest import manifest_path, read_manifest
 from reasonseg.core.model_cache import sha256
 from reasonseg.core.prompt import Prompt
 from reasonseg.core.settings import Settings
-from reasonseg.segmenters.sam3.graphs import DECODER, ENCODER
+from reasonseg.segmenters.sam3.graphs import DECODER, ENCODER, START, START_MASK, STEP
 from reasonseg.settings.loading import with_overrides
 from reasonseg_export.parity import FP32_MAX_REL, mask_iou
 from tiny_models import tiny_sam3_tracker
@@ -68,6 +68,11 @@ def test_an_image_only_checkpoint_exports_too(tmp_path) -> None:
     ckpt = tiny_sam3_tracker(tmp_path / "ckpt", video=False, seed=3)
     assert cli(["export", "sam3", "--checkpoint", str(ckpt), "--out", str(tmp_path / "onnx")]) == 0
     assert all(read_manifest(tmp_path / "onnx" / n) is not None for n in (ENCODER, DECODER))
+    assert not any((tmp_path / "onnx" / n).exists() for n in (START, STEP, START_MASK))  # no memory modules
+    seg = _segmenter(tmp_path / "onnx", "segmenter.backend=onnxruntime")
+    assert not seg.can_track
+    with pytest.raises(ValueError, match="no tracking graphs"):
+        seg.start_stream(np.zeros((64, 80, 3), np.uint8), [Prompt(box=(10.0, 10.0, 50.0, 40.0))], 4)
 
 
 # -- RoPE: Meta's complex form (facebookresearch/sam3 sam3/model/vitdet.py), the reference checked against -----
@@ -168,7 +173,7 @@ def test_onnxruntime_masks_match_torch_through_the_registry(sam3_export, photos,
     torch_seg = _segmenter(ckpt, "segmenter.backend=torch")
     onnx_seg = _segmenter(onnx_dir, "segmenter.backend=auto")  # an export folder: auto -> onnxruntime
     assert isinstance(torch_seg, Sam3Segmenter) and isinstance(onnx_seg, OnnxSam3Segmenter)
-    assert onnx_seg.name == "sam3" and onnx_seg.input_size == 112 and not onnx_seg.can_track
+    assert onnx_seg.name == "sam3" and onnx_seg.input_size == 112 and onnx_seg.can_track  # a video checkpoint
     image = load_rgb(photos / "dog.jpg")
     h, w = image.shape[:2]
     assert h != w and min(h, w) >= 300  # a photo, not square
@@ -185,8 +190,64 @@ def test_onnxruntime_masks_match_torch_through_the_registry(sam3_export, photos,
         assert a.mask.shape == b.mask.shape == (h, w) and a.mask.any()
         assert np.abs(a.logits - b.logits).max() <= 1e-4 * np.abs(a.logits).max()
         assert mask_iou(a.mask, b.mask) > 0.999 and b.score == pytest.approx(a.score, abs=1e-5)
-    with pytest.raises(ValueError, match="no tracking graphs"):
-        onnx_seg.start_stream(image, [Prompt(box=box)], 4)
+
+
+@pytest.fixture(scope="module")
+def sam3_track_export(tmp_path_factory) -> tuple[Path, Path]:
+    """A sam3_tracker_video checkpoint whose object head says "present" for sure, exported with its tracking graphs."""
+    from reasonseg_export.sam3 import export_sam3
+
+    root = tmp_path_factory.mktemp("sam3track")
+    ckpt = tiny_sam3_tracker(root / "ckpt", presence_logit=10.0)
+    written = export_sam3(ckpt, root / "onnx")
+    assert [p.name for p in written] == [ENCODER, DECODER, START, STEP, START_MASK]
+    return ckpt, root / "onnx"
+
+
+def test_the_tracking_graphs_record_parity(sam3_track_export) -> None:
+    """SAM 3's memory encoder resizes the S-px mask to 4 x the mask-input side (128 px here, 1152 for facebook/sam3)
+    antialiased; the graphs hold that resize as constant matrices, checked against transformers' own resize."""
+    ckpt, onnx_dir = sam3_track_export
+    for name in (START, STEP, START_MASK):
+        record = read_manifest(onnx_dir / name)
+        assert record is not None and record["format"] == "sam3" and record["precision"] == "fp32"
+        assert record["source_sha256"] == sha256(ckpt / "model.safetensors")
+        assert {"num_maskmem", "max_pointers", "multimask_min", "multimask_max"} <= set(record)
+        parity = record["parity"]
+        measured = {k: v for k, v in parity.items() if isinstance(v, dict)}
+        cases = {k.rsplit("/", 1)[0] for k in measured}
+        assert cases == {"start/box", "start/one_click_multimask", "start_mask/disc", "step/first", "step/growing",
+                         "step/full"}
+        # the bf16 memory: one rounding step apart at most (as SAM2's check allows)
+        assert all(v["max_rel"] <= (1e-2 if "maskmem" in k else FP32_MAX_REL) for k, v in measured.items()), measured
+
+
+def _frames(image: np.ndarray, n: int) -> list[np.ndarray]:
+    """A short pan over a photo: each frame the same size, shifted a few pixels."""
+    h, w = image.shape[:2]
+    return [np.ascontiguousarray(image[4 * i: h - 4 * (n - i), 6 * i: w - 6 * (n - i)]) for i in range(n + 1)]
+
+
+def test_onnxruntime_tracking_matches_torch_through_the_registry(sam3_track_export, photos, load_rgb) -> None:
+    from reasonseg.segmenters.sam3.onnx_runner import OnnxSam3Segmenter
+
+    ckpt, onnx_dir = sam3_track_export
+    torch_seg = _segmenter(ckpt, "segmenter.backend=torch")
+    onnx_seg = _segmenter(onnx_dir, "segmenter.backend=onnxruntime")
+    assert isinstance(onnx_seg, OnnxSam3Segmenter) and onnx_seg.can_track and torch_seg.can_track
+    frames = _frames(load_rgb(photos / "dog.jpg"), 3)
+    h, w = frames[0].shape[:2]
+    prompts = [Prompt(box=(0.2 * w, 0.25 * h, 0.85 * w, 0.9 * h)), Prompt(points=((0.5 * w, 0.55 * h),))]
+    a, b = torch_seg.start_stream(frames[0], prompts, 4), onnx_seg.start_stream(frames[0], prompts, 4)
+    results = [(a.last, b.last)] + [(a.step(f), b.step(f)) for f in frames[1:]]
+    for t, (ours, theirs) in enumerate(results):
+        assert len(ours) == len(theirs) == len(prompts)
+        for pa, pb in zip(ours, theirs):
+            assert pa.mask.shape == pb.mask.shape == (h, w) and pa.mask.any(), t
+            assert mask_iou(pa.mask, pb.mask) >= 0.99, (t, mask_iou(pa.mask, pb.mask))
+            assert pb.score == pytest.approx(pa.score, abs=1e-4)
+    a.close()
+    b.close()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -153,7 +153,7 @@ class Sam2OnnxStream:
             other = [k for k in prompt.kinds_used if k not in segmenter.TRACK_PROMPT_KINDS]
             if other or not prompt.kinds_used:
                 raise ValueError(f"the onnxruntime SAM2 tracker takes box, points prompts, not {', '.join(other)}: "
-                                 f"this export of {segmenter.source} has no {START_MASK} (export it again to track "
+                                 f"this export of {segmenter.source} has no {segmenter.FILES['start_mask']} (export it again to track "
                                  "mask / embedding prompts)")
         self.seg = segmenter
         self.size = (int(image_rgb.shape[0]), int(image_rgb.shape[1]))
