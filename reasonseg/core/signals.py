@@ -4,7 +4,8 @@ While a command's modules import (torch, OpenCV, rclpy, Lightning: seconds on a 
 noted, and the command then exits without starting: a KeyboardInterrupt landing inside an import surfaces
 as a traceback, sometimes wrapped in another error (class creation wraps it in a RuntimeError), or leaves an
 extension half-initialised so that the interpreter's exit aborts. The same holds for the imports a running
-command does lazily: a stop that lands inside one is raised 50 ms after, re-checked until the import is done.
+command does lazily, and for finalizers (`__del__`, where an exception is dropped): a stop that lands inside one
+is raised 50 ms after, re-checked until it is done; a command that ends after a stop it never saw exits 130.
 Afterwards SIGTERM (docker stop, systemd) and SIGHUP (a closed terminal) raise KeyboardInterrupt as SIGINT
 does, so every command stops by the one path it has for Ctrl-C, never by the default action's silent kill. (A ROS
 node's rclpy.init then installs rclpy's handlers for SIGINT and SIGTERM.)"""
@@ -34,8 +35,10 @@ def _note(signum: int, _frame: object) -> None:
 
 
 def _importing(frame) -> bool:  # noqa: ANN001 - a frame or None
+    """The signal landed where a KeyboardInterrupt would do harm or be lost: inside an import, or inside a
+    finalizer (`__del__`: Python prints "Exception ignored" and drops the exception, and the command ran on)."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        if frame.f_code.co_filename.startswith("<frozen importlib") or frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
@@ -72,9 +75,11 @@ def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: 
             signal.signal(sig, _interrupt)
     signal.signal(signal.SIGALRM, _retry)
     try:
-        return main()
+        code = main()
     except KeyboardInterrupt:  # also one landing inside a command's own clean-up or error handling
         return interrupted_code
+    else:  # a stop some C code or finalizer swallowed is still a stop
+        return interrupted_code if _received else code
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         if _received:  # stopping: a second signal during the interpreter's teardown must not turn 130 into -15
