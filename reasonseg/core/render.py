@@ -19,14 +19,9 @@ def render_overlay(image_rgb: np.ndarray, result: FrameResult, instruction: str 
     Every size-dependent cost is bounded: uint8 blending (no float copy of the frame), line widths
     and the caption's font scale from the short side, clamped, the caption text capped.
     """
-    m = result.mask
     out = image_rgb.copy()
-    if m.any():
-        tinted = cv2.addWeighted(image_rgb, 0.45, np.broadcast_to(_TINT, image_rgb.shape), 0.55, 0.0)
-        np.copyto(out, tinted, where=m[:, :, None])
     line = _line_width(image_rgb.shape)
-    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, (255, 255, 255), line)
+    tint_mask(out, result.mask, _TINT, (255, 255, 255), line, keep=0.45, weight=0.55)
     for box in result.boxes:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x0, y0), (x1, y1), (255, 220, 0), line + 1)
@@ -34,6 +29,17 @@ def render_overlay(image_rgb: np.ndarray, result: FrameResult, instruction: str 
     caption = f"{instruction} -> {label} {result.score:.2f}" if instruction else f"{label} {result.score:.2f}"
     _caption(out, caption)
     return out
+
+
+def tint_mask(out: np.ndarray, mask: np.ndarray, colour, outline: tuple[int, int, int], line: int, *,
+              keep: float, weight: float) -> None:
+    """In place: the mask's pixels of `out` blended toward `colour` (`keep` x pixel + `weight` x colour, uint8:
+    no float copy of the frame), and the mask's outer contour drawn in `outline`."""
+    if mask.any():
+        tinted = cv2.addWeighted(out, keep, np.broadcast_to(colour, out.shape), weight, 0.0)
+        np.copyto(out, tinted, where=mask[:, :, None])
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, outline, line)
 
 
 def _line_width(shape: tuple[int, ...]) -> int:

@@ -20,15 +20,16 @@ import numpy as np
 
 from reasonseg.core.errors import ReasonSegError
 from reasonseg.core.model_text import clean_model_text
+from reasonseg.core.render import tint_mask
 from reasonseg.core.settings import AgentSettings
 from reasonseg.core.timing import Timer
 from reasonseg.grounding.llm.client import LlmError, parse_json_object
+from reasonseg.grounding.vlm.answer import THINK
 from reasonseg.segmenters.sam3.concepts import ConceptInstance, ConceptResult
 
 MAX_PHRASE_CHARS = 60
 MAX_REASON_CHARS = 300
 _PHRASE = re.compile(r"[^\W_][\w' -]*", re.UNICODE)  # words, spaces, hyphens, apostrophes; nothing else
-_THINK = re.compile(r"<think>(.*?)</think>", re.S | re.I)
 # distinct, readable on roads and foliage; BGR-free (RGB), one per candidate number modulo the list
 _COLOURS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                      [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]],
@@ -99,7 +100,7 @@ def _phrase(value: object, what: str) -> str:
 
 def _json(text: str, step: str) -> tuple[dict, str]:
     """The answer's JSON object and its <think> text; AgentError naming the step when there is none."""
-    think = _THINK.search(text)
+    think = THINK.search(text)
     try:
         return parse_json_object(text[think.end():] if think else text), (think.group(1) if think else "")
     except LlmError as exc:
@@ -149,11 +150,7 @@ def candidate_sheet(image_rgb: np.ndarray, candidates: tuple[Candidate, ...]) ->
     scale = float(np.clip(min(out.shape[:2]) / 700, 0.4, 1.2))
     for c in candidates:
         colour = _COLOURS[(c.number - 1) % len(_COLOURS)]
-        m = c.instance.mask
-        tinted = cv2.addWeighted(out, 0.5, np.broadcast_to(colour, out.shape), 0.5, 0.0)
-        np.copyto(out, tinted, where=m[:, :, None])
-        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, tuple(int(v) for v in colour), line)
+        tint_mask(out, c.instance.mask, colour, tuple(int(v) for v in colour), line, keep=0.5, weight=0.5)
     for c in candidates:  # tags last, so no mask covers a number
         colour = tuple(int(v) for v in _COLOURS[(c.number - 1) % len(_COLOURS)])
         x0, y0 = int(c.instance.box[0]), int(c.instance.box[1])

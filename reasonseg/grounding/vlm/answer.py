@@ -137,7 +137,7 @@ def build_prompt(instruction: str, *, chain_of_thought: bool = False, box_format
     return ask
 
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.S | re.I)
+THINK = re.compile(r"<think>(.*?)</think>", re.S | re.I)  # a reasoning model's thoughts (also the agent's)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 _BARE_BOX = re.compile(r"[\[(]\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,"
@@ -161,7 +161,7 @@ def parse_answer(text: str, *, sent_size: tuple[int, int], frame_size: tuple[int
         raise MllmAnswerError("MLLM answer is empty")
     if len(text) > MAX_ANSWER_CHARS:
         raise MllmAnswerError(f"MLLM answer too long ({len(text)} chars)")
-    think = _THINK.search(text)
+    think = THINK.search(text)
     reasoning = clean_model_text(_encodable(think.group(1)), max_chars=MAX_REASONING_CHARS) if think else ""
     body = text[think.end():] if think else text
     answer = _ANSWER.search(body)
