@@ -11,12 +11,20 @@ default), alternated; and the encoder alone, back to back (the one case spinning
 Part 2 (real node over DDS): 640x480 bgr8 at --fps for --duration seconds into reasonseg_node; reports
 frame-stamp -> mask-received latency, masks/s vs frames/s, node RSS over time (flatness), stale-frame
 drops and the node's own overhead (image conversion + publishing) as a share of pipeline compute.
+Part 3 (`propagation`, in process, real video): per-frame segmentation vs key frames + optical flow
+(runtime.keyframe_period of the shipped YAML) on the same frames of a street video — the mask IoU of every
+propagated frame against per-frame segmentation, the flow's cost, and why extra key frames were taken.
+The video is vtest.avi (768x576, 10 fps, pedestrians on a plaza) from Debian's opencv-doc 4.6.0, fetched once
+into <cache>/videos/ and checked by sha256; the node soak streams it too (looped) unless --still.
+--compare-keyframes runs the node soak twice on the same stream, side by side: every frame segmented
+(runtime.keyframe_period:=1) and the shipped key frames + propagation.
 Prints a table and writes JSON (+ soak.png: node RSS and every mask's latency over the soak) under --out.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,11 +36,124 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the stub OpenAI server and the node harness live with the tests
 BOX = (375.0, 60.0, 565.0, 140.0)  # the truck in the 640x480 frame: the decoder's box prompt
+SHIPPED_YAML = ROOT / "ros_ws" / "src" / "reasonseg_bringup" / "config" / "driving.yaml"
 
 
 def frame_bgr(cache: Path) -> np.ndarray:
     """The benchmark's camera frame: the sample dog photo at 640x480, BGR as a camera driver sends it."""
     return cv2.resize(cv2.imread(str(cache / "images" / "dog.jpg")), (640, 480))
+
+
+# A real street video with moving people: Debian's opencv-doc ships OpenCV's sample data (Apache-2.0 / BSD-3).
+VIDEO = {"package": "opencv-doc", "version": "4.6.0+dfsg-12",
+         "member": "usr/share/doc/opencv-doc/examples/data/vtest.avi",
+         "sha256": "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"}
+VIDEO_INSTRUCTIONS = ("the person on the left", "the person in the middle", "the nearest person")
+
+
+def street_video(cache: Path) -> Path:
+    """vtest.avi in the cache, fetched from Debian once (apt-get download + dpkg-deb) and checked by sha256."""
+    import hashlib
+    import shutil
+    import subprocess
+    import tempfile
+
+    dest = cache / "videos" / Path(VIDEO["member"]).name
+    if not dest.is_file():
+        print(f"[bench] fetching {dest.name} from Debian {VIDEO['package']} {VIDEO['version']} ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix="reasonseg-video-") as tmp:
+            subprocess.run(["apt-get", "download", f"{VIDEO['package']}={VIDEO['version']}"], cwd=tmp, check=True,
+                           capture_output=True)
+            deb = next(Path(tmp).glob(f"{VIDEO['package']}_*.deb"))
+            subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/x"], check=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(tmp) / "x" / VIDEO["member"], dest)
+            shutil.copy(Path(tmp) / "x" / "usr/share/doc/opencv-doc/copyright", dest.parent / "COPYRIGHT.opencv-doc")
+    digest = hashlib.sha256(dest.read_bytes()).hexdigest()
+    if digest != VIDEO["sha256"]:
+        raise SystemExit(f"{dest}: sha256 {digest} is not the pinned {VIDEO['sha256']}: delete it and run again")
+    return dest
+
+
+def video_frames(path: Path, count: int) -> list[np.ndarray]:
+    """The first `count` frames, BGR as a camera driver sends them."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def bench_propagation(frames_bgr: list[np.ndarray], instructions: tuple[str, ...], sheet: Path) -> dict:
+    """Per-frame segmentation vs key frames + optical flow on the same frames, shipped YAML settings; `sheet`:
+    a contact sheet of propagated frames (per-frame overlay | propagated mask | propagated overlay)."""
+    from reasonseg.core.render import contact_sheet, render_overlay
+    from reasonseg.core.timing import Timer
+    from reasonseg.pipelines.registry import build_pipeline
+    from reasonseg.runtime.propagation import MaskPropagator
+    from reasonseg.settings.loading import load_settings
+
+    settings = load_settings(SHIPPED_YAML, "reasonseg_node")
+    pipeline = build_pipeline(settings)
+    frames = [f[:, :, ::-1].copy() for f in frames_bgr]
+    out: dict = {"keyframe_period": settings.runtime.keyframe_period, "frames": len(frames), "instructions": {}}
+    all_iou: list[float] = []
+    rows = []
+    for text in instructions:
+        first = frames[0]
+        analysis = pipeline.analyse(first, Timer())
+        grounding = pipeline.ground(first, text, analysis)
+        per_frame, per_frame_ms = [], []
+        track = pipeline.start(first, grounding, analysis)
+        for f in frames:
+            t0 = time.perf_counter()
+            per_frame.append(track.step(f, pipeline.analyse(f, Timer())))
+            per_frame_ms.append((time.perf_counter() - t0) * 1e3)
+        track.close()
+        track = pipeline.start(first, grounding, analysis)
+        prop = MaskPropagator(settings.runtime)
+        ious, flow_ms, kinds, why = [], [], [], {}
+        for i, f in enumerate(frames):
+            result = prop.propagate(f) if i else None
+            if result is None:
+                if i:  # "key frame every 10 frames", "flow 62% consistent", ...: counted by kind
+                    kind = prop.why_key.split(" (")[0].split(",")[0]
+                    why[kind] = why.get(kind, 0) + 1
+                result = track.step(f, pipeline.analyse(f, Timer()))
+                prop.key(f, result)
+                kinds.append("K")
+                continue
+            kinds.append("P")
+            flow_ms.append(sum(result.timings_ms.values()))
+            ref = per_frame[i].mask
+            union = (result.mask | ref).sum()
+            ious.append(float((result.mask & ref).sum() / union) if union else 1.0)
+            if i % 50 == 25:  # a few per instruction, wherever they fall in the key-frame cycle
+                rows.append((render_overlay(f, per_frame[i], text), result.mask.astype(np.uint8) * 255,
+                             render_overlay(f, result, text),
+                             f"frame {i}: per-frame | propagated, {kinds[::-1].index('K')} after a key frame: "
+                             f"IoU {ious[-1]:.2f}"))
+        track.close()
+        all_iou += ious
+        out["instructions"][text] = {
+            "grounding": grounding.reasoning, "per_frame_found": sum(r.valid for r in per_frame),
+            "propagated_frames": len(ious), "key_frames": kinds.count("K"),
+            "iou_median": round(median(ious), 3) if ious else None,
+            "iou_p10": round(float(np.percentile(ious, 10)), 3) if ious else None,
+            "per_frame_ms_median": round(median(per_frame_ms), 1),
+            "propagation_ms_median": round(median(flow_ms), 1) if flow_ms else None,
+            "extra_key_frames_because": why, "sequence": "".join(kinds)}
+        print(f"  {text!r}: IoU median {out['instructions'][text]['iou_median']} over {len(ious)} propagated "
+              f"frames; per-frame {out['instructions'][text]['per_frame_ms_median']} ms, flow "
+              f"{out['instructions'][text]['propagation_ms_median']} ms", flush=True)
+    cv2.imwrite(str(sheet), contact_sheet(rows)[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    out["iou_median_all"] = round(median(all_iou), 3) if all_iou else None
+    out["iou_p10_all"] = round(float(np.percentile(all_iou, 10)), 3) if all_iou else None
+    return out
 
 
 def bench_stages(cache: Path, repeats: int) -> dict:
@@ -125,12 +246,12 @@ def bench_frame_sequence(repeats: int, rounds: int = 3) -> dict:
     return {"median_ms": med, "ratio_spinning_over_sleeping": ratio, "rounds": runs}
 
 
-def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_params: tuple[str, ...] = ()) -> dict:
+def bench_node(frames: list[np.ndarray], instruction: str, duration: float, fps: float, out_dir: Path,
+               node_params: tuple[str, ...] = ()) -> dict:
     from rosnode_harness import Client, rss_mb, stamp_of, start_node, stop_node, unique_domain_id, use_ros_transport
 
     use_ros_transport()
 
-    image = frame_bgr(cache)
     domain = unique_domain_id()
     proc, log = start_node(out_dir, domain, "runtime.reground_period_s:=5.0", *node_params)
     client = Client(domain)
@@ -139,7 +260,7 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_par
     client.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diag.append(m), 10)
     try:
         client.wait_node_ready(proc)
-        client.instruct("the dog")
+        client.instruct(instruction)
         sent: dict[int, float] = {}
         rss: list[tuple[float, float]] = []
         t_start = time.monotonic()
@@ -147,7 +268,7 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_par
         period = 1.0 / fps
         while (now := time.monotonic()) < t_start + duration:
             stamp = time.time_ns()
-            client.send(image, stamp)
+            client.send(frames[len(sent) % len(frames)], stamp)
             sent[stamp] = now
             if now >= next_rss:
                 rss.append((round(now - t_start, 1), round(rss_mb(proc.pid), 1)))
@@ -164,6 +285,7 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_par
         lat_e2e = [(t - sent[s]) * 1e3 for t, s in masks]  # stamp (= send time) -> mask received
         lat_series = [(round(sent[s] - t_start, 2), round(ms, 1)) for (_, s), ms in zip(masks, lat_e2e)]
         stages: dict[str, list[float]] = {}
+        kinds = [r.mask_source for r in results]
         for r in results:
             for name, v in zip(r.stage_names, r.stage_ms):
                 stages.setdefault(name, []).append(v)
@@ -174,6 +296,8 @@ def bench_node(cache: Path, duration: float, fps: float, out_dir: Path, node_par
         return {
             "duration_s": round(elapsed, 1), "frames_in": len(sent), "frames_per_s": round(len(sent) / elapsed, 2),
             "masks": len(masks), "masks_per_s": round(len(masks) / elapsed, 3),
+            "masks_segmented": kinds.count("segmented"), "masks_propagated": kinds.count("propagated"),
+            "masks_found": sum(r.valid for r in results),
             "frames_dropped_stale": int(last.get("frames_dropped_stale", -1)),
             "latency_stamp_to_mask_ms_median": round(median(lat_e2e), 1) if lat_e2e else None,
             "latency_stamp_to_mask_ms_p95": round(float(np.percentile(lat_e2e, 95)), 1) if lat_e2e else None,
@@ -200,6 +324,11 @@ def main() -> int:
     p.add_argument("--skip-node", action="store_true")
     p.add_argument("--skip-frame-sequence", action="store_true")
     p.add_argument("--frame-sequence-child", choices=("sleeping", "spinning"), help=argparse.SUPPRESS)
+    p.add_argument("--still", action="store_true", help="node soak on the sample dog photo instead of the video")
+    p.add_argument("--video-frames", type=int, default=200, help="frames of the video for the propagation part")
+    p.add_argument("--skip-propagation", action="store_true")
+    p.add_argument("--compare-keyframes", action="store_true",
+                   help="node soak twice, side by side: every frame segmented vs the shipped key frames")
     p.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                    help="node parameter over the shipped YAML, repeatable: --node-param segmenter.precision:=fp32")
     args = p.parse_args()
@@ -209,14 +338,32 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     cache = resolve_cache_dir()
     print("[bench] per-stage medians (640x480, in process) ...", flush=True)
-    report = {"stages_ms": bench_stages(cache, args.repeats)}
+    from reasonseg.backends.cpu_int8 import CPUINFO, read_cpu
+
+    model, flags = read_cpu(CPUINFO)
+    report = {"cpu": {"model": model, "cores": os.cpu_count(),
+                      "isa": sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "avx_vnni", "fma")))}}
+    report["stages_ms"] = bench_stages(cache, args.repeats)
     if not args.skip_frame_sequence:
         print("[bench] frame sequence, onnxruntime threads sleeping vs spinning (fresh processes) ...", flush=True)
         report["frame_sequence"] = bench_frame_sequence(args.repeats)
+    video = None if args.still and args.skip_propagation else street_video(cache)
+    report["video"] = {**VIDEO, "path": str(video)} if video else None
+    if not args.skip_propagation:
+        print(f"[bench] propagation on {video.name}: per-frame vs key frames + optical flow ...", flush=True)
+        report["propagation"] = bench_propagation(video_frames(video, args.video_frames), VIDEO_INSTRUCTIONS,
+                                                  args.out / "propagation.jpg")
     if not args.skip_node:
-        print(f"[bench] node soak: {args.fps:g} Hz for {args.duration:g} s ...", flush=True)
-        report["node"] = bench_node(cache, args.duration, args.fps, args.out, tuple(args.node_param))
-        report["node"]["params"] = args.node_param
+        frames, instruction = (([frame_bgr(cache)], "the dog") if args.still
+                               else (video_frames(video, 10_000), VIDEO_INSTRUCTIONS[0]))
+        modes = {"per_frame": ("runtime.keyframe_period:=1",), "keyframes": ()} if args.compare_keyframes else {"": ()}
+        for mode, extra in modes.items():
+            key = f"node_{mode}" if mode else "node"
+            print(f"[bench] node soak{' (' + mode + ')' if mode else ''}: {args.fps:g} Hz for {args.duration:g} s ...",
+                  flush=True)
+            params = (*extra, *args.node_param)
+            report[key] = bench_node(frames, instruction, args.duration, args.fps, args.out, params)
+            report[key]["params"] = list(params)
     rows = [[k, v] for k, v in report["stages_ms"].items()]
     print(markdown_table(["stage (median ms)", "value"], rows))
     if "frame_sequence" in report:
@@ -225,13 +372,23 @@ def main() -> int:
                  f"{fs['ratio_spinning_over_sleeping'][k]:.2f}x"] for k in fs["median_ms"]["sleeping"]]
         print(markdown_table(["frame sequence (median ms)", "threads sleep (shipped)", "threads spin", "spin / sleep"],
                              rows))
-    if "node" in report:
-        n = report["node"]
-        rows = [[k, v] for k, v in n.items()
-                if k not in ("rss_series", "latency_series", "node_stage_medians_ms", "params")]
-        rows += [[f"node stage {k} (median ms)", v] for k, v in n["node_stage_medians_ms"].items()]
-        print(markdown_table(["node soak", "value"], rows))
-        _plot_soak(n["rss_series"], n["latency_series"], args.out / "soak.png")
+    if "propagation" in report:
+        pr = report["propagation"]
+        rows = [[t, v["iou_median"], v["iou_p10"], v["propagated_frames"], v["key_frames"], v["per_frame_ms_median"],
+                 v["propagation_ms_median"]] for t, v in pr["instructions"].items()]
+        rows.append(["all", pr["iou_median_all"], pr["iou_p10_all"], "", "", "", ""])
+        print(markdown_table(["propagated vs per-frame", "IoU median", "IoU p10", "propagated", "key frames",
+                              "per-frame ms", "flow ms"], rows))
+    nodes = [k for k in report if k.startswith("node")]
+    skip = ("rss_series", "latency_series", "node_stage_medians_ms", "params")
+    if nodes:
+        names = sorted({k for n in nodes for k in report[n] if k not in skip}, key=list(report[nodes[0]]).index)
+        rows = [[k, *(report[n].get(k) for n in nodes)] for k in names]
+        stages = sorted({k for n in nodes for k in report[n]["node_stage_medians_ms"]})
+        rows += [[f"node stage {k} (median ms)", *(report[n]["node_stage_medians_ms"].get(k) for n in nodes)]
+                 for k in stages]
+        print(markdown_table(["node soak", *nodes], rows))
+        _plot_soak(report[nodes[-1]]["rss_series"], report[nodes[-1]]["latency_series"], args.out / "soak.png")
     path = args.out / "bench.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"[bench] wrote {path}")

@@ -45,7 +45,7 @@ class TimedPipeline(Pipeline):
 
 def _engine(pipeline, **runtime):
     outputs, errors = [], []
-    eng = PerceptionEngine(pipeline, RuntimeSettings(**runtime), on_error=errors.append)
+    eng = PerceptionEngine(pipeline, RuntimeSettings(**{"keyframe_period": 1, **runtime}), on_error=errors.append)
     cam = eng.add_camera("", outputs.append)
     eng.start()
     return eng, cam, outputs, errors

@@ -22,7 +22,9 @@ TARGETS = ("dog", "truck")
 
 
 def _hostile_params(p: dict) -> None:
-    p["runtime"].update(max_instruction_chars=MAX_CHARS, reground_period_s=0.0, max_image_pixels=1_000_000)
+    # keyframe_period 1: every frame runs the model, so a stop can land while one is in flight
+    p["runtime"].update(max_instruction_chars=MAX_CHARS, reground_period_s=0.0, max_image_pixels=1_000_000,
+                        keyframe_period=1)
     p["llm"]["timeout_s"] = LLM_TIMEOUT_S
     p["segmenter"]["num_point"] = 3  # misspelt: must be reported, not silently ignored
 

@@ -189,7 +189,7 @@ def test_engine_tracks_between_groundings_and_regrounds_when_the_target_is_lost(
         settings = with_overrides(Settings(), [
             "pipeline=mllm", "mllm.backend=openai", "mllm.model=scripted-vlm", f"mllm.base_url={srv.base_url}",
             "segmenter.kind=sam2", f"segmenter.model={sam2_dir}", "segmenter.backend=torch",
-            "runtime.reground_period_s=0", "runtime.lost_frames_before_reground=2"])
+            "runtime.reground_period_s=0", "runtime.lost_frames_before_reground=2", "runtime.keyframe_period=1"])
         pipeline = build_pipeline(settings)
         outputs, errors = [], []
         engine = PerceptionEngine(pipeline, settings.runtime, on_error=errors.append)

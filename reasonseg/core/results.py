@@ -10,6 +10,8 @@ import numpy as np
 
 from reasonseg.core.prompt import Box, Prompt
 
+SEGMENTED, PROPAGATED = "segmented", "propagated"
+
 
 @dataclass(frozen=True)
 class Target:
@@ -65,6 +67,8 @@ class FrameResult:
     timings_ms: dict[str, float]
     note: str = ""                     # e.g. "re-acquired by rules", "target lost"
     instances: tuple[Instance, ...] = ()  # every chosen instance, best first (boxes[i] is instances[i].box)
+    mask_source: str = SEGMENTED       # SEGMENTED: the pipeline ran on this frame; PROPAGATED: optical flow carried
+                                       # the last segmented mask here (reasonseg/runtime/propagation.py)
 
     @classmethod
     def found(cls, mask: np.ndarray, instances: Sequence[Instance], grounding: Grounding | None,
@@ -89,4 +93,4 @@ class FrameResult:
         return (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
 
 
-__all__ = ["Target", "Grounding", "Instance", "FrameResult"]
+__all__ = ["Target", "Grounding", "Instance", "FrameResult", "SEGMENTED", "PROPAGATED"]

@@ -247,6 +247,15 @@ class RuntimeSettings:
                                  lo=1.0, hi=100.0)
     max_instruction_chars: int = _f(500, "longer instructions are rejected", lo=1, hi=100_000)
     publish_overlay: bool = _f(True, "publish the bgr8 overlay image")
+    # Key frames + optical flow (reasonseg/runtime/propagation.py): the pipeline segments at most every Nth frame
+    # and the frames between carry the last mask forward; a flow that stops agreeing with itself ends that sooner.
+    keyframe_period: int = _f(10, "segment every Nth frame at most; the frames between carry the last mask forward "
+                                 "by optical flow (1 = segment every frame)", lo=1, hi=1000)
+    flow_min_consistency: float = _f(0.7, "segment afresh when less than this share of the carried mask passes the "
+                                          "forward-backward flow check", lo=0.0, hi=1.0)
+    flow_max_area_change: float = _f(0.35, "segment afresh when the carried mask's area has changed by more than this "
+                                           "share since the key frame", lo=0.0, hi=10.0)
+    flow_max_side: int = _f(384, "optical flow runs on the frame shrunk to this longest side (pixels)", lo=32, hi=4096)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ One loaded pipeline serves several cameras (`Camera`, one per stream):
                   with that camera's latest grounding, emits an EngineOutput.
   grounding worker (one per camera): resolves the camera's instruction on the newest frame
                   handed to it (may call an LLM for seconds); never blocks the segment worker.
+Between key frames (`runtime.keyframe_period`) the segment worker carries the last mask forward by optical flow
+(runtime/propagation.py) instead of running the pipeline; every output says which it was (`mask_source`).
 """
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ import numpy as np
 from reasonseg.core.errors import InputError, one_line
 from reasonseg.core.image_codec import validate_rgb
 from reasonseg.core.instruction import sanitize_instruction
-from reasonseg.core.results import FrameResult, Grounding
+from reasonseg.core.results import PROPAGATED, FrameResult, Grounding
 from reasonseg.core.settings import RuntimeSettings
 from reasonseg.core.timing import Timer
 from reasonseg.pipelines.base import Pipeline, Track
 from reasonseg.runtime.backoff import RetryBackoff
 from reasonseg.runtime.frame_gate import FairGate, LatestSlot
+from reasonseg.runtime.propagation import MaskPropagator
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ class Camera:
         self._ground_pending = False
         self._ground_frame: tuple[np.ndarray, Any] | None = None  # the frame (and analysis) grounded on
         self._track: Track | None = None        # touched by the segment worker only
+        self._propagator = MaskPropagator(engine.settings)  # ditto
         self._lost = 0
         self.last_frame_at: float | None = None   # monotonic time of the last frame that arrived (rejected too)
         self.last_usable_at: float | None = None  # ... of the last frame that decoded
@@ -93,8 +97,9 @@ class Camera:
         self._checked_at = 0.0                    # last idle check (no instruction): see IDLE_CHECK_PERIOD_S
         # a failing grounder is asked again after a growing delay, never on every frame (reset: new instruction)
         self.grounding_backoff = RetryBackoff()
-        self.stats = {"frames_in": 0, "frames_rejected": 0, "frames_processed": 0, "groundings": 0,
-                      "grounding_fallbacks": 0, "errors": 0, "consecutive_errors": 0}
+        self.stats = {"frames_in": 0, "frames_rejected": 0, "frames_processed": 0, "frames_segmented": 0,
+                      "frames_propagated": 0, "groundings": 0, "grounding_fallbacks": 0, "errors": 0,
+                      "consecutive_errors": 0}
         self._thread = threading.Thread(target=self._ground_loop, name=f"reasonseg-ground-{name or 'camera'}",
                                          daemon=True)
 
@@ -166,6 +171,8 @@ class Camera:
             return
         pipeline = self._engine.pipeline
         image = self._decode(frame)
+        if self._propagated(frame, image):
+            return
         timer = Timer()
         analysis = pipeline.analyse(image, timer)
         # Read the grounding state and decide on a new grounding in one step, after the detector ran:
@@ -202,12 +209,43 @@ class Camera:
                 return  # instruction changed while we worked: this mask answers the old one
             found = result.valid and track.confidence >= self._engine.settings.min_track_confidence
             self._lost = 0 if found else self._lost + 1
+        if found:
+            self._propagator.key(image, result)
+        else:
+            self._propagator.reset("target lost")
+        self._emit(frame, image, instruction, result, {**timer.ms, **result.timings_ms})
+
+    def _propagated(self, frame: Frame, image: np.ndarray) -> bool:
+        """Carry the last mask to this frame by optical flow when no key frame is due; False: segment it."""
+        prop = self._propagator
+        if not prop.enabled or self._track is None:
+            return False
+        with self._lock:
+            instruction, gen = self._instruction, self._generation
+            current = self._grounding if self._grounding_gen == gen else None
+            if instruction is None or current is not self._track.grounding:
+                return False  # a new grounding (or instruction) starts on a key frame
+            if not self._ground_pending and self._grounding_due(current) and self.grounding_backoff.ready():
+                return False  # the key frame hands its analysis to the grounding it asks for
+        result = prop.propagate(image)
+        if result is None:
+            log.debug("%skey frame: %s", self._prefix, prop.why_key)
+            return False
+        with self._lock:
+            if gen != self._generation:
+                return True  # the instruction changed meanwhile: this mask answers the old one
+        self._emit(frame, image, instruction, result, result.timings_ms)
+        return True
+
+    def _emit(self, frame: Frame, image: np.ndarray, instruction: str, result: FrameResult,
+              timings_ms: dict[str, float]) -> None:
         if self._engine.stopping:
             return  # shutting down: the outputs' transport may already be gone
         self.stats["frames_processed"] += 1
+        self.stats["frames_propagated" if result.mask_source == PROPAGATED else "frames_segmented"] += 1
         self.stats["consecutive_errors"] = 0
         self._on_output(EngineOutput(self.name, frame, image, instruction, result,
-                                     time.monotonic() - self._grounded_at, {**timer.ms, **result.timings_ms}))
+                                     time.monotonic() - self._grounded_at, timings_ms))
 
     def _decode(self, frame: Frame) -> np.ndarray:
         """The frame's pixels; InputError (counted as a rejected frame by the worker) when they cannot be had."""
@@ -223,6 +261,7 @@ class Camera:
         if self._track is not None:
             self._track.close()
             self._track = None
+        self._propagator.reset("new grounding")
         if grounding is None:
             return None
         image, analysis = ground_frame if ground_frame is not None else (None, None)

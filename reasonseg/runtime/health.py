@@ -41,6 +41,8 @@ class StreamSnapshot:
     last_reject_reason: str = ""
     grounding_failures: int = 0        # grounder failures in a row (a fallback answered, or nothing did)
     grounding_retry_in_s: float = 0.0  # until the failing grounder is asked again
+    frames_segmented: int = 0          # masks the pipeline made (key frames)
+    frames_propagated: int = 0         # masks optical flow carried from the last one
 
 
 class HealthRater:
@@ -49,6 +51,7 @@ class HealthRater:
     def __init__(self, settings: DiagnosticsSettings) -> None:
         self.settings = settings
         self._last: StreamSnapshot | None = None
+        self.rates: dict[str, float] = {}  # masks/s segmented and propagated over the last report window
 
     def rate(self, snap: StreamSnapshot, latencies_ms: Sequence[float]) -> tuple[int, str]:
         s, last = self.settings, self._last
@@ -81,4 +84,11 @@ class HealthRater:
                             f"{snap.grounding_retry_in_s:.1f} s")
         level = ERROR if errors else WARN if warnings else OK
         summary = f"{snap.frames_processed} masks"
+        window_s = snap.since_active_s - last.since_active_s if last else 0.0  # < 0: re-activated since
+        self.rates = {}
+        if window_s > 0:
+            self.rates = {"masks_segmented_per_s": round(d("frames_segmented") / window_s, 2),
+                          "masks_propagated_per_s": round(d("frames_propagated") / window_s, 2)}
+            summary += (f" ({self.rates['masks_segmented_per_s']:g}/s segmented, "
+                        f"{self.rates['masks_propagated_per_s']:g}/s propagated)")
         return level, "; ".join([summary, *errors, *warnings])

@@ -32,6 +32,7 @@ def result_message(out: EngineOutput, pipeline: str) -> SegmentationResult:
     result = out.result
     msg = SegmentationResult(header=out.frame.header, camera=out.camera, instruction=out.instruction,
                              labels=list(result.labels), score=float(result.score), valid=bool(result.valid),
+                             mask_source=result.mask_source,
                              pipeline=result.grounding.pipeline if result.grounding else pipeline)
     msg.box = [float(v) for v in (result.box or (0.0, 0.0, 0.0, 0.0))]
     msg.instance_labels = [i.label for i in result.instances]

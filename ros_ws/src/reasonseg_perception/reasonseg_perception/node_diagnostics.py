@@ -73,6 +73,7 @@ def camera_values(cam: Camera, retry: RetryState, times: TimesSnapshot) -> dict[
     st = cam.stats
     values: dict[str, Any] = {"instruction": cam.instruction or "", "frames_in": st["frames_in"],
                               "frames_processed": st["frames_processed"],
+                              "frames_segmented": st["frames_segmented"], "frames_propagated": st["frames_propagated"],
                               "frames_dropped_stale": cam.frames_dropped,
                               "frames_rejected": st["frames_rejected"], "groundings": st["groundings"],
                               "grounding_fallbacks": st["grounding_fallbacks"], "errors": st["errors"],
@@ -95,7 +96,8 @@ def stream_snapshot(cam: Camera, retry: RetryState, now: float, active_since: fl
                           st["grounding_fallbacks"], since(cam.last_frame_at), now - active_since,
                           since_last_usable_s=since(cam.last_usable_at), rejecting=cam.rejecting,
                           last_reject_reason=cam.last_reject_reason, grounding_failures=retry.failures,
-                          grounding_retry_in_s=retry.retry_in_s)
+                          grounding_retry_in_s=retry.retry_in_s, frames_segmented=st["frames_segmented"],
+                          frames_propagated=st["frames_propagated"])
 
 
 def diagnostic_status(level: int, message: str, values: dict[str, Any], *, node_name: str, namespace: str,

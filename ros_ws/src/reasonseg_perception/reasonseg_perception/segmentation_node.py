@@ -232,6 +232,7 @@ class ReasonSegNode(LifecycleNode):
             values = camera_values(io.cam, retry, times)
             level, message = (io.health.rate(stream_snapshot(io.cam, retry, now, io.active_since), times.latencies_ms)
                               if self._active else INACTIVE)
+            values.update(io.health.rates if self._active else {})
             arr.status.append(diagnostic_status(level, message, values, node_name=self.get_name(),
                                                 namespace=self.get_namespace(), camera=name))
         self._diag_pub.publish(arr)
