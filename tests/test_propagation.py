@@ -223,3 +223,15 @@ def test_health_reports_both_rates_over_the_window():
     assert "2/s segmented, 15/s propagated" in message
     rater.rate(snap(0.5, 6, 40), [])  # re-activated: no window to divide by
     assert rater.rates == {}
+
+
+def test_a_box_track_follows_the_carried_boxes_to_the_next_key_frame():
+    """refine / mllm follow last frame's boxes: after frames carried by flow the key frame must look where the
+    object is now, not where the last key frame saw it."""
+    pipe = DiskPipeline({})
+    track = pipe.start(None, pipe.ground(None, "the ball"))
+    moved = segmented(scene(90, 70)[1])
+    track.carried(moved)
+    assert track.boxes == moved.boxes
+    track.carried(FrameResult.not_found(moved.mask, moved.grounding, {}, "lost"))
+    assert track.boxes == moved.boxes  # nothing found: keep the last boxes

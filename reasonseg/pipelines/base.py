@@ -32,6 +32,10 @@ class Track(ABC):
     def step(self, image_rgb: np.ndarray, analysis: Any = None) -> FrameResult:
         """Mask the target(s) in the next frame."""
 
+    def carried(self, result: FrameResult) -> None:
+        """A frame the track did not see: optical flow carried the last mask to `result` (runtime/propagation.py).
+        A track that follows boxes takes the moved ones, so the next key frame finds the same instance."""
+
     def close(self) -> None:
         """Free what the track holds (a SAM2 memory bank)."""
 
@@ -52,6 +56,10 @@ class BoxTrack(Track):
         self.confidence = 1.0 if result.valid else 0.0
         self.last = result
         return result
+
+    def carried(self, result: FrameResult) -> None:
+        if result.valid:
+            self.boxes = result.boxes
 
 
 class Pipeline(ABC):

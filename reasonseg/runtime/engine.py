@@ -234,6 +234,7 @@ class Camera:
         with self._lock:
             if gen != self._generation:
                 return True  # the instruction changed meanwhile: this mask answers the old one
+        self._track.carried(result)
         self._emit(frame, image, instruction, result, result.timings_ms)
         return True
 
