@@ -108,3 +108,28 @@ def test_exclusions_are_split_off_the_target(text, phrase, any_class, excluded):
 def test_several_targets_each_keep_their_cues(text, targets):
     q = parse_query(text)
     assert [_cues(t) for t in (q, *q.also)] == targets
+
+
+@pytest.mark.parametrize("text, phrase, attributes, relation", [
+    ("the woman in the green coat", "woman", [("upper body", "green", None, "coat")], None),
+    ("the man with grey hair", "man", [("head", "gray", None, "hair")], None),
+    ("the kid in the striped shirt", "kid", [("upper body", None, "striped", "shirt")], None),
+    ("the cyclist wearing a yellow helmet", "cyclist", [("head", "yellow", None, "helmet")], None),
+    ("the girl in red", "girl", [("body", "red", None, "")], None),
+    ("the man in a light blue jacket on the left", "man", [("upper body", "blue", None, "jacket")], None),
+    # what she wears is no place: the relation after it still counts
+    ("the woman in the green coat next to the bus", "woman", [("upper body", "green", None, "coat")], ("near", "bus")),
+    ("the boy in a blue shirt holding a kite", "boy", [("upper body", "blue", None, "shirt")], ("near", "kite")),
+    # the head of the phrase is the target; the clause only constrains it
+    ("the girl holding the umbrella", "girl", [], ("near", "umbrella")),
+    ("the cup she is drinking from", "cup", [], None),
+    # not worn: a colour before the noun is the object's own, "in the car" is a place
+    ("the red coat", "coat", [], None),
+    ("the man in the car", "man", [], None),
+    ("the dog with the red collar", "dog", [], ("near", "collar")),
+])
+def test_what_a_person_wears_is_an_attribute_not_the_target(text, phrase, attributes, relation):
+    q = parse_query(text)
+    assert q.phrase == phrase
+    assert [(a.part, a.colour, a.pattern, a.item) for a in q.attributes] == attributes
+    assert (q.relation.kind, q.relation.reference) == relation if relation else q.relation is None

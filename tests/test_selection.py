@@ -88,3 +88,78 @@ def test_behind_or_in_front_of_an_undetected_thing_orders_by_ground_contact():
     # a detected reference still wins: relate to it, not to the ground plane
     dets.append(Det((0, 300, 100, 560), 0.8, "bench"))
     assert pick(img, dets, vehicles, "the vehicle behind the bench", refs=("bench",)).indices == (0,)
+
+
+RGB = {"red": (200, 30, 30), "green": (40, 160, 60), "blue": (40, 70, 190), "gray": (128, 128, 128),
+       "yellow": (230, 210, 40), "black": (20, 20, 20), "skin": (200, 160, 130), "brown": (110, 70, 40)}
+
+
+def person(img, x0, y0, w, h, head, upper, lower, stripes=False):
+    """A standing figure in its box: head, upper body, legs, each painted one colour (stripes: the shirt in
+    alternating bands), on the scene's background; its detection box."""
+    img[y0:y0 + int(0.15 * h), x0 + w // 4:x0 + 3 * w // 4] = RGB[head]
+    img[y0 + int(0.15 * h):y0 + int(0.52 * h), x0:x0 + w] = RGB[upper]
+    if stripes:
+        for y in range(y0 + int(0.15 * h), y0 + int(0.52 * h), 8):
+            img[y:y + 4, x0:x0 + w] = (240, 240, 240)
+    img[y0 + int(0.52 * h):y0 + h, x0 + w // 6:x0 + 5 * w // 6] = RGB[lower]
+    return (x0, y0, x0 + w, y0 + h)
+
+
+def _crowd():
+    img = np.full((240, 400, 3), 150, np.uint8)
+    img[:, :] = (90, 110, 95)  # a dull background
+    boxes = [person(img, 20, 40, 50, 160, "brown", "blue", "black"),
+             person(img, 110, 30, 55, 175, "gray", "green", "blue"),
+             person(img, 210, 45, 50, 150, "black", "red", "gray", stripes=True),
+             person(img, 310, 35, 50, 165, "yellow", "gray", "brown")]
+    scores = [0.9, 0.5, 0.6, 0.55]  # the detector's favourite wears none of the asked-for things
+    return img, [Det(b, s, "person") for b, s in zip(boxes, scores)]
+
+
+def test_what_a_person_wears_picks_the_person_not_the_highest_score():
+    img, dets = _crowd()
+    for text, want, evidence in [
+        ("the woman in the green coat", 1, "upper body green"),
+        ("the man in blue jeans", 1, "lower body blue"),
+        ("the man with grey hair", 1, "head gray"),
+        ("the kid in the striped shirt", 2, "upper body striped"),
+        ("the cyclist wearing a yellow helmet", 3, "head yellow"),
+        ("the person in the red jacket", 2, "upper body red"),
+        ("the man in brown trousers", 3, "lower body brown"),
+    ]:
+        sel = pick(img, dets, ("person",), text)
+        assert sel.indices == (want,), (text, sel)
+        assert evidence in sel.reasoning, (text, sel.reasoning)
+    plain = pick(img, dets, ("person",), "the person")
+    assert plain.indices == (0,)  # no attribute: the detector's most confident person, as before
+
+
+def test_an_attribute_nobody_matches_is_said_and_does_not_invent_a_match():
+    img, dets = _crowd()
+    sel = pick(img, dets, ("person",), "the man in the purple coat")
+    assert "no upper body looks purple" in sel.reasoning and sel.indices == (0,)
+
+
+def test_attributes_combine_with_space_and_only_apply_to_people():
+    img, dets = _crowd()
+    dets[0] = Det(dets[0].box, 0.9, "person")
+    img2 = img.copy()
+    person(img2, 20, 40, 50, 160, "brown", "green", "black")  # now two green coats: the left one
+    sel = pick(img2, dets, ("person",), "the woman in the green coat on the left")
+    assert sel.indices == (0,) and "upper body green" in sel.reasoning and "left" in sel.reasoning
+    cars = [Det(d.box, d.score, "car") for d in dets]
+    sel = pick(img, cars, ("car",), "the car with a green top")  # a car's "top" is no shirt
+    assert sel.indices == (0,) and "upper body" not in sel.reasoning
+
+
+def test_light_blue_is_the_pale_jacket_and_blue_the_saturated_one():
+    img = np.full((240, 300, 3), (90, 110, 95), np.uint8)
+    RGB["pale blue"] = (165, 190, 230)
+    boxes = [person(img, 30, 40, 50, 160, "brown", "blue", "black"),
+             person(img, 170, 40, 50, 160, "brown", "pale blue", "black")]
+    dets = [Det(boxes[0], 0.6, "person"), Det(boxes[1], 0.6, "person")]
+    light = pick(img, dets, ("person",), "the person in the light blue jacket")
+    assert light.indices == (1,) and "upper body light blue" in light.reasoning, light
+    assert pick(img, dets, ("person",), "the person in the blue jacket").indices == (0,)
+    assert parse_query("the man in a pale pink shirt").attributes[0].shade == "light"

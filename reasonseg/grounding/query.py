@@ -38,8 +38,10 @@ _RELATIONS = [
     ("close to", "near"), ("on top of", "on"), ("riding", "on"), ("on", "on"), ("above", "on"), ("under", "under"),
     ("below", "under"), ("beneath", "under"), ("holding", "near"), ("with", "near"),
 ]
-# words that end the target phrase without naming a reference we can use
-_CLAUSE_BREAKS = ("that", "which", "who", "whose", "about", "parked", "standing", "sitting", "walking", "crossing",
+_RELATION_WORDS = {w for marker, _ in _RELATIONS for w in marker.split()[:1]}  # "in red next to the bus"
+# words that end the target phrase without naming a reference we can use ("the cup she is drinking from")
+_CLAUSE_BREAKS = ("she", "he", "they", "i", "we", "you", "it",
+                  "that", "which", "who", "whose", "about", "parked", "standing", "sitting", "walking", "crossing",
                   "waiting", "going", "coming", "moving", "driving", "running", "lying", "looking", "wearing",
                   "in", "at", "by", "from", "of", "and", "is", "are", "to", "for", "as", "while", "where")
 _LEAD = re.compile(
@@ -69,12 +71,41 @@ _LEADING_NOT = re.compile(r"^(?:not|no|never|without|ignore|skip|exclude|leave\s
 _ANY_CLASS = {"everything", "anything", "else", "object", "objects", "thing", "things", "stuff", "something", "rest",
               "whatever"}
 _CONJUNCTION = re.compile(r"\s*(?:,|\band\b|\bor\b|&)\s*")
+# What a person wears or has, and the part of the body it covers: "the woman in the green coat", "the man with
+# grey hair", "the kid in the striped shirt", "the cyclist wearing a yellow helmet", "the girl in red" (body).
+PERSON_PARTS = {
+    **dict.fromkeys(("coat", "jacket", "shirt", "t-shirt", "tshirt", "top", "sweater", "jumper", "hoodie", "blouse",
+                     "vest", "jersey", "sweatshirt", "cardigan", "parka", "anorak", "raincoat", "blazer", "fleece"),
+                    "upper body"),
+    **dict.fromkeys(("trousers", "pants", "jeans", "skirt", "shorts", "leggings", "tights"), "lower body"),
+    **dict.fromkeys(("hair", "hat", "cap", "helmet", "beanie", "hood", "headscarf", "turban"), "head"),
+    **dict.fromkeys(("dress", "suit", "uniform", "clothes", "clothing", "outfit", "overalls", "gown", "robe",
+                     "costume"), "body"),
+}
+PATTERNS = {"striped": "striped", "stripy": "striped", "stripes": "striped", "patterned": "patterned",
+            "checked": "patterned", "checkered": "patterned", "plaid": "patterned", "floral": "patterned",
+            "spotted": "patterned", "dotted": "patterned", "plain": "plain"}
+_WEARING = {"in", "wearing", "with", "has", "having", "dressed", "wears", "sporting"}
+_SHADES = {"light": "light", "pale": "light", "pastel": "light", "dark": "dark", "deep": "dark", "navy": "dark"}
+_PART_FILLERS = {"a", "an", "the", "his", "her", "their", "some", "bright", "long", "short",
+                 "baseball", "hi-vis", "high-vis", "hooded", "knitted", "leather", "denim", "winter", "rain"}
 
 
 @dataclass(frozen=True)
 class Relation:
     kind: str            # left_of, right_of, near, on, under, behind, in_front_of
     reference: str       # noun phrase of the reference object
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """Something a person wears or has, by the part of the body it sits on: ("upper body", "green", None, "coat")."""
+
+    part: str                    # head | upper body | lower body | body
+    colour: str | None
+    pattern: str | None          # striped | patterned | plain
+    item: str                    # the word said ("coat", "hair"; "" for "in red")
+    shade: str | None = None     # light ("light blue", "pale") | dark
 
 
 @dataclass(frozen=True)
@@ -90,6 +121,7 @@ class Query:
     also: tuple["Query", ...] = ()              # "the dog and the red truck": further targets, each with its cues
     excluded: tuple["Query", ...] = ()          # "except the dog" (a class), "except the red one" (an instance)
     any_class: bool = False                     # "everything except ...": the phrase names no class
+    attributes: tuple[Attribute, ...] = ()      # "in the green coat", "with grey hair": parts of a person
 
 
 def parse_query(text: str, *, exclusions: bool = True) -> Query:
@@ -135,6 +167,9 @@ def _parse_words(text: str, words: list[str], lowered: str) -> Query:
         k = words.index("of")
         if all(w in _ARTICLES or w in SPATIAL or w in ORDINALS for w in words[:k]):
             words = words[:k] + words[k + 1:]
+    attributes, spans = _attributes(words)
+    if spans:  # "the woman in the green coat next to the bus": what she wears is not where she is
+        words = [w for k, w in enumerate(words) if not any(a <= k < b for a, b in spans)]
     target_words, relation = _split_relation(words)
     clause = words[len(target_words):]  # "the car that is furthest away": a superlative in its own clause
     if relation is None and clause[:1] in (["that"], ["which"], ["who"]) and clause[1:2] in (["is"], ["are"]):
@@ -164,7 +199,38 @@ def _parse_words(text: str, words: list[str], lowered: str) -> Query:
     phrase = " ".join(keep)
     plural = plural or _looks_plural(keep)
     return Query(text=text, phrase=phrase, colours=tuple(colours), spatial=tuple(spatial), ordinal=ordinal,
-                 plural=plural or count is not None, count=count, relation=relation)
+                 plural=plural or count is not None, count=count, relation=relation, attributes=attributes)
+
+
+def _attributes(words: list[str]) -> tuple[tuple[Attribute, ...], list[tuple[int, int]]]:
+    """What the target wears or has ("in the green coat", "with grey hair", "in red"), and the word spans saying
+    it. Only after a wearing word (in, with, wearing, ...), never as the first word: "the red coat" is a coat."""
+    found: list[Attribute] = []
+    spans: list[tuple[int, int]] = []
+    for i, w in enumerate(words):
+        if w not in _WEARING or i == 0:
+            continue
+        colour = pattern = shade = None
+        j = i + 1
+        while j < len(words) and (words[j] in _PART_FILLERS or words[j] in COLOURS or words[j] in PATTERNS
+                                  or words[j] in _SHADES or words[j] == "in"):
+            if words[j] in _SHADES and colour is None:
+                shade = _SHADES[words[j]]
+            elif words[j] in COLOURS:
+                colour = colour or ("gray" if words[j] == "grey" else words[j])
+            elif words[j] in PATTERNS:
+                pattern = pattern or PATTERNS[words[j]]
+            j += 1
+        item = words[j] if j < len(words) else ""
+        part = PERSON_PARTS.get(item) or PERSON_PARTS.get(item.rstrip("s"))
+        if part is not None and (colour or pattern):
+            found.append(Attribute(part, colour, pattern, item, shade if colour else None))
+            spans.append((i, j + 1))
+        elif colour and w == "in" and item not in PERSON_PARTS and (not item or item in _CLAUSE_BREAKS
+                                                                     or item in _WEARING or item in _RELATION_WORDS):
+            found.append(Attribute("body", colour, pattern, "", shade))  # "the girl in red", "the man in black and ..."
+            spans.append((i, j))
+    return tuple(found), spans
 
 
 def _split_relation(words: list[str]) -> tuple[list[str], Relation | None]:

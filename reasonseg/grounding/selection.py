@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from reasonseg.core.prompt import Box
-from reasonseg.grounding.query import Query
+from reasonseg.grounding.query import Attribute, Query
 
 CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider
 PLURAL_SHARE = 0.3     # "all horses" keeps less certain instances too
@@ -57,12 +57,14 @@ _HUES = {"red": [(0, 10), (170, 180)], "orange": [(10, 22)], "yellow": [(22, 35)
          "blue": [(85, 130)], "purple": [(130, 160)], "pink": [(160, 170)], "brown": [(5, 22)]}
 
 
-def colour_fraction(image_rgb: np.ndarray, box: Box, colour: str) -> float:
-    """Share of pixels in the central half of `box` that look like `colour`."""
+def colour_fraction(image_rgb: np.ndarray, box: Box, colour: str, rows: tuple[float, float] = (0.25, 0.75),
+                    shade: str | None = None) -> float:
+    """Share of pixels in the central half of `box` (across; `rows`: which share of its height, top down) that look
+    like `colour` (`shade`: light | dark | None)."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
-    cx0, cy0 = int(max(0, x0 + w / 4)), int(max(0, y0 + h / 4))
-    cx1, cy1 = int(min(image_rgb.shape[1], x1 - w / 4)), int(min(image_rgb.shape[0], y1 - h / 4))
+    cx0, cy0 = int(max(0, x0 + w / 4)), int(max(0, y0 + h * rows[0]))
+    cx1, cy1 = int(min(image_rgb.shape[1], x1 - w / 4)), int(min(image_rgb.shape[0], y0 + h * rows[1]))
     if cx1 <= cx0 or cy1 <= cy0:
         return 0.0
     hsv = cv2.cvtColor(image_rgb[cy0:cy1, cx0:cx1], cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.int32)
@@ -78,10 +80,58 @@ def colour_fraction(image_rgb: np.ndarray, box: Box, colour: str) -> float:
         hit = np.zeros(len(hue), bool)
         for lo, hi in ranges:
             hit |= (hue >= lo) & (hue < hi)
-        hit &= (sat > 70) & (val > 50)
+        # "light blue", "pale pink": pastel, less saturated and bright; "dark green": darker than the plain word
+        hit &= {"light": (sat > 25) & (sat < 150) & (val > 140), "dark": (sat > 60) & (val > 30) & (val < 150)}.get(
+            shade, (sat > 70) & (val > 50))
         if colour == "brown":
             hit &= val < 170
     return float(hit.mean()) if hit.size else 0.0
+
+
+# Where each part of a standing person sits in its box, as shares of the box height from the top (adult body
+# proportions: the head about 1/8 of the height, the hips a little above the middle); `colour_fraction` takes the
+# central half across, which keeps the arms and the background beside the body out.
+PART_ROWS = {"head": (0.0, 0.15), "upper body": (0.18, 0.5), "lower body": (0.55, 0.9), "body": (0.15, 0.9)}
+PERSON_LABELS = ("person",)
+
+
+def texture_energy(image_rgb: np.ndarray, box: Box, rows: tuple[float, float]) -> float:
+    """Mean gradient magnitude (0..1) over the same region: stripes and prints high, plain cloth low."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    cx0, cy0 = int(max(0, x0 + w / 4)), int(max(0, y0 + h * rows[0]))
+    cx1, cy1 = int(min(image_rgb.shape[1], x1 - w / 4)), int(min(image_rgb.shape[0], y0 + h * rows[1]))
+    if cx1 - cx0 < 3 or cy1 - cy0 < 3:
+        return 0.0
+    gray = cv2.cvtColor(image_rgb[cy0:cy1, cx0:cx1], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    gx, gy = cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)
+    return float(np.hypot(gx, gy).mean())
+
+
+def _by_attributes(image_rgb: np.ndarray, detections: Sequence[DetectionLike], cand: list[int],
+                   attributes: Sequence[Attribute]) -> tuple[list[int], list[str]]:
+    """Candidates whose part of the body matches what the instruction says they wear ("in the green coat"): colours
+    filter, compared across the candidates (as the colour of a class noun does); a pattern ranks by texture."""
+    reasons = []
+    for att in attributes:
+        rows = PART_ROWS[att.part]
+        if att.colour:
+            frac = {i: colour_fraction(image_rgb, detections[i].box, att.colour, rows, att.shade) for i in cand}
+            best = max(frac.values())
+            said = f"{att.shade} {att.colour}" if att.shade else att.colour
+            if best > 0.05:
+                cand = sorted((i for i in cand if frac[i] >= 0.5 * best), key=lambda i: -frac[i])
+                reasons.append(f"{att.part} {said} {frac[cand[0]]:.0%}")
+            else:
+                reasons.append(f"no {att.part} looks {said}")
+        if att.pattern and len(cand) > 1:
+            energy = {i: texture_energy(image_rgb, detections[i].box, rows) for i in cand}
+            plain = att.pattern == "plain"
+            cand = sorted(cand, key=lambda i: energy[i] if plain else -energy[i])
+            cand = cand[:1]
+            reasons.append(f"{att.part} {att.pattern} (texture {energy[cand[0]]:.2f}, "
+                           f"{'least' if plain else 'most'} of {len(energy)})")
+    return cand, reasons
 
 
 def select_instances(
@@ -134,7 +184,7 @@ def select_instances(
                                      and box_area(detections[i].box) < TRUNCATED_SHARE * big)]
     cand = whole or cand
 
-    kept_by_relation = False  # a relation orders candidates by distance to the reference
+    kept_by_relation = False  # a relation (or what a person wears) has ordered the candidates: no score ranking
     refs = [j for j, d in enumerate(detections) if d.label in reference_labels and j not in cand]
     if query.relation is not None and refs:
         ref = max(refs, key=lambda j: detections[j].score)
@@ -153,6 +203,10 @@ def select_instances(
         if best > 0.05:
             cand = [i for i in cand if frac[i] >= 0.5 * best]
             reasons.append(f"{'/'.join(query.colours)}")
+    if query.attributes and cand and all(detections[i].label in PERSON_LABELS for i in cand):
+        cand, why = _by_attributes(image_rgb, detections, cand, query.attributes)
+        reasons += why
+        kept_by_relation = kept_by_relation or any(a.colour or a.pattern for a in query.attributes)  # best match first
     if query.spatial:
         cue = query.spatial[0]
         cand = sorted(cand, key=_spatial_key(cue, detections, image_rgb.shape[1]))
