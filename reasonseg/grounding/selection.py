@@ -57,17 +57,23 @@ _HUES = {"red": [(0, 10), (170, 180)], "orange": [(10, 22)], "yellow": [(22, 35)
          "blue": [(85, 130)], "purple": [(130, 160)], "pink": [(160, 170)], "brown": [(5, 22)]}
 
 
-def colour_fraction(image_rgb: np.ndarray, box: Box, colour: str, rows: tuple[float, float] = (0.25, 0.75),
-                    shade: str | None = None) -> float:
-    """Share of pixels in the central half of `box` (across; `rows`: which share of its height, top down) that look
-    like `colour` (`shade`: light | dark | None)."""
+def _band(image_rgb: np.ndarray, box: Box, rows: tuple[float, float]) -> np.ndarray:
+    """The central half of `box` across, `rows` of its height (shares, top down), clipped to the image."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
     cx0, cy0 = int(max(0, x0 + w / 4)), int(max(0, y0 + h * rows[0]))
     cx1, cy1 = int(min(image_rgb.shape[1], x1 - w / 4)), int(min(image_rgb.shape[0], y0 + h * rows[1]))
-    if cx1 <= cx0 or cy1 <= cy0:
+    return image_rgb[cy0:max(cy0, cy1), cx0:max(cx0, cx1)]
+
+
+def colour_fraction(image_rgb: np.ndarray, box: Box, colour: str, rows: tuple[float, float] = (0.25, 0.75),
+                    shade: str | None = None) -> float:
+    """Share of pixels in the central half of `box` (across; `rows`: which share of its height, top down) that look
+    like `colour` (`shade`: light | dark | None)."""
+    region = _band(image_rgb, box, rows)
+    if region.size == 0:
         return 0.0
-    hsv = cv2.cvtColor(image_rgb[cy0:cy1, cx0:cx1], cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.int32)
+    hsv = cv2.cvtColor(region, cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.int32)
     hue, sat, val = hsv[:, 0], hsv[:, 1], hsv[:, 2]
     if colour == "white":
         hit = (sat < 50) & (val > 170)
@@ -96,14 +102,12 @@ PERSON_LABELS = ("person",)
 
 
 def texture_energy(image_rgb: np.ndarray, box: Box, rows: tuple[float, float]) -> float:
-    """Mean gradient magnitude (0..1) over the same region: stripes and prints high, plain cloth low."""
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    cx0, cy0 = int(max(0, x0 + w / 4)), int(max(0, y0 + h * rows[0]))
-    cx1, cy1 = int(min(image_rgb.shape[1], x1 - w / 4)), int(min(image_rgb.shape[0], y0 + h * rows[1]))
-    if cx1 - cx0 < 3 or cy1 - cy0 < 3:
+    """Mean gradient magnitude (0..1) over the same region as `colour_fraction`: stripes and prints high, plain
+    cloth low."""
+    region = _band(image_rgb, box, rows)
+    if min(region.shape[:2]) < 3:
         return 0.0
-    gray = cv2.cvtColor(image_rgb[cy0:cy1, cx0:cx1], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    gray = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     gx, gy = cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)
     return float(np.hypot(gx, gy).mean())
 
