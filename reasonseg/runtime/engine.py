@@ -323,6 +323,7 @@ class Camera:
                 log.debug("track close failed", exc_info=True)
         with self._lock:
             self._track = self._grounding = self._ground_frame = None
+        self._propagator.reset("released")  # its last result holds the grounding
         self._ground_requests.close()
         self._on_output = _no_output
         self._engine = None  # type: ignore[assignment]
