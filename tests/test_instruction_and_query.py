@@ -123,6 +123,14 @@ def test_several_targets_each_keep_their_cues(text, targets):
     # the head of the phrase is the target; the clause only constrains it
     ("the girl holding the umbrella", "girl", [], ("near", "umbrella")),
     ("the cup she is drinking from", "cup", [], None),
+    # an object clause without "that": the first noun is the target, the clause's subject is near it
+    ("the bicycle the man is riding", "bicycle", [], ("near", "man")),
+    ("the umbrella the girl is holding", "umbrella", [], ("near", "girl")),
+    ("the man riding the bicycle", "man", [], ("on", "bicycle")),
+    ("the man talking on the phone", "man", [], ("on", "phone")),
+    ("the man with the dog", "man", [], ("near", "dog")),
+    ("the red parking meter", "parking meter", [], None),  # an -ing noun is no clause
+    ("the person waving", "person", [], None),
     # not worn: a colour before the noun is the object's own, "in the car" is a place
     ("the red coat", "coat", [], None),
     ("the man in the car", "man", [], None),

@@ -242,10 +242,25 @@ def _split_relation(words: list[str]) -> tuple[list[str], Relation | None]:
         if idx >= 0 and idx > 0 and (best is None or idx < best[0] or (idx == best[0] and len(marker) > len(best[1]))):
             best = (idx, marker, kind)
     cut = len(words)
+    reduced = False  # "the bicycle the man is riding": an object clause with no "that"
     for i, w in enumerate(words):
-        if i > 0 and w in _CLAUSE_BREAKS:
+        named = any(_names_thing(x) for x in words[:i])
+        if i > 0 and (w in _CLAUSE_BREAKS or (named and _is_participle(w))):
             cut = i
             break
+        if (w in _CLAUSE_ARTICLES and i > 1 and _names_thing(words[i - 1]) and i + 1 < len(words)
+                and _names_thing(words[i + 1])):  # noun, then an article: "the bicycle | the man is riding"
+            cut, reduced = i, True
+            break
+    if reduced:  # its subject is near the target (the man riding the bicycle): a reference, if we can see it
+        subject = []
+        for w in words[cut + 1:]:
+            if w in _CLAUSE_BREAKS or w in {"is", "are", "was", "were", "has", "had"} or _is_participle(w):
+                break
+            if _names_thing(w):
+                subject.append(w)
+        usable = subject and subject[-1] not in _SCENE_WORDS
+        return words[:cut], Relation("near", " ".join(subject)) if usable else None
     if best is not None:
         rel_start = len(joined[: best[0]].split())
         if rel_start <= cut + 1:  # "the person standing next to the horse"
@@ -262,6 +277,28 @@ def _split_relation(words: list[str]) -> tuple[list[str], Relation | None]:
                 usable = ref_keep and ref_keep[-1] not in _SCENE_WORDS
                 return target, Relation(best[2], " ".join(ref_keep)) if usable else None
     return words[:cut], None
+
+
+# -ing words that are things, not actions ("the parking meter", "the building on the left")
+_ING_NOUNS = {"building", "ceiling", "clothing", "painting", "ring", "king", "wing", "thing", "string", "swing",
+              "railing", "awning", "parking", "morning", "evening", "sibling", "duckling", "pudding", "icing",
+              "frosting", "dressing", "bedding", "sling", "spring", "ping", "bowling", "sing", "wedding", "landing",
+              "crossing", "opening", "stuffing", "topping", "filling", "seating", "lighting", "housing", "fencing"}
+_CLAUSE_ARTICLES = {"the", "a", "an", "his", "her", "their", "my", "your", "our"}
+_PREPOSITIONS = {w for marker, _ in _RELATIONS for w in marker.split()} | {
+    "in", "at", "by", "from", "of", "to", "for", "as", "into", "onto", "over", "through", "across", "along",
+    "around", "toward", "towards", "up", "down", "off", "out", "about", "than", "like", "against", "between"}
+
+
+def _is_participle(w: str) -> bool:
+    """A verb's -ing form ("talking", "waving"), which starts a clause about the target."""
+    return w.endswith("ing") and len(w) > 4 and w not in _ING_NOUNS
+
+
+def _names_thing(w: str) -> bool:
+    """A content word that can name the target (not an article, a cue, a count or a clause word)."""
+    return not (w in _ARTICLES or w in _PLURAL_CUES or w in COLOURS or w in SPATIAL or w in ORDINALS
+                or w in _COUNTS or w in _CLAUSE_BREAKS or w in _PREPOSITIONS or w.isdigit())
 
 
 def _looks_plural(words: list[str]) -> bool:
