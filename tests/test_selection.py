@@ -163,3 +163,28 @@ def test_light_blue_is_the_pale_jacket_and_blue_the_saturated_one():
     assert light.indices == (1,) and "upper body light blue" in light.reasoning, light
     assert pick(img, dets, ("person",), "the person in the blue jacket").indices == (0,)
     assert parse_query("the man in a pale pink shirt").attributes[0].shade == "light"
+
+
+def test_a_weak_box_on_an_object_scored_higher_as_another_class_is_not_the_target():
+    img = np.zeros((200, 300, 3), np.uint8)
+    van = (100, 40, 180, 100)
+    dets = [Det(van, 0.39, "truck"), Det(van, 0.18, "bus")]
+    sel = pick(img, dets, ("bus",), "the bus")
+    assert sel.indices == () and "the only bus box (0.18) is a truck (0.39)" in sel.reasoning
+    dets = [Det(van, 0.30, "truck"), Det(van, 0.25, "bus")]  # close call: the bus box stands
+    assert pick(img, dets, ("bus",), "the bus").indices == (1,)
+    dets = [Det(van, 0.52, "car"), Det(van, 0.29, "truck")]  # a sibling class is no other object
+    assert pick(img, dets, ("truck",), "the truck").indices != ()
+
+
+def test_what_tiny_people_wear_is_not_judged():
+    img, dets = _crowd()
+    tiny = [Det((x0, y0, x0 + 10, y0 + 30), d.score, "person") for d, (x0, y0, *_) in zip(dets, [d.box for d in dets])]
+    sel = pick(img, tiny, ("person",), "the woman in the green coat")
+    assert "under 40 px tall" in sel.reasoning and sel.indices == (0,)
+
+
+def test_a_count_with_a_side_takes_that_many_from_the_side():
+    img, dets = _crowd()
+    sel = pick(img, dets, ("person",), "the two people on the right")
+    assert sel.indices == (3, 2) and "the 2 rightmost of 4" in sel.reasoning

@@ -14,6 +14,8 @@ from reasonseg.grounding.query import Attribute, Query
 CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider
 PLURAL_SHARE = 0.3     # "all horses" keeps less certain instances too
 TRUNCATED_SHARE = 0.25  # border-cut instances smaller than this share of the largest are not referents
+OTHER_CLASS_MARGIN = 2.0  # a target box on an object scored this many times higher as another class is that class
+MIN_ATTRIBUTE_HEIGHT_PX = 40  # a person shorter than this shows too few pixels of a jacket or hair to judge
 SAME_OBJECT_IOU = 0.7  # boxes overlapping this much are one object scored under two classes
 _DEPTH_CUE = {"behind": "far_by_ground", "in_front_of": "near_by_ground"}  # relation to an undetected reference
 
@@ -117,6 +119,10 @@ def _by_attributes(image_rgb: np.ndarray, detections: Sequence[DetectionLike], c
     """Candidates whose part of the body matches what the instruction says they wear ("in the green coat"): colours
     filter, compared across the candidates (as the colour of a class noun does); a pattern ranks by texture."""
     reasons = []
+    seen = [i for i in cand if detections[i].box[3] - detections[i].box[1] >= MIN_ATTRIBUTE_HEIGHT_PX]
+    if not seen:
+        return cand, [f"every person under {MIN_ATTRIBUTE_HEIGHT_PX} px tall: what they wear not judged"]
+    cand = seen
     for att in attributes:
         rows = PART_ROWS[att.part]
         if att.colour:
@@ -169,11 +175,21 @@ def select_instances(
     # One object scored under two classes is the one it scores higher as: the dog also scored as a cat is the
     # excluded dog in "everything except the dog", and still the wanted dog in "the dog but not the cat".
     left_out = [d for d in detections if d.label in excluded_labels]
-    cand = _dedupe([i for i in weight if not any(box_iou(detections[i].box, d.box) >= SAME_OBJECT_IOU
-                                                 and d.score >= detections[i].score for d in left_out)],
-                   detections, weight)
+    cand = [i for i in weight if not any(box_iou(detections[i].box, d.box) >= SAME_OBJECT_IOU
+                                         and d.score >= detections[i].score for d in left_out)]
+    # Absence, class-aware: a weak box of the target class on an object the detector scores clearly higher as an
+    # unrelated class is that object (a van at truck 0.39 is no bus at 0.18); siblings (car for truck) stay.
+    candidate_labels = {detections[j].label for j in weight}
+    explained = {i: d for i in cand for d in detections if d.label not in candidate_labels
+                 and box_iou(detections[i].box, d.box) >= SAME_OBJECT_IOU
+                 and d.score >= OTHER_CLASS_MARGIN * detections[i].score}
+    cand = _dedupe([i for i in cand if i not in explained], detections, weight)
     named = "/".join(target_labels) if len(target_labels) <= 6 else f"any of {len(target_labels)} classes"
     if not cand:
+        if explained:
+            i, d = max(explained.items(), key=lambda kv: detections[kv[0]].score)
+            return Selection((), f"no {named}: the only {detections[i].label} box ({detections[i].score:.2f}) is "
+                                 f"a {d.label} ({d.score:.2f})")
         return Selection((), f"no {named} detected")
     eff = {i: detections[i].score * weight[i] for i in cand}
     reasons = [f"{len(cand)} candidate(s) for {named}"]
@@ -215,6 +231,9 @@ def select_instances(
         cue = query.spatial[0]
         cand = sorted(cand, key=_spatial_key(cue, detections, image_rgb.shape[1]))
         n = (query.ordinal or 1) - 1
+        if query.count:  # "the two people on the right": the two rightmost
+            reasons.append(f"the {query.count} {cue.replace('_', ' ')}most of {len(cand)}")
+            return Selection(tuple(cand[:query.count]), "; ".join(reasons))
         chosen = cand[n:n + 1] if n < len(cand) else cand[-1:]
         reasons.append(f"{_ordinal_word(query.ordinal)}{cue.replace('_', ' ')} of {len(cand)}")
         return Selection(tuple(chosen), "; ".join(reasons))
