@@ -98,6 +98,7 @@ def bench_propagation(frames_bgr: list[np.ndarray], instructions: tuple[str, ...
     from reasonseg.pipelines.registry import build_pipeline
     from reasonseg.runtime.propagation import MaskPropagator
     from reasonseg.settings.loading import load_settings
+    from reasonseg_export.parity import mask_iou
 
     settings = load_settings(SHIPPED_YAML, "reasonseg_node")
     pipeline = build_pipeline(settings)
@@ -127,8 +128,7 @@ def bench_propagation(frames_bgr: list[np.ndarray], instructions: tuple[str, ...
                 carry.key(frames[i - 1], per_frame[i - 1])
                 moved = carry.propagate(frames[i])
                 if moved is not None:
-                    union = (moved.mask | per_frame[i].mask).sum()
-                    self_iou.append(float((moved.mask & per_frame[i].mask).sum() / union) if union else 1.0)
+                    self_iou.append(mask_iou(moved.mask, per_frame[i].mask))
         track = pipeline.start(first, grounding, analysis)
         prop = MaskPropagator(settings.runtime)
         ious, flow_ms, kinds, why, ref_missing, other_instance = [], [], [], {}, 0, 0
@@ -151,9 +151,7 @@ def bench_propagation(frames_bgr: list[np.ndarray], instructions: tuple[str, ...
             if not any(box_iou(a, b) > 0 for a in result.boxes for b in per_frame[i].boxes):
                 other_instance += 1  # per-frame re-acquired another person: a choice, not the flow's error
                 continue
-            ref = per_frame[i].mask
-            union = (result.mask | ref).sum()
-            ious.append(float((result.mask & ref).sum() / union) if union else 1.0)
+            ious.append(mask_iou(result.mask, per_frame[i].mask))
             if i % 50 == 25:  # a few per instruction, wherever they fall in the key-frame cycle
                 rows.append((render_overlay(f, per_frame[i], text), result.mask.astype(np.uint8) * 255,
                              render_overlay(f, result, text),

@@ -104,13 +104,13 @@ def export_sam2(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     encoder, decoder, enc, dec, parity = export_image_graphs(model, Path(out_dir), sam2_image_size(config),
                                                              (ENCODER, DECODER), "SAM2")
     for path in (enc, dec):
-        write_manifest(path, format="sam2", precision="fp32", source=_weights_file(checkpoint), parity=parity,
+        write_manifest(path, format="sam2", precision="fp32", source=weights_file(checkpoint), parity=parity,
                        checkpoint=str(checkpoint))
     if cls is not Sam2VideoModel:
         return [enc, dec]
     from reasonseg_export.sam2_track import export_sam2_track
 
-    return [enc, dec, *export_sam2_track(model, Path(out_dir), _weights_file(checkpoint), str(checkpoint))]
+    return [enc, dec, *export_sam2_track(model, Path(out_dir), weights_file(checkpoint), str(checkpoint))]
 
 
 def export_image_graphs(model, out_dir: Path, size: int, files: tuple[str, str], label: str) -> tuple:
@@ -130,7 +130,8 @@ def export_image_graphs(model, out_dir: Path, size: int, files: tuple[str, str],
     return encoder, decoder, enc, dec, check_sam2(encoder, decoder, enc, dec, model, size=size, label=label)
 
 
-def _weights_file(checkpoint: str | Path) -> Path | None:
+def weights_file(checkpoint: str | Path) -> Path | None:
+    """The checkpoint's weights file, the manifests' `source` (None when `checkpoint` is no local folder)."""
     path = Path(checkpoint) / "model.safetensors"
     return path if path.is_file() else None
 

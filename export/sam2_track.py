@@ -233,10 +233,10 @@ def example_step_inputs(model, n_memory: int, n_pointers: int, seed: int = 0) ->
 
 def export_sam2_track(model, out_dir: Path, source: Path | None, checkpoint: str, *,
                       names: tuple[str, str, str] = (START, STEP, START_MASK), format: str = "sam2",  # noqa: A002
-                      **manifest) -> list[Path]:
+                      label: str = "SAM2") -> list[Path]:
     """The tracking graphs of a loaded `Sam2VideoModel` (or SAM 3's `Sam3TrackerVideoModel`: `names` =
-    its start, step and mask-start files, `format` = "sam3"), each checked against PyTorch on fresh inputs;
-    `manifest`: extra manifest fields."""
+    its start, step and mask-start files, `format` = "sam3", `label` for errors), each checked against PyTorch on
+    fresh inputs."""
     import torch
 
     START, STEP, START_MASK = names  # noqa: N806 - this format's files
@@ -254,11 +254,10 @@ def export_sam2_track(model, out_dir: Path, source: Path | None, checkpoint: str
                               dynamic_axes={"memory": {0: "num_memories"}, "memory_offsets": {0: "num_memories"},
                                             "object_pointers": {0: "num_pointers"},
                                             "pointer_offsets": {0: "num_pointers"}})
-    parity = check_sam2_track((start, mask_reference, step), (start_path, mask_path, step_path), model,
-                              label="SAM 3" if format == "sam3" else "SAM2")
+    parity = check_sam2_track((start, mask_reference, step), (start_path, mask_path, step_path), model, label=label)
     for path in (start_path, mask_path, step_path):
         write_manifest(path, format=format, precision="fp32", source=source, parity=parity, checkpoint=checkpoint,
-                       **track_limits(model), **manifest)
+                       **track_limits(model))
     return [start_path, step_path, mask_path]
 
 

@@ -35,7 +35,7 @@ from reasonseg.segmenters.sam3.graphs import (
 )
 from reasonseg_export.manifest import write_manifest
 from reasonseg_export.parity import ParityError
-from reasonseg_export.sam2 import _weights_file, export_image_graphs
+from reasonseg_export.sam2 import export_image_graphs, weights_file
 
 _SPECTRAL_OPS = {"DFT", "STFT"}
 
@@ -63,14 +63,14 @@ def export_sam3(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     *_, enc, dec, parity = export_image_graphs(model, Path(out_dir), size, (ENCODER, DECODER), "SAM 3")
     require_real(enc)
     for path in (enc, dec):
-        write_manifest(path, format="sam3", precision="fp32", source=_weights_file(checkpoint), parity=parity,
+        write_manifest(path, format="sam3", precision="fp32", source=weights_file(checkpoint), parity=parity,
                        checkpoint=str(checkpoint), input_size=size, mean=list(MEAN), std=list(STD))
     if not isinstance(model, Sam3TrackerVideoModel):
         return [enc, dec]
     from reasonseg_export.sam2_track import export_sam2_track
 
-    return [enc, dec, *export_sam2_track(model, Path(out_dir), _weights_file(checkpoint), str(checkpoint),
-                                         names=(START, STEP, START_MASK), format="sam3")]
+    return [enc, dec, *export_sam2_track(model, Path(out_dir), weights_file(checkpoint), str(checkpoint),
+                                         names=(START, STEP, START_MASK), format="sam3", label="SAM 3")]
 
 
 def complex_parts(path: Path) -> list[str]:
