@@ -11,7 +11,10 @@ does, so every command stops by the one path it has for Ctrl-C, never by the def
 node's rclpy.init then installs rclpy's handlers for SIGINT and SIGTERM.)"""
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 
 # SIGHUP too: a closed terminal must stop a launcher's node, which runs in its own process group
@@ -21,6 +24,7 @@ RETRY_S = 0.05     # a stop that lands inside an import is raised this long afte
 
 
 _received: list[int] = []  # stop signals this process got through our handlers
+_retry_pipe: list[int] = []  # write end of the running command's retrier (see _Retrier)
 
 
 def stop_requested() -> bool:
@@ -44,21 +48,57 @@ def _importing(frame) -> bool:  # noqa: ANN001 - a frame or None
     return False
 
 
+def _ask_again() -> None:
+    """Wake the retrier (one byte down its pipe: no lock a handler could deadlock on)."""
+    try:
+        os.write(_retry_pipe[0], b"!")
+    except (IndexError, OSError):  # no command running, or a byte is already waiting
+        pass
+
+
 def _interrupt(signum: int, frame: object) -> None:
     _received.append(signum)
     if _importing(frame):
         # A command imports torch etc. lazily, once running: a KeyboardInterrupt inside an extension module's
         # import leaves it half-initialised, and the interpreter's exit then aborts (-6). Ask again shortly.
-        signal.setitimer(signal.ITIMER_REAL, RETRY_S)
+        _ask_again()
         return
     raise KeyboardInterrupt
 
 
 def _retry(_signum: int, frame: object) -> None:
     if _importing(frame):
-        signal.setitimer(signal.ITIMER_REAL, RETRY_S)
+        _ask_again()
         return
     raise KeyboardInterrupt
+
+
+class _Retrier:
+    """Raises a deferred stop RETRY_S later by sending SIGALRM to the main thread itself. A process-wide timer
+    (setitimer) would not do: the kernel may hand its SIGALRM to any thread (torch, DDS and ONNX Runtime start
+    many), and then a main thread blocked in sleep, a lock or select is not woken until that call returns."""
+
+    def __init__(self) -> None:
+        self._read, write = os.pipe()
+        os.set_blocking(write, False)
+        _retry_pipe[:] = [write]
+        self._done = False
+        self._main = threading.main_thread().ident
+        self._thread = threading.Thread(target=self._run, name="stop-retrier", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while os.read(self._read, 1):
+            time.sleep(RETRY_S)
+            if not self._done:
+                signal.pthread_kill(self._main, signal.SIGALRM)
+        os.close(self._read)
+
+    def close(self) -> None:
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)  # one sent just before _done was set must not land anywhere
+        self._done = True
+        os.close(_retry_pipe.pop())  # the retrier reads end-of-file and ends
+        self._thread.join(timeout=1.0)
 
 
 def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: int = INTERRUPTED) -> int | None:
@@ -74,6 +114,7 @@ def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: 
         if not keep[sig]:
             signal.signal(sig, _interrupt)
     signal.signal(signal.SIGALRM, _retry)
+    retrier = _Retrier()
     try:
         code = main()
     except KeyboardInterrupt:  # also one landing inside a command's own clean-up or error handling
@@ -81,7 +122,7 @@ def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: 
     else:  # a stop some C code or finalizer swallowed is still a stop
         return interrupted_code if _received else code
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        retrier.close()
         if _received:  # stopping: a second signal during the interpreter's teardown must not turn 130 into -15
             ignore_further_signals()
 
