@@ -188,3 +188,66 @@ def test_a_count_with_a_side_takes_that_many_from_the_side():
     img, dets = _crowd()
     sel = pick(img, dets, ("person",), "the two people on the right")
     assert sel.indices == (3, 2) and "the 2 rightmost of 4" in sel.reasoning
+
+
+def test_dark_brown_is_not_black_and_navy_is_dark_blue():
+    """Colour words in CIELAB by the nearest focal colour: the dark garments HSV hue ranges called black or nothing."""
+    img = np.full((240, 400, 3), (150, 155, 150), np.uint8)
+    RGB.update({"dark brown": (60, 40, 25), "navy": (20, 30, 80), "charcoal": (35, 35, 38)})
+    boxes = [person(img, 20, 40, 50, 160, "brown", "charcoal", "gray"),
+             person(img, 120, 40, 50, 160, "brown", "dark brown", "gray"),
+             person(img, 220, 40, 50, 160, "brown", "navy", "gray"),
+             person(img, 320, 40, 50, 160, "brown", "blue", "gray")]
+    dets = [Det(b, s, "person") for b, s in zip(boxes, (0.9, 0.5, 0.5, 0.5))]
+    for text, want in [("the man in the dark brown jacket", 1), ("the man in the black jacket", 0),
+                       ("the woman in the navy coat", 2), ("the woman in the dark blue coat", 2),
+                       ("the woman in the blue coat", 3)]:
+        sel = pick(img, dets, ("person",), text)
+        assert sel.indices == (want,), (text, sel)
+
+
+def test_colour_words_name_their_focal_colours_and_common_variants():
+    from reasonseg.grounding.colour_names import NAMES, colour_share, name_pixels
+
+    named = {(200, 30, 35): "red", (110, 20, 30): "red", (250, 140, 30): "orange", (240, 215, 40): "yellow",
+             (110, 110, 40): "green", (20, 60, 30): "green", (40, 70, 190): "blue", (80, 100, 140): "blue",
+             (120, 50, 150): "purple", (240, 140, 180): "pink", (60, 40, 25): "brown", (200, 180, 150): "brown",
+             (15, 15, 15): "black", (128, 128, 128): "gray", (245, 245, 245): "white"}
+    got, _, _ = name_pixels(np.array(list(named), np.uint8))
+    assert [NAMES[i] for i in got] == list(named.values())
+    half = np.array([(40, 70, 190)] * 5 + [(165, 190, 230)] * 5, np.uint8)  # saturated and pale blue
+    assert colour_share(half, "blue") == 0.75 and colour_share(half, "blue", "light") == 0.5  # pale: half a "blue"
+    assert colour_share(half, "grey") == 0.0 and colour_share(half[:0], "blue") == 0.0
+    try:
+        colour_share(half, "chartreuse")
+        raise AssertionError("an unknown colour word must be refused")
+    except ValueError as e:
+        assert "chartreuse" in str(e)
+
+
+def test_what_a_person_wears_is_judged_over_their_mask_not_the_background_in_their_box():
+    """A detector box is loose: a thin person in a red coat before a green hedge fills less of the box's central
+    half than the hedge does. Over the person mask the hedge does not count."""
+    img = np.full((240, 400, 3), (150, 150, 150), np.uint8)
+    img[40:120, 20:180] = RGB["green"]  # a hedge behind the first person's shoulders
+    thin = person(img, 85, 40, 30, 160, "brown", "red", "black")
+    other = person(img, 260, 40, 50, 160, "brown", "gray", "green")
+    boxes = [(55, 40, 145, 200), other]  # the first box is loose, three times the person's width
+    truth = {boxes[0]: thin, boxes[1]: other}
+
+    def masker(box, others):
+        m = np.zeros(img.shape[:2], bool)
+        x0, y0, x1, y1 = truth[box]
+        m[y0:y1, x0:x1] = True
+        return m
+
+    dets = [Det(boxes[0], 0.5, "person"), Det(boxes[1], 0.9, "person")]
+    q = parse_query("the woman in the green coat")
+    blind = select_instances(img, dets, ("person",), q, label_similarity=sim, sibling_similarity=0.55)
+    assert blind.indices == (0,)  # the hedge in the loose box reads as a green coat
+    sel = select_instances(img, dets, ("person",), q, label_similarity=sim, sibling_similarity=0.55,
+                           person_mask=masker)
+    assert sel.indices == (1,) or "no upper body looks green" in sel.reasoning, sel
+    red = select_instances(img, dets, ("person",), parse_query("the woman in the red coat"), label_similarity=sim,
+                           sibling_similarity=0.55, person_mask=masker)
+    assert red.indices == (0,) and "upper body red" in red.reasoning, red

@@ -91,6 +91,11 @@ class DetectorSettings:
     max_detections: int = _f(50, "detections kept per frame", lo=1, hi=300)
     zoom_out: float = _f(2.0, "second detector pass on the image shrunk by this factor, for objects that fill "
                               "the frame (1 = off)", lo=1.0, hi=4.0)
+    zoom_in: float = _f(2.0, "refine: a second look, enlarged up to this factor, at the region where the "
+                             "instruction's class was found only small or weak, to confirm or drop those boxes "
+                             "(1 = off)", lo=1.0, hi=4.0)
+    small_side: float = _f(0.06, "refine: a detection whose larger side is under this share of the frame's larger "
+                                 "side is small (zoom_in looks again)", lo=0.0, hi=0.5)
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,29 @@ class CenterNetDetector:
             ))
         return out
 
+    def detect_region(self, image_rgb: np.ndarray, region: Box, *, score_floor: float = 0.15,
+                      max_detections: int = 50, num_points: int = 20) -> list[Detection]:
+        """Detections in `region` (x0, y0, x1, y1) of the frame, the crop filling the model's input (a zoom in for a
+        region smaller than the frame); boxes and points in frame pixels. Objects the crop cuts (touching one of
+        its edges that is not the frame's) are left out: the full-frame pass sees them whole."""
+        _check_image(image_rgb)
+        h, w = image_rgb.shape[:2]
+        x0, y0 = max(0, int(region[0])), max(0, int(region[1]))
+        x1, y1 = min(w, int(np.ceil(region[2]))), min(h, int(np.ceil(region[3])))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return []
+        out = []
+        for d in self.detect(np.ascontiguousarray(image_rgb[y0:y1, x0:x1]), score_floor=score_floor,
+                             max_detections=max_detections, num_points=num_points):
+            b = d.box
+            if (b[0] <= 1 and x0 > 0) or (b[1] <= 1 and y0 > 0) or (b[2] >= x1 - x0 - 1 and x1 < w) \
+                    or (b[3] >= y1 - y0 - 1 and y1 < h):
+                continue
+            out.append(Detection(box=(b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), score=d.score,
+                                 class_id=d.class_id, label=d.label,
+                                 points=tuple((px + x0, py + y0) for px, py in d.points)))
+        return out
+
     def _pass(self, image_rgb: np.ndarray, zoom_out: float, score_floor: float,
               extent: tuple[float, float] | None) -> "_Pass":
         """One forward pass: peaks above the floor with their source-pixel boxes, optionally only those whose

@@ -15,6 +15,18 @@ COLOURS = ("white", "black", "gray", "grey", "silver", "red", "orange", "yellow"
            "purple", "pink", "brown")
 
 NOUN_COLOURS = {"orange"}  # colour words that are also things (COCO's orange)
+# colour words that are a shade of a basic one ("navy" is dark blue): (basic word, shade)
+COLOUR_VARIANTS = {"navy": ("blue", "dark"), "maroon": ("red", "dark"), "burgundy": ("red", "dark"),
+                   "crimson": ("red", None), "scarlet": ("red", None), "olive": ("green", None),
+                   "beige": ("brown", "light"), "khaki": ("brown", "light"), "violet": ("purple", None),
+                   "golden": ("yellow", None), "grey": ("gray", None), "silver": ("gray", None)}
+
+
+def basic_colour(word: str) -> tuple[str, str | None] | None:
+    """(basic colour word, shade) a colour word means, or None: "navy" -> ("blue", "dark"), "red" -> ("red", None)."""
+    if word in COLOUR_VARIANTS:
+        return COLOUR_VARIANTS[word]
+    return (word, None) if word in COLOURS else None
 
 # superlative / positional word -> canonical cue
 SPATIAL = {
@@ -86,7 +98,7 @@ PATTERNS = {"striped": "striped", "stripy": "striped", "stripes": "striped", "pa
             "checked": "patterned", "checkered": "patterned", "plaid": "patterned", "floral": "patterned",
             "spotted": "patterned", "dotted": "patterned", "plain": "plain"}
 _WEARING = {"in", "wearing", "with", "has", "having", "dressed", "wears", "sporting"}
-_SHADES = {"light": "light", "pale": "light", "pastel": "light", "dark": "dark", "deep": "dark", "navy": "dark"}
+_SHADES = {"light": "light", "pale": "light", "pastel": "light", "dark": "dark", "deep": "dark"}
 _PART_FILLERS = {"a", "an", "the", "his", "her", "their", "some", "bright", "long", "short",
                  "baseball", "hi-vis", "high-vis", "hooded", "knitted", "leather", "denim", "winter", "rain"}
 
@@ -183,8 +195,8 @@ def _parse_words(text: str, words: list[str], lowered: str) -> Query:
             continue
         if w in _ARTICLES or w in _PLURAL_CUES:
             continue
-        if w in COLOURS:
-            colours.append("gray" if w == "grey" else w)
+        if basic_colour(w):
+            colours.append(basic_colour(w)[0])
         elif w in SPATIAL:
             spatial.append(SPATIAL[w])
         elif w in ORDINALS:
@@ -212,12 +224,13 @@ def _attributes(words: list[str]) -> tuple[tuple[Attribute, ...], list[tuple[int
             continue
         colour = pattern = shade = None
         j = i + 1
-        while j < len(words) and (words[j] in _PART_FILLERS or words[j] in COLOURS or words[j] in PATTERNS
+        while j < len(words) and (words[j] in _PART_FILLERS or basic_colour(words[j]) or words[j] in PATTERNS
                                   or words[j] in _SHADES or words[j] == "in"):
             if words[j] in _SHADES and colour is None:
                 shade = _SHADES[words[j]]
-            elif words[j] in COLOURS:
-                colour = colour or ("gray" if words[j] == "grey" else words[j])
+            elif basic_colour(words[j]) and colour is None:
+                colour, implied = basic_colour(words[j])
+                shade = shade or implied
             elif words[j] in PATTERNS:
                 pattern = pattern or PATTERNS[words[j]]
             j += 1

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from reasonseg.core.prompt import Box
+from reasonseg.grounding.colour_names import colour_share, frame_white
 from reasonseg.grounding.query import Attribute, Query
 
 CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider
@@ -54,11 +55,6 @@ def _centre(b: Box) -> tuple[float, float]:
     return (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
 
 
-# HSV ranges (OpenCV: H 0-179, S/V 0-255) for colour words.
-_HUES = {"red": [(0, 10), (170, 180)], "orange": [(10, 22)], "yellow": [(22, 35)], "green": [(35, 85)],
-         "blue": [(85, 130)], "purple": [(130, 160)], "pink": [(160, 170)], "brown": [(5, 22)]}
-
-
 def _band(image_rgb: np.ndarray, box: Box, rows: tuple[float, float]) -> np.ndarray:
     """The central half of `box` across, `rows` of its height (shares, top down), clipped to the image."""
     x0, y0, x1, y1 = box
@@ -68,65 +64,98 @@ def _band(image_rgb: np.ndarray, box: Box, rows: tuple[float, float]) -> np.ndar
     return image_rgb[cy0:max(cy0, cy1), cx0:max(cx0, cx1)]
 
 
+def region_pixels(image_rgb: np.ndarray, box: Box, rows: tuple[float, float],
+                  mask: np.ndarray | None = None) -> np.ndarray:
+    """(N, 3) pixels of `rows` (shares of the box height, top down) of what stands in `box`: with the object's
+    `mask` (H, W bool), its pixels in those rows across the whole box (no background); without, the central half
+    of the box across, which keeps most background out."""
+    if mask is not None:
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0 = max(0, x0), max(0, y0)
+        h = y1 - y0
+        r0, r1 = y0 + int(h * rows[0]), y0 + int(np.ceil(h * rows[1]))
+        return image_rgb[r0:r1, x0:max(x0, x1)][mask[r0:r1, x0:max(x0, x1)]]
+    return _band(image_rgb, box, rows).reshape(-1, 3)
+
+
 def colour_fraction(image_rgb: np.ndarray, box: Box, colour: str, rows: tuple[float, float] = (0.25, 0.75),
-                    shade: str | None = None) -> float:
-    """Share of pixels in the central half of `box` (across; `rows`: which share of its height, top down) that look
-    like `colour` (`shade`: light | dark | None)."""
-    region = _band(image_rgb, box, rows)
-    if region.size == 0:
-        return 0.0
-    hsv = cv2.cvtColor(region, cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.int32)
-    hue, sat, val = hsv[:, 0], hsv[:, 1], hsv[:, 2]
-    if colour == "white":
-        hit = (sat < 50) & (val > 170)
-    elif colour == "black":
-        hit = val < 60
-    elif colour in ("gray", "silver"):
-        hit = (sat < 40) & (val >= 60) & (val <= 200)
-    else:
-        ranges = _HUES.get(colour, [])
-        hit = np.zeros(len(hue), bool)
-        for lo, hi in ranges:
-            hit |= (hue >= lo) & (hue < hi)
-        # "light blue", "pale pink": pastel, less saturated and bright; "dark green": darker than the plain word
-        hit &= {"light": (sat > 25) & (sat < 150) & (val > 140), "dark": (sat > 60) & (val > 30) & (val < 150)}.get(
-            shade, (sat > 70) & (val > 50))
-        if colour == "brown":
-            hit &= val < 170
-    return float(hit.mean()) if hit.size else 0.0
+                    shade: str | None = None, mask: np.ndarray | None = None, white_l: float | None = None) -> float:
+    """Share of the pixels of `box` (see `region_pixels`) a person would call `colour` (`shade`: light | dark | None),
+    named in CIELAB (`colour_names`); white relative to the frame (`white_l`: its `frame_white`, computed here when
+    not given)."""
+    if white_l is None:
+        white_l = frame_white(image_rgb)
+    return colour_share(region_pixels(image_rgb, box, rows, mask), colour, shade, white_l)
 
 
-# Where each part of a standing person sits in its box, as shares of the box height from the top (adult body
-# proportions: the head about 1/8 of the height, the hips a little above the middle); `colour_fraction` takes the
-# central half across, which keeps the arms and the background beside the body out.
+# Where each part of a standing person sits, as shares of its height from the top (adult body proportions: the
+# head about 1/8 of the height, the hips a little above the middle).
 PART_ROWS = {"head": (0.0, 0.15), "upper body": (0.18, 0.5), "lower body": (0.55, 0.9), "body": (0.15, 0.9)}
 PERSON_LABELS = ("person",)
+MIN_MASK_COVER = 0.25  # a person mask covering less of its box than this failed: judge the box's central half
 
 
-def texture_energy(image_rgb: np.ndarray, box: Box, rows: tuple[float, float]) -> float:
-    """Mean gradient magnitude (0..1) over the same region as `colour_fraction`: stripes and prints high, plain
-    cloth low."""
-    region = _band(image_rgb, box, rows)
+def texture_energy(image_rgb: np.ndarray, box: Box, rows: tuple[float, float], mask: np.ndarray | None = None) -> float:
+    """Mean gradient magnitude (0..1) over the same region as `colour_fraction`, inside the mask's eroded interior
+    when there is one (its outline is an edge too): stripes and prints high, plain cloth low."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0 = max(0, x0), max(0, y0)
+    h = y1 - y0
+    band = (slice(y0 + int(h * rows[0]), y0 + int(h * rows[1])), slice(x0, max(x0, x1)))
+    region = image_rgb[band]
     if min(region.shape[:2]) < 3:
         return 0.0
-    gray = cv2.cvtColor(region, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    gx, gy = cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)
-    return float(np.hypot(gx, gy).mean())
+    gray = cv2.cvtColor(np.ascontiguousarray(region), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    mag = np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
+    if mask is not None:
+        inner = cv2.erode(mask[band].astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        if inner.sum() >= 9:
+            return float(mag[inner].mean())
+    w = region.shape[1]
+    return float(mag[:, w // 4:w - w // 4].mean())
+
+
+PersonMasker = Callable[[Box, Sequence[Box]], np.ndarray]  # (person's box, other people's boxes) -> (H, W) bool
+
+
+def _person_masks(detections: Sequence[DetectionLike], cand: list[int],
+                  person_mask: PersonMasker | None) -> dict[int, np.ndarray | None]:
+    """Each candidate's person mask where the masker gives a usable one (None: judge the box's central half)."""
+    out: dict[int, np.ndarray | None] = {i: None for i in cand}
+    if person_mask is None:
+        return out
+    people = [d.box for d in detections if d.label in PERSON_LABELS]
+    for i in cand:
+        box = detections[i].box
+        # another person's box, not a part of this one (a head scored as a person of its own)
+        others = [b for b in people if b != box and not (box_intersection(b, box) >= 0.7 * box_area(b)
+                                                         and box_area(b) < 0.25 * box_area(box))]
+        m = person_mask(box, others)
+        x0, y0, x1, y1 = (max(0, int(round(v))) for v in box)
+        inside = m[y0:y1, x0:x1]
+        if inside.size and inside.mean() >= MIN_MASK_COVER:
+            out[i] = m
+    return out
 
 
 def _by_attributes(image_rgb: np.ndarray, detections: Sequence[DetectionLike], cand: list[int],
-                   attributes: Sequence[Attribute]) -> tuple[list[int], list[str]]:
+                   attributes: Sequence[Attribute],
+                   person_mask: PersonMasker | None = None) -> tuple[list[int], list[str]]:
     """Candidates whose part of the body matches what the instruction says they wear ("in the green coat"): colours
-    filter, compared across the candidates (as the colour of a class noun does); a pattern ranks by texture."""
+    filter, compared across the candidates (as the colour of a class noun does); a pattern ranks by texture. Judged
+    over each person's mask (`person_mask`) when it gives one, else over the central half of the box."""
     reasons = []
     seen = [i for i in cand if detections[i].box[3] - detections[i].box[1] >= MIN_ATTRIBUTE_HEIGHT_PX]
     if not seen:
         return cand, [f"every person under {MIN_ATTRIBUTE_HEIGHT_PX} px tall: what they wear not judged"]
     cand = seen
+    masks = _person_masks(detections, cand, person_mask)
+    white_l = frame_white(image_rgb)
     for att in attributes:
         rows = PART_ROWS[att.part]
         if att.colour:
-            frac = {i: colour_fraction(image_rgb, detections[i].box, att.colour, rows, att.shade) for i in cand}
+            frac = {i: colour_fraction(image_rgb, detections[i].box, att.colour, rows, att.shade, masks[i], white_l)
+                    for i in cand}
             best = max(frac.values())
             said = f"{att.shade} {att.colour}" if att.shade else att.colour
             if best > 0.05:
@@ -135,7 +164,7 @@ def _by_attributes(image_rgb: np.ndarray, detections: Sequence[DetectionLike], c
             else:
                 reasons.append(f"no {att.part} looks {said}")
         if att.pattern and len(cand) > 1:
-            energy = {i: texture_energy(image_rgb, detections[i].box, rows) for i in cand}
+            energy = {i: texture_energy(image_rgb, detections[i].box, rows, masks[i]) for i in cand}
             plain = att.pattern == "plain"
             cand = sorted(cand, key=lambda i: energy[i] if plain else -energy[i])
             cand = cand[:1]
@@ -154,9 +183,11 @@ def select_instances(
     sibling_similarity: float,
     reference_labels: Sequence[str] = (),
     excluded_labels: Sequence[str] = (),
+    person_mask: PersonMasker | None = None,
 ) -> Selection:
     """Choose the detection(s) the instruction refers to, with a reason a person can read. A detection of an
-    excluded label ("everything except the dog") is never chosen, not even as a sibling class."""
+    excluded label ("everything except the dog") is never chosen, not even as a sibling class. `person_mask`
+    masks a person (what they wear is judged over it)."""
     if not target_labels:
         return Selection((), "no allowed label matches the instruction")
     # Class-similarity-aware candidates: a sibling class (sheep for horse) may carry the right box.
@@ -218,13 +249,15 @@ def select_instances(
         query = dataclasses.replace(query, spatial=(_DEPTH_CUE[query.relation.kind],))
         reasons.append(f"{query.relation.kind.replace('_', ' ')} the {query.relation.reference} (not detected)")
     if query.colours:  # a filter, not a ranking: a white bin must not beat a white truck's score
-        frac = {i: min(colour_fraction(image_rgb, detections[i].box, c) for c in query.colours) for i in cand}
+        white_l = frame_white(image_rgb)
+        frac = {i: min(colour_fraction(image_rgb, detections[i].box, c, white_l=white_l) for c in query.colours)
+                for i in cand}
         best = max(frac.values())
         if best > 0.05:
             cand = [i for i in cand if frac[i] >= 0.5 * best]
             reasons.append(f"{'/'.join(query.colours)}")
     if query.attributes and cand and all(detections[i].label in PERSON_LABELS for i in cand):
-        cand, why = _by_attributes(image_rgb, detections, cand, query.attributes)
+        cand, why = _by_attributes(image_rgb, detections, cand, query.attributes, person_mask)
         reasons += why
         kept_by_relation = kept_by_relation or any(a.colour or a.pattern for a in query.attributes)  # best match first
     if query.spatial:

@@ -25,6 +25,7 @@ from reasonseg.grounding.label_resolver import LabelResolver
 from reasonseg.grounding.llm.client import ChatLlm
 from reasonseg.grounding.query import Query, Relation, parse_query
 from reasonseg.grounding.selection import SAME_OBJECT_IOU, box_area, box_intersection, box_iou, select_instances
+from reasonseg.grounding.zoom import merge_zoomed, needs_zoom, zoom_region
 from reasonseg.pipelines.base import Pipeline
 
 log = logging.getLogger(__name__)
@@ -105,14 +106,32 @@ class RefinePipeline(Pipeline):
         tags = sorted({d.label for d in dets})
         with timer.stage("pre_refine"):
             labels, source, detail, fallback = self._pre_refine(instruction, query, tags)
+        dets, zoom_note = self._zoom(image_rgb, dets, labels, timer)
         with timer.stage("select"):
             indices, reasoning = self._select(image_rgb, dets, detail)
+        if zoom_note:
+            reasoning = f"{zoom_note}; {reasoning}"
         n = self.settings.segmenter.num_points  # paper §3.4: box + top-n points of the detection
         targets = tuple(Target(self._as_target(d, labels) if labels else d.label, float(d.score),
                                Prompt(box=d.box, points=tuple(map(tuple, d.points[:n]))))
                         for d in (dets[i] for i in indices))
         return Grounding(instruction=instruction, labels=labels, targets=targets, reasoning=reasoning,
                          source=source, pipeline=self.name, timings_ms=timer.ms, detail=detail, fallback=fallback)
+
+    def _zoom(self, image_rgb: np.ndarray, dets: list, labels: Sequence[str], timer: Timer) -> tuple[list, str]:
+        """A closer look where the target class was found only small or weak (grounding/zoom.py)."""
+        d = self.settings.detector
+        h, w = image_rgb.shape[:2]
+        if d.zoom_in <= 1.0 or not needs_zoom(dets, labels, max(h, w), d.small_side):
+            return dets, ""
+        region = zoom_region([x.box for x in dets if x.label in labels], w, h, d.zoom_in)
+        if region is None:
+            return dets, ""
+        with timer.stage("detector_zoom"):
+            zoomed = self._post_refine(self.detector.detect_region(
+                image_rgb, region, score_floor=d.score_floor, max_detections=d.max_detections,
+                num_points=self.settings.segmenter.num_points))
+        return merge_zoomed(dets, zoomed, region, labels, d.small_side * max(h, w))
 
     def _pre_refine(self, instruction: str, query: Query, tags: Sequence[str]
                     ) -> tuple[tuple[str, ...], str, RefineDetail, str]:
@@ -177,11 +196,14 @@ class RefinePipeline(Pipeline):
     def _select(self, image_rgb: np.ndarray, dets: list, detail: RefineDetail) -> tuple[tuple[int, ...], str]:
         """Every target's instances, minus the instances the instruction leaves out."""
         sim, sib = self.resolver.label_similarity, self.settings.resolver.sibling_similarity
+        person = self.person
+        masker = None if person is None else lambda box, others: person.mask(image_rgb, box, others)
         chosen: list[int] = []
         reasons = []
         for q, labels in detail.targets:
             sel = select_instances(image_rgb, dets, labels, q, label_similarity=sim, sibling_similarity=sib,
-                                   reference_labels=detail.reference_labels, excluded_labels=detail.excluded_labels)
+                                   reference_labels=detail.reference_labels, excluded_labels=detail.excluded_labels,
+                                   person_mask=masker)
             chosen += [i for i in sel.indices if i not in chosen]
             reasons.append(sel.reasoning)
         if detail.excluded_labels:
@@ -204,6 +226,7 @@ class RefinePipeline(Pipeline):
                 analysis=None) -> FrameResult:
         timer = Timer()
         dets = analysis if analysis is not None else self.analyse(image_rgb, timer)
+        dets, _ = self._zoom(image_rgb, dets, grounding.labels, timer)
         chosen, note = self._follow(image_rgb, dets, grounding, track)
         h, w = image_rgb.shape[:2]
         mask = np.zeros((h, w), bool)
