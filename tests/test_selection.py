@@ -251,3 +251,70 @@ def test_what_a_person_wears_is_judged_over_their_mask_not_the_background_in_the
     red = select_instances(img, dets, ("person",), parse_query("the woman in the red coat"), label_similarity=sim,
                            sibling_similarity=0.55, person_mask=masker)
     assert red.indices == (0,) and "upper body red" in red.reasoning, red
+
+
+def test_a_sibling_class_box_stands_for_the_target_only_where_the_detector_hesitated():
+    img = np.zeros((200, 300, 3), np.uint8)
+    cat = (20, 20, 200, 180)
+    # the detector saw a cat and nothing else there: no dog, said so
+    sel = select_instances(img, [Det(cat, 0.7, "cat")], ("dog",), parse_query("the dog"),
+                           label_similarity=lambda a, b: 0.8, sibling_similarity=0.55)
+    assert sel.indices == () and "no dog" in sel.reasoning
+    # a dog box on the same object, but scored far lower than the cat: still the cat
+    dets = [Det(cat, 0.7, "cat"), Det(cat, 0.2, "dog")]
+    sel = select_instances(img, dets, ("dog",), parse_query("the dog"), label_similarity=lambda a, b: 0.8,
+                           sibling_similarity=0.55)
+    assert sel.indices == (1,) or sel.indices == ()  # never the cat box standing for a dog
+    assert 0 not in sel.indices
+    # it hesitated (dog 0.5, cat 0.6): the better box of the two stands for the dog
+    dets = [Det(cat, 0.6, "cat"), Det(cat, 0.5, "dog")]
+    sel = select_instances(img, dets, ("dog",), parse_query("the dog"), label_similarity=lambda a, b: 0.8,
+                           sibling_similarity=0.55)
+    assert len(sel.indices) == 1
+
+
+def test_presence_floors_are_fitted_per_class_and_say_why_a_class_is_absent(tmp_path):
+    import json
+
+    import pytest
+
+    from reasonseg.grounding.presence import MAX_FLOOR, PresenceFloors, fit_floors
+
+    samples = [("dog", 0.27, False), ("dog", 0.48, True), ("dog", 0.55, True),   # separable: just above 0.27
+               ("person", 0.2, True), ("person", 0.3, True),                     # never absent: no floor
+               ("cup", 0.35, False), ("cup", 0.4, False), ("cup", 0.3, True), ("cup", 0.6, True),  # overlapping
+               ("tie", 0.35, False), ("tie", 0.3, True), ("tie", 0.6, True),     # a floor no better than none
+               ("car", 0.9, False), ("car", 0.5, True)]                          # one confident false box: capped
+    floors = fit_floors(samples)
+    assert floors["dog"] == pytest.approx(0.271) and "person" not in floors
+    assert floors["cup"] == pytest.approx(0.401)  # the fewest errors: one (the 0.3 cup) against two with none
+    assert "tie" not in floors  # one error either way: no floor
+    assert "car" not in floors and all(v <= MAX_FLOOR for v in floors.values())
+
+    path = tmp_path / "floors.json"
+    path.write_text(json.dumps({"floors": {"dog": 0.3}}))
+    fl = PresenceFloors.load(str(path))
+    img = np.zeros((100, 100, 3), np.uint8)
+    sel = select_instances(img, [Det((10, 10, 50, 50), 0.25, "dog")], ("dog",), parse_query("the dog"),
+                           label_similarity=sim, sibling_similarity=0.55, presence_floor=fl.floor)
+    assert sel.indices == () and "under the dog presence floor 0.300" in sel.reasoning
+    assert PresenceFloors.load("none").floor("dog") == 0.0
+    assert PresenceFloors.load("shipped").source.endswith("presence_floors.json")
+    for bad in ("{not json", json.dumps({"floors": {"dog": 7}}), json.dumps({"nothing": 1})):
+        path.write_text(bad)
+        with pytest.raises(ValueError, match="presence floors"):
+            PresenceFloors.load(str(path))
+
+
+def test_a_car_cut_by_the_named_frame_edge_is_the_car_on_that_side_but_a_sliver_is_not():
+    img = np.zeros((300, 500, 3), np.uint8)
+    big = Det((40, 40, 450, 270), 0.52, "car")
+    cut = Det((420, 40, 500, 250), 0.50, "car")   # half out of the frame on the right: 18 % of the big car's area
+    sliver = Det((0, 100, 12, 130), 0.45, "car")  # 0.4 %: a fragment whatever is said
+    dets = [big, cut, sliver]
+    assert pick(img, dets, ("car",), "the car on the right").indices == (1,)
+    assert pick(img, dets, ("car",), "the rightmost car").indices == (1,)
+    assert pick(img, dets, ("car",), "the car on the left").indices == (0,)  # the sliver is no referent
+    assert pick(img, dets, ("car",), "the car").indices == (0,)
+    weak_cut = Det(cut.box, 0.30, "car")  # cut as much, but the detector is unsure of it: a fragment still
+    assert pick(img, [big, weak_cut], ("car",), "the car on the right").indices == (0,)

@@ -94,6 +94,8 @@ class DetectorSettings:
     zoom_in: float = _f(2.0, "refine: a second look, enlarged up to this factor, at the region where the "
                              "instruction's class was found only small or weak, to confirm or drop those boxes "
                              "(1 = off)", lo=1.0, hi=4.0)
+    presence_floors: str = _f("shipped", "refine: per-class score a box needs for its class to count as present: "
+                                         "shipped (fitted on the evaluation's tune photos) | none | a JSON path")
     small_side: float = _f(0.06, "refine: a detection whose larger side is under this share of the frame's larger "
                                  "side is small (zoom_in looks again)", lo=0.0, hi=0.5)
 

@@ -47,6 +47,7 @@ SYNONYMS: dict[str, str] = {
                      "rugby ball"), "sports ball"),
     **dict.fromkeys(("bag", "purse"), "handbag"),
     **dict.fromkeys(("tv", "television", "monitor", "screen"), "tv"),
+    **dict.fromkeys(("mug", "mugs", "teacup", "coffee cup", "beaker"), "cup"),
 }
 
 # Category words name a set of labels; the instance rules then choose among them.
@@ -56,6 +57,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("vehicle", "vehicles", "traffic"), ("bicycle", "car", "motorcycle", "bus", "train", "truck")),
     **dict.fromkeys(("motor vehicle", "motor vehicles"), ("car", "motorcycle", "bus", "truck")),
     **dict.fromkeys(("livestock", "farm animal", "farm animals"), ("horse", "sheep", "cow")),
+    # a drinking glass is COCO's wine glass or its cup ("glasses" alone is more often spectacles: left out)
+    **dict.fromkeys(("glass", "drinking glass", "tumbler"), ("wine glass", "cup")),
 }
 
 

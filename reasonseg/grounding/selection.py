@@ -15,6 +15,12 @@ from reasonseg.grounding.query import Attribute, Query
 CONFIDENT_SHARE = 0.5  # of the best candidate's score: instances that cue-based choices consider
 PLURAL_SHARE = 0.3     # "all horses" keeps less certain instances too
 TRUNCATED_SHARE = 0.25  # border-cut instances smaller than this share of the largest are not referents
+# ... unless the instruction points at the border that cuts them ("the car on the right": a car half out of the
+# frame on the right is what a person means) and the detector is about as sure of it as of the best candidate;
+# only a sliver stays a fragment then. Tune photos: the cut car (0.21 of the largest car's area) scored 0.96 of the
+# best, a book fragment (0.20 of the largest book) 0.53: the confidence, not the area, tells them apart.
+SIDE_TRUNCATED_SHARE = 0.05
+SIDE_TRUNCATED_CONFIDENT = 0.75
 OTHER_CLASS_MARGIN = 2.0  # a target box on an object scored this many times higher as another class is that class
 MIN_ATTRIBUTE_HEIGHT_PX = 40  # a person shorter than this shows too few pixels of a jacket or hair to judge
 SAME_OBJECT_IOU = 0.7  # boxes overlapping this much are one object scored under two classes
@@ -49,6 +55,11 @@ def box_area(b: Box) -> float:
 
 def _touches_border(b: Box, width: int, height: int, margin: float = 2.0) -> bool:
     return b[0] <= margin or b[1] <= margin or b[2] >= width - margin or b[3] >= height - margin
+
+
+def _cut_on_named_side(b: Box, width: int, cues: Sequence[str], margin: float = 2.0) -> bool:
+    """The box touches the left or right frame edge and the instruction names that side."""
+    return ("left" in cues and b[0] <= margin) or ("right" in cues and b[2] >= width - margin)
 
 
 def _centre(b: Box) -> tuple[float, float]:
@@ -184,14 +195,26 @@ def select_instances(
     reference_labels: Sequence[str] = (),
     excluded_labels: Sequence[str] = (),
     person_mask: PersonMasker | None = None,
+    presence_floor: Callable[[str], float] | None = None,
 ) -> Selection:
     """Choose the detection(s) the instruction refers to, with a reason a person can read. A detection of an
     excluded label ("everything except the dog") is never chosen, not even as a sibling class. `person_mask`
-    masks a person (what they wear is judged over it)."""
+    masks a person (what they wear is judged over it); `presence_floor(label)`: the score a box of that class needs
+    to count at all (grounding/presence.py)."""
     if not target_labels:
         return Selection((), "no allowed label matches the instruction")
-    # Class-similarity-aware candidates: a sibling class (sheep for horse) may carry the right box.
-    # A category ("animal") already lists its members, and the reference object is never the target.
+    # Class-similarity-aware candidates: a sibling class (sheep for horse) may carry the right box, where the
+    # detector hesitated between the two: it also scored the target class on that object, above the class's
+    # presence floor and not OTHER_CLASS_MARGIN times lower. A sibling box alone is what the detector saw (a cat is
+    # no dog): taking it made absent classes "found" on the unseen photos. A category ("animal") already lists its
+    # members, and the reference object is never the target.
+    def floor(label: str) -> float:
+        return presence_floor(label) if presence_floor is not None else 0.0
+
+    def hesitated(det: DetectionLike) -> bool:
+        return any(d.label in target_labels and box_iou(d.box, det.box) >= SAME_OBJECT_IOU and d.score >= floor(d.label)
+                   and det.score < OTHER_CLASS_MARGIN * d.score for d in detections)
+
     siblings_ok = len(target_labels) == 1
     weight = {}
     for i, det in enumerate(detections):
@@ -201,13 +224,15 @@ def select_instances(
             weight[i] = 1.0
         elif siblings_ok and det.label not in reference_labels:
             w = label_similarity(det.label, target_labels[0])
-            if w >= sibling_similarity:
+            if w >= sibling_similarity and hesitated(det):
                 weight[i] = w
     # One object scored under two classes is the one it scores higher as: the dog also scored as a cat is the
     # excluded dog in "everything except the dog", and still the wanted dog in "the dog but not the cat".
     left_out = [d for d in detections if d.label in excluded_labels]
     cand = [i for i in weight if not any(box_iou(detections[i].box, d.box) >= SAME_OBJECT_IOU
                                          and d.score >= detections[i].score for d in left_out)]
+    under_floor = [i for i in cand if detections[i].score < floor(detections[i].label)]
+    cand = [i for i in cand if i not in under_floor]
     # Absence, class-aware: a weak box of the target class on an object the detector scores clearly higher as an
     # unrelated class is that object (a van at truck 0.39 is no bus at 0.18); siblings (car for truck) stay.
     candidate_labels = {detections[j].label for j in weight}
@@ -217,6 +242,11 @@ def select_instances(
     cand = _dedupe([i for i in cand if i not in explained], detections, weight)
     named = "/".join(target_labels) if len(target_labels) <= 6 else f"any of {len(target_labels)} classes"
     if not cand:
+        if under_floor:
+            i = max(under_floor, key=lambda i: detections[i].score)
+            label = detections[i].label
+            return Selection((), f"no {named}: the best {label} box scores {detections[i].score:.3f}, under the "
+                                 f"{label} presence floor {floor(label):.3f}")
         if explained:
             i, d = max(explained.items(), key=lambda kv: detections[kv[0]].score)
             return Selection((), f"no {named}: the only {detections[i].label} box ({detections[i].score:.2f}) is "
@@ -231,8 +261,14 @@ def select_instances(
     cand = [i for i in cand if eff[i] >= share * top]
     h, w = image_rgb.shape[:2]
     big = max(box_area(detections[i].box) for i in cand)
-    whole = [i for i in cand if not (_touches_border(detections[i].box, w, h)
-                                     and box_area(detections[i].box) < TRUNCATED_SHARE * big)]
+
+    def fragment(i: int) -> bool:
+        named = (_cut_on_named_side(detections[i].box, w, query.spatial)
+                 and eff[i] >= SIDE_TRUNCATED_CONFIDENT * top)
+        return _touches_border(detections[i].box, w, h) and box_area(detections[i].box) < big * (
+            SIDE_TRUNCATED_SHARE if named else TRUNCATED_SHARE)
+
+    whole = [i for i in cand if not fragment(i)]
     cand = whole or cand
 
     kept_by_relation = False  # a relation (or what a person wears) has ordered the candidates: no score ranking

@@ -23,6 +23,7 @@ from reasonseg.core.timing import Timer
 from reasonseg.grounding.affordances import parse_affordance
 from reasonseg.grounding.label_resolver import LabelResolver
 from reasonseg.grounding.llm.client import ChatLlm
+from reasonseg.grounding.presence import PresenceFloors
 from reasonseg.grounding.query import Query, Relation, parse_query
 from reasonseg.grounding.selection import SAME_OBJECT_IOU, box_area, box_intersection, box_iou, select_instances
 from reasonseg.grounding.zoom import merge_zoomed, needs_zoom, zoom_region
@@ -57,6 +58,7 @@ class RefinePipeline(Pipeline):
         self.settings = settings
         self.llm = llm
         self.labels: tuple[str, ...] = resolver.labels
+        self.presence = PresenceFloors.load(settings.detector.presence_floors)
         self._post_cache: dict[str, str | None] = {}
         self._post_lock = threading.Lock()
 
@@ -117,6 +119,12 @@ class RefinePipeline(Pipeline):
                         for d in (dets[i] for i in indices))
         return Grounding(instruction=instruction, labels=labels, targets=targets, reasoning=reasoning,
                          source=source, pipeline=self.name, timings_ms=timer.ms, detail=detail, fallback=fallback)
+
+    def candidates(self, image_rgb: np.ndarray, labels: Sequence[str]) -> list:
+        """The detections grounding chooses among for these target labels (the closer look included), before any
+        presence floor: what `bench/eval_unseen.py --fit-presence` fits the floors on."""
+        timer = Timer()
+        return self._zoom(image_rgb, self.analyse(image_rgb, timer), labels, timer)[0]
 
     def _zoom(self, image_rgb: np.ndarray, dets: list, labels: Sequence[str], timer: Timer) -> tuple[list, str]:
         """A closer look where the target class was found only small or weak (grounding/zoom.py)."""
@@ -203,7 +211,7 @@ class RefinePipeline(Pipeline):
         for q, labels in detail.targets:
             sel = select_instances(image_rgb, dets, labels, q, label_similarity=sim, sibling_similarity=sib,
                                    reference_labels=detail.reference_labels, excluded_labels=detail.excluded_labels,
-                                   person_mask=masker)
+                                   person_mask=masker, presence_floor=self.presence.floor)
             chosen += [i for i in sel.indices if i not in chosen]
             reasons.append(sel.reasoning)
         if detail.excluded_labels:
