@@ -45,20 +45,22 @@ def test_the_region_enlarges_the_evidence_keeps_the_frame_aspect_and_stays_insid
 def test_the_closer_look_confirms_drops_and_adds_with_a_higher_bar():
     region = (0, 0, 384, 288)
     dets = [Det((100, 100, 120, 140), 0.25, "person"),   # found again in the zoom: the zoom's box
+            Det((140, 100, 160, 140), 0.35, "person"),   # found again, weaker: the zoom's box, the native score
             Det((200, 100, 215, 130), 0.2, "person"),    # a shadow: not found again, dropped
             Det((500, 100, 520, 140), 0.2, "person"),    # outside the region: untouched
             Det((50, 50, 90, 80), 0.5, "car")]           # another class: untouched
-    zoomed = [Det((101, 99, 121, 141), 0.55, "person"),
+    zoomed = [Det((101, 99, 121, 141), 0.55, "person"), Det((141, 101, 161, 139), 0.2, "person"),
               Det((300, 150, 318, 190), ZOOM_NEW_SCORE + 0.1, "person"),  # only the zoom sees it: added
               Det((330, 150, 348, 190), ZOOM_NEW_SCORE - 0.1, "person"),  # too weak to add
               Det((10, 10, 30, 30), 0.9, "dog")]                          # not the asked class
     out, note = merge_zoomed(dets, zoomed, region, ("person",), 46.0)
     boxes = {d.box for d in out}
     assert (101, 99, 121, 141) in boxes and (100, 100, 120, 140) not in boxes
+    assert [d.score for d in out if d.box == (141, 101, 161, 139)] == [0.35]
     assert (200, 100, 215, 130) not in boxes
     assert (500, 100, 520, 140) in boxes and (50, 50, 90, 80) in boxes
     assert (300, 150, 318, 190) in boxes and (330, 150, 348, 190) not in boxes and (10, 10, 30, 30) not in boxes
-    assert note == "closer look: 1 confirmed, 1 dropped, 1 added"
+    assert note == "closer look: 2 confirmed, 1 dropped, 1 added"
     assert [d.score for d in out] == sorted((d.score for d in out), reverse=True)
 
 

@@ -11,11 +11,13 @@ and a tile cuts objects in halves that then read as whole ones). This pass diffe
 * it looks at one region, the smallest crop around that evidence that enlarges it by up to `zoom_in`; when the
   evidence is spread over the frame no crop enlarges it and nothing runs;
 * it *verifies* as much as it adds: a small box of the class inside the region that the closer look does not find
-  again is dropped; a box it finds again takes the closer look's box; an object only the closer look finds must
-  score ZOOM_NEW_SCORE there, and objects the crop cuts are left to the full-frame pass.
+  again is dropped; a box it finds again takes the closer look's box and the higher of the two scores (a second
+  look that agrees is no reason for less confidence); an object only the closer look finds must score
+  ZOOM_NEW_SCORE there, and objects the crop cuts are left to the full-frame pass.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence, TypeVar
 
 from reasonseg.core.prompt import Box
@@ -79,7 +81,7 @@ def merge_zoomed(dets: Sequence[D], zoomed: Sequence[D], region: Box, labels: Se
         if k is not None and k not in used and zoomed[k].label == d.label \
                 and box_iou(zoomed[k].box, d.box) >= SAME_IN_ZOOM_IOU:
             used.add(k)
-            out.append(zoomed[k])
+            out.append(dataclasses.replace(zoomed[k], score=max(zoomed[k].score, d.score)))
             confirmed += 1
         else:
             dropped += 1
