@@ -135,6 +135,11 @@ def test_several_targets_each_keep_their_cues(text, targets):
     ("the red coat", "coat", [], None),
     ("the man in the car", "man", [], None),
     ("the dog with the red collar", "dog", [], ("near", "collar")),
+    # a side phrase after the reference is the target's ("on the right"), not part of the reference's name
+    ("the woman holding cards on the right", "woman", [], ("near", "cards")),
+    ("the car parked behind the truck on the left", "car", [], ("behind", "truck")),
+    ("the man in a navy coat next to the bottle of wine", "man", [("upper body", "blue", None, "coat")],
+     ("near", "bottle")),
 ])
 def test_what_a_person_wears_is_an_attribute_not_the_target(text, phrase, attributes, relation):
     q = parse_query(text)

@@ -280,7 +280,8 @@ def _split_relation(words: list[str]) -> tuple[list[str], Relation | None]:
             ref_words = joined[best[0] + len(best[1]) + 2:].split()
             ref_keep = []
             for w in ref_words:
-                if w in _CLAUSE_BREAKS and ref_keep:
+                # "the bottle on the left" after "holding": the side phrase is the target's, not the reference's
+                if ref_keep and (w in _CLAUSE_BREAKS or w in _PREPOSITIONS):
                     break
                 if w not in _ARTICLES and w not in COLOURS and w not in SPATIAL:
                     ref_keep.append(w)
