@@ -256,3 +256,33 @@ def test_a_stop_inside_a_lazy_import_waits_for_the_import(tmp_path, monkeypatch)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sys.modules.pop("slow_module_for_stop_test", None)
+
+
+def test_an_error_that_c_code_makes_of_a_stop_is_still_the_stop(monkeypatch):
+    """rclpy's C++ turns a KeyboardInterrupt that lands inside a message's conversion into RuntimeError("Unable to
+    convert call argument '0' to Python object") (seen once in the demo's Ctrl-C test): a command that fails after a
+    stop signal stops with 130 and no traceback; without a stop, its error stays its own."""
+    from reasonseg.core import signals
+    from reasonseg.core.signals import run_command
+
+    def stopped_then_converted() -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(2)
+        except KeyboardInterrupt:
+            raise RuntimeError("Unable to convert call argument '0' to Python object") from None
+        return 0
+
+    def broken() -> int:
+        raise RuntimeError("a fault of the command's own")
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)}
+    try:
+        monkeypatch.setattr(signals, "_received", [])
+        assert run_command(lambda: stopped_then_converted) == 130
+        monkeypatch.setattr(signals, "_received", [])
+        with pytest.raises(RuntimeError, match="own"):
+            run_command(lambda: broken)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

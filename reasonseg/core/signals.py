@@ -119,6 +119,10 @@ def run_command(load: Callable[[], Callable[[], int | None]], interrupted_code: 
         code = main()
     except KeyboardInterrupt:  # also one landing inside a command's own clean-up or error handling
         return interrupted_code
+    except Exception:
+        if _received:  # C code the KeyboardInterrupt landed in made an error of its own of it (pybind11 in rclpy's
+            return interrupted_code  # take_message: "Unable to convert call argument"): still the stop, no traceback
+        raise
     else:  # a stop some C code or finalizer swallowed is still a stop
         return interrupted_code if _received else code
     finally:

@@ -203,17 +203,17 @@ def select_instances(
     to count at all (grounding/presence.py)."""
     if not target_labels:
         return Selection((), "no allowed label matches the instruction")
-    # Class-similarity-aware candidates: a sibling class (sheep for horse) may carry the right box, where the
-    # detector hesitated between the two: it also scored the target class on that object, above the class's
-    # presence floor and not OTHER_CLASS_MARGIN times lower. A sibling box alone is what the detector saw (a cat is
-    # no dog): taking it made absent classes "found" on the unseen photos. A category ("animal") already lists its
-    # members, and the reference object is never the target.
+    # Class-similarity-aware candidates: a sibling class (sheep for horse, car for a pickup truck) may carry the
+    # right box, where the detector hesitated between the two: it also scored the target class on that object, at
+    # least at the class's presence floor. A sibling box alone is what the detector saw (a cat is no dog): taking
+    # it made absent classes "found" on the unseen photos. A category ("animal") already lists its members, and the
+    # reference object is never the target.
     def floor(label: str) -> float:
         return presence_floor(label) if presence_floor is not None else 0.0
 
     def hesitated(det: DetectionLike) -> bool:
         return any(d.label in target_labels and box_iou(d.box, det.box) >= SAME_OBJECT_IOU and d.score >= floor(d.label)
-                   and det.score < OTHER_CLASS_MARGIN * d.score for d in detections)
+                   for d in detections)
 
     siblings_ok = len(target_labels) == 1
     weight = {}

@@ -23,12 +23,13 @@ from reasonseg_interfaces.msg import SegmentationResult
 from sensor_msgs.msg import Image
 
 from reasonseg.cli.args import number
+from reasonseg.core.errors import one_line
 from reasonseg.core.image_codec import decode_image
 from reasonseg.core.model_cache import resolve_cache_dir
 from reasonseg.core.output_files import OutputError, prepare_output_dir, write_png
 from reasonseg.core.render import contact_sheet
 from reasonseg.core.report import markdown_table, median_table
-from reasonseg.core.signals import ignore_further_signals
+from reasonseg.core.signals import ignore_further_signals, stop_requested
 from reasonseg.segmenters.registry import BACKENDS
 from reasonseg.settings.ros_args import MAX_DOMAIN_ID
 
@@ -166,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         while replay_proc.poll() is None:
             rclpy.spin_once(rec, timeout_sec=0.1)
         _wait(lambda: False, 6.0, rec)  # the last grounding + mask after the final frame
+    except Exception as exc:  # a Ctrl-C that rclpy's message conversion turned into its own error is still the stop
+        if not stop_requested():
+            raise
+        interrupted = True
+        print(f"[demo] interrupted ({one_line(exc, 120)}): stopping the node and the replay", flush=True)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (reasonseg/core/signals.py): stop the children, keep what arrived
         interrupted = True
         print("[demo] interrupted: stopping the node and the replay", flush=True)
