@@ -22,11 +22,12 @@ def test_a_second_look_only_for_small_or_weak_evidence_of_the_asked_class():
     big_person = Det((100, 100, 180, 300), 0.6, "person")
     weak_big = Det((100, 100, 180, 300), 0.2, "person")
     car = Det((300, 100, 330, 120), 0.2, "car")
-    assert needs_zoom([small_person, car], ("person",), 768, 0.06)
-    assert needs_zoom([weak_big], ("person",), 768, 0.06)
-    assert not needs_zoom([small_person, big_person], ("person",), 768, 0.06)  # one conclusive box is enough
-    assert not needs_zoom([car], ("person",), 768, 0.06)  # no evidence at all: absence stays absence
-    assert not needs_zoom([small_person], (), 768, 0.06)
+    small = 0.06 * 768
+    assert needs_zoom([small_person, car], ("person",), small)
+    assert needs_zoom([weak_big], ("person",), small)
+    assert not needs_zoom([small_person, big_person], ("person",), small)  # one conclusive box is enough
+    assert not needs_zoom([car], ("person",), small)  # no evidence at all: absence stays absence
+    assert not needs_zoom([small_person], (), small)
 
 
 def test_the_region_enlarges_the_evidence_keeps_the_frame_aspect_and_stays_inside():
@@ -98,8 +99,12 @@ def test_refine_takes_a_closer_look_at_a_small_dog_and_says_so(refine_pipeline, 
     full_dog = max((d for d in refine_pipeline.detector.detect(src) if d.label == "dog"), key=lambda d: d.score)
     truth = tuple(v * 0.25 + o for v, o in zip(full_dog.box, (550, 400, 550, 400)))
 
+    calls = []
+    real = refine_pipeline.detector.detect_region
+    monkeypatch.setattr(refine_pipeline.detector, "detect_region", lambda *a, **k: calls.append(1) or real(*a, **k))
     result = refine_pipeline.run(frame, "the dog")
     assert "closer look: 1 confirmed" in result.grounding.reasoning, result.grounding.reasoning
+    assert len(calls) == 1  # the grounding and the first mask share the frame's analysis: one closer look
     assert box_iou(result.grounding.targets[0].prompt.box, truth) >= 0.5
     assert result.mask[int(truth[1]):int(truth[3]), int(truth[0]):int(truth[2])].sum() >= 0.8 * result.mask.sum()
 

@@ -283,7 +283,7 @@ def _split_relation(words: list[str]) -> tuple[list[str], Relation | None]:
                 # "the bottle on the left" after "holding": the side phrase is the target's, not the reference's
                 if ref_keep and (w in _CLAUSE_BREAKS or w in _PREPOSITIONS):
                     break
-                if w not in _ARTICLES and w not in COLOURS and w not in SPATIAL:
+                if w not in _ARTICLES and not basic_colour(w) and w not in SPATIAL:
                     ref_keep.append(w)
             target = words[:min(rel_start, cut)]
             if target:
@@ -311,7 +311,7 @@ def _is_participle(w: str) -> bool:
 
 def _names_thing(w: str) -> bool:
     """A content word that can name the target (not an article, a cue, a count or a clause word)."""
-    return not (w in _ARTICLES or w in _PLURAL_CUES or w in COLOURS or w in SPATIAL or w in ORDINALS
+    return not (w in _ARTICLES or w in _PLURAL_CUES or basic_colour(w) or w in SPATIAL or w in ORDINALS
                 or w in _COUNTS or w in _CLAUSE_BREAKS or w in _PREPOSITIONS or w.isdigit())
 
 

@@ -32,15 +32,15 @@ MIN_ENLARGE = 1.5  # a crop that would enlarge less than this is not worth a det
 PAD = 0.5  # context around the evidence, as a share of its box size: the detector needs some surroundings
 
 
-def _side(b: Box) -> float:
-    return max(b[2] - b[0], b[3] - b[1])
+def _conclusive(d: DetectionLike, small: float) -> bool:
+    """Confident, and its larger side at least `small` pixels: no second look needed."""
+    return d.score >= ZOOM_CONFIDENT and max(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= small
 
 
-def needs_zoom(dets: Sequence[DetectionLike], labels: Sequence[str], frame_side: float, small_side: float) -> bool:
-    """The full-frame pass has boxes of the class, and none is both confident and of normal size."""
+def needs_zoom(dets: Sequence[DetectionLike], labels: Sequence[str], small: float) -> bool:
+    """The full-frame pass has boxes of the class, and none is conclusive (`small`: pixels)."""
     of_class = [d for d in dets if d.label in labels]
-    return bool(of_class) and not any(d.score >= ZOOM_CONFIDENT and _side(d.box) >= small_side * frame_side
-                                      for d in of_class)
+    return bool(of_class) and not any(_conclusive(d, small) for d in of_class)
 
 
 def zoom_region(evidence: Sequence[Box], width: int, height: int, zoom_in: float) -> Box | None:
@@ -73,7 +73,7 @@ def merge_zoomed(dets: Sequence[D], zoomed: Sequence[D], region: Box, labels: Se
     used: set[int] = set()
     confirmed = dropped = 0
     for d in dets:
-        if d.label not in labels or not inside(d.box) or (d.score >= ZOOM_CONFIDENT and _side(d.box) >= small):
+        if d.label not in labels or not inside(d.box) or _conclusive(d, small):
             out.append(d)
             continue
         k = max(range(len(zoomed)), key=lambda k: (zoomed[k].label == d.label, box_iou(zoomed[k].box, d.box)),

@@ -61,6 +61,9 @@ class RefinePipeline(Pipeline):
         self.presence = PresenceFloors.load(settings.detector.presence_floors)
         self._post_cache: dict[str, str | None] = {}
         self._post_lock = threading.Lock()
+        # (analysis, labels, result) of the last closer look: a key frame's grounding and its mask share one
+        # analysis (the engine and `run` pass it to both), so the extra detector pass runs once for them
+        self._zoomed: tuple[list, tuple[str, ...], tuple[list, str]] | None = None
 
     # -- per-frame perception -------------------------------------------------------------------
     def analyse(self, image_rgb: np.ndarray, timer: Timer) -> list:
@@ -130,16 +133,22 @@ class RefinePipeline(Pipeline):
         """A closer look where the target class was found only small or weak (grounding/zoom.py)."""
         d = self.settings.detector
         h, w = image_rgb.shape[:2]
-        if d.zoom_in <= 1.0 or not needs_zoom(dets, labels, max(h, w), d.small_side):
+        small = d.small_side * max(h, w)
+        if d.zoom_in <= 1.0 or not needs_zoom(dets, labels, small):
             return dets, ""
         region = zoom_region([x.box for x in dets if x.label in labels], w, h, d.zoom_in)
         if region is None:
             return dets, ""
+        last = self._zoomed
+        if last is not None and last[0] is dets and last[1] == tuple(labels):
+            return last[2]
         with timer.stage("detector_zoom"):
             zoomed = self._post_refine(self.detector.detect_region(
                 image_rgb, region, score_floor=d.score_floor, max_detections=d.max_detections,
                 num_points=self.settings.segmenter.num_points))
-        return merge_zoomed(dets, zoomed, region, labels, d.small_side * max(h, w))
+        result = merge_zoomed(dets, zoomed, region, labels, small)
+        self._zoomed = (dets, tuple(labels), result)
+        return result
 
     def _pre_refine(self, instruction: str, query: Query, tags: Sequence[str]
                     ) -> tuple[tuple[str, ...], str, RefineDetail, str]:

@@ -21,7 +21,6 @@ from rosbags.rosbag2 import Reader, ReaderError
 
 from reasonseg.cli.args import number
 from reasonseg.core.errors import ConfigError, one_line
-from reasonseg.core.signals import stop_requested
 from reasonseg.settings.ros_args import check_domain_id
 
 
@@ -104,9 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     except ReaderError as exc:  # damaged metadata or storage file, a type not installed: one line
         print(f"reasonseg_replay: cannot replay {args.bag}: {one_line(exc, 300)}", file=sys.stderr)
         code = 2
-    except Exception:
-        if not stop_requested():  # else a Ctrl-C that rclpy's C++ turned into its own error: still the stop
-            raise
     finally:
         if node is not None:
             node.destroy_node()
